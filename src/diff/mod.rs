@@ -1,0 +1,1 @@
+//! Reversible line patches between two versions of a text file.

@@ -1,0 +1,3 @@
+//! ring.bin: the mmap'd ring-buffer journal.
+
+pub mod record;

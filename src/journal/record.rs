@@ -1,0 +1,1 @@
+//! Records: what a frame's payload means.

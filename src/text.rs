@@ -1,0 +1,1 @@
+//! Text or data: the content check `file(1)` would make.
