@@ -1,0 +1,335 @@
+//! Applying, reversing and rendering a [`Patch`]: the work that needs only
+//! the patch and one side's bytes.
+
+use std::ops::Range;
+
+use similar::{DiffOp, DiffTag};
+
+use super::{Error, Hunk, Line, Patch, Tag, hash};
+
+/// Applies `patch` to `base`, old -> new, or new -> old when `reverse`.
+pub(super) fn apply(patch: &Patch, base: &[u8], reverse: bool) -> Result<Vec<u8>, Error> {
+    let (base_len, base_hash, out_len, out_hash) = if reverse {
+        (patch.new_len, patch.new_hash, patch.old_len, patch.old_hash)
+    } else {
+        (patch.old_len, patch.old_hash, patch.new_len, patch.new_hash)
+    };
+    let found_hash = hash(base);
+    if base.len() as u64 != base_len || found_hash != base_hash {
+        return Err(Error::BaseMismatch {
+            expected_len: base_len,
+            expected_hash: base_hash,
+            found_len: base.len() as u64,
+            found_hash,
+        });
+    }
+    // Trust the promised length only as far as the patch can deliver it.
+    let inserted: usize = patch
+        .hunks
+        .iter()
+        .flat_map(|h| &h.lines)
+        .filter(|l| effective(l.tag, reverse) == Tag::Insert)
+        .map(|l| l.text.len())
+        .sum();
+    let capacity = usize::try_from(out_len)
+        .unwrap_or(usize::MAX)
+        .min(base.len().saturating_add(inserted));
+    let mut out = Vec::with_capacity(capacity);
+    let mut cursor = Cursor {
+        bytes: base,
+        pos: 0,
+        line: 0,
+    };
+    for (index, hunk) in patch.hunks.iter().enumerate() {
+        let start = u64::from(if reverse {
+            hunk.new_start
+        } else {
+            hunk.old_start
+        });
+        let mismatch = |line: u64| Error::HunkMismatch {
+            hunk: index,
+            line: line + 1,
+        };
+        if start < cursor.line {
+            return Err(mismatch(start));
+        }
+        let from = cursor.pos;
+        if !cursor.skip(start - cursor.line) {
+            return Err(mismatch(cursor.line));
+        }
+        out.extend_from_slice(&base[from..cursor.pos]);
+        for line in &hunk.lines {
+            match effective(line.tag, reverse) {
+                Tag::Insert => out.extend_from_slice(&line.text),
+                tag => {
+                    let at = cursor.line;
+                    match cursor.next_line() {
+                        Some(got) if got == line.text.as_slice() => {
+                            if tag == Tag::Context {
+                                out.extend_from_slice(got);
+                            }
+                        }
+                        _ => return Err(mismatch(at)),
+                    }
+                }
+            }
+        }
+    }
+    out.extend_from_slice(&base[cursor.pos..]);
+    let found_hash = hash(&out);
+    if out.len() as u64 != out_len || found_hash != out_hash {
+        return Err(Error::ResultMismatch {
+            expected_len: out_len,
+            expected_hash: out_hash,
+            found_len: out.len() as u64,
+            found_hash,
+        });
+    }
+    Ok(out)
+}
+
+fn effective(tag: Tag, reverse: bool) -> Tag {
+    if reverse { tag.reversed() } else { tag }
+}
+
+/// Walks the base line by line, keeping the byte offset and line index.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    line: u64,
+}
+
+impl<'a> Cursor<'a> {
+    fn next_line(&mut self) -> Option<&'a [u8]> {
+        let rest = &self.bytes[self.pos..];
+        if rest.is_empty() {
+            return None;
+        }
+        let len = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |i| i + 1);
+        self.pos += len;
+        self.line += 1;
+        Some(&rest[..len])
+    }
+
+    /// Moves past `n` lines; false if the base ends first.
+    fn skip(&mut self, n: u64) -> bool {
+        for _ in 0..n {
+            if self.next_line().is_none() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The hunk seen from the other direction, each changed run listing its
+/// removed lines before its added ones.
+pub(super) fn reverse_hunk(hunk: &Hunk) -> Hunk {
+    let mut lines = Vec::with_capacity(hunk.lines.len());
+    let mut run_start = 0;
+    let flush = |lines: &mut Vec<Line>, run: &[Line]| {
+        for tag in [Tag::Insert, Tag::Delete] {
+            lines.extend(run.iter().filter(|l| l.tag == tag).map(|l| Line {
+                tag: tag.reversed(),
+                text: l.text.clone(),
+            }));
+        }
+    };
+    for (i, line) in hunk.lines.iter().enumerate() {
+        if line.tag == Tag::Context {
+            flush(&mut lines, &hunk.lines[run_start..i]);
+            lines.push(line.clone());
+            run_start = i + 1;
+        }
+    }
+    flush(&mut lines, &hunk.lines[run_start..]);
+    Hunk {
+        old_start: hunk.new_start,
+        new_start: hunk.old_start,
+        lines,
+    }
+}
+
+pub(super) fn render_unified(patch: &Patch, old_name: &[u8], new_name: &[u8], out: &mut Vec<u8>) {
+    if patch.hunks.is_empty() {
+        return;
+    }
+    out.extend_from_slice(b"--- ");
+    out.extend_from_slice(old_name);
+    out.extend_from_slice(b"\n+++ ");
+    out.extend_from_slice(new_name);
+    out.push(b'\n');
+    for hunk in &patch.hunks {
+        let old_count = hunk.lines.iter().filter(|l| l.tag != Tag::Insert).count();
+        let new_count = hunk.lines.iter().filter(|l| l.tag != Tag::Delete).count();
+        out.extend_from_slice(b"@@ -");
+        push_range(out, hunk.old_start, old_count);
+        out.extend_from_slice(b" +");
+        push_range(out, hunk.new_start, new_count);
+        out.extend_from_slice(b" @@\n");
+        for line in &hunk.lines {
+            out.push(match line.tag {
+                Tag::Context => b' ',
+                Tag::Delete => b'-',
+                Tag::Insert => b'+',
+            });
+            out.extend_from_slice(&line.text);
+            if line.text.last() != Some(&b'\n') {
+                out.extend_from_slice(b"\n\\ No newline at end of file\n");
+            }
+        }
+    }
+}
+
+/// GNU diff's `print_unidiff_number_range`: an empty range is named by the
+/// line before it, a one-line range by its line alone.
+fn push_range(out: &mut Vec<u8>, start: u32, count: usize) {
+    match count {
+        0 => {
+            push_decimal(out, u64::from(start));
+            out.extend_from_slice(b",0");
+        }
+        1 => push_decimal(out, u64::from(start) + 1),
+        _ => {
+            push_decimal(out, u64::from(start) + 1);
+            out.push(b',');
+            push_decimal(out, count as u64);
+        }
+    }
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Changed regions as (old range, new range), in order, none touching.
+pub(super) type Changes = Vec<(Range<usize>, Range<usize>)>;
+
+/// Turns `similar`'s ops into changed regions, after sliding each run of
+/// changed lines the way GNU diff's `shift_boundaries` does: back, to merge
+/// with an earlier run, then forward as far as it goes, then back again to
+/// line up with a run in the other file. Where the diff had a choice between
+/// equally short scripts this picks the one `diff -u` prints, and it never
+/// makes a script longer.
+pub(super) fn shift_boundaries(ops: &[DiffOp], old: &[&[u8]], new: &[&[u8]]) -> Changes {
+    // One flag per line plus a false sentinel each end, as in GNU diff.
+    let mut flags = [vec![false; old.len() + 2], vec![false; new.len() + 2]];
+    for op in ops {
+        let (tag, o, n) = op.as_tag_tuple();
+        if tag != DiffTag::Equal {
+            flags[0][o.start + 1..o.end + 1].fill(true);
+            flags[1][n.start + 1..n.end + 1].fill(true);
+        }
+    }
+    let [old_flags, new_flags] = &mut flags;
+    shift_one(old_flags, new_flags, old);
+    shift_one(new_flags, old_flags, new);
+
+    let (mut i, mut j) = (0, 0);
+    let mut changes = Changes::new();
+    while i < old.len() || j < new.len() {
+        if old_flags[i + 1] || new_flags[j + 1] {
+            let (si, sj) = (i, j);
+            while old_flags[i + 1] {
+                i += 1;
+            }
+            while new_flags[j + 1] {
+                j += 1;
+            }
+            changes.push((si..i, sj..j));
+        } else {
+            i += 1;
+            j += 1;
+        }
+    }
+    changes
+}
+
+/// GNU diff's `shift_boundaries` for one file. `changed` and `other` hold a
+/// false sentinel at each end; `lines` are this file's lines, so index `k`
+/// of the flags is line `k - 1`.
+fn shift_one(changed: &mut [bool], other: &[bool], lines: &[&[u8]]) {
+    let same = |a: usize, b: usize| lines[a - 1] == lines[b - 1];
+    let end = lines.len() + 1;
+    let (mut i, mut j) = (1, 1);
+    loop {
+        while i < end && !changed[i] {
+            while other[j] {
+                j += 1;
+            }
+            j += 1;
+            i += 1;
+        }
+        if i == end {
+            break;
+        }
+        let mut start = i;
+        while changed[i] {
+            i += 1;
+        }
+        while other[j] {
+            j += 1;
+        }
+        let mut corresponding;
+        loop {
+            let run = i - start;
+            // Back, merging with earlier runs.
+            while start > 1 && same(start - 1, i - 1) {
+                start -= 1;
+                changed[start] = true;
+                i -= 1;
+                changed[i] = false;
+                while changed[start - 1] {
+                    start -= 1;
+                }
+                j -= 1;
+                while other[j] {
+                    j -= 1;
+                }
+            }
+            corresponding = if other[j - 1] { i } else { end };
+            // Forward, merging with later runs, as far as it goes.
+            while i != end && same(start, i) {
+                changed[start] = false;
+                start += 1;
+                changed[i] = true;
+                i += 1;
+                while changed[i] {
+                    i += 1;
+                }
+                j += 1;
+                while other[j] {
+                    j += 1;
+                    corresponding = i;
+                }
+            }
+            if run == i - start {
+                break;
+            }
+        }
+        // Back to line up with a changed run in the other file.
+        while corresponding < i {
+            start -= 1;
+            changed[start] = true;
+            i -= 1;
+            changed[i] = false;
+            j -= 1;
+            while other[j] {
+                j -= 1;
+            }
+        }
+    }
+}
