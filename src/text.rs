@@ -79,11 +79,7 @@ mod tests {
     #[test]
     fn fast_check_agrees_with_the_file_table() {
         for b in 0..=255u8 {
-            assert_eq!(
-                never_in_text(b),
-                TEXT_CHARS[usize::from(b)] == Class::Never,
-                "byte {b:#04x}"
-            );
+            assert_eq!(never_in_text(b), TEXT_CHARS[usize::from(b)] == Class::Never, "byte {b:#04x}");
         }
     }
 
@@ -100,27 +96,11 @@ mod tests {
         vec![
             ("empty", Vec::new(), true),
             ("ascii", b"hello, world\n".to_vec(), true),
-            (
-                "source code",
-                b"fn main() {\n\tprintln!(\"hi\");\n}\n".to_vec(),
-                true,
-            ),
+            ("source code", b"fn main() {\n\tprintln!(\"hi\");\n}\n".to_vec(), true),
             ("crlf and form feed", b"a\r\nb\x0c\r\n\x0b".to_vec(), true),
-            (
-                "backspace and bell",
-                b"b\x08_old tty bold\x07\n".to_vec(),
-                true,
-            ),
-            (
-                "esc colour codes",
-                b"\x1b[31mred\x1b[0m plain\n".to_vec(),
-                true,
-            ),
-            (
-                "utf-8",
-                "naïve café — ünïcödé ✓ 日本語\n".as_bytes().to_vec(),
-                true,
-            ),
+            ("backspace and bell", b"b\x08_old tty bold\x07\n".to_vec(), true),
+            ("esc colour codes", b"\x1b[31mred\x1b[0m plain\n".to_vec(), true),
+            ("utf-8", "naïve café — ünïcödé ✓ 日本語\n".as_bytes().to_vec(), true),
             ("latin-1", b"caf\xe9 na\xefve \xa9 2024\n".to_vec(), true),
             ("cp1252 quotes", b"\x93quoted\x94 \x85\n".to_vec(), true),
             ("utf-8 cut at the sniff boundary", cut_utf8, true),
@@ -131,24 +111,12 @@ mod tests {
                 b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00\x3e\x00".to_vec(),
                 false,
             ),
-            (
-                "png magic",
-                b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR".to_vec(),
-                false,
-            ),
-            (
-                "gzip",
-                b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03".to_vec(),
-                false,
-            ),
+            ("png magic", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR".to_vec(), false),
+            ("gzip", b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03".to_vec(), false),
             ("nul in text", b"almost text\0\n".to_vec(), false),
             ("del", b"rub\x7fout\n".to_vec(), false),
             ("soh", b"\x01header\n".to_vec(), false),
-            (
-                "utf-16le with bom",
-                b"\xff\xfeh\x00i\x00\n\x00".to_vec(),
-                false,
-            ),
+            ("utf-16le with bom", b"\xff\xfeh\x00i\x00\n\x00".to_vec(), false),
         ]
     }
 
@@ -177,10 +145,7 @@ mod tests {
     #[ignore = "needs file(1): apt-get install file"]
     fn agrees_with_file_mime_encoding() {
         let file = std::path::Path::new("/usr/bin/file");
-        assert!(
-            file.exists(),
-            "this test needs /usr/bin/file (apt-get install file)"
-        );
+        assert!(file.exists(), "this test needs /usr/bin/file (apt-get install file)");
         let mut samples: Vec<(String, Vec<u8>)> = cases()
             .into_iter()
             .filter(|(name, bytes, _)| {
@@ -192,10 +157,7 @@ mod tests {
             .collect();
         // Text with one byte of each value spliced in.
         for b in 0..=255u8 {
-            samples.push((
-                format!("byte {b:#04x}"),
-                [&b"some text "[..], &[b], b" more\n"].concat(),
-            ));
+            samples.push((format!("byte {b:#04x}"), [&b"some text "[..], &[b], b" more\n"].concat()));
         }
         let dir = tempfile::tempdir().unwrap();
         let paths: Vec<_> = samples
@@ -207,24 +169,13 @@ mod tests {
                 path
             })
             .collect();
-        let output = std::process::Command::new(file)
-            .arg("-b")
-            .arg("--mime-encoding")
-            .args(&paths)
-            .output()
-            .unwrap();
+        let output =
+            std::process::Command::new(file).arg("-b").arg("--mime-encoding").args(&paths).output().unwrap();
         assert!(output.status.success(), "file failed: {output:?}");
-        let answers: Vec<&str> = std::str::from_utf8(&output.stdout)
-            .unwrap()
-            .lines()
-            .collect();
+        let answers: Vec<&str> = std::str::from_utf8(&output.stdout).unwrap().lines().collect();
         assert_eq!(answers.len(), samples.len());
         for ((name, bytes), answer) in samples.iter().zip(answers) {
-            assert_eq!(
-                is_text(bytes),
-                answer != "binary",
-                "{name}: file(1) says {answer:?} for {bytes:?}"
-            );
+            assert_eq!(is_text(bytes), answer != "binary", "{name}: file(1) says {answer:?} for {bytes:?}");
         }
     }
 }

@@ -207,10 +207,7 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         _ => arg,
     };
     match extra {
-        Some(token) => Err(ParseError::ExtraArgument {
-            command: command.name(),
-            token: token.to_string(),
-        }),
+        Some(token) => Err(ParseError::ExtraArgument { command: command.name(), token: token.to_string() }),
         None => Ok(command),
     }
 }
@@ -218,12 +215,7 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
 /// A plain decimal argument of `command` in `min..=max`.
 fn number(command: &'static str, arg: Option<&str>, min: u64, max: u64) -> Result<u64, ParseError> {
     let token = arg.ok_or(ParseError::MissingArgument { command })?;
-    let bad = || ParseError::BadNumber {
-        command,
-        token: token.to_string(),
-        min,
-        max,
-    };
+    let bad = || ParseError::BadNumber { command, token: token.to_string(), min, max };
     if !token.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
@@ -252,51 +244,19 @@ pub const COMMANDS: &[CommandHelp] = &[
         args: "<ms>",
         summary: "set the sampling period, in milliseconds (1 to 86400000)",
     },
-    CommandHelp {
-        name: "diff",
-        args: "",
-        summary: "show what changed since the last sample",
-    },
+    CommandHelp { name: "diff", args: "", summary: "show what changed since the last sample" },
     CommandHelp {
         name: "history",
         args: "<k>",
         summary: "show the diffs of the last k samples, newest last",
     },
-    CommandHelp {
-        name: "pid",
-        args: "<pid>",
-        summary: "follow another process from now on",
-    },
-    CommandHelp {
-        name: "status",
-        args: "",
-        summary: "show the monitor's state as key: value lines",
-    },
-    CommandHelp {
-        name: "pause",
-        args: "",
-        summary: "stop sampling",
-    },
-    CommandHelp {
-        name: "resume",
-        args: "",
-        summary: "restart sampling",
-    },
-    CommandHelp {
-        name: "sample",
-        args: "",
-        summary: "take a sample now",
-    },
-    CommandHelp {
-        name: "stop",
-        args: "",
-        summary: "shut the monitor down cleanly",
-    },
-    CommandHelp {
-        name: "help",
-        args: "",
-        summary: "list the commands",
-    },
+    CommandHelp { name: "pid", args: "<pid>", summary: "follow another process from now on" },
+    CommandHelp { name: "status", args: "", summary: "show the monitor's state as key: value lines" },
+    CommandHelp { name: "pause", args: "", summary: "stop sampling" },
+    CommandHelp { name: "resume", args: "", summary: "restart sampling" },
+    CommandHelp { name: "sample", args: "", summary: "take a sample now" },
+    CommandHelp { name: "stop", args: "", summary: "shut the monitor down cleanly" },
+    CommandHelp { name: "help", args: "", summary: "list the commands" },
 ];
 
 /// The reply to `help`: one line per [`COMMANDS`] row, synopsis then
@@ -342,24 +302,14 @@ mod tests {
             (b" help ", Command::Help),
         ];
         for (line, want) in cases {
-            assert_eq!(
-                parse(line).as_ref(),
-                Ok(want),
-                "{:?}",
-                String::from_utf8_lossy(line)
-            );
+            assert_eq!(parse(line).as_ref(), Ok(want), "{:?}", String::from_utf8_lossy(line));
         }
     }
 
     #[test]
     fn bad_lines() {
         use ParseError::*;
-        let number = |command, token: &str, max| BadNumber {
-            command,
-            token: token.to_string(),
-            min: 1,
-            max,
-        };
+        let number = |command, token: &str, max| BadNumber { command, token: token.to_string(), min: 1, max };
         let period = |token| number("period", token, MAX_PERIOD_MS);
         let cases: Vec<(&[u8], ParseError)> = vec![
             (b"", Empty),
@@ -373,18 +323,9 @@ mod tests {
             (b"period +5", period("+5")),
             (b"period 5.0", period("5.0")),
             (b"period 86400001", period("86400001")),
-            (
-                b"period 99999999999999999999999",
-                period("99999999999999999999999"),
-            ),
+            (b"period 99999999999999999999999", period("99999999999999999999999")),
             (b"period \xef\xbc\x95", period("\u{ff15}")),
-            (
-                b"period 5 6",
-                ExtraArgument {
-                    command: "period",
-                    token: "6".into(),
-                },
-            ),
+            (b"period 5 6", ExtraArgument { command: "period", token: "6".into() }),
             (b"history -1", number("history", "-1", 100_000)),
             (b"history 0", number("history", "0", 100_000)),
             (b"history 100001", number("history", "100001", 100_000)),
@@ -393,13 +334,7 @@ mod tests {
             (b"pid 0", number("pid", "0", 4_194_304)),
             (b"pid -1", number("pid", "-1", 4_194_304)),
             (b"pid 4194305", number("pid", "4194305", 4_194_304)),
-            (
-                b"diff now",
-                ExtraArgument {
-                    command: "diff",
-                    token: "now".into(),
-                },
-            ),
+            (b"diff now", ExtraArgument { command: "diff", token: "now".into() }),
             (b"STOP", Unknown("STOP".into())),
             (b"Period 5", Unknown("Period".into())),
             (b"quit", Unknown("quit".into())),
@@ -407,12 +342,7 @@ mod tests {
             (b"st\xffop", NotUtf8),
         ];
         for (line, want) in cases {
-            assert_eq!(
-                parse(line),
-                Err(want),
-                "{:?}",
-                String::from_utf8_lossy(line)
-            );
+            assert_eq!(parse(line), Err(want), "{:?}", String::from_utf8_lossy(line));
         }
     }
 
@@ -436,40 +366,16 @@ mod tests {
             "bad argument \"5.0\" to period: expected a whole number from 1 to 86400000"
         );
         assert_eq!(msg(b"pid"), "pid needs an argument (usage: pid <pid>)");
-        assert_eq!(
-            msg(b"stop now"),
-            "unexpected argument \"now\" (usage: stop)"
-        );
-        assert_eq!(
-            msg(b"history 1 2"),
-            "unexpected argument \"2\" (usage: history <k>)"
-        );
-        assert_eq!(
-            msg(b"\x1b[2Jx"),
-            "unknown command \"\\u{1b}[2Jx\", try \"help\""
-        );
+        assert_eq!(msg(b"stop now"), "unexpected argument \"now\" (usage: stop)");
+        assert_eq!(msg(b"history 1 2"), "unexpected argument \"2\" (usage: history <k>)");
+        assert_eq!(msg(b"\x1b[2Jx"), "unknown command \"\\u{1b}[2Jx\", try \"help\"");
         let long = msg("y".repeat(100).as_bytes());
-        assert_eq!(
-            long,
-            format!("unknown command \"{}\"..., try \"help\"", "y".repeat(40))
-        );
+        assert_eq!(long, format!("unknown command \"{}\"..., try \"help\"", "y".repeat(40)));
         assert_eq!(msg(b"don't"), "unknown command \"don't\", try \"help\"");
         // Eight escapes of five characters fill the forty; the ninth is cut.
         let bells = msg("\u{7}".repeat(30).as_bytes());
-        assert_eq!(
-            bells,
-            format!(
-                "unknown command \"{}\"..., try \"help\"",
-                "\\u{7}".repeat(8)
-            )
-        );
-        for line in [
-            &b""[..],
-            b"\xff",
-            &[b'x'; MAX_LINE + 1],
-            b"pid 0",
-            b"x\x07y\x0bz",
-        ] {
+        assert_eq!(bells, format!("unknown command \"{}\"..., try \"help\"", "\\u{7}".repeat(8)));
+        for line in [&b""[..], b"\xff", &[b'x'; MAX_LINE + 1], b"pid 0", b"x\x07y\x0bz"] {
             let m = msg(line);
             assert!(!m.contains('\n') && !m.ends_with('.'), "{m:?}");
             assert!(m.chars().all(|c| !c.is_control()), "{m:?}");
@@ -484,11 +390,7 @@ mod tests {
         assert_eq!(lines.len(), COMMANDS.len());
         let column = lines[0].find(COMMANDS[0].summary).unwrap();
         for (row, line) in COMMANDS.iter().zip(&lines) {
-            let example = if row.args.is_empty() {
-                row.name.to_string()
-            } else {
-                format!("{} 1", row.name)
-            };
+            let example = if row.args.is_empty() { row.name.to_string() } else { format!("{} 1", row.name) };
             let cmd = parse(example.as_bytes()).unwrap();
             assert_eq!(cmd.name(), row.name);
             assert!(line.starts_with(&usage(row.name)), "{line:?}");

@@ -170,9 +170,7 @@ impl Patch {
             // Changes whose gap is at most twice the context share a hunk,
             // as in GNU diff's find_hunk.
             let mut j = i;
-            while j + 1 < changes.len()
-                && changes[j + 1].0.start - changes[j].0.end <= 2 * CONTEXT_LINES
-            {
+            while j + 1 < changes.len() && changes[j + 1].0.start - changes[j].0.end <= 2 * CONTEXT_LINES {
                 j += 1;
             }
             let first = &changes[i];
@@ -182,27 +180,16 @@ impl Patch {
             let old_start = first.0.start - lead;
             let mut lines = Vec::new();
             let context = |lines: &mut Vec<Line>, range: std::ops::Range<usize>| {
-                lines.extend(old_lines[range].iter().map(|l| Line {
-                    tag: Tag::Context,
-                    text: l.to_vec(),
-                }));
+                lines.extend(old_lines[range].iter().map(|l| Line { tag: Tag::Context, text: l.to_vec() }));
             };
             context(&mut lines, old_start..first.0.start);
             for k in i..=j {
                 let (o, n) = &changes[k];
-                lines.extend(old_lines[o.clone()].iter().map(|l| Line {
-                    tag: Tag::Delete,
-                    text: l.to_vec(),
-                }));
-                lines.extend(new_lines[n.clone()].iter().map(|l| Line {
-                    tag: Tag::Insert,
-                    text: l.to_vec(),
-                }));
-                let next = if k < j {
-                    changes[k + 1].0.start
-                } else {
-                    o.end + trail
-                };
+                lines
+                    .extend(old_lines[o.clone()].iter().map(|l| Line { tag: Tag::Delete, text: l.to_vec() }));
+                lines
+                    .extend(new_lines[n.clone()].iter().map(|l| Line { tag: Tag::Insert, text: l.to_vec() }));
+                let next = if k < j { changes[k + 1].0.start } else { o.end + trail };
                 context(&mut lines, o.end..next);
             }
             patch.hunks.push(Hunk {
@@ -266,10 +253,7 @@ impl Patch {
     }
 
     fn count(&self, tag: Tag) -> usize {
-        self.hunks
-            .iter()
-            .map(|h| h.lines.iter().filter(|l| l.tag == tag).count())
-            .sum()
+        self.hunks.iter().map(|h| h.lines.iter().filter(|l| l.tag == tag).count()).sum()
     }
 }
 
@@ -351,10 +335,7 @@ mod tests {
     #[test]
     fn crlf_and_latin1_bytes_are_kept_exactly() {
         round_trip(b"one\r\ntwo\r\nthree\r\n", b"one\r\ntwo\nthree\r\n");
-        round_trip(
-            b"caf\xe9\nna\xefve\n\xff\xfe\n",
-            b"caf\xe9\nna\xefve!\n\xff\xfe\n",
-        );
+        round_trip(b"caf\xe9\nna\xefve\n\xff\xfe\n", b"caf\xe9\nna\xefve!\n\xff\xfe\n");
         round_trip(b"\r\n\r\n\r", b"\r\r\n\n");
         let p = round_trip(b"a\r\nb\r\n", b"a\r\nc\r\n");
         assert_eq!(p.hunks[0].lines[1].text, b"b\r\n");
@@ -406,27 +387,12 @@ mod tests {
     #[test]
     fn patch_applied_to_the_wrong_base_is_an_error() {
         let p = Patch::compute(b"a\nb\nc\n", b"a\nB\nc\n", NO_DEADLINE);
-        assert!(matches!(
-            p.apply_forward(b"a\nb\nC\n"),
-            Err(Error::BaseMismatch { .. })
-        ));
-        assert!(matches!(
-            p.apply_forward(b"a\nB\nc\n"),
-            Err(Error::BaseMismatch { .. })
-        ));
-        assert!(matches!(
-            p.apply_reverse(b"a\nb\nc\n"),
-            Err(Error::BaseMismatch { .. })
-        ));
-        assert!(matches!(
-            p.apply_forward(b""),
-            Err(Error::BaseMismatch { .. })
-        ));
+        assert!(matches!(p.apply_forward(b"a\nb\nC\n"), Err(Error::BaseMismatch { .. })));
+        assert!(matches!(p.apply_forward(b"a\nB\nc\n"), Err(Error::BaseMismatch { .. })));
+        assert!(matches!(p.apply_reverse(b"a\nb\nc\n"), Err(Error::BaseMismatch { .. })));
+        assert!(matches!(p.apply_forward(b""), Err(Error::BaseMismatch { .. })));
         let msg = p.apply_forward(b"").unwrap_err().to_string();
-        assert!(
-            msg.starts_with("patch does not apply: base is 0 bytes"),
-            "{msg}"
-        );
+        assert!(msg.starts_with("patch does not apply: base is 0 bytes"), "{msg}");
     }
 
     #[test]
@@ -437,36 +403,20 @@ mod tests {
 
         let mut context = good.clone();
         context.hunks[0].lines[0].text = b"z\n".to_vec();
-        assert_eq!(
-            context.apply_forward(old),
-            Err(Error::HunkMismatch { hunk: 0, line: 1 })
-        );
+        assert_eq!(context.apply_forward(old), Err(Error::HunkMismatch { hunk: 0, line: 1 }));
 
         let mut inserted = good.clone();
-        let last = inserted.hunks[0]
-            .lines
-            .iter_mut()
-            .find(|l| l.tag == Tag::Insert)
-            .unwrap();
+        let last = inserted.hunks[0].lines.iter_mut().find(|l| l.tag == Tag::Insert).unwrap();
         last.text = b"Y\n".to_vec();
-        assert!(matches!(
-            inserted.apply_forward(old),
-            Err(Error::ResultMismatch { .. })
-        ));
+        assert!(matches!(inserted.apply_forward(old), Err(Error::ResultMismatch { .. })));
 
         let mut moved = good.clone();
         moved.hunks[0].old_start = 100;
-        assert!(matches!(
-            moved.apply_forward(old),
-            Err(Error::HunkMismatch { .. })
-        ));
+        assert!(matches!(moved.apply_forward(old), Err(Error::HunkMismatch { .. })));
 
         let mut overlapping = good;
         overlapping.hunks.push(overlapping.hunks[0].clone());
-        assert!(matches!(
-            overlapping.apply_forward(old),
-            Err(Error::HunkMismatch { .. })
-        ));
+        assert!(matches!(overlapping.apply_forward(old), Err(Error::HunkMismatch { .. })));
     }
 
     #[test]
@@ -490,114 +440,39 @@ mod tests {
             out
         };
         vec![
-            (
-                "one line changed",
-                numbered(10, &[]),
-                numbered(10, &[(5, "five\n")]),
-            ),
-            (
-                "first line changed",
-                numbered(10, &[]),
-                numbered(10, &[(1, "one\n")]),
-            ),
-            (
-                "last line changed",
-                numbered(10, &[]),
-                numbered(10, &[(10, "ten\n")]),
-            ),
-            (
-                "two hunks",
-                numbered(30, &[]),
-                numbered(30, &[(5, "x\n"), (20, "y\n")]),
-            ),
-            (
-                "six apart merge",
-                numbered(20, &[]),
-                numbered(20, &[(5, "x\n"), (12, "y\n")]),
-            ),
-            (
-                "seven apart split",
-                numbered(20, &[]),
-                numbered(20, &[(5, "x\n"), (13, "y\n")]),
-            ),
+            ("one line changed", numbered(10, &[]), numbered(10, &[(5, "five\n")])),
+            ("first line changed", numbered(10, &[]), numbered(10, &[(1, "one\n")])),
+            ("last line changed", numbered(10, &[]), numbered(10, &[(10, "ten\n")])),
+            ("two hunks", numbered(30, &[]), numbered(30, &[(5, "x\n"), (20, "y\n")])),
+            ("six apart merge", numbered(20, &[]), numbered(20, &[(5, "x\n"), (12, "y\n")])),
+            ("seven apart split", numbered(20, &[]), numbered(20, &[(5, "x\n"), (13, "y\n")])),
             ("created", Vec::new(), b"a\nb\n".to_vec()),
             ("deleted", b"a\nb\nc\n".to_vec(), Vec::new()),
             ("single line file", b"a\n".to_vec(), b"b\n".to_vec()),
-            (
-                "lose trailing newline",
-                b"a\nb\nc\n".to_vec(),
-                b"a\nb\nc".to_vec(),
-            ),
-            (
-                "gain trailing newline",
-                b"a\nb\nc".to_vec(),
-                b"a\nb\nc\n".to_vec(),
-            ),
-            (
-                "both lack newline",
-                b"a\nb\nc".to_vec(),
-                b"a\nB\nc".to_vec(),
-            ),
+            ("lose trailing newline", b"a\nb\nc\n".to_vec(), b"a\nb\nc".to_vec()),
+            ("gain trailing newline", b"a\nb\nc".to_vec(), b"a\nb\nc\n".to_vec()),
+            ("both lack newline", b"a\nb\nc".to_vec(), b"a\nB\nc".to_vec()),
             ("created without newline", Vec::new(), b"x".to_vec()),
-            (
-                "crlf",
-                b"a\r\nb\r\nc\r\n".to_vec(),
-                b"a\r\nB\r\nc\r\n".to_vec(),
-            ),
-            (
-                "latin-1",
-                b"caf\xe9\nb\n".to_vec(),
-                b"caf\xe9\nb\xe8s\n".to_vec(),
-            ),
-            (
-                "insert at start",
-                numbered(8, &[]),
-                [b"new\n".to_vec(), numbered(8, &[])].concat(),
-            ),
-            (
-                "append",
-                numbered(8, &[]),
-                [numbered(8, &[]), b"new\n".to_vec()].concat(),
-            ),
-            (
-                "delete block",
-                numbered(12, &[]),
-                [numbered(3, &[]), numbered(12, &[]).split_off(70)].concat(),
-            ),
-            (
-                "replace grows",
-                numbered(9, &[]),
-                numbered(9, &[(4, "p\nq\nr\n"), (5, "s\n")]),
-            ),
-            (
-                "empty lines",
-                b"\n\n\nx\n\n\n".to_vec(),
-                b"\n\n\ny\n\n\n".to_vec(),
-            ),
+            ("crlf", b"a\r\nb\r\nc\r\n".to_vec(), b"a\r\nB\r\nc\r\n".to_vec()),
+            ("latin-1", b"caf\xe9\nb\n".to_vec(), b"caf\xe9\nb\xe8s\n".to_vec()),
+            ("insert at start", numbered(8, &[]), [b"new\n".to_vec(), numbered(8, &[])].concat()),
+            ("append", numbered(8, &[]), [numbered(8, &[]), b"new\n".to_vec()].concat()),
+            ("delete block", numbered(12, &[]), [numbered(3, &[]), numbered(12, &[]).split_off(70)].concat()),
+            ("replace grows", numbered(9, &[]), numbered(9, &[(4, "p\nq\nr\n"), (5, "s\n")])),
+            ("empty lines", b"\n\n\nx\n\n\n".to_vec(), b"\n\n\ny\n\n\n".to_vec()),
         ]
     }
 
     #[test]
     fn render_unified_matches_gnu_diff() {
         let diff = std::path::Path::new("/usr/bin/diff");
-        assert!(
-            diff.exists(),
-            "this test needs GNU diff at /usr/bin/diff (apt-get install diffutils)"
-        );
+        assert!(diff.exists(), "this test needs GNU diff at /usr/bin/diff (apt-get install diffutils)");
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("a")).unwrap();
         std::fs::create_dir(dir.path().join("b")).unwrap();
         for (name, old, new) in gnu_cases() {
-            let old_name: &[u8] = if old.is_empty() {
-                b"/dev/null"
-            } else {
-                b"a/x.txt"
-            };
-            let new_name: &[u8] = if new.is_empty() {
-                b"/dev/null"
-            } else {
-                b"b/x.txt"
-            };
+            let old_name: &[u8] = if old.is_empty() { b"/dev/null" } else { b"a/x.txt" };
+            let new_name: &[u8] = if new.is_empty() { b"/dev/null" } else { b"b/x.txt" };
             std::fs::write(dir.path().join("a/x.txt"), &old).unwrap();
             std::fs::write(dir.path().join("b/x.txt"), &new).unwrap();
             let output = std::process::Command::new(diff)
@@ -607,11 +482,7 @@ mod tests {
                 .current_dir(dir.path())
                 .output()
                 .unwrap();
-            assert_eq!(
-                output.status.code(),
-                Some(1),
-                "{name}: diff failed: {output:?}"
-            );
+            assert_eq!(output.status.code(), Some(1), "{name}: diff failed: {output:?}");
             let mut expected = Vec::new();
             for (i, line) in output.stdout.split_inclusive(|&b| b == b'\n').enumerate() {
                 match line.iter().position(|&b| b == b'\t') {
@@ -636,22 +507,10 @@ mod tests {
 
     /// A small alphabet of lines, some without `\n`, CR or Latin-1, so that
     /// random files repeat lines and diffs have real choices to make.
-    const PIECES: &[&[u8]] = &[
-        b"a\n",
-        b"b\n",
-        b"c\n",
-        b"\n",
-        b"a",
-        b"x\r\n",
-        b"\xe9t\xe9\n",
-        b"{\n",
-    ];
+    const PIECES: &[&[u8]] = &[b"a\n", b"b\n", b"c\n", b"\n", b"a", b"x\r\n", b"\xe9t\xe9\n", b"{\n"];
 
     fn file(pieces: &[usize]) -> Vec<u8> {
-        pieces
-            .iter()
-            .flat_map(|&i| PIECES[i].iter().copied())
-            .collect()
+        pieces.iter().flat_map(|&i| PIECES[i].iter().copied()).collect()
     }
 
     proptest! {

@@ -31,25 +31,12 @@ pub(super) fn apply(patch: &Patch, base: &[u8], reverse: bool) -> Result<Vec<u8>
         .filter(|l| effective(l.tag, reverse) == Tag::Insert)
         .map(|l| l.text.len())
         .sum();
-    let capacity = usize::try_from(out_len)
-        .unwrap_or(usize::MAX)
-        .min(base.len().saturating_add(inserted));
+    let capacity = usize::try_from(out_len).unwrap_or(usize::MAX).min(base.len().saturating_add(inserted));
     let mut out = Vec::with_capacity(capacity);
-    let mut cursor = Cursor {
-        bytes: base,
-        pos: 0,
-        line: 0,
-    };
+    let mut cursor = Cursor { bytes: base, pos: 0, line: 0 };
     for (index, hunk) in patch.hunks.iter().enumerate() {
-        let start = u64::from(if reverse {
-            hunk.new_start
-        } else {
-            hunk.old_start
-        });
-        let mismatch = |line: u64| Error::HunkMismatch {
-            hunk: index,
-            line: line + 1,
-        };
+        let start = u64::from(if reverse { hunk.new_start } else { hunk.old_start });
+        let mismatch = |line: u64| Error::HunkMismatch { hunk: index, line: line + 1 };
         if start < cursor.line {
             return Err(mismatch(start));
         }
@@ -105,10 +92,7 @@ impl<'a> Cursor<'a> {
         if rest.is_empty() {
             return None;
         }
-        let len = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(rest.len(), |i| i + 1);
+        let len = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1);
         self.pos += len;
         self.line += 1;
         Some(&rest[..len])
@@ -132,10 +116,11 @@ pub(super) fn reverse_hunk(hunk: &Hunk) -> Hunk {
     let mut run_start = 0;
     let flush = |lines: &mut Vec<Line>, run: &[Line]| {
         for tag in [Tag::Insert, Tag::Delete] {
-            lines.extend(run.iter().filter(|l| l.tag == tag).map(|l| Line {
-                tag: tag.reversed(),
-                text: l.text.clone(),
-            }));
+            lines.extend(
+                run.iter()
+                    .filter(|l| l.tag == tag)
+                    .map(|l| Line { tag: tag.reversed(), text: l.text.clone() }),
+            );
         }
     };
     for (i, line) in hunk.lines.iter().enumerate() {
@@ -146,11 +131,7 @@ pub(super) fn reverse_hunk(hunk: &Hunk) -> Hunk {
         }
     }
     flush(&mut lines, &hunk.lines[run_start..]);
-    Hunk {
-        old_start: hunk.new_start,
-        new_start: hunk.old_start,
-        lines,
-    }
+    Hunk { old_start: hunk.new_start, new_start: hunk.old_start, lines }
 }
 
 pub(super) fn render_unified(patch: &Patch, old_name: &[u8], new_name: &[u8], out: &mut Vec<u8>) {

@@ -10,10 +10,7 @@ use bytemuck::{Pod, Zeroable};
 
 // ring.bin is little-endian and the structs below are stored in native byte
 // order, so this code only builds where the two agree.
-const _: () = assert!(
-    cfg!(target_endian = "little"),
-    "ring.bin is little-endian; this build target is not"
-);
+const _: () = assert!(cfg!(target_endian = "little"), "ring.bin is little-endian; this build target is not");
 
 /// `magic` of a header slot.
 pub const MAGIC: [u8; 8] = *b"MONRING\0";

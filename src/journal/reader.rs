@@ -9,8 +9,8 @@ use std::fmt;
 use std::path::Path;
 
 use super::layout::{
-    FRAME_HEADER, FRAME_MARKER, FrameHeader, HEADER_PAGE, HeaderSlot, KIND_WRAP, MAGIC,
-    MIN_CAPACITY, SLOT_OFFSETS, SLOT_SIZE, VERSION, frame_len,
+    FRAME_HEADER, FRAME_MARKER, FrameHeader, HEADER_PAGE, HeaderSlot, KIND_WRAP, MAGIC, MIN_CAPACITY,
+    SLOT_OFFSETS, SLOT_SIZE, VERSION, frame_len,
 };
 use super::{Error, HeaderError, RingInfo};
 
@@ -40,11 +40,7 @@ pub struct Damage {
 
 impl fmt::Display for Damage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "offset {} (expected seq {}): {}",
-            self.offset, self.expected_seq, self.what
-        )
+        write!(f, "offset {} (expected seq {}): {}", self.offset, self.expected_seq, self.what)
     }
 }
 
@@ -89,15 +85,10 @@ impl Snapshot {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let bytes = std::fs::read(path).map_err(|source| Error::Read {
-                path: path.to_owned(),
-                source,
-            })?;
+            let bytes =
+                std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
             let snap = Snapshot::from_bytes(bytes).map_err(|e| match e {
-                Error::Image { source } => Error::Header {
-                    path: path.to_owned(),
-                    source,
-                },
+                Error::Image { source } => Error::Header { path: path.to_owned(), source },
                 other => other,
             })?;
             if snap.chain.next_seq >= snap.header.next_seq || attempt >= READ_ATTEMPTS {
@@ -114,12 +105,7 @@ impl Snapshot {
         let mut walk = Walker::new(data, &header);
         for _ in walk.by_ref() {}
         let chain = walk.end();
-        Ok(Snapshot {
-            bytes,
-            header,
-            slot,
-            chain,
-        })
+        Ok(Snapshot { bytes, header, slot, chain })
     }
 
     /// The ring's counters as far as this copy shows them.
@@ -232,11 +218,7 @@ impl Snapshot {
         } else {
             torn_tail = end.why.is_torn_frame();
         }
-        Scan {
-            frames,
-            problems,
-            torn_tail,
-        }
+        Scan { frames, problems, torn_tail }
     }
 }
 
@@ -260,9 +242,7 @@ fn slot_problem(bytes: &[u8], i: usize) -> Option<String> {
     let name = ["a", "b"][i];
     match decode_slot(bytes, i) {
         None => Some(format!("header copy {name} fails its checksum")),
-        Some(s) => slot_sane(&s, bytes.len() as u64)
-            .err()
-            .map(|e| format!("header copy {name}: {e}")),
+        Some(s) => slot_sane(&s, bytes.len() as u64).err().map(|e| format!("header copy {name}: {e}")),
     }
 }
 
@@ -287,10 +267,7 @@ fn slot_sane(s: &HeaderSlot, file_len: u64) -> Result<(), HeaderError> {
         return Err(HeaderError::Inconsistent);
     }
     if HEADER_PAGE.checked_add(cap) != Some(file_len) {
-        return Err(HeaderError::Size {
-            capacity: cap,
-            file_len,
-        });
+        return Err(HeaderError::Size { capacity: cap, file_len });
     }
     Ok(())
 }
@@ -406,9 +383,7 @@ impl<'a> Parsed<'a> {
 
 /// Decode and check the frame at `pos` in `data` (the data area).
 pub(crate) fn read_frame(data: &[u8], pos: usize) -> Result<Parsed<'_>, FrameProblem> {
-    let hdr_end = pos
-        .checked_add(FRAME_HEADER as usize)
-        .ok_or(FrameProblem::NoMarker)?;
+    let hdr_end = pos.checked_add(FRAME_HEADER as usize).ok_or(FrameProblem::NoMarker)?;
     let raw = data.get(pos..hdr_end).ok_or(FrameProblem::NoMarker)?;
     let header: FrameHeader = bytemuck::pod_read_unaligned(raw);
     if header.marker != FRAME_MARKER {
@@ -431,11 +406,7 @@ pub(crate) fn read_frame(data: &[u8], pos: usize) -> Result<Parsed<'_>, FramePro
         .and_then(|l| usize::try_from(l).ok())
         .filter(|&l| pos + l <= data.len())
         .ok_or(FrameProblem::BadLength { seq })?;
-    Ok(Parsed {
-        header,
-        payload,
-        len,
-    })
+    Ok(Parsed { header, payload, len })
 }
 
 /// Where a chain walk ended.
@@ -487,10 +458,7 @@ impl<'a> Walker<'a> {
                 used: 0,
                 last_crc: 0,
                 chain_len: 0,
-                why: StopWhy {
-                    problem: FrameProblem::Loop,
-                    expected_seq: header.oldest_seq,
-                },
+                why: StopWhy { problem: FrameProblem::Loop, expected_seq: header.oldest_seq },
             },
             done: false,
         }
@@ -504,10 +472,7 @@ impl<'a> Walker<'a> {
     fn stop(&mut self, problem: FrameProblem) -> Option<Frame<'a>> {
         self.done = true;
         self.end.stop_pos = self.pos;
-        self.end.why = StopWhy {
-            problem,
-            expected_seq: self.expected,
-        };
+        self.end.why = StopWhy { problem, expected_seq: self.expected };
         None
     }
 }

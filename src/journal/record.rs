@@ -1,1 +1,398 @@
 //! Records: what a frame's payload means.
+//!
+//! A frame's payload is one [`Record`] encoded with postcard (a compact,
+//! non-self-describing serde format; see the postcard wire spec). The frame
+//! header's `kind` repeats [`Record::kind`] so tools can filter without
+//! decoding. Paths and contents are raw bytes: nothing is lost to UTF-8.
+//!
+//! Every record belongs to an **epoch**: the sequence number of the
+//! baseline its file changes apply to. The mirror of an epoch lives in
+//! `<store>/mirror/<epoch>/`.
+//!
+//! Changing any type here changes the on-disk format: bump
+//! [`FORMAT_VERSION`] with it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::diff::Patch;
+
+/// Version of the payload encoding; stored in every record.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Errors decoding a payload.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes are not a record of this version.
+    #[error("undecodable record payload")]
+    Payload(#[source] postcard::Error),
+    /// The record was written by another format version.
+    #[error("record format version {found} is not supported (this monitord reads version {FORMAT_VERSION})")]
+    Version {
+        /// The version found.
+        found: u16,
+    },
+}
+
+/// The kind of a record, as stored in the frame header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum Kind {
+    /// A full listing of the tracked tree (content in the mirror).
+    Baseline = 1,
+    /// One sampling period's changes.
+    Sample = 2,
+    /// The monitor switched to another process.
+    Pid = 3,
+    /// The target process exited.
+    Exit = 4,
+    /// The target changed its working directory.
+    Cwd = 5,
+    /// Events were lost and part of the tree was rescanned.
+    Rescan = 6,
+}
+
+impl Kind {
+    /// The word used in output and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Baseline => "baseline",
+            Kind::Sample => "sample",
+            Kind::Pid => "pid",
+            Kind::Exit => "exit",
+            Kind::Cwd => "cwd",
+            Kind::Rescan => "rescan",
+        }
+    }
+
+    /// The kind of a frame-header value, if it is one of ours.
+    pub fn from_u16(value: u16) -> Option<Kind> {
+        Some(match value {
+            1 => Kind::Baseline,
+            2 => Kind::Sample,
+            3 => Kind::Pid,
+            4 => Kind::Exit,
+            5 => Kind::Cwd,
+            6 => Kind::Rescan,
+            _ => return None,
+        })
+    }
+}
+
+/// One journal record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Payload format version ([`FORMAT_VERSION`]).
+    pub version: u16,
+    /// Sequence number of the baseline whose tree this record changes.
+    pub epoch: u64,
+    /// PID of the target when the record was taken (0: none).
+    pub pid: i32,
+    /// What happened.
+    pub body: Body,
+}
+
+/// The content of a record, by kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// See [`Baseline`].
+    Baseline(Baseline),
+    /// See [`Sample`].
+    Sample(Sample),
+    /// The target is now another process.
+    Pid {
+        /// The PID followed before (0: none).
+        old: i32,
+        /// The PID followed from now on.
+        new: i32,
+    },
+    /// See [`Exit`].
+    Exit(Exit),
+    /// The target's working directory changed.
+    Cwd {
+        /// The old directory, as the kernel named it.
+        old: Vec<u8>,
+        /// The new directory.
+        new: Vec<u8>,
+    },
+    /// Events were lost (queue overflow, a watch that could not be added):
+    /// these directories were compared with the mirror in full.
+    Rescan {
+        /// Why.
+        reason: String,
+        /// Directories rescanned, relative to the root ("" is the root).
+        paths: Vec<Vec<u8>>,
+    },
+}
+
+/// The first record of an epoch: every tracked entry of the tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// The directory, as the kernel named it.
+    pub cwd: Vec<u8>,
+    /// Start time of the target (ticks after boot), its identity with the PID.
+    pub starttime: u64,
+    /// Every tracked file and symlink, sorted by path.
+    pub files: Vec<FileEntry>,
+    /// Entries left out, and why.
+    pub skipped: Vec<Skipped>,
+    /// The memory map at the baseline, lines as in `/proc/<pid>/maps`.
+    pub maps: Vec<Vec<u8>>,
+    /// Process statistics, when recorded.
+    pub stats: Option<Stats>,
+}
+
+/// A tracked entry in a baseline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path relative to the root, `/`-separated.
+    pub path: Vec<u8>,
+    /// File or symlink.
+    pub node: Node,
+    /// Size of the content (for a symlink, of its target string).
+    pub size: u64,
+    /// [`crate::diff::hash`] of the content.
+    pub hash: u64,
+}
+
+/// What kind of entry a path is. A symlink's "content" is its target
+/// string: it is recorded and restored as a link, never followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Node {
+    /// A regular text file.
+    File,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// An entry that is not tracked, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// Path relative to the root.
+    pub path: Vec<u8>,
+    /// Why it was left out.
+    pub reason: SkipReason,
+}
+
+/// Why an entry is not tracked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SkipReason {
+    /// Larger than `--max-file-size`.
+    TooLarge {
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// It could not be read (the errno).
+    Unreadable {
+        /// `errno` of the failed open or read.
+        errno: i32,
+    },
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::TooLarge { size } => write!(f, "too large ({size} bytes)"),
+            SkipReason::Unreadable { errno } => {
+                write!(f, "unreadable ({})", nix::errno::Errno::from_raw(*errno).desc())
+            }
+        }
+    }
+}
+
+/// One period's changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Changed entries, in the order they are applied forwards.
+    pub files: Vec<FileChange>,
+    /// Entries seen this period but left out.
+    pub skipped: Vec<Skipped>,
+    /// Mappings added to and removed from the memory map.
+    pub maps: MapsDelta,
+    /// Process statistics, when recorded.
+    pub stats: Option<Stats>,
+}
+
+/// How a path changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Change {
+    /// It did not exist before.
+    Created,
+    /// Its content changed.
+    Modified,
+    /// It no longer exists (or is no longer text).
+    Deleted,
+    /// It was moved here from [`FileChange::from`] (and perhaps changed).
+    Renamed,
+}
+
+impl Change {
+    /// The word used in output and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Change::Created => "created",
+            Change::Modified => "modified",
+            Change::Deleted => "deleted",
+            Change::Renamed => "renamed",
+        }
+    }
+}
+
+/// One changed entry with its reversible patch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileChange {
+    /// Path relative to the root (the new path of a rename).
+    pub path: Vec<u8>,
+    /// How it changed.
+    pub change: Change,
+    /// The old path of a rename.
+    pub from: Option<Vec<u8>>,
+    /// File or symlink.
+    pub node: Node,
+    /// Old → new content (empty side for created/deleted); applies both ways.
+    pub patch: Patch,
+}
+
+/// Mapping lines added and removed, as in `/proc/<pid>/maps`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapsDelta {
+    /// Lines present now and not before.
+    pub added: Vec<Vec<u8>>,
+    /// Lines present before and not now.
+    pub removed: Vec<Vec<u8>>,
+}
+
+/// Cheap process statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// User CPU time.
+    pub utime_ms: u64,
+    /// System CPU time.
+    pub stime_ms: u64,
+    /// Resident set size.
+    pub rss_kib: u64,
+    /// Virtual size.
+    pub vsz_kib: u64,
+    /// Threads.
+    pub threads: u64,
+    /// Open file descriptors.
+    pub fds: u64,
+}
+
+/// How the target ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    /// Exit status, when known (we are its parent).
+    pub code: Option<i32>,
+    /// Terminating signal, when known.
+    pub signal: Option<i32>,
+    /// Resource use, when known (we are its parent).
+    pub rusage: Option<Rusage>,
+}
+
+/// Resource use of an exited child (from `wait4`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rusage {
+    /// User CPU time.
+    pub utime_ms: u64,
+    /// System CPU time.
+    pub stime_ms: u64,
+    /// Peak RSS.
+    pub maxrss_kib: u64,
+    /// Block input operations.
+    pub inblock: u64,
+    /// Block output operations.
+    pub oublock: u64,
+    /// Voluntary context switches.
+    pub nvcsw: u64,
+    /// Involuntary context switches.
+    pub nivcsw: u64,
+}
+
+impl Record {
+    /// The frame kind of this record.
+    pub fn kind(&self) -> Kind {
+        match self.body {
+            Body::Baseline(_) => Kind::Baseline,
+            Body::Sample(_) => Kind::Sample,
+            Body::Pid { .. } => Kind::Pid,
+            Body::Exit(_) => Kind::Exit,
+            Body::Cwd { .. } => Kind::Cwd,
+            Body::Rescan { .. } => Kind::Rescan,
+        }
+    }
+
+    /// Encode as a frame payload.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing into a Vec cannot fail for these types: postcard only
+        // fails on unsized sequences and full buffers, neither possible here.
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Decode a frame payload.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when the bytes are not a record of this version.
+    pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
+        let record: Record = postcard::from_bytes(payload).map_err(DecodeError::Payload)?;
+        if record.version != FORMAT_VERSION {
+            return Err(DecodeError::Version { found: record.version });
+        }
+        Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    fn sample_record() -> Record {
+        Record {
+            version: FORMAT_VERSION,
+            epoch: 1,
+            pid: 42,
+            body: Body::Sample(Sample {
+                files: vec![FileChange {
+                    path: b"dir/\xff.txt".to_vec(),
+                    change: Change::Modified,
+                    from: None,
+                    node: Node::File,
+                    patch: Patch::compute(b"a\nb\n", b"a\nc\n", Duration::from_millis(100)),
+                }],
+                skipped: vec![Skipped { path: b"big".to_vec(), reason: SkipReason::TooLarge { size: 9 } }],
+                maps: MapsDelta::default(),
+                stats: Some(Stats { rss_kib: 10, ..Stats::default() }),
+            }),
+        }
+    }
+
+    #[test]
+    fn record_round_trips() {
+        let record = sample_record();
+        assert_eq!(Record::decode(&record.encode()).unwrap(), record);
+        assert_eq!(record.kind(), Kind::Sample);
+        assert_eq!(Kind::from_u16(Kind::Sample as u16), Some(Kind::Sample));
+    }
+
+    #[test]
+    fn other_version_is_refused() {
+        let mut record = sample_record();
+        record.version = 99;
+        assert!(matches!(Record::decode(&record.encode()), Err(DecodeError::Version { found: 99 })));
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Record::decode(&bytes);
+        }
+
+        #[test]
+        fn truncated_payloads_are_errors(cut in 0usize..64) {
+            let bytes = sample_record().encode();
+            let cut = cut.min(bytes.len() - 1);
+            prop_assert!(Record::decode(&bytes[..cut]).is_err());
+        }
+    }
+}

@@ -13,8 +13,8 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::layout::{
-    FRAME_ALIGN, FRAME_HEADER, FRAME_MARKER, FrameHeader, HEADER_PAGE, HeaderSlot, KIND_WRAP,
-    MAGIC, MIN_CAPACITY, SLOT_OFFSETS, SLOT_SIZE, VERSION, frame_len,
+    FRAME_ALIGN, FRAME_HEADER, FRAME_MARKER, FrameHeader, HEADER_PAGE, HeaderSlot, KIND_WRAP, MAGIC,
+    MIN_CAPACITY, SLOT_OFFSETS, SLOT_SIZE, VERSION, frame_len,
 };
 use super::reader::{Walker, select_header};
 use super::{Error, RingInfo};
@@ -79,31 +79,17 @@ impl Ring {
             .truncate(false)
             .mode(0o600)
             .open(path)
-            .map_err(|source| Error::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+            .map_err(|source| Error::Open { path: path.to_owned(), source })?;
         let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(f) => f,
             Err((_, Errno::EWOULDBLOCK)) => {
-                return Err(Error::Locked {
-                    path: path.to_owned(),
-                });
+                return Err(Error::Locked { path: path.to_owned() });
             }
             Err((_, errno)) => {
-                return Err(Error::Lock {
-                    path: path.to_owned(),
-                    source: io::Error::from(errno),
-                });
+                return Err(Error::Lock { path: path.to_owned(), source: io::Error::from(errno) });
             }
         };
-        let len = file
-            .metadata()
-            .map_err(|source| Error::Open {
-                path: path.to_owned(),
-                source,
-            })?
-            .len();
+        let len = file.metadata().map_err(|source| Error::Open { path: path.to_owned(), source })?.len();
         if len == 0 || header_page_is_zero(&file, len, path)? {
             Ring::create(file, path, size_bytes, len)
         } else {
@@ -113,11 +99,7 @@ impl Ring {
 
     fn create(file: Flock<File>, path: &Path, size: u64, len: u64) -> Result<Ring, Error> {
         let min = HEADER_PAGE + MIN_CAPACITY;
-        let bad_size = || Error::BadSize {
-            path: path.to_owned(),
-            size,
-            min,
-        };
+        let bad_size = || Error::BadSize { path: path.to_owned(), size, min };
         if size < min || size % FRAME_ALIGN != 0 || usize::try_from(size).is_err() {
             remove_unfinished(path);
             return Err(bad_size());
@@ -132,11 +114,7 @@ impl Ring {
         })();
         if let Err(source) = allocated {
             remove_unfinished(path);
-            return Err(Error::Allocate {
-                path: path.to_owned(),
-                size,
-                source,
-            });
+            return Err(Error::Allocate { path: path.to_owned(), size, source });
         }
         let map = map_file(&file, path)?;
         let created_us = SystemTime::now()
@@ -165,31 +143,21 @@ impl Ring {
             path: path.to_owned(),
             state,
             last_crc: 0,
-            recovery: Recovery {
-                created: true,
-                header_next_seq: 1,
-                chain_next_seq: 1,
-                torn_tail: false,
-            },
+            recovery: Recovery { created: true, header_next_seq: 1, chain_next_seq: 1, torn_tail: false },
             async_flush_failed: false,
         };
         // Fill both slots so that either one alone is a valid header.
         ring.write_header();
         ring.write_header();
         ring.flush()?;
-        sync_parent_dir(path).map_err(|source| Error::Sync {
-            path: path.to_owned(),
-            source,
-        })?;
+        sync_parent_dir(path).map_err(|source| Error::Sync { path: path.to_owned(), source })?;
         Ok(ring)
     }
 
     fn open_existing(file: Flock<File>, path: &Path, len: u64) -> Result<Ring, Error> {
         let map = map_file(&file, path)?;
-        let (header, _) = select_header(&map).map_err(|source| Error::Header {
-            path: path.to_owned(),
-            source,
-        })?;
+        let (header, _) =
+            select_header(&map).map_err(|source| Error::Header { path: path.to_owned(), source })?;
         let data = map.get(PAGE..).unwrap_or(&[]);
         let mut walk = Walker::new(data, &header);
         for _ in walk.by_ref() {}
@@ -223,12 +191,7 @@ impl Ring {
             async_flush_failed: false,
         };
         ring.write_header();
-        ring.map
-            .flush_range(0, PAGE)
-            .map_err(|source| Error::Sync {
-                path: path.to_owned(),
-                source,
-            })?;
+        ring.map.flush_range(0, PAGE).map_err(|source| Error::Sync { path: path.to_owned(), source })?;
         Ok(ring)
     }
 
@@ -240,10 +203,7 @@ impl Ring {
     /// is unchanged then.
     pub fn append(&mut self, kind: u16, time_us: u64, payload: &[u8]) -> Result<u64, Error> {
         if kind == KIND_WRAP {
-            return Err(Error::ReservedKind {
-                path: self.path.clone(),
-                kind,
-            });
+            return Err(Error::ReservedKind { path: self.path.clone(), kind });
         }
         let cap = self.capacity();
         let Some(flen) = frame_len(payload.len() as u64)
@@ -259,11 +219,7 @@ impl Ring {
         let seq = self.state.next_seq;
         let tail = self.state.tail as usize;
         let wraps = tail + flen > cap;
-        let (pos, needed) = if wraps {
-            (0, cap - tail + flen)
-        } else {
-            (tail, flen)
-        };
+        let (pos, needed) = if wraps { (0, cap - tail + flen) } else { (tail, flen) };
 
         // Step 1: drop the oldest records and publish the new head before
         // any byte of them is overwritten.
@@ -321,11 +277,7 @@ impl Ring {
 
         // Step 4: commit.
         self.last_crc = frame.crc;
-        self.state.tail = if pos + flen == cap {
-            0
-        } else {
-            (pos + flen) as u64
-        };
+        self.state.tail = if pos + flen == cap { 0 } else { (pos + flen) as u64 };
         self.state.next_seq = seq + 1;
         self.state.used_bytes += needed as u64;
         self.write_header();
@@ -342,10 +294,7 @@ impl Ring {
 
     /// msync the whole map synchronously (called on clean shutdown).
     pub fn flush(&self) -> Result<(), Error> {
-        self.map.flush().map_err(|source| Error::Sync {
-            path: self.path.clone(),
-            source,
-        })
+        self.map.flush().map_err(|source| Error::Sync { path: self.path.clone(), source })
     }
 
     /// The ring's counters.
@@ -401,10 +350,7 @@ impl Ring {
     }
 
     fn bug(&self, what: String) -> Error {
-        Error::Internal {
-            path: self.path.clone(),
-            what,
-        }
+        Error::Internal { path: self.path.clone(), what }
     }
 
     /// Drop the frame (or wrap waste) at `head`, in memory only.
@@ -412,10 +358,7 @@ impl Ring {
         let cap = self.capacity();
         let head = self.state.head as usize;
         if self.used() == 0 || head >= cap {
-            return Err(self.bug(format!(
-                "drop with used {} and head {head}",
-                self.used()
-            )));
+            return Err(self.bug(format!("drop with used {} and head {head}", self.used())));
         }
         let remaining = cap - head;
         let footprint = if remaining < HDR {
@@ -442,17 +385,10 @@ impl Ring {
             }
         };
         let Some(used) = self.used().checked_sub(footprint) else {
-            return Err(self.bug(format!(
-                "dropping {footprint} bytes with {} used",
-                self.used()
-            )));
+            return Err(self.bug(format!("dropping {footprint} bytes with {} used", self.used())));
         };
         self.state.used_bytes = used as u64;
-        self.state.head = if head + footprint == cap {
-            0
-        } else {
-            (head + footprint) as u64
-        };
+        self.state.head = if head + footprint == cap { 0 } else { (head + footprint) as u64 };
         Ok(())
     }
 
@@ -486,16 +422,12 @@ fn map_file(file: &Flock<File>, path: &Path) -> Result<MmapMut, Error> {
     // life (the lock is released only when `Ring` drops the file, after the
     // map), the file is private to the store (mode 0600) and fully allocated,
     // and every other reader uses read(2), not a mapping.
-    let map = unsafe { MmapMut::map_mut(&**file) }.map_err(|source| Error::Map {
-        path: path.to_owned(),
-        source,
-    })?;
+    let map = unsafe { MmapMut::map_mut(&**file) }
+        .map_err(|source| Error::Map { path: path.to_owned(), source })?;
     if map.len() < PAGE {
         return Err(Error::Header {
             path: path.to_owned(),
-            source: super::HeaderError::Short {
-                file_len: map.len() as u64,
-            },
+            source: super::HeaderError::Short { file_len: map.len() as u64 },
         });
     }
     Ok(map)
@@ -508,11 +440,7 @@ fn header_page_is_zero(file: &File, len: u64, path: &Path) -> Result<bool, Error
         return Ok(false);
     }
     let mut page = vec![0u8; PAGE];
-    file.read_exact_at(&mut page, 0)
-        .map_err(|source| Error::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+    file.read_exact_at(&mut page, 0).map_err(|source| Error::Read { path: path.to_owned(), source })?;
     Ok(page.iter().all(|&b| b == 0))
 }
 

@@ -1,0 +1,197 @@
+//! The command line (SPEC §3), defined once with clap: `--help`, the man
+//! page and shell completions are all generated from these definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Examples:
+  monitord -i --period 500 $(pgrep -n vim)     follow a process in the foreground
+  monitord dump --json /var/lib/monitord/1234/ring.bin
+  monitord restore --store /var/lib/monitord/1234 --at 7 /tmp/as-of-7
+
+While monitoring in the foreground, type control commands on stdin
+(help, status, sample, diff, history K, period MS, pause, resume, stop).
+
+Exit status: 0 success; 1 the operation failed (bad PID, damage found, an
+error reply); 2 usage error; 3 no daemon answered.";
+
+/// Follow a process and keep a replayable history of the text files in its
+/// working directory.
+///
+/// The first sample is a full backup of every regular text file; every later
+/// sample stores only what changed, as reversible line diffs, in a fixed-size
+/// ring-buffer journal (ring.bin). Any recorded state can be restored.
+#[derive(Debug, Parser)]
+#[command(
+    name = "monitord",
+    version,
+    after_long_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Options for monitoring a process.
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+    /// A tool for reading or controlling a store instead of monitoring.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// How changes are found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// inotify(7): one watch per directory.
+    Inotify,
+    /// fanotify(7): one mark for the whole filesystem (needs CAP_SYS_ADMIN).
+    Fanotify,
+    /// A stat scan of the tree every sample (for NFS, FUSE); cost grows with the tree.
+    Poll,
+}
+
+/// What to record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum What {
+    /// Text files of the working directory.
+    Files,
+    /// The memory map (/proc/PID/maps).
+    Maps,
+    /// CPU time, RSS, threads, open fds.
+    Stats,
+}
+
+/// Options for monitoring a process.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Monitoring")]
+pub struct MonitorArgs {
+    /// Detach and run as a daemon.
+    #[arg(short = 'd', long, conflicts_with = "interactive")]
+    pub daemon: bool,
+    /// Stay in the foreground: records on stdout, commands on stdin (the default).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// How changes are found.
+    #[arg(long, value_enum, default_value_t = Backend::Inotify)]
+    pub backend: Backend,
+    /// Sampling period T in milliseconds.
+    #[arg(short = 'p', long = "period", value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub period_ms: u64,
+    /// Where ring.bin, the mirror, the FIFO, pid file and log live
+    /// [default: $XDG_STATE_HOME/monitord/PID; root: /var/lib/monitord/PID].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Size of ring.bin (K, M, G suffixes); an existing ring keeps its size.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    pub ring_size: u64,
+    /// What to record, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "files,maps,stats")]
+    pub record: Vec<What>,
+    /// Paths to leave out (repeatable; a pattern without '/' matches any path
+    /// component). Giving any replaces the default.
+    #[arg(long = "exclude", value_name = "GLOB", default_value = ".git")]
+    pub exclude: Vec<String>,
+    /// Larger text files are listed as skipped, not copied (K, M, G suffixes).
+    #[arg(long, value_name = "SIZE", default_value = "8M", value_parser = parse_size)]
+    pub max_file_size: u64,
+    /// The process to follow.
+    #[arg(value_name = "PID", required = true, value_parser = clap::value_parser!(i32).range(1..))]
+    pub pid: Option<i32>,
+}
+
+/// Tools that read a store.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the records of a ring.bin.
+    Dump(DumpArgs),
+    /// Rebuild the tracked tree as it was at a sample.
+    Restore(RestoreArgs),
+}
+
+/// `monitord dump`.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// JSON Lines, one object per record.
+    #[arg(long)]
+    pub json: bool,
+    /// The ring file.
+    #[arg(value_name = "RING")]
+    pub ring: PathBuf,
+}
+
+/// `monitord restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The store [default: the most recently written store in the default location].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// A sequence number, or a time (RFC 3339, or local "YYYY-MM-DD HH:MM:SS"):
+    /// the newest sample at or before it.
+    #[arg(long, value_name = "SEQ|TIME")]
+    pub at: String,
+    /// Print just this file (path relative to the tree) to stdout instead of
+    /// writing a tree.
+    #[arg(long, value_name = "FILE", conflicts_with = "dest")]
+    pub path: Option<String>,
+    /// Directory to create (must not exist, or be empty).
+    #[arg(value_name = "DEST", required_unless_present = "path")]
+    pub dest: Option<PathBuf>,
+}
+
+/// Parse a size such as `4096`, `64K`, `64M`, `1G` (powers of 1024).
+///
+/// # Errors
+/// A message for clap when the text is not a size or overflows.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("{text:?} is not a size (use a number with K, M or G)")),
+    };
+    let n: u64 =
+        digits.parse().map_err(|_| format!("{text:?} is not a size (use a number with K, M or G)"))?;
+    n.checked_mul(1 << shift).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// The man page, rendered from the definitions above (`man/monitord.1`).
+pub fn render_man() -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    let cmd = Cli::command();
+    // Writing into a Vec cannot fail.
+    let _ = clap_mangen::Man::new(cmd).render(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

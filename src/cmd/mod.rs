@@ -1,0 +1,34 @@
+//! One module per subcommand; each returns the process exit code. This is
+//! the binary's edge: `anyhow` is used here and nowhere below.
+
+pub mod dump;
+pub mod monitor;
+pub mod restore;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Exit codes (SPEC §3), in one place.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The operation failed.
+    pub const FAILED: u8 = 1;
+    /// Usage error (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// No daemon answered `ctl`.
+    pub const NO_DAEMON: u8 = 3;
+}
+
+/// Run the parsed command line.
+///
+/// # Errors
+/// Whatever the subcommand reports; the binary prints it on one line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Dump(args)) => dump::run(&args),
+        Some(Command::Restore(args)) => restore::run(&args),
+        None => monitor::run(&cli.monitor),
+    }
+}

@@ -1,0 +1,224 @@
+//! The monitored process: a handle pinned to `/proc/<pid>` and the
+//! identity (pid + start time) that tells it apart from a later process
+//! that reuses the PID.
+//!
+//! Opening `/proc/<pid>` once and reading everything else relative to that
+//! directory fd means a sample never reads a different process that took
+//! the PID over: once the original exits, reads through the old fd fail with
+//! `ESRCH` instead (proc(5)).
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::Mode;
+
+/// Errors about the target process.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No such process.
+    #[error("no process with PID {pid}")]
+    NoSuchProcess {
+        /// The PID asked for.
+        pid: i32,
+    },
+    /// The process has exited but not been reaped.
+    #[error("process {pid} is a zombie: it has exited and has no working directory")]
+    Zombie {
+        /// The PID asked for.
+        pid: i32,
+    },
+    /// /proc refused access.
+    #[error("no permission to follow process {pid}: cannot open its {what} (run as its owner or as root)")]
+    Permission {
+        /// The PID asked for.
+        pid: i32,
+        /// Which /proc entry.
+        what: &'static str,
+    },
+    /// Any other failure reading /proc.
+    #[error("cannot read /proc/{pid}/{what}")]
+    Proc {
+        /// The PID asked for.
+        pid: i32,
+        /// Which /proc entry.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A process followed by monitord.
+#[derive(Debug)]
+pub struct Target {
+    pid: i32,
+    starttime: u64,
+    proc_dir: OwnedFd,
+}
+
+impl Target {
+    /// Pin `/proc/<pid>` and read the process's identity.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchProcess`], [`Error::Zombie`], [`Error::Permission`] or
+    /// [`Error::Proc`].
+    pub fn open(pid: i32) -> Result<Target, Error> {
+        if pid <= 0 {
+            return Err(Error::NoSuchProcess { pid });
+        }
+        let proc_dir = nix::fcntl::open(
+            format!("/proc/{pid}").as_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| match errno {
+            Errno::ENOENT | Errno::ESRCH => Error::NoSuchProcess { pid },
+            Errno::EACCES | Errno::EPERM => Error::Permission { pid, what: "/proc directory" },
+            other => Error::Proc { pid, what: "", source: other.into() },
+        })?;
+        let target = Target { pid, starttime: 0, proc_dir };
+        let stat = target.read_stat()?;
+        if stat.state == 'Z' || stat.state == 'X' {
+            return Err(Error::Zombie { pid });
+        }
+        Ok(Target { starttime: stat.starttime, ..target })
+    }
+
+    /// The PID.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Start time in clock ticks since boot (field 22 of `stat`): with the
+    /// PID, the process's identity.
+    pub fn starttime(&self) -> u64 {
+        self.starttime
+    }
+
+    /// Open the process's current working directory as a directory fd.
+    ///
+    /// # Errors
+    /// [`Error::Permission`] when the cwd link cannot be followed,
+    /// [`Error::Zombie`]/[`Error::NoSuchProcess`] when the process is gone.
+    pub fn open_cwd(&self) -> Result<OwnedFd, Error> {
+        openat(
+            self.proc_dir.as_fd(),
+            "cwd",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| self.map_errno(errno, "cwd"))
+    }
+
+    /// Where the working directory is, as the kernel names it now.
+    ///
+    /// # Errors
+    /// As [`Target::open_cwd`].
+    pub fn cwd_path(&self) -> Result<PathBuf, Error> {
+        nix::fcntl::readlinkat(self.proc_dir.as_fd(), "cwd")
+            .map(PathBuf::from)
+            .map_err(|errno| self.map_errno(errno, "cwd"))
+    }
+
+    /// Whether this very process (not a reuse of its PID) is still alive
+    /// and not a zombie.
+    pub fn is_alive(&self) -> bool {
+        matches!(self.read_stat(), Ok(stat) if stat.starttime == self.starttime && stat.state != 'Z' && stat.state != 'X')
+    }
+
+    fn read_proc_file(&self, name: &'static str) -> Result<Vec<u8>, Error> {
+        let fd = openat(self.proc_dir.as_fd(), name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|errno| self.map_errno(errno, name))?;
+        let mut buf = Vec::with_capacity(512);
+        File::from(fd).read_to_end(&mut buf).map_err(|source| match source.raw_os_error() {
+            Some(code) => self.map_errno(Errno::from_raw(code), name),
+            None => Error::Proc { pid: self.pid, what: name, source },
+        })?;
+        Ok(buf)
+    }
+
+    fn read_stat(&self) -> Result<Stat, Error> {
+        let raw = self.read_proc_file("stat")?;
+        parse_stat(&raw).ok_or_else(|| Error::Proc {
+            pid: self.pid,
+            what: "stat",
+            source: io::Error::new(io::ErrorKind::InvalidData, "unexpected format"),
+        })
+    }
+
+    fn map_errno(&self, errno: Errno, what: &'static str) -> Error {
+        let pid = self.pid;
+        match errno {
+            Errno::ESRCH | Errno::ENOENT => match self.read_state() {
+                Some('Z') | Some('X') => Error::Zombie { pid },
+                _ => Error::NoSuchProcess { pid },
+            },
+            Errno::EACCES | Errno::EPERM => Error::Permission { pid, what },
+            other => Error::Proc { pid, what, source: other.into() },
+        }
+    }
+
+    fn read_state(&self) -> Option<char> {
+        let fd =
+            openat(self.proc_dir.as_fd(), "stat", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
+        let mut buf = Vec::new();
+        File::from(fd).read_to_end(&mut buf).ok()?;
+        parse_stat(&buf).map(|s| s.state)
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` monitord uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    /// Field 3: R, S, D, Z, T, t, X, I …
+    pub state: char,
+    /// Field 22: start time in clock ticks after boot.
+    pub starttime: u64,
+}
+
+/// Parse `/proc/<pid>/stat`. The command name (field 2) may hold spaces
+/// and parentheses, so fields are counted from the last `)`.
+pub fn parse_stat(raw: &[u8]) -> Option<Stat> {
+    let close = raw.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(raw.get(close + 1..)?).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After the state (field 3) come fields 4..; starttime is field 22.
+    let starttime = fields.nth(22 - 4)?.parse().ok()?;
+    Some(Stat { state, starttime })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_parentheses_in_the_name_parses() {
+        let raw = b"42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 0 0 0\n";
+        assert_eq!(parse_stat(raw), Some(Stat { state: 'S', starttime: 987654 }));
+    }
+
+    #[test]
+    fn truncated_stat_is_none() {
+        assert_eq!(parse_stat(b"42 (x) S 1 2"), None);
+        assert_eq!(parse_stat(b""), None);
+    }
+
+    #[test]
+    fn own_process_opens_and_is_alive() {
+        let me = Target::open(std::process::id() as i32).unwrap();
+        assert!(me.is_alive());
+        assert!(me.starttime() > 0);
+        assert_eq!(me.cwd_path().unwrap(), std::env::current_dir().unwrap());
+    }
+
+    #[test]
+    fn missing_pid_is_reported() {
+        assert!(matches!(Target::open(0), Err(Error::NoSuchProcess { pid: 0 })));
+        assert!(matches!(Target::open(4_194_304 + 1), Err(Error::NoSuchProcess { .. })));
+    }
+}

@@ -1,0 +1,12 @@
+//! Presentation of records: coloured unified diffs for people
+//! ([`human`]) and JSON Lines for programs ([`json`]). The journal stores
+//! minimal reversible deltas; these views are computed when read.
+
+pub mod human;
+pub mod json;
+
+/// RFC 3339 UTC time with microseconds, e.g. `2026-11-23T15:40:01.123456Z`.
+pub fn rfc3339_us(time_us: u64) -> String {
+    let ts = jiff::Timestamp::from_microsecond(time_us as i64).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    format!("{}", ts.strftime("%Y-%m-%dT%H:%M:%S.%6fZ"))
+}

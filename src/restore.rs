@@ -1,0 +1,266 @@
+//! Rebuilding the tracked tree as it was at a sample: the mirror of the
+//! sample's epoch (the tree as of that epoch's newest record) with the
+//! reverse patches of every later record of the epoch applied, newest
+//! first, each checked against its hashes.
+//!
+//! Restore holds the store's shared lock while it reads the ring and the
+//! mirror, so a live monitor's commit (ring and mirror together) is seen
+//! whole or not at all.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::history::{self, TreeState};
+use crate::journal::record::{Body, Node, Record};
+use crate::journal::{self, Snapshot};
+use crate::mirror::{self, Mirror};
+use crate::store::{self, LockMode};
+use crate::tree::{as_path, is_safe_relative};
+
+/// Errors of restore.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `--at` is neither a sequence number nor a time.
+    #[error(
+        "cannot understand --at {0:?}: give a sequence number, an RFC 3339 time or \"YYYY-MM-DD HH:MM:SS\""
+    )]
+    At(String),
+    /// The ring could not be read.
+    #[error(transparent)]
+    Journal(#[from] journal::Error),
+    /// The store lock failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The mirror could not be read.
+    #[error(transparent)]
+    Mirror(#[from] mirror::Error),
+    /// The sequence number has been dropped from the ring.
+    #[error("seq {seq} is no longer in the ring (the oldest record is {oldest})")]
+    Dropped {
+        /// Asked for.
+        seq: u64,
+        /// Oldest available.
+        oldest: u64,
+    },
+    /// The sequence number has not been recorded.
+    #[error("seq {seq} has not been recorded (the newest record is {newest})")]
+    NotYet {
+        /// Asked for.
+        seq: u64,
+        /// Newest available.
+        newest: u64,
+    },
+    /// No record at or before the time.
+    #[error("no record at or before {0}")]
+    TooEarly(String),
+    /// A record could not be decoded.
+    #[error("record {seq} cannot be decoded")]
+    Decode {
+        /// Its sequence number.
+        seq: u64,
+        /// Why.
+        #[source]
+        source: journal::record::DecodeError,
+    },
+    /// A patch did not apply: the store is damaged.
+    #[error("record {seq} does not replay")]
+    Replay {
+        /// The record.
+        seq: u64,
+        /// What failed.
+        #[source]
+        source: history::Error,
+    },
+    /// DEST is not empty.
+    #[error("{0} exists and is not an empty directory")]
+    DestNotEmpty(PathBuf),
+    /// Writing DEST failed.
+    #[error("cannot write {path}")]
+    Write {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A path in the journal would land outside DEST.
+    #[error("unsafe path {0:?} in the journal: refusing to restore it")]
+    UnsafePath(String),
+}
+
+/// The point to restore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum At {
+    /// A sequence number.
+    Seq(u64),
+    /// The newest record at or before this time.
+    Time(jiff::Timestamp),
+}
+
+impl At {
+    /// Parse `--at`: digits are a sequence number; otherwise an RFC 3339
+    /// time, or a local `YYYY-MM-DD HH:MM:SS[.ffffff]`.
+    ///
+    /// # Errors
+    /// [`Error::At`].
+    pub fn parse(text: &str) -> Result<At, Error> {
+        let text = text.trim();
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return text.parse().map(At::Seq).map_err(|_| Error::At(text.to_string()));
+        }
+        if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+            return Ok(At::Time(ts));
+        }
+        let civil: jiff::civil::DateTime = text.parse().map_err(|_| Error::At(text.to_string()))?;
+        let zoned = civil.to_zoned(jiff::tz::TimeZone::system()).map_err(|_| Error::At(text.to_string()))?;
+        Ok(At::Time(zoned.timestamp()))
+    }
+}
+
+/// A tree at a point of history.
+#[derive(Debug)]
+pub struct State {
+    /// The record the tree is as of.
+    pub seq: u64,
+    /// The tree.
+    pub tree: TreeState,
+}
+
+/// The tracked tree as of `at`.
+///
+/// # Errors
+/// Any [`Error`]: the point is not in the ring, or the journal does not
+/// replay.
+pub fn state_at(store_dir: &Path, at: At) -> Result<State, Error> {
+    let _lock = store::lock(store_dir, LockMode::Shared)?;
+    let snapshot = Snapshot::read(&store_dir.join(store::RING_FILE))?;
+    let info = snapshot.info();
+    let frames: Vec<_> = snapshot.frames().collect();
+    let (oldest, newest) = match (frames.first(), frames.last()) {
+        (Some(first), Some(last)) => (first.seq, last.seq),
+        _ => (info.next_seq, info.next_seq.saturating_sub(1)),
+    };
+    let seq = match at {
+        At::Seq(seq) if seq < oldest => return Err(Error::Dropped { seq, oldest }),
+        At::Seq(seq) if seq > newest => return Err(Error::NotYet { seq, newest }),
+        At::Seq(seq) => seq,
+        At::Time(ts) => {
+            let limit = ts.as_microsecond();
+            frames
+                .iter()
+                .rev()
+                .find(|f| (f.time_us as i64) <= limit)
+                .map(|f| f.seq)
+                .ok_or_else(|| Error::TooEarly(ts.to_string()))?
+        }
+    };
+    let decode = |frame: &journal::Frame<'_>| {
+        Record::decode(frame.payload).map_err(|source| Error::Decode { seq: frame.seq, source })
+    };
+    let index = frames.iter().position(|f| f.seq == seq).ok_or(Error::Dropped { seq, oldest })?;
+    let epoch = decode(&frames[index])?.epoch;
+    let mut later = Vec::new();
+    for frame in &frames[index + 1..] {
+        let record = decode(frame)?;
+        if record.epoch != epoch {
+            break;
+        }
+        later.push((frame.seq, record));
+    }
+    let mut tree = Mirror::open_existing(store_dir, epoch)?.load_all()?;
+    for (seq, record) in later.iter().rev() {
+        if let Body::Sample(sample) = &record.body {
+            history::apply_reverse(&mut tree, &sample.files)
+                .map_err(|source| Error::Replay { seq: *seq, source })?;
+        }
+    }
+    Ok(State { seq, tree })
+}
+
+/// Write `tree` into `dest`, which must not exist or be an empty
+/// directory. Files are created new (never through an existing link);
+/// symlinks are created last, so none can redirect a later write.
+///
+/// # Errors
+/// [`Error::DestNotEmpty`], [`Error::UnsafePath`] or [`Error::Write`].
+pub fn write_tree(tree: &TreeState, dest: &Path) -> Result<(), Error> {
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Write { path, source }
+    };
+    match fs::read_dir(dest) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Error::DestNotEmpty(dest.to_path_buf()));
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            DirBuilder::new().recursive(true).create(dest).map_err(write_err(dest))?;
+        }
+        Err(_) => return Err(Error::DestNotEmpty(dest.to_path_buf())),
+    }
+    for pass in [Node::File, Node::Symlink] {
+        for (rel, (node, content)) in tree.iter().filter(|(_, (node, _))| *node == pass) {
+            if !is_safe_relative(rel) {
+                return Err(Error::UnsafePath(String::from_utf8_lossy(rel).into_owned()));
+            }
+            let path = dest.join(as_path(rel));
+            if let Some(parent) = path.parent() {
+                DirBuilder::new().recursive(true).create(parent).map_err(write_err(parent))?;
+            }
+            match node {
+                Node::File => {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut file = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(&path)
+                        .map_err(write_err(&path))?;
+                    file.write_all(content).map_err(write_err(&path))?;
+                }
+                Node::Symlink => {
+                    std::os::unix::fs::symlink(as_path(content), &path).map_err(write_err(&path))?
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_parses_seq_and_times() {
+        assert_eq!(At::parse("7").unwrap(), At::Seq(7));
+        assert!(matches!(At::parse("2026-11-23T15:40:01.123456Z").unwrap(), At::Time(_)));
+        assert!(matches!(At::parse("2026-11-23 15:40:01").unwrap(), At::Time(_)));
+        assert!(At::parse("yesterday").is_err());
+        assert!(At::parse("").is_err());
+    }
+
+    #[test]
+    fn write_tree_refuses_escapes_and_non_empty_dest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tree = TreeState::new();
+        tree.insert(b"../evil".to_vec(), (Node::File, b"x".to_vec()));
+        let dest = dir.path().join("out");
+        assert!(matches!(write_tree(&tree, &dest), Err(Error::UnsafePath(_))));
+        assert!(!dir.path().join("evil").exists());
+        assert!(matches!(write_tree(&TreeState::new(), dir.path()), Err(Error::DestNotEmpty(_))));
+    }
+
+    #[test]
+    fn symlink_cannot_redirect_a_file_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let mut tree = TreeState::new();
+        tree.insert(b"a".to_vec(), (Node::Symlink, outside.path().as_os_str().as_encoded_bytes().to_vec()));
+        tree.insert(b"a/passwd".to_vec(), (Node::File, b"owned".to_vec()));
+        let _ = write_tree(&tree, &dir.path().join("out"));
+        assert!(!outside.path().join("passwd").exists());
+    }
+}

@@ -1,0 +1,636 @@
+//! The sampler: every period it takes the dirty paths the event thread
+//! queued, compares only those with the mirror, writes exactly one record
+//! to the ring and then brings the mirror up to date. It is the single
+//! writer of the ring and of the mirror.
+//!
+//! The life of one change: the target writes `notes.txt` → inotify queues
+//! `IN_MODIFY` → the event thread pushes `Dirty::Path("notes.txt")` → at
+//! the next tick the sampler runs the barrier ([`Inotify::sync`]), drains
+//! the queue, reads `notes.txt` beneath the root, diffs it against the
+//! mirror's copy, appends a `sample` record holding the reversible patch,
+//! and replaces the mirror's copy.
+//!
+//! Only the baseline and a rescan walk the tree; a normal sample reads the
+//! dirty paths and nothing else (`files_read` in `status` proves it).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::diff::{self, Patch};
+use crate::event::{Dirty, Inotify};
+use crate::history::Entry;
+use crate::journal::record::{
+    Baseline, Body, Change, FORMAT_VERSION, FileChange, FileEntry, Node, Record, Sample, SkipReason, Skipped,
+};
+use crate::journal::{self, Ring, RingInfo};
+use crate::mirror::{self, Mirror};
+use crate::proc::Target;
+use crate::store::{self, LockMode};
+use crate::tree::{self, Excludes, Observed};
+
+/// Errors that stop the sampler.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The journal refused a write.
+    #[error(transparent)]
+    Journal(#[from] journal::Error),
+    /// The mirror could not be updated.
+    #[error(transparent)]
+    Mirror(#[from] mirror::Error),
+    /// The store lock failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The event source failed to start.
+    #[error(transparent)]
+    Event(#[from] crate::event::Error),
+}
+
+/// Settings of a sampler.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The store directory.
+    pub store: PathBuf,
+    /// Larger text files are listed as skipped, not copied.
+    pub max_file_size: u64,
+    /// Paths left out.
+    pub excludes: Excludes,
+    /// How long one file's line diff may take before a coarser patch is used.
+    pub diff_deadline: Duration,
+    /// Capacity of the dirty-path queue.
+    pub queue_capacity: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tracked {
+    node: Node,
+    hash: u64,
+}
+
+/// Work counters, shown by `status`: they make "the cost follows the
+/// change" checkable from outside.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    /// Samples taken (records of kind `sample`).
+    pub samples: u64,
+    /// Entries read by the last sample.
+    pub files_read: u64,
+    /// Bytes read by the last sample.
+    pub bytes_read: u64,
+    /// Dirty paths handled by the last sample.
+    pub dirty_paths: u64,
+    /// Rescans done.
+    pub rescans: u64,
+    /// Entries currently tracked.
+    pub tracked: u64,
+}
+
+/// A committed record, for display.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its time, in microseconds since the Unix epoch.
+    pub time_us: u64,
+    /// The record.
+    pub record: Record,
+}
+
+/// The changes found in the pending dirty paths.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// File changes, in the order they apply forwards.
+    pub changes: Vec<FileChange>,
+    /// Entries left out.
+    pub skipped: Vec<Skipped>,
+    updates: Vec<(Vec<u8>, Option<Entry>)>,
+    files_read: u64,
+    bytes_read: u64,
+}
+
+/// The sampler's state.
+pub struct Sampler {
+    settings: Settings,
+    ring: Ring,
+    root: OwnedFd,
+    skip: Option<(u64, u64)>,
+    events: Inotify,
+    epoch: u64,
+    mirror: Mirror,
+    index: BTreeMap<Vec<u8>, Tracked>,
+    pending: BTreeSet<Dirty>,
+    rescan_reasons: Vec<String>,
+    target: Option<Target>,
+    pid: i32,
+    cwd: PathBuf,
+    counters: Counters,
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+impl Sampler {
+    /// Open the ring, start watching the target's working directory and
+    /// take the baseline. Returns the sampler and the committed baseline.
+    ///
+    /// # Errors
+    /// Any [`Error`]: the store or ring cannot be used, watches cannot be
+    /// set up, the mirror cannot be written.
+    pub fn start(
+        settings: Settings,
+        ring: Ring,
+        target: Target,
+        root: OwnedFd,
+        cwd: PathBuf,
+    ) -> Result<(Sampler, Vec<Committed>), Error> {
+        let skip = tree::open_dir(root.as_fd(), b"")
+            .ok()
+            .and_then(|_| std::fs::metadata(&settings.store).ok())
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino())
+            });
+        let events = Inotify::start(&root, settings.excludes.clone(), skip, settings.queue_capacity)?;
+        let store_path = settings.store.clone();
+        repair(&store_path, &ring)?;
+        let epoch = ring.info().next_seq;
+        let mirror = Mirror::open(&store_path, epoch)?;
+        let pid = target.pid();
+        let mut sampler = Sampler {
+            settings,
+            ring,
+            root,
+            skip,
+            events,
+            epoch,
+            mirror,
+            index: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            rescan_reasons: Vec::new(),
+            target: Some(target),
+            pid,
+            cwd,
+            counters: Counters::default(),
+        };
+        let baseline = sampler.baseline()?;
+        Ok((sampler, vec![baseline]))
+    }
+
+    /// The PID followed (0 once it has exited).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The directory watched.
+    pub fn cwd(&self) -> &Path {
+        &self.cwd
+    }
+
+    /// Work counters.
+    pub fn counters(&self) -> Counters {
+        Counters { tracked: self.index.len() as u64, ..self.counters }
+    }
+
+    /// Journal figures.
+    pub fn ring_info(&self) -> RingInfo {
+        self.ring.info()
+    }
+
+    /// The event thread's shared counters.
+    pub fn event_shared(&self) -> &crate::event::Shared {
+        self.events.shared()
+    }
+
+    /// Dirty paths waiting for the next sample.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The ring file's path.
+    pub fn ring_path(&self) -> &Path {
+        self.ring.path()
+    }
+
+    fn baseline(&mut self) -> Result<Committed, Error> {
+        let mut files = Vec::new();
+        let mut skipped = Vec::new();
+        let mut index = BTreeMap::new();
+        let mut failed: Option<mirror::Error> = None;
+        let max = self.settings.max_file_size;
+        let mirror = &self.mirror;
+        tree::walk(
+            self.root.as_fd(),
+            b"",
+            &self.settings.excludes,
+            self.skip,
+            &mut |rel, dir, entries| {
+                for (name, is_dir) in entries {
+                    if *is_dir {
+                        continue;
+                    }
+                    let path = tree::join(rel, name);
+                    let (node, content) = match tree::observe_entry(dir, name, max) {
+                        Observed::File(content) => (Node::File, content),
+                        Observed::Symlink(target) => (Node::Symlink, target),
+                        other => {
+                            if let Some(reason) = skip_reason(&other) {
+                                skipped.push(Skipped { path, reason });
+                            }
+                            continue;
+                        }
+                    };
+                    if failed.is_some() {
+                        return;
+                    }
+                    let hash = diff::hash(&content);
+                    if let Err(e) = mirror.put_new(&path, node, &content) {
+                        failed = Some(e);
+                        return;
+                    }
+                    files.push(FileEntry { path: path.clone(), node, size: content.len() as u64, hash });
+                    index.insert(path, Tracked { node, hash });
+                }
+            },
+            &mut |_, _| {},
+        );
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        let starttime = self.target.as_ref().map_or(0, Target::starttime);
+        let body = Body::Baseline(Baseline {
+            cwd: self.cwd.clone().into_os_string().into_encoded_bytes(),
+            starttime,
+            files,
+            skipped,
+            maps: Vec::new(),
+            stats: None,
+        });
+        let committed = self.commit(body, |_| Ok(()))?;
+        self.index = index;
+        // Events that arrived while walking may name files the walk already
+        // saw; comparing them again at the next sample is harmless.
+        self.collect_garbage();
+        Ok(committed)
+    }
+
+    /// Append one record under the store lock, run `then` (the mirror
+    /// update) before releasing it.
+    fn commit(
+        &mut self,
+        body: Body,
+        then: impl FnOnce(&Mirror) -> Result<(), Error>,
+    ) -> Result<Committed, Error> {
+        let record = Record { version: FORMAT_VERSION, epoch: self.epoch, pid: self.pid, body };
+        let time_us = now_us();
+        let payload = record.encode();
+        let _lock = store::lock(&self.settings.store, LockMode::Exclusive)?;
+        let seq = self.ring.append(record.kind() as u16, time_us, &payload)?;
+        then(&self.mirror)?;
+        Ok(Committed { seq, time_us, record })
+    }
+
+    /// Remove the mirrors of epochs whose records have all left the ring,
+    /// and epoch directories that never got a committed baseline.
+    fn collect_garbage(&self) {
+        let info = self.ring.info();
+        let epochs = mirror::epochs(&self.settings.store);
+        for (i, &epoch) in epochs.iter().enumerate() {
+            if epoch == self.epoch {
+                continue;
+            }
+            let next_start = epochs.get(i + 1).copied().unwrap_or(u64::MAX);
+            let uncommitted = epoch >= info.next_seq;
+            let all_dropped = next_start <= info.oldest_seq;
+            if uncommitted || all_dropped {
+                let _ = mirror::remove_epoch(&self.settings.store, epoch);
+            }
+        }
+    }
+
+    /// Run the barrier and move queued dirty paths into the pending set.
+    fn collect(&mut self) {
+        if !self.events.sync(Duration::from_secs(2)) {
+            self.rescan_reasons.push("the event thread did not answer the sample barrier".into());
+            self.pending.insert(Dirty::Subtree(Vec::new()));
+        }
+        let mut drained = Vec::new();
+        self.events.drain(&mut drained);
+        self.pending.extend(drained);
+        let shared = self.events.shared();
+        if shared.take_overflow() {
+            self.rescan_reasons.push("event queue overflow".into());
+            self.pending.insert(Dirty::Subtree(Vec::new()));
+        }
+        for dir in shared.unwatched() {
+            self.pending.insert(Dirty::Subtree(dir));
+        }
+    }
+
+    /// What the pending dirty paths amount to, without recording anything
+    /// (the `diff` command).
+    pub fn peek(&mut self) -> Found {
+        self.collect();
+        self.find()
+    }
+
+    /// Take one sample: write exactly one `sample` record (preceded by a
+    /// `rescan` record when events were lost), then update the mirror.
+    /// Also notices the target's exit and writes an `exit` record.
+    ///
+    /// # Errors
+    /// [`Error`] when the ring or the mirror cannot be written; the pending
+    /// paths are kept for the next attempt.
+    pub fn sample(&mut self) -> Result<Vec<Committed>, Error> {
+        let mut out = Vec::new();
+        self.collect();
+        if !self.rescan_reasons.is_empty() {
+            let paths: Vec<Vec<u8>> = self
+                .pending
+                .iter()
+                .filter_map(|d| match d {
+                    Dirty::Subtree(p) => Some(p.clone()),
+                    Dirty::Path(_) => None,
+                })
+                .collect();
+            let reason = self.rescan_reasons.join("; ");
+            out.push(self.commit(Body::Rescan { reason, paths }, |_| Ok(()))?);
+            self.rescan_reasons.clear();
+            self.counters.rescans += 1;
+        }
+        let found = self.find();
+        let Found { changes, skipped, updates, files_read, bytes_read } = found;
+        let body = Body::Sample(Sample { files: changes, skipped, ..Sample::default() });
+        let dirty_paths = self.pending.len() as u64;
+        let committed = self.commit(body, |mirror| {
+            for (path, entry) in &updates {
+                match entry {
+                    Some((node, content)) => mirror.put(path, *node, content)?,
+                    None => mirror.remove(path)?,
+                }
+            }
+            Ok(())
+        })?;
+        for (path, entry) in updates {
+            match entry {
+                Some((node, content)) => {
+                    self.index.insert(path, Tracked { node, hash: diff::hash(&content) });
+                }
+                None => {
+                    self.index.remove(&path);
+                }
+            }
+        }
+        self.pending.clear();
+        self.counters.samples += 1;
+        self.counters.files_read = files_read;
+        self.counters.bytes_read = bytes_read;
+        self.counters.dirty_paths = dirty_paths;
+        out.push(committed);
+        if let Some(target) = &self.target
+            && !target.is_alive()
+        {
+            self.target = None;
+            out.push(self.commit(Body::Exit(Default::default()), |_| Ok(()))?);
+            self.pid = 0;
+        }
+        self.collect_garbage();
+        Ok(out)
+    }
+
+    /// Observe every pending path and classify the differences from the
+    /// mirror.
+    fn find(&self) -> Found {
+        let max = self.settings.max_file_size;
+        let mut observed: BTreeMap<Vec<u8>, Observed> = BTreeMap::new();
+        let mut found = Found::default();
+        for dirty in &self.pending {
+            match dirty {
+                Dirty::Path(path) => {
+                    if !observed.contains_key(path) && !self.settings.excludes.is_excluded_anywhere(path) {
+                        let seen = tree::observe(self.root.as_fd(), path, max);
+                        if matches!(seen, Observed::Dir) {
+                            // A path that is a directory now: compare its subtree.
+                            self.observe_subtree(path, &mut observed);
+                        } else {
+                            observed.insert(path.clone(), seen);
+                        }
+                    }
+                }
+                Dirty::Subtree(dir) => self.observe_subtree(dir, &mut observed),
+            }
+        }
+        let mut deleted = Vec::new();
+        let mut created = Vec::new();
+        let mut modified = Vec::new();
+        for (path, seen) in observed {
+            let old = self.index.get(&path).copied();
+            if let Some(reason) = skip_reason(&seen) {
+                found.skipped.push(Skipped { path: path.clone(), reason });
+            }
+            let new = match seen {
+                Observed::File(content) => Some((Node::File, content)),
+                Observed::Symlink(target) => Some((Node::Symlink, target)),
+                // An unreadable entry keeps its recorded state.
+                Observed::Unreadable(_) => continue,
+                _ => None,
+            };
+            if let Some((_, content)) = &new {
+                found.files_read += 1;
+                found.bytes_read += content.len() as u64;
+            }
+            match (old, new) {
+                (None, None) => {}
+                (None, Some(new)) => created.push((path, new)),
+                (Some(old), None) => deleted.push((path, old)),
+                (Some(old), Some(new)) if old.node != new.0 => {
+                    deleted.push((path.clone(), old));
+                    created.push((path, new));
+                }
+                (Some(old), Some(new)) => {
+                    if old.hash != diff::hash(&new.1) {
+                        modified.push((path, new));
+                    }
+                }
+            }
+        }
+        self.classify(deleted, created, modified, &mut found);
+        found
+    }
+
+    fn classify(
+        &self,
+        deleted: Vec<(Vec<u8>, Tracked)>,
+        created: Vec<(Vec<u8>, Entry)>,
+        modified: Vec<(Vec<u8>, Entry)>,
+        found: &mut Found,
+    ) {
+        let deadline = self.settings.diff_deadline;
+        // A path gone and another appeared with the same content in the
+        // same sample is a rename.
+        let mut gone_by_hash: HashMap<(u64, Node), Vec<usize>> = HashMap::new();
+        for (i, (_, tracked)) in deleted.iter().enumerate() {
+            gone_by_hash.entry((tracked.hash, tracked.node)).or_default().push(i);
+        }
+        let mut renamed_from = vec![false; deleted.len()];
+        let mut renames = Vec::new();
+        let mut creations = Vec::new();
+        for (path, (node, content)) in created {
+            let hash = diff::hash(&content);
+            let source = gone_by_hash.get_mut(&(hash, node)).and_then(Vec::pop);
+            match source {
+                Some(i) => {
+                    renamed_from[i] = true;
+                    renames.push((path, deleted[i].0.clone(), node, content));
+                }
+                None => creations.push((path, node, content)),
+            }
+        }
+        for (i, (path, tracked)) in deleted.iter().enumerate() {
+            if renamed_from[i] {
+                continue;
+            }
+            let old = self.mirror_content(path);
+            found.changes.push(FileChange {
+                path: path.clone(),
+                change: Change::Deleted,
+                from: None,
+                node: tracked.node,
+                patch: Patch::compute(&old, b"", deadline),
+            });
+            found.updates.push((path.clone(), None));
+        }
+        for (path, from, node, content) in renames {
+            found.changes.push(FileChange {
+                path: path.clone(),
+                change: Change::Renamed,
+                from: Some(from.clone()),
+                node,
+                patch: Patch::compute(&content, &content, deadline),
+            });
+            found.updates.push((from, None));
+            found.updates.push((path, Some((node, content))));
+        }
+        let mut rest: Vec<(Vec<u8>, Node, Vec<u8>, Change)> = creations
+            .into_iter()
+            .map(|(p, n, c)| (p, n, c, Change::Created))
+            .chain(modified.into_iter().map(|(p, (n, c))| (p, n, c, Change::Modified)))
+            .collect();
+        rest.sort_by(|a, b| a.0.cmp(&b.0));
+        for (path, node, content, change) in rest {
+            let old = if change == Change::Modified { self.mirror_content(&path) } else { Vec::new() };
+            found.changes.push(FileChange {
+                path: path.clone(),
+                change,
+                from: None,
+                node,
+                patch: Patch::compute(&old, &content, deadline),
+            });
+            found.updates.push((path, Some((node, content))));
+        }
+    }
+
+    fn mirror_content(&self, path: &[u8]) -> Vec<u8> {
+        match self.mirror.read(path) {
+            Ok(Some((_, content))) => content,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Observe everything in `dir`'s subtree: what the tree holds now and
+    /// what the index says was there.
+    fn observe_subtree(&self, dir: &[u8], observed: &mut BTreeMap<Vec<u8>, Observed>) {
+        let max = self.settings.max_file_size;
+        for path in self.index.range(dir.to_vec()..).map(|(p, _)| p).take_while(|p| p.starts_with(dir)) {
+            if tree::is_within(path, dir) {
+                observed.entry(path.clone()).or_insert(Observed::Absent);
+            }
+        }
+        if !dir.is_empty() && self.settings.excludes.is_excluded_anywhere(dir) {
+            return;
+        }
+        tree::walk(
+            self.root.as_fd(),
+            dir,
+            &self.settings.excludes,
+            self.skip,
+            &mut |rel, fd, entries| {
+                for (name, is_dir) in entries {
+                    if !*is_dir {
+                        let path = tree::join(rel, name);
+                        let seen = tree::observe_entry(fd, name, max);
+                        observed.insert(path, seen);
+                    }
+                }
+            },
+            &mut |_, _| {},
+        );
+    }
+
+    /// Flush the ring to disk (clean shutdown).
+    ///
+    /// # Errors
+    /// [`Error::Journal`] when msync fails.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.ring.flush().map_err(Error::from)
+    }
+}
+
+fn skip_reason(observed: &Observed) -> Option<SkipReason> {
+    match observed {
+        Observed::TooLarge(size) => Some(SkipReason::TooLarge { size: *size }),
+        Observed::Unreadable(errno) => Some(SkipReason::Unreadable { errno: *errno }),
+        _ => None,
+    }
+}
+
+/// Bring the newest epoch's mirror in line with the last committed record
+/// after a crash between the ring commit and the mirror update. Returns
+/// how many entries were rolled forward.
+///
+/// # Errors
+/// [`Error::Mirror`] when the mirror cannot be written.
+pub fn repair(store: &Path, ring: &Ring) -> Result<usize, Error> {
+    let Ok(snapshot) = journal::Snapshot::read(ring.path()) else { return Ok(0) };
+    let Some(last) = snapshot.frames().last() else { return Ok(0) };
+    let Ok(record) = Record::decode(last.payload) else { return Ok(0) };
+    let Body::Sample(sample) = &record.body else { return Ok(0) };
+    let Ok(mirror) = Mirror::open_existing(store, record.epoch) else { return Ok(0) };
+    let mut fixed = 0;
+    for change in &sample.files {
+        let current = mirror.read(&change.path)?;
+        let want_new = change.change != Change::Deleted;
+        let is_new = match &current {
+            Some((_, content)) => want_new && diff::hash(content) == change.patch.new_hash,
+            None => !want_new,
+        };
+        if is_new && change.from.as_ref().is_none_or(|from| matches!(mirror.read(from), Ok(None))) {
+            continue;
+        }
+        if let Some(from) = &change.from {
+            let old = mirror.read(from)?;
+            if let Some((node, content)) = old
+                && let Ok(new) = change.patch.apply_forward(&content)
+            {
+                mirror.put(&change.path, node, &new)?;
+                mirror.remove(from)?;
+                fixed += 1;
+            }
+            continue;
+        }
+        let old = current.map(|(_, c)| c).unwrap_or_default();
+        if let Ok(new) = change.patch.apply_forward(&old) {
+            if want_new {
+                mirror.put(&change.path, change.node, &new)?;
+            } else {
+                mirror.remove(&change.path)?;
+            }
+            fixed += 1;
+        }
+    }
+    Ok(fixed)
+}

@@ -1,0 +1,187 @@
+//! The store directory: where it is by default, what lives in it, and how it
+//! is created (private: 0700 directories, 0600 files).
+//!
+//! ```text
+//! <store>/
+//!   ring.bin          the journal (see `journal`)
+//!   mirror/<epoch>/   the newest recorded content of every tracked file,
+//!                     one directory per baseline ("epoch", named by the
+//!                     baseline's sequence number)
+//!   tmp/              staging for atomic mirror writes (same filesystem)
+//!   lock              flock: exclusive while the sampler commits a record
+//!                     and updates the mirror, shared while `restore` reads
+//! ```
+//!
+//! The control FIFO, pid file and log join this directory later; their names
+//! are reserved here so every module agrees on them.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// File name of the journal inside a store.
+pub const RING_FILE: &str = "ring.bin";
+/// Directory of per-epoch mirrors inside a store.
+pub const MIRROR_DIR: &str = "mirror";
+/// Staging directory for atomic writes into the mirror.
+pub const TMP_DIR: &str = "tmp";
+/// Lock file that orders mirror updates against readers.
+pub const LOCK_FILE: &str = "lock";
+/// The control FIFO.
+pub const CTL_FILE: &str = "ctl";
+/// The daemon's pid file.
+pub const PID_FILE: &str = "monitord.pid";
+/// The daemon's log.
+pub const LOG_FILE: &str = "monitord.log";
+
+/// Errors of the store directory.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store directory could not be created or opened.
+    #[error("cannot create store {path}")]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// No default location could be derived (no HOME for a non-root user).
+    #[error("cannot find a default store directory: set --store, XDG_STATE_HOME or HOME")]
+    NoDefault,
+    /// No store was named and none was found in the default location.
+    #[error("no store found under {base}: name one with --store")]
+    NoneFound {
+        /// Where we looked.
+        base: PathBuf,
+    },
+    /// The lock file could not be opened or locked.
+    #[error("cannot lock {path}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The directory under which per-PID stores are created by default:
+/// `/var/lib/monitord` for root, `$XDG_STATE_HOME/monitord` or
+/// `~/.local/state/monitord` for everyone else.
+///
+/// # Errors
+/// [`Error::NoDefault`] when neither variable is set for a non-root user.
+pub fn default_base() -> Result<PathBuf, Error> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::from("/var/lib/monitord"));
+    }
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(state).join("monitord"));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/state/monitord")),
+        None => Err(Error::NoDefault),
+    }
+}
+
+/// The default store of a monitored PID.
+///
+/// # Errors
+/// As [`default_base`].
+pub fn default_for_pid(pid: i32) -> Result<PathBuf, Error> {
+    Ok(default_base()?.join(pid.to_string()))
+}
+
+/// The store a reading command works on: the one named, or else the most
+/// recently written store under the default base directory.
+///
+/// # Errors
+/// [`Error::NoneFound`] when nothing was named and no store exists.
+pub fn resolve(named: Option<&Path>) -> Result<PathBuf, Error> {
+    if let Some(path) = named {
+        return Ok(path.to_path_buf());
+    }
+    let base = default_base()?;
+    let newest = fs::read_dir(&base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let ring = entry.path().join(RING_FILE);
+            let modified = fs::metadata(&ring).and_then(|m| m.modified()).ok()?;
+            Some((modified, entry.path()))
+        })
+        .max();
+    newest.map(|(_, path)| path).ok_or(Error::NoneFound { base })
+}
+
+/// Create the store directory and its subdirectories (0700), and remove
+/// whatever a crash left in `tmp/`.
+///
+/// # Errors
+/// [`Error::Create`] naming the directory that could not be made.
+pub fn create(store: &Path) -> Result<(), Error> {
+    let mut builder = DirBuilder::new();
+    builder.recursive(true).mode(0o700);
+    for dir in [store.to_path_buf(), store.join(MIRROR_DIR), store.join(TMP_DIR)] {
+        builder.create(&dir).map_err(|source| Error::Create { path: dir.clone(), source })?;
+    }
+    let tmp = store.join(TMP_DIR);
+    if let Ok(entries) = fs::read_dir(&tmp) {
+        for entry in entries.flatten() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// A held flock on `<store>/lock`; released on drop.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// Which kind of lock to take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    /// Readers (`restore`): many at once.
+    Shared,
+    /// The sampler while it commits and updates the mirror.
+    Exclusive,
+}
+
+/// Open `<store>/lock` (creating it, 0600) and take a blocking flock.
+///
+/// # Errors
+/// [`Error::Lock`] when the file cannot be opened or locked.
+pub fn lock(store: &Path, mode: LockMode) -> Result<Lock, Error> {
+    let path = store.join(LOCK_FILE);
+    let lock_err = |source| Error::Lock { path: path.clone(), source };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(lock_err)?;
+    let op = match mode {
+        LockMode::Shared => libc::LOCK_SH,
+        LockMode::Exclusive => libc::LOCK_EX,
+    };
+    loop {
+        // SAFETY: flock on a file descriptor we own for the whole call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(Lock { _file: file });
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(lock_err(err));
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! The watched tree: every access to the target's files, confined beneath
+//! the root directory fd, and the walk used by the baseline and rescans.
+//!
+//! Paths are relative byte strings, `/`-separated, with no leading `/`
+//! (the root itself is the empty path). Nothing here follows a symlink:
+//! intermediate components are resolved with `openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS)` (openat2(2), Linux 5.6), and the last component is
+//! examined with `fstatat(AT_SYMLINK_NOFOLLOW)` and opened with `O_NOFOLLOW`
+//! relative to its parent's fd, then checked again with `fstat` on the
+//! opened fd. A file swapped for a symlink between the event and the read
+//! is therefore read as the link it has become, never as what it points to.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, readlinkat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
+
+use crate::text;
+
+/// Errors of the tree module that are not per-file observations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An `--exclude` pattern is not a valid glob.
+    #[error("invalid --exclude pattern {pattern:?}")]
+    Glob {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        #[source]
+        source: globset::Error,
+    },
+}
+
+/// What a path in the tree is right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observed {
+    /// Nothing there (or only reachable through a symlink).
+    Absent,
+    /// A regular text file and its content.
+    File(Vec<u8>),
+    /// A symbolic link and its target string.
+    Symlink(Vec<u8>),
+    /// A directory.
+    Dir,
+    /// A regular file whose content is data, not text.
+    Binary,
+    /// A regular text file over the size limit.
+    TooLarge(u64),
+    /// Could not be read (errno).
+    Unreadable(i32),
+    /// A FIFO, socket or device: never opened for reading.
+    Special,
+}
+
+/// `--exclude` globs. A pattern without `/` matches any single path
+/// component (so `.git` leaves out every `.git` directory and `*.log` every
+/// log file); a pattern with `/` matches the whole relative path.
+#[derive(Clone, Debug)]
+pub struct Excludes {
+    names: GlobSet,
+    paths: GlobSet,
+}
+
+impl Excludes {
+    /// Compile the patterns.
+    ///
+    /// # Errors
+    /// [`Error::Glob`] for the first invalid pattern.
+    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Excludes, Error> {
+        let mut names = GlobSetBuilder::new();
+        let mut paths = GlobSetBuilder::new();
+        for pattern in patterns {
+            let pattern = pattern.as_ref();
+            let trimmed = pattern.trim_matches('/');
+            let glob =
+                Glob::new(trimmed).map_err(|source| Error::Glob { pattern: pattern.to_string(), source })?;
+            if trimmed.contains('/') {
+                paths.add(glob);
+            } else {
+                names.add(glob);
+            }
+        }
+        let build = |b: GlobSetBuilder| {
+            b.build().map_err(|source| Error::Glob {
+                pattern: patterns.iter().map(|p| p.as_ref()).collect::<Vec<_>>().join(" "),
+                source,
+            })
+        };
+        Ok(Excludes { names: build(names)?, paths: build(paths)? })
+    }
+
+    /// Whether `rel` is left out. Only the last component is checked
+    /// against name patterns: the walk never enters an excluded directory,
+    /// so its descendants are never asked about.
+    pub fn is_excluded(&self, rel: &[u8]) -> bool {
+        if rel.is_empty() {
+            return false;
+        }
+        let name = rel.rsplit(|&b| b == b'/').next().unwrap_or(rel);
+        let name_matches = self.names.is_match(bytes_as_path(name));
+        name_matches || (!self.paths.is_empty() && self.paths.is_match(bytes_as_path(rel)))
+    }
+
+    /// Whether `rel` or any of its ancestors is left out (for paths that
+    /// did not come from the walk).
+    pub fn is_excluded_anywhere(&self, rel: &[u8]) -> bool {
+        let ancestors = rel.iter().enumerate().filter(|&(_, &b)| b == b'/').map(|(i, _)| &rel[..i]);
+        ancestors.chain(std::iter::once(rel)).any(|path| self.is_excluded(path))
+    }
+}
+
+fn bytes_as_path(bytes: &[u8]) -> &std::path::Path {
+    use std::os::unix::ffi::OsStrExt;
+    std::path::Path::new(std::ffi::OsStr::from_bytes(bytes))
+}
+
+/// Join a directory path and an entry name.
+pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() {
+        return name.to_vec();
+    }
+    let mut path = Vec::with_capacity(dir.len() + 1 + name.len());
+    path.extend_from_slice(dir);
+    path.push(b'/');
+    path.extend_from_slice(name);
+    path
+}
+
+/// Split a path into its parent directory and last component.
+pub fn split(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (&[], rel),
+    }
+}
+
+/// Whether a relative path read back from a store is safe to use under a
+/// directory: not empty, not absolute, no empty, `.` or `..` components,
+/// no NUL. A crafted ring cannot make `restore` write outside its target.
+pub fn is_safe_relative(rel: &[u8]) -> bool {
+    !rel.is_empty()
+        && !rel.contains(&0)
+        && rel.split(|&b| b == b'/').all(|part| !part.is_empty() && part != b"." && part != b"..")
+}
+
+/// A relative byte path as a [`std::path::Path`].
+pub fn as_path(rel: &[u8]) -> &std::path::Path {
+    bytes_as_path(rel)
+}
+
+/// Whether `path` is `dir` or lies below it.
+pub fn is_within(path: &[u8], dir: &[u8]) -> bool {
+    dir.is_empty() || path == dir || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
+}
+
+/// Open a directory of the tree, strictly beneath `root`, never through a
+/// symlink. The empty path opens the root itself.
+///
+/// # Errors
+/// The errno of `openat2`: `ENOENT`/`ENOTDIR` when it is gone, `ELOOP` or
+/// `EXDEV` when the path leads through a symlink or out of the tree.
+pub fn open_dir(root: BorrowedFd<'_>, rel: &[u8]) -> Result<OwnedFd, Errno> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+    let path: &[u8] = if rel.is_empty() { b"." } else { rel };
+    openat2(root, bytes_as_path(path), how)
+}
+
+/// Observe one path of the tree (see the module doc for how it is
+/// confined).
+pub fn observe(root: BorrowedFd<'_>, rel: &[u8], max_size: u64) -> Observed {
+    if rel.is_empty() {
+        return Observed::Dir;
+    }
+    let (parent, name) = split(rel);
+    if parent.is_empty() {
+        return observe_entry(root, name, max_size);
+    }
+    match open_dir(root, parent) {
+        Ok(dir) => observe_entry(dir.as_fd(), name, max_size),
+        Err(Errno::EACCES) => Observed::Unreadable(Errno::EACCES as i32),
+        Err(_) => Observed::Absent,
+    }
+}
+
+/// Observe the entry `name` (one component) of the directory `dir`.
+pub fn observe_entry(dir: BorrowedFd<'_>, name: &[u8], max_size: u64) -> Observed {
+    let stat = match fstatat(dir, bytes_as_path(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(stat) => stat,
+        Err(Errno::ENOENT | Errno::ENOTDIR) => return Observed::Absent,
+        Err(errno) => return Observed::Unreadable(errno as i32),
+    };
+    match file_type(&stat) {
+        SFlag::S_IFDIR => Observed::Dir,
+        SFlag::S_IFLNK => match readlinkat(dir, bytes_as_path(name)) {
+            Ok(target) => {
+                use std::os::unix::ffi::OsStringExt;
+                Observed::Symlink(target.into_vec())
+            }
+            Err(Errno::ENOENT) => Observed::Absent,
+            Err(Errno::EINVAL) => observe_entry(dir, name, max_size),
+            Err(errno) => Observed::Unreadable(errno as i32),
+        },
+        SFlag::S_IFREG => read_regular(dir, name, max_size),
+        _ => Observed::Special,
+    }
+}
+
+fn file_type(stat: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())
+}
+
+fn read_regular(dir: BorrowedFd<'_>, name: &[u8], max_size: u64) -> Observed {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let fd = match openat(dir, bytes_as_path(name), flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT | Errno::ENOTDIR) => return Observed::Absent,
+        // It became a symlink after the fstatat: look again.
+        Err(Errno::ELOOP) => return observe_entry(dir, name, max_size),
+        Err(errno) => return Observed::Unreadable(errno as i32),
+    };
+    let stat = match fstat(&fd) {
+        Ok(stat) => stat,
+        Err(errno) => return Observed::Unreadable(errno as i32),
+    };
+    if file_type(&stat) != SFlag::S_IFREG {
+        // Swapped for a FIFO, device or directory between the two calls.
+        return observe_entry(dir, name, max_size);
+    }
+    let size = u64::try_from(stat.st_size).unwrap_or(0);
+    if size > max_size {
+        return Observed::TooLarge(size);
+    }
+    match read_limited(&fd, size, max_size) {
+        Ok(Some(content)) => {
+            let head = &content[..content.len().min(text::SNIFF_BYTES)];
+            if text::is_text(head) { Observed::File(content) } else { Observed::Binary }
+        }
+        Ok(None) => Observed::TooLarge(size.max(max_size.saturating_add(1))),
+        Err(err) => Observed::Unreadable(err.raw_os_error().unwrap_or(libc::EIO)),
+    }
+}
+
+/// Read a whole file of expected `size`, giving up (None) past `max` bytes.
+fn read_limited(fd: &OwnedFd, size: u64, max: u64) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let cap = usize::try_from(size.min(max)).unwrap_or(0);
+    let mut content = Vec::with_capacity(cap + 1);
+    let file = std::fs::File::from(fd.try_clone()?);
+    let limit = max.saturating_add(1);
+    file.take(limit).read_to_end(&mut content)?;
+    if content.len() as u64 > max {
+        return Ok(None);
+    }
+    Ok(Some(content))
+}
+
+/// The identity of a directory, to recognise the store inside the tree.
+pub fn dir_identity(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
+    fstat(fd).ok().map(|s| (s.st_dev, s.st_ino))
+}
+
+/// List the names in an open directory (without `.` and `..`), each with
+/// whether the directory entry says it is a directory.
+///
+/// # Errors
+/// The errno of reading the directory.
+pub fn list_dir(dir: BorrowedFd<'_>) -> Result<Vec<(Vec<u8>, bool)>, Errno> {
+    let fd = openat(dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let mut listing = nix::dir::Dir::from_fd(fd)?;
+    let mut names = Vec::new();
+    for entry in listing.iter() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let is_dir = match entry.file_type() {
+            Some(nix::dir::Type::Directory) => true,
+            Some(_) => false,
+            None => matches!(
+                fstatat(dir, bytes_as_path(name), AtFlags::AT_SYMLINK_NOFOLLOW).map(|s| file_type(&s)),
+                Ok(SFlag::S_IFDIR)
+            ),
+        };
+        names.push((name.to_vec(), is_dir));
+    }
+    Ok(names)
+}
+
+/// The visitor of [`walk`]: `(relative dir, its fd, its entries as
+/// (name, is_dir))`.
+pub type Visit<'a> = dyn FnMut(&[u8], BorrowedFd<'_>, &[(Vec<u8>, bool)]) + 'a;
+
+/// Walk the directories below `start` (included), depth first, calling
+/// `visit(rel_dir, dir_fd, entries)` for each directory that could be
+/// opened. Excluded paths and the directory whose identity is `skip` (the
+/// store, when it lies inside the tree) are pruned. Directories that
+/// cannot be opened are reported through `on_error`.
+pub fn walk(
+    root: BorrowedFd<'_>,
+    start: &[u8],
+    excludes: &Excludes,
+    skip: Option<(u64, u64)>,
+    visit: &mut Visit<'_>,
+    on_error: &mut dyn FnMut(&[u8], Errno),
+) {
+    let mut stack = vec![start.to_vec()];
+    while let Some(rel) = stack.pop() {
+        let dir = match open_dir(root, &rel) {
+            Ok(dir) => dir,
+            Err(errno) => {
+                on_error(&rel, errno);
+                continue;
+            }
+        };
+        if skip.is_some() && dir_identity(dir.as_fd()) == skip {
+            continue;
+        }
+        let entries = match list_dir(dir.as_fd()) {
+            Ok(entries) => entries,
+            Err(errno) => {
+                on_error(&rel, errno);
+                continue;
+            }
+        };
+        let entries: Vec<(Vec<u8>, bool)> =
+            entries.into_iter().filter(|(name, _)| !excludes.is_excluded(&join(&rel, name))).collect();
+        visit(&rel, dir.as_fd(), &entries);
+        for (name, is_dir) in entries.iter().rev() {
+            if *is_dir {
+                stack.push(join(&rel, name));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    fn root_of(dir: &std::path::Path) -> OwnedFd {
+        nix::fcntl::open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).unwrap()
+    }
+
+    #[test]
+    fn excludes_match_names_anywhere_and_paths_exactly() {
+        let ex = Excludes::new(&[".git", "*.log", "build/out"]).unwrap();
+        assert!(ex.is_excluded(b".git"));
+        assert!(ex.is_excluded(b"sub/.git"));
+        assert!(ex.is_excluded(b"a/b.log"));
+        assert!(ex.is_excluded(b"build/out"));
+        assert!(!ex.is_excluded(b"other/build/out"));
+        assert!(!ex.is_excluded(b"a.txt"));
+        assert!(ex.is_excluded_anywhere(b".git/config"));
+        assert!(!ex.is_excluded_anywhere(b"src/main.rs"));
+        assert!(Excludes::new(&["a[b"]).is_err());
+    }
+
+    #[test]
+    fn symlinks_are_never_followed() {
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), "top secret\n").unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        symlink(outside.path().join("secret"), tree.path().join("link")).unwrap();
+        symlink(outside.path(), tree.path().join("dirlink")).unwrap();
+        fs::write(tree.path().join("plain.txt"), "hello\n").unwrap();
+        let root = root_of(tree.path());
+        let max = 1 << 20;
+        let target = outside.path().join("secret").into_os_string().into_encoded_bytes();
+        assert_eq!(observe(root.as_fd(), b"link", max), Observed::Symlink(target));
+        assert_eq!(observe(root.as_fd(), b"dirlink/secret", max), Observed::Absent);
+        assert_eq!(observe(root.as_fd(), b"plain.txt", max), Observed::File(b"hello\n".to_vec()));
+        assert_eq!(observe(root.as_fd(), b"../x", max), Observed::Absent);
+        assert_eq!(observe(root.as_fd(), b"missing", max), Observed::Absent);
+    }
+
+    #[test]
+    fn binary_large_and_special_files_are_classified() {
+        let tree = tempfile::tempdir().unwrap();
+        fs::write(tree.path().join("bin"), b"\x7fELF\x02\x01\x01\x00\x00").unwrap();
+        fs::write(tree.path().join("big.txt"), "x".repeat(100)).unwrap();
+        nix::unistd::mkfifo(&tree.path().join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        fs::create_dir(tree.path().join("d")).unwrap();
+        let root = root_of(tree.path());
+        assert_eq!(observe(root.as_fd(), b"bin", 1000), Observed::Binary);
+        assert_eq!(observe(root.as_fd(), b"big.txt", 50), Observed::TooLarge(100));
+        assert_eq!(observe(root.as_fd(), b"fifo", 1000), Observed::Special);
+        assert_eq!(observe(root.as_fd(), b"d", 1000), Observed::Dir);
+    }
+
+    #[test]
+    fn walk_prunes_excluded_dirs_and_visits_the_rest() {
+        let tree = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tree.path().join("a/b")).unwrap();
+        fs::create_dir_all(tree.path().join(".git/objects")).unwrap();
+        fs::write(tree.path().join("a/b/f"), "x").unwrap();
+        let root = root_of(tree.path());
+        let ex = Excludes::new(&[".git"]).unwrap();
+        let mut seen = Vec::new();
+        walk(
+            root.as_fd(),
+            b"",
+            &ex,
+            None,
+            &mut |rel, _, entries| {
+                seen.push((rel.to_vec(), entries.len()));
+            },
+            &mut |_, _| panic!("no errors expected"),
+        );
+        seen.sort();
+        assert_eq!(seen, vec![(b"".to_vec(), 1), (b"a".to_vec(), 1), (b"a/b".to_vec(), 1)]);
+    }
+
+    #[test]
+    fn path_helpers() {
+        assert_eq!(join(b"", b"a"), b"a");
+        assert_eq!(join(b"a", b"b"), b"a/b");
+        assert_eq!(split(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
+        assert_eq!(split(b"c"), (&b""[..], &b"c"[..]));
+        assert!(is_within(b"a/b", b"a"));
+        assert!(!is_within(b"ab", b"a"));
+        assert!(is_within(b"x", b""));
+        assert!(is_safe_relative(b"a/b.txt"));
+        for bad in [&b""[..], b"/etc/passwd", b"../x", b"a/../../x", b"a//b", b"./a", b"a\0b"] {
+            assert!(!is_safe_relative(bad), "{bad:?}");
+        }
+    }
+}
