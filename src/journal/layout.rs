@@ -60,10 +60,10 @@ pub struct HeaderSlot {
     pub opens: u64,
     /// Creation time, microseconds since the Unix epoch.
     pub created_us: u64,
-    /// CRC32C of the bytes of this slot before this field.
-    pub crc: u32,
     /// Zero.
     pub reserved: u32,
+    /// CRC32C of the bytes of this slot before this field.
+    pub crc: u32,
 }
 
 /// Size of [`HeaderSlot`].
@@ -72,7 +72,7 @@ const _: () = assert!(size_of::<HeaderSlot>() == SLOT_SIZE);
 const _: () = assert!(SLOT_SIZE <= SLOT_OFFSETS[1] - SLOT_OFFSETS[0]);
 const _: () = assert!(SLOT_OFFSETS[1] + SLOT_SIZE <= HEADER_PAGE as usize);
 /// Offset of [`HeaderSlot::crc`]: the slot CRC covers `[0, SLOT_CRC_AT)`.
-pub const SLOT_CRC_AT: usize = 96;
+pub const SLOT_CRC_AT: usize = 100;
 const _: () = assert!(std::mem::offset_of!(HeaderSlot, crc) == SLOT_CRC_AT);
 
 impl HeaderSlot {

@@ -36,8 +36,8 @@
 //! | 72 | u64 | dropped_records | records dropped by wrap-around, ever |
 //! | 80 | u64 | opens | times a writer opened the ring (1 after creation) |
 //! | 88 | u64 | created_us | creation time, µs since the Unix epoch |
-//! | 96 | u32 | crc | CRC32C (Castagnoli) of bytes 0..96 of this slot |
-//! | 100 | u32 | reserved | 0 |
+//! | 96 | u32 | reserved | 0 |
+//! | 100 | u32 | crc | CRC32C (Castagnoli) of bytes 0..100 of this slot |
 //!
 //! There are two slots so that a header write cut short (a crash in the
 //! middle of the ~100 byte store) never leaves the ring without a header.

@@ -542,3 +542,218 @@ impl<'a> Iterator for Walker<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::journal::ring::tests::{Rec, build_image};
+
+    /// Every frame the decoder returns, from `frames()` and from `scan()`,
+    /// is a record that was written, unmodified.
+    fn assert_only_written(snap: &Snapshot, all: &HashMap<u64, Rec>) -> Vec<Rec> {
+        let check = |f: &Frame<'_>| {
+            let rec = all.get(&f.seq).expect("a frame with a seq never written");
+            assert_eq!(f.kind, rec.kind);
+            assert_eq!(f.time_us, rec.time_us);
+            assert_eq!(f.payload, &rec.payload[..], "modified payload returned");
+        };
+        let chain: Vec<Frame<'_>> = snap.frames().collect();
+        chain.iter().for_each(check);
+        assert!(chain.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+        let scan = snap.scan();
+        scan.frames.iter().for_each(check);
+        assert!(scan.frames.windows(2).all(|w| w[1].seq > w[0].seq));
+        assert!(scan.frames.starts_with(&chain));
+        chain.iter().map(|f| all[&f.seq].clone()).collect()
+    }
+
+    /// J6: flip every bit of an 8 KiB ring image (4 KiB data area, a wrap,
+    /// a few live records).
+    #[test]
+    fn every_single_bit_flip_is_caught() {
+        let cap = 4096;
+        let (image, all, model) = build_image(cap, 23, &[300, 0, 517, 64, 900]);
+        let orig = Snapshot::from_bytes(image.clone()).unwrap();
+        let want = assert_only_written(&orig, &all);
+        assert_eq!(want, model.records());
+        assert!(want.len() >= 4 && orig.info().dropped_records > 0);
+        assert!(orig.scan().problems.is_empty());
+        let page = HEADER_PAGE as usize;
+
+        // Bytes covered by a CRC that the chain depends on.
+        let mut covered = vec![false; image.len()];
+        for (rec, start, _) in &model.live {
+            let s = page + start;
+            covered[s..s + FRAME_HEADER as usize + rec.payload.len()].fill(true);
+        }
+        let data = &image[page..];
+        for pos in (0..cap).step_by(8) {
+            if let Ok(f) = read_frame(data, pos) {
+                if f.header.kind == KIND_WRAP && f.header.seq > orig.info().oldest_seq {
+                    covered[page + pos..page + pos + FRAME_HEADER as usize].fill(true);
+                }
+            }
+        }
+        let in_slot = |i: usize| {
+            SLOT_OFFSETS
+                .iter()
+                .any(|&o| (o..o + SLOT_SIZE).contains(&i))
+        };
+
+        let mut img = image.clone();
+        for byte in 0..image.len() {
+            for bit in 0..8 {
+                img[byte] ^= 1 << bit;
+                let snap = Snapshot::from_bytes(img.clone()).expect("one header slot is intact");
+                let got = assert_only_written(&snap, &all);
+                let scan = snap.scan();
+                if covered[byte] {
+                    assert!(
+                        got.len() < want.len(),
+                        "flip at {byte}.{bit} went unnoticed"
+                    );
+                    assert!(
+                        !scan.problems.is_empty(),
+                        "flip at {byte}.{bit} not reported"
+                    );
+                } else if in_slot(byte) {
+                    assert_eq!(got, want, "flip at {byte}.{bit}");
+                    assert!(
+                        !scan.problems.is_empty(),
+                        "header flip at {byte}.{bit} not reported"
+                    );
+                } else {
+                    assert_eq!(got, want, "flip at {byte}.{bit}");
+                    assert!(
+                        scan.problems.is_empty(),
+                        "flip at {byte}.{bit}: {:?}",
+                        scan.problems
+                    );
+                }
+                img[byte] ^= 1 << bit;
+            }
+        }
+    }
+
+    #[test]
+    fn unusable_headers_are_errors() {
+        let err = |bytes: Vec<u8>| match Snapshot::from_bytes(bytes) {
+            Err(Error::Image { source }) => source,
+            other => panic!("expected an image error, got {other:?}"),
+        };
+        assert!(matches!(err(vec![]), HeaderError::Short { file_len: 0 }));
+        assert!(matches!(err(vec![0; 9000]), HeaderError::Magic));
+        let (image, _, _) = build_image(1024, 5, &[10]);
+        assert!(matches!(
+            err(image[..image.len() - 8].to_vec()),
+            HeaderError::Size { capacity: 1024, .. }
+        ));
+        let mut bad = image.clone();
+        bad[20] ^= 1;
+        bad[2048 + 20] ^= 1;
+        assert!(matches!(err(bad), HeaderError::Checksum));
+        let msg = Error::Image {
+            source: HeaderError::Magic,
+        }
+        .to_string();
+        assert_eq!(msg, "ring image has no usable header");
+    }
+
+    #[test]
+    fn a_break_in_the_middle_is_damage_and_later_records_are_kept() {
+        let (mut image, all, model) = build_image(8192, 30, &[100, 40, 250]);
+        let live: Vec<_> = model.live.iter().cloned().collect();
+        assert!(live.len() > 10);
+        // Damage the payload of a record in the middle.
+        let (victim, start, _) = &live[5];
+        image[HEADER_PAGE as usize + start + FRAME_HEADER as usize] ^= 0xFF;
+        let snap = Snapshot::from_bytes(image).unwrap();
+        let chain = assert_only_written(&snap, &all);
+        assert_eq!(chain.last().map(|r| r.seq), Some(victim.seq - 1));
+        let scan = snap.scan();
+        assert!(!scan.torn_tail);
+        assert_eq!(scan.problems.len(), 2, "{:?}", scan.problems);
+        assert_eq!(scan.problems[0].expected_seq, victim.seq);
+        assert_eq!(
+            scan.problems[0].offset,
+            HEADER_PAGE + *start as u64,
+            "{}",
+            scan.problems[0]
+        );
+        assert!(
+            scan.problems[1].what.contains("missing"),
+            "{}",
+            scan.problems[1]
+        );
+        let seqs: Vec<u64> = scan.frames.iter().map(|f| f.seq).collect();
+        let want: Vec<u64> = live
+            .iter()
+            .map(|(r, _, _)| r.seq)
+            .filter(|&s| s != victim.seq)
+            .collect();
+        assert_eq!(seqs, want);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..9000)) {
+            if let Ok(snap) = Snapshot::from_bytes(bytes) {
+                let _ = snap.frames().count();
+                let _ = snap.scan();
+            }
+        }
+
+        /// A real ring's header with random bytes for the data area.
+        #[test]
+        fn random_data_area_never_panics(
+            data in proptest::collection::vec(any::<u8>(), 1024..=1024),
+            head in 0u64..128,
+        ) {
+            let (mut image, _, _) = build_image(1024, 3, &[8]);
+            image[HEADER_PAGE as usize..].copy_from_slice(&data);
+            for off in SLOT_OFFSETS {
+                let mut s: HeaderSlot = bytemuck::pod_read_unaligned(&image[off..off + SLOT_SIZE]);
+                s.head = head * 8;
+                s.crc = s.compute_crc();
+                image[off..off + SLOT_SIZE].copy_from_slice(bytemuck::bytes_of(&s));
+            }
+            let snap = Snapshot::from_bytes(image).unwrap();
+            prop_assert_eq!(snap.frames().count(), 0);
+            let _ = snap.scan();
+        }
+
+        /// Truncations, random bit flips and byte overwrites of a real
+        /// ring: never a panic, never a record that was not written.
+        #[test]
+        fn damaged_images_return_only_written_records(
+            n in 1u64..60,
+            lens in proptest::collection::vec(0usize..600, 1..6),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..8), 0..20),
+            smash in proptest::option::of((any::<prop::sample::Index>(), proptest::collection::vec(any::<u8>(), 1..64))),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+        ) {
+            let (mut image, all, _) = build_image(2048, n, &lens);
+            for (at, bit) in flips {
+                let i = at.index(image.len());
+                image[i] ^= 1 << bit;
+            }
+            if let Some((at, junk)) = smash {
+                let i = at.index(image.len());
+                let end = (i + junk.len()).min(image.len());
+                image[i..end].copy_from_slice(&junk[..end - i]);
+            }
+            if let Some(at) = cut {
+                image.truncate(at.index(image.len()));
+            }
+            if let Ok(snap) = Snapshot::from_bytes(image) {
+                assert_only_written(&snap, &all);
+            }
+        }
+    }
+}
