@@ -33,10 +33,7 @@ fn full_ring(path: &Path, len: usize) -> Ring {
 
 fn append(c: &mut Criterion) {
     let mut group = c.benchmark_group("append");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
     for len in [4096usize, 65536] {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("ring.bin");
@@ -68,16 +65,10 @@ fn read_full(c: &mut Criterion) {
     let info = ring.info();
     drop(ring);
     let live = info.next_seq - info.oldest_seq;
-    assert_eq!(
-        Snapshot::read(&path).expect("read").frames().count() as u64,
-        live
-    );
+    assert_eq!(Snapshot::read(&path).expect("read").frames().count() as u64, live);
 
     let mut group = c.benchmark_group("read");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(5));
+    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Bytes(info.capacity_bytes));
     group.bench_function("full_64MiB_4KiB_records", |b| {
         b.iter(|| {

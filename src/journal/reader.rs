@@ -598,11 +598,7 @@ mod tests {
                 }
             }
         }
-        let in_slot = |i: usize| {
-            SLOT_OFFSETS
-                .iter()
-                .any(|&o| (o..o + SLOT_SIZE).contains(&i))
-        };
+        let in_slot = |i: usize| SLOT_OFFSETS.iter().any(|&o| (o..o + SLOT_SIZE).contains(&i));
 
         let mut img = image.clone();
         for byte in 0..image.len() {
@@ -612,27 +608,14 @@ mod tests {
                 let got = assert_only_written(&snap, &all);
                 let scan = snap.scan();
                 if covered[byte] {
-                    assert!(
-                        got.len() < want.len(),
-                        "flip at {byte}.{bit} went unnoticed"
-                    );
-                    assert!(
-                        !scan.problems.is_empty(),
-                        "flip at {byte}.{bit} not reported"
-                    );
+                    assert!(got.len() < want.len(), "flip at {byte}.{bit} went unnoticed");
+                    assert!(!scan.problems.is_empty(), "flip at {byte}.{bit} not reported");
                 } else if in_slot(byte) {
                     assert_eq!(got, want, "flip at {byte}.{bit}");
-                    assert!(
-                        !scan.problems.is_empty(),
-                        "header flip at {byte}.{bit} not reported"
-                    );
+                    assert!(!scan.problems.is_empty(), "header flip at {byte}.{bit} not reported");
                 } else {
                     assert_eq!(got, want, "flip at {byte}.{bit}");
-                    assert!(
-                        scan.problems.is_empty(),
-                        "flip at {byte}.{bit}: {:?}",
-                        scan.problems
-                    );
+                    assert!(scan.problems.is_empty(), "flip at {byte}.{bit}: {:?}", scan.problems);
                 }
                 img[byte] ^= 1 << bit;
             }
@@ -648,18 +631,12 @@ mod tests {
         assert!(matches!(err(vec![]), HeaderError::Short { file_len: 0 }));
         assert!(matches!(err(vec![0; 9000]), HeaderError::Magic));
         let (image, _, _) = build_image(1024, 5, &[10]);
-        assert!(matches!(
-            err(image[..image.len() - 8].to_vec()),
-            HeaderError::Size { capacity: 1024, .. }
-        ));
+        assert!(matches!(err(image[..image.len() - 8].to_vec()), HeaderError::Size { capacity: 1024, .. }));
         let mut bad = image.clone();
         bad[20] ^= 1;
         bad[2048 + 20] ^= 1;
         assert!(matches!(err(bad), HeaderError::Checksum));
-        let msg = Error::Image {
-            source: HeaderError::Magic,
-        }
-        .to_string();
+        let msg = Error::Image { source: HeaderError::Magic }.to_string();
         assert_eq!(msg, "ring image has no usable header");
     }
 
@@ -678,23 +655,10 @@ mod tests {
         assert!(!scan.torn_tail);
         assert_eq!(scan.problems.len(), 2, "{:?}", scan.problems);
         assert_eq!(scan.problems[0].expected_seq, victim.seq);
-        assert_eq!(
-            scan.problems[0].offset,
-            HEADER_PAGE + *start as u64,
-            "{}",
-            scan.problems[0]
-        );
-        assert!(
-            scan.problems[1].what.contains("missing"),
-            "{}",
-            scan.problems[1]
-        );
+        assert_eq!(scan.problems[0].offset, HEADER_PAGE + *start as u64, "{}", scan.problems[0]);
+        assert!(scan.problems[1].what.contains("missing"), "{}", scan.problems[1]);
         let seqs: Vec<u64> = scan.frames.iter().map(|f| f.seq).collect();
-        let want: Vec<u64> = live
-            .iter()
-            .map(|(r, _, _)| r.seq)
-            .filter(|&s| s != victim.seq)
-            .collect();
+        let want: Vec<u64> = live.iter().map(|(r, _, _)| r.seq).filter(|&s| s != victim.seq).collect();
         assert_eq!(seqs, want);
     }
 

@@ -479,12 +479,7 @@ pub(crate) mod tests {
 
     pub(crate) fn recs(snap: &Snapshot) -> Vec<Rec> {
         snap.frames()
-            .map(|f| Rec {
-                seq: f.seq,
-                kind: f.kind,
-                time_us: f.time_us,
-                payload: f.payload.to_vec(),
-            })
+            .map(|f| Rec { seq: f.seq, kind: f.kind, time_us: f.time_us, payload: f.payload.to_vec() })
             .collect()
     }
 
@@ -514,13 +509,7 @@ pub(crate) mod tests {
 
     impl Model {
         pub(crate) fn new(cap: usize) -> Model {
-            Model {
-                cap,
-                tail: 0,
-                live: VecDeque::new(),
-                next_seq: 1,
-                dropped: 0,
-            }
+            Model { cap, tail: 0, live: VecDeque::new(), next_seq: 1, dropped: 0 }
         }
 
         pub(crate) fn append(&mut self, kind: u16, time_us: u64, payload: &[u8]) -> u64 {
@@ -530,9 +519,8 @@ pub(crate) mod tests {
             } else {
                 (self.tail, vec![(self.tail, self.tail + flen)])
             };
-            let overlaps = |start: usize, len: usize| {
-                regions.iter().any(|&(a, b)| start < b && a < start + len)
-            };
+            let overlaps =
+                |start: usize, len: usize| regions.iter().any(|&(a, b)| start < b && a < start + len);
             let mut keep = VecDeque::new();
             let mut seen_kept = false;
             for (rec, start, len) in self.live.drain(..) {
@@ -547,18 +535,9 @@ pub(crate) mod tests {
             self.live = keep;
             let seq = self.next_seq;
             self.next_seq += 1;
-            let rec = Rec {
-                seq,
-                kind,
-                time_us,
-                payload: payload.to_vec(),
-            };
+            let rec = Rec { seq, kind, time_us, payload: payload.to_vec() };
             self.live.push_back((rec, pos, flen));
-            self.tail = if pos + flen == self.cap {
-                0
-            } else {
-                pos + flen
-            };
+            self.tail = if pos + flen == self.cap { 0 } else { pos + flen };
             seq
         }
 
@@ -574,10 +553,7 @@ pub(crate) mod tests {
             assert_eq!(snap.info(), info);
             assert_eq!(info.next_seq, self.next_seq);
             assert_eq!(info.dropped_records, self.dropped);
-            assert_eq!(
-                info.oldest_seq,
-                self.live.front().map_or(self.next_seq, |(r, _, _)| r.seq)
-            );
+            assert_eq!(info.oldest_seq, self.live.front().map_or(self.next_seq, |(r, _, _)| r.seq));
             assert_eq!(info.oldest_seq, info.dropped_records + 1);
         }
     }
@@ -601,15 +577,7 @@ pub(crate) mod tests {
             let kind = (i % 7) as u16;
             let seq = ring.append(kind, i * 10, &p).unwrap();
             model.append(kind, i * 10, &p);
-            all.insert(
-                seq,
-                Rec {
-                    seq,
-                    kind,
-                    time_us: i * 10,
-                    payload: p,
-                },
-            );
+            all.insert(seq, Rec { seq, kind, time_us: i * 10, payload: p });
         }
         drop(ring);
         (std::fs::read(&path).unwrap(), all, model)
@@ -626,10 +594,7 @@ pub(crate) mod tests {
         let mut ring = Ring::open_or_create(&path, 4096 + 65536).unwrap();
         assert!(ring.recovery().created);
         let mut model = Model::new(65536);
-        for (i, len) in [0usize, 1, 7, 8, 9, 100, 4095, 4097, 0]
-            .into_iter()
-            .enumerate()
-        {
+        for (i, len) in [0usize, 1, 7, 8, 9, 100, 4095, 4097, 0].into_iter().enumerate() {
             let p = payload(i as u64, len);
             let seq = ring.append(i as u16, 1000 + i as u64, &p).unwrap();
             assert_eq!(seq, model.append(i as u16, 1000 + i as u64, &p));
@@ -773,48 +738,26 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = ring_path(&dir);
         for size in [0, 4096, 4096 + 255, 4096 + 1001] {
-            assert!(matches!(
-                Ring::open_or_create(&path, size),
-                Err(Error::BadSize { .. })
-            ));
+            assert!(matches!(Ring::open_or_create(&path, size), Err(Error::BadSize { .. })));
             assert!(!path.exists(), "no half-made ring after a bad size");
         }
         let mut ring = Ring::open_or_create(&path, 4096 + 1024).unwrap();
         assert_eq!(ring.max_payload(), 472);
-        assert!(matches!(
-            ring.append(KIND_WRAP, 0, b"x"),
-            Err(Error::ReservedKind {
-                kind: KIND_WRAP,
-                ..
-            })
-        ));
-        assert!(matches!(
-            ring.append(1, 0, &[0; 473]),
-            Err(Error::TooLarge {
-                len: 473,
-                max: 472,
-                ..
-            })
-        ));
+        assert!(matches!(ring.append(KIND_WRAP, 0, b"x"), Err(Error::ReservedKind { kind: KIND_WRAP, .. })));
+        assert!(matches!(ring.append(1, 0, &[0; 473]), Err(Error::TooLarge { len: 473, max: 472, .. })));
         for seq in 1..=3 {
             assert_eq!(ring.append(1, 0, &[seq as u8; 472]).unwrap(), seq);
         }
         assert_eq!(ring.info().oldest_seq, 2);
         let msg = ring.append(1, 0, &[0; 473]).unwrap_err().to_string();
-        assert!(
-            msg.contains("too large") && msg.contains("ring.bin"),
-            "{msg}"
-        );
+        assert!(msg.contains("too large") && msg.contains("ring.bin"), "{msg}");
         drop(ring);
 
         // Not a ring: refused, and left alone.
         let other = dir.path().join("notes.txt");
         std::fs::write(&other, vec![b'x'; 9000]).unwrap();
         match Ring::open_or_create(&other, 4096 + 1024) {
-            Err(Error::Header {
-                source: crate::journal::HeaderError::Magic,
-                ..
-            }) => {}
+            Err(Error::Header { source: crate::journal::HeaderError::Magic, .. }) => {}
             r => panic!("expected bad magic, got {r:?}"),
         }
         assert_eq!(std::fs::read(&other).unwrap(), vec![b'x'; 9000]);
@@ -851,11 +794,7 @@ pub(crate) mod tests {
 
     /// Image of a ring after `n` records of ~`len` bytes, plus the image
     /// just before the last one and where that last frame went.
-    fn before_and_after(
-        cap: usize,
-        n: u64,
-        len: usize,
-    ) -> (Vec<u8>, Vec<u8>, Vec<Rec>, usize, Rec) {
+    fn before_and_after(cap: usize, n: u64, len: usize) -> (Vec<u8>, Vec<u8>, Vec<Rec>, usize, Rec) {
         let dir = tempfile::tempdir().unwrap();
         let path = ring_path(&dir);
         let mut ring = Ring::open_or_create(&path, (PAGE + cap) as u64).unwrap();
@@ -868,21 +807,12 @@ pub(crate) mod tests {
         let before = std::fs::read(&path).unwrap();
         let earlier = model.records();
         let tail = ring.state.tail as usize;
-        let pos = if tail + frame_len(len as u64).unwrap() as usize > cap {
-            0
-        } else {
-            tail
-        };
+        let pos = if tail + frame_len(len as u64).unwrap() as usize > cap { 0 } else { tail };
         // Every payload byte differs from what was there before.
         let p: Vec<u8> = (0..len).map(|i| !before[PAGE + pos + HDR + i]).collect();
         ring.append(6, n, &p).unwrap();
         let after = std::fs::read(&path).unwrap();
-        let last = Rec {
-            seq: n,
-            kind: 6,
-            time_us: n,
-            payload: p,
-        };
+        let last = Rec { seq: n, kind: 6, time_us: n, payload: p };
         (before, after, earlier, pos, last)
     }
 
@@ -890,12 +820,7 @@ pub(crate) mod tests {
     /// first, over three fills: old bytes, zeros, random.
     #[test]
     fn torn_last_record_is_ignored_at_every_cut() {
-        for (cap, n, len) in [
-            (4096, 40, 0),
-            (4096, 40, 64),
-            (4096, 9, 1000),
-            (16384, 30, 4095),
-        ] {
+        for (cap, n, len) in [(4096, 40, 0), (4096, 40, 64), (4096, 9, 1000), (16384, 30, 4095)] {
             let (before, after, earlier, pos, last) = before_and_after(cap, n, len);
             let flen = frame_len(len as u64).unwrap() as usize;
             let covered = HDR + len;
@@ -974,10 +899,7 @@ pub(crate) mod tests {
             let mut img = after.clone();
             // The header still says the last record is not there...
             let snap = Snapshot::from_bytes(after.clone()).unwrap();
-            let prior: Vec<Rec> = recs(&snap)
-                .into_iter()
-                .filter(|r| r.seq < last.seq)
-                .collect();
+            let prior: Vec<Rec> = recs(&snap).into_iter().filter(|r| r.seq < last.seq).collect();
             // ...and its frame is cut after `cut` bytes (rest zero).
             img[PAGE + pos + cut..PAGE + pos + HDR + 200].fill(0);
             std::fs::write(&path, &img).unwrap();

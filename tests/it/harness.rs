@@ -1,0 +1,339 @@
+//! Test harness: a real target process in a temp tree, the real monitord
+//! binary in the foreground driven through stdin, and readers for what it
+//! recorded. Every wait has a deadline and says what it waited for.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The monitord binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_monitord")
+}
+
+/// Poll `cond` until it holds or `timeout` passes; panic naming `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A temp directory kept when MONITORD_KEEP_TEST_DIRS is set.
+pub struct TempDir {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir().expect("create temp dir");
+        let path = dir.path().to_path_buf();
+        TempDir { dir: Some(dir), path }
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("MONITORD_KEEP_TEST_DIRS").is_some() {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("kept {}", dir.keep().display());
+            }
+        }
+    }
+}
+
+/// A real process whose cwd is `dir`; killed and reaped on drop.
+pub struct Target {
+    child: Child,
+}
+
+impl Target {
+    pub fn start(dir: &Path) -> Target {
+        let child = Command::new("sleep").arg("100000").current_dir(dir).spawn().expect("start sleep");
+        Target { child }
+    }
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A foreground monitord (`-i`) with stdin and stdout captured.
+pub struct Monitord {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: Arc<Mutex<Vec<String>>>,
+    err: Arc<Mutex<Vec<String>>>,
+    pub store: PathBuf,
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    into.lock().expect("lock").push(text.trim_end_matches('\n').to_string());
+                }
+            }
+        }
+    });
+}
+
+impl Monitord {
+    /// Start `monitord -i --period 600000 --store STORE [extra] PID` and
+    /// wait for its baseline.
+    pub fn start(target: &Target, store: &Path, extra: &[&str]) -> Monitord {
+        Self::start_with_period(target, store, 600_000, extra)
+    }
+
+    pub fn start_with_period(target: &Target, store: &Path, period_ms: u64, extra: &[&str]) -> Monitord {
+        let mut child = Command::new(bin())
+            .arg("-i")
+            .arg("--period")
+            .arg(period_ms.to_string())
+            .arg("--store")
+            .arg(store)
+            .args(extra)
+            .arg(target.pid().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start monitord");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let err = Arc::new(Mutex::new(Vec::new()));
+        collect(child.stdout.take().expect("stdout"), Arc::clone(&out));
+        collect(child.stderr.take().expect("stderr"), Arc::clone(&err));
+        let stdin = child.stdin.take();
+        let mut monitord = Monitord { child, stdin, out, err, store: store.to_path_buf() };
+        monitord.wait_line("the baseline", |l| l.contains(" baseline "));
+        monitord
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Everything printed on stdout so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.out.lock().expect("lock").clone()
+    }
+
+    fn describe(&mut self) -> String {
+        let status = self.child.try_wait().ok().flatten();
+        format!(
+            "monitord status {status:?}\nstdout:\n{}\nstderr:\n{}",
+            self.out.lock().expect("lock").join("\n"),
+            self.err.lock().expect("lock").join("\n")
+        )
+    }
+
+    /// Wait for a stdout line matching `pred`, returning it.
+    pub fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(line) = self.out.lock().expect("lock").iter().find(|l| pred(l)) {
+                return line.clone();
+            }
+            if Instant::now() > deadline || matches!(self.child.try_wait(), Ok(Some(_))) {
+                let description = self.describe();
+                panic!("no stdout line for {what}\n{description}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Send one control line.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to monitord");
+        stdin.flush().expect("flush");
+    }
+
+    /// Take a sample now and return its sequence number.
+    pub fn sample(&mut self) -> u64 {
+        let before = self.out.lock().expect("lock").len();
+        self.send("sample");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = self.out.lock().expect("lock")[before..]
+                .iter()
+                .find_map(|l| l.strip_prefix("sampled: ").and_then(|n| n.trim().parse().ok()));
+            if let Some(seq) = found {
+                return seq;
+            }
+            if Instant::now() > deadline {
+                let description = self.describe();
+                panic!("no reply to `sample`\n{description}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// `status` as a map.
+    pub fn status(&mut self) -> BTreeMap<String, String> {
+        let before = self.out.lock().expect("lock").len();
+        self.send("status");
+        self.wait_line("status reply", |l| l.starts_with("events: "));
+        let lines = self.out.lock().expect("lock")[before..].to_vec();
+        lines.iter().filter_map(|l| l.split_once(": ").map(|(k, v)| (k.to_string(), v.to_string()))).collect()
+    }
+
+    /// Send `stop` and wait for a clean exit.
+    pub fn stop(mut self) {
+        self.send("stop");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "monitord exited with {status}\n{}", self.describe());
+                return;
+            }
+            assert!(Instant::now() < deadline, "monitord did not stop\n{}", self.describe());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kill with a signal and wait.
+    pub fn kill(&mut self, signal: i32) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's PID.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        self.child.wait().expect("wait monitord")
+    }
+}
+
+impl Drop for Monitord {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run the binary with `args`; returns (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, Vec<u8>, String) {
+    let out = Command::new(bin()).args(args).output().expect("run monitord");
+    (out.status.code().unwrap_or(-1), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `dump --json` of a store, parsed.
+pub fn dump_json(store: &Path) -> Vec<Value> {
+    let ring = store.join("ring.bin");
+    let (code, stdout, stderr) = run(&["dump", "--json", ring.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 0, "dump failed: {stderr}");
+    String::from_utf8(stdout)
+        .expect("JSON is UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+/// The record with `seq`.
+pub fn record(records: &[Value], seq: u64) -> &Value {
+    records.iter().find(|r| r["seq"] == seq).unwrap_or_else(|| panic!("no record {seq} in {records:#?}"))
+}
+
+/// The (path, change) pairs of a sample record, sorted (none for other
+/// kinds).
+pub fn changes(record: &Value) -> Vec<(String, String)> {
+    if record["kind"] != "sample" {
+        return Vec::new();
+    }
+    let mut list: Vec<(String, String)> = record["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap_or("<bytes>").to_string(),
+                f["change"].as_str().expect("change").to_string(),
+            )
+        })
+        .collect();
+    list.sort();
+    list
+}
+
+/// Every regular file and symlink below `dir`, as relative path → content
+/// (a symlink's content is its target prefixed with "-> ").
+pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let entry = entry.expect("entry");
+            let path = entry.path();
+            let rel = path.strip_prefix(base).expect("prefix").to_string_lossy().into_owned();
+            let kind = entry.file_type().expect("type");
+            if kind.is_symlink() {
+                let target = std::fs::read_link(&path).expect("readlink");
+                out.insert(rel, [b"-> ".as_slice(), target.as_os_str().as_encoded_bytes()].concat());
+            } else if kind.is_dir() {
+                walk(base, &path, out);
+            } else {
+                out.insert(rel, std::fs::read(&path).expect("read"));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Restore `seq` of `store` into a fresh directory and snapshot it.
+pub fn restored(store: &Path, seq: u64) -> BTreeMap<String, Vec<u8>> {
+    let dest = TempDir::new("monitord-restore-");
+    let out = dest.path().join("tree");
+    let (code, _, stderr) = run(&[
+        "restore",
+        "--store",
+        store.to_str().expect("utf-8"),
+        "--at",
+        &seq.to_string(),
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "restore --at {seq} failed: {stderr}");
+    snapshot(&out)
+}
+
+/// Whether `needle` occurs in any file below `dir`.
+pub fn occurs_below(dir: &Path, needle: &[u8]) -> bool {
+    walk_all(dir).iter().any(|p| std::fs::read(p).is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle)))
+}
+
+fn walk_all(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_file() => out.push(path),
+                _ => {}
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,156 @@
+//! Restore at every sample equals the tree as it was; replaying reverse
+//! patches down to the baseline and forwards again gives the same trees.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use monitord::history;
+use monitord::journal::Snapshot;
+use monitord::journal::record::{Body, Record};
+
+use crate::harness::*;
+
+type Tree = BTreeMap<String, Vec<u8>>;
+
+/// A scripted series of edits; returns (seq, tree right after it).
+fn record_history(tree: &Path, m: &mut Monitord) -> Vec<(u64, Tree)> {
+    let mut states = vec![(1, snapshot(tree))];
+    let steps: Vec<Box<dyn Fn(&Path)>> = vec![
+        Box::new(|t| fs::write(t.join("a.txt"), "alpha\nbeta\ngamma\ndelta\n").unwrap()),
+        Box::new(|t| {
+            fs::create_dir_all(t.join("src/deep")).unwrap();
+            fs::write(t.join("src/deep/lib.rs"), "fn main() {}\n").unwrap();
+            fs::write(t.join("notes.md"), "# notes\n").unwrap();
+        }),
+        Box::new(|t| fs::rename(t.join("notes.md"), t.join("src/notes.md")).unwrap()),
+        Box::new(|t| {
+            fs::write(t.join("a.txt"), "alpha\ngamma\n").unwrap();
+            fs::remove_file(t.join("b.txt")).unwrap();
+        }),
+        Box::new(|t| {
+            fs::write(t.join("noeol.txt"), "no newline at end").unwrap();
+            std::os::unix::fs::symlink("a.txt", t.join("link")).unwrap();
+        }),
+        Box::new(|t| {
+            fs::remove_dir_all(t.join("src")).unwrap();
+            fs::write(t.join("noeol.txt"), "no newline at end\nnow there is\n").unwrap();
+        }),
+        Box::new(|t| {
+            fs::remove_file(t.join("link")).unwrap();
+            fs::write(t.join("link"), "a file where a link was\n").unwrap();
+        }),
+    ];
+    for step in steps {
+        step(tree);
+        let seq = m.sample();
+        states.push((seq, snapshot(tree)));
+    }
+    states
+}
+
+#[test]
+fn restore_at_every_sample_equals_the_tree_as_it_was() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    fs::write(tree.path().join("a.txt"), "alpha\nbeta\n").unwrap();
+    fs::write(tree.path().join("b.txt"), "bee\n").unwrap();
+    let target = Target::start(tree.path());
+    let mut m = Monitord::start(&target, store.path(), &[]);
+    let states = record_history(tree.path(), &mut m);
+    m.stop();
+    for (seq, expected) in &states {
+        assert_eq!(&restored(store.path(), *seq), expected, "restore --at {seq}");
+    }
+}
+
+#[test]
+fn reverse_replay_to_the_baseline_and_forward_again_round_trips() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    fs::write(tree.path().join("a.txt"), "alpha\nbeta\n").unwrap();
+    fs::write(tree.path().join("b.txt"), "bee\n").unwrap();
+    let target = Target::start(tree.path());
+    let mut m = Monitord::start(&target, store.path(), &[]);
+    let states = record_history(tree.path(), &mut m);
+    m.stop();
+
+    let snapshot = Snapshot::read(&store.path().join("ring.bin")).unwrap();
+    let samples: Vec<Record> = snapshot
+        .frames()
+        .map(|f| Record::decode(f.payload).unwrap())
+        .filter(|r| matches!(r.body, Body::Sample(_)))
+        .collect();
+    let mirror = monitord::mirror::Mirror::open_existing(store.path(), 1).unwrap();
+    let newest = mirror.load_all().unwrap();
+    let mut state = newest.clone();
+    for record in samples.iter().rev() {
+        let Body::Sample(sample) = &record.body else { unreachable!() };
+        history::apply_reverse(&mut state, &sample.files).unwrap();
+    }
+    let as_tree = |s: &history::TreeState| -> Tree {
+        s.iter()
+            .map(|(p, (node, c))| {
+                let content = match node {
+                    monitord::journal::record::Node::Symlink => [b"-> ".as_slice(), c].concat(),
+                    monitord::journal::record::Node::File => c.clone(),
+                };
+                (String::from_utf8(p.clone()).unwrap(), content)
+            })
+            .collect()
+    };
+    assert_eq!(as_tree(&state), states[0].1, "reverse replay reaches the baseline");
+    for record in &samples {
+        let Body::Sample(sample) = &record.body else { unreachable!() };
+        history::apply_forward(&mut state, &sample.files).unwrap();
+    }
+    assert_eq!(state, newest, "forward replay reaches the newest state");
+}
+
+#[test]
+fn restore_refuses_dropped_unknown_and_bad_points() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    fs::write(tree.path().join("a.txt"), "alpha\n").unwrap();
+    let target = Target::start(tree.path());
+    let mut m = Monitord::start(&target, store.path(), &[]);
+    m.sample();
+    m.stop();
+    let s = store.path().to_str().unwrap();
+    let dest = TempDir::new("monitord-dest-");
+    let out = dest.path().join("x");
+    let (code, _, stderr) = run(&["restore", "--store", s, "--at", "99", out.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("seq 99 has not been recorded"), "{stderr}");
+    let (code, _, stderr) = run(&["restore", "--store", s, "--at", "soon", out.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.starts_with("monitord: cannot understand --at"), "{stderr}");
+    let (code, _, stderr) = run(&["restore", "--store", s, "--at", "1", dest.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run(&["restore", "--store", s, "--at", "1", dest.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "a non-empty DEST is refused");
+    assert!(stderr.contains("not an empty directory"), "{stderr}");
+    let (code, stdout, stderr) = run(&["restore", "--store", s, "--at", "1", "--path", "a.txt"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, b"alpha\n");
+}
+
+#[test]
+fn restore_at_a_time_picks_the_newest_sample_at_or_before_it() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    fs::write(tree.path().join("a.txt"), "v1\n").unwrap();
+    let target = Target::start(tree.path());
+    let mut m = Monitord::start(&target, store.path(), &[]);
+    fs::write(tree.path().join("a.txt"), "v2\n").unwrap();
+    let seq = m.sample();
+    fs::write(tree.path().join("a.txt"), "v3\n").unwrap();
+    m.sample();
+    m.stop();
+    let records = dump_json(store.path());
+    let time = record(&records, seq)["time"].as_str().unwrap().to_string();
+    let (code, stdout, stderr) =
+        run(&["restore", "--store", store.path().to_str().unwrap(), "--at", &time, "--path", "a.txt"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, b"v2\n", "--at takes the JSON time back exactly");
+}
