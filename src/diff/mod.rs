@@ -158,13 +158,28 @@ impl Patch {
         }
         let old_lines = split_lines(old);
         let new_lines = split_lines(new);
+        // Lines equal at both ends stay out of the diff proper (similar
+        // would trim them too, but only after hashing them).
+        let prefix = old_lines.iter().zip(&new_lines).take_while(|(a, b)| a == b).count();
+        let suffix = old_lines[prefix..]
+            .iter()
+            .rev()
+            .zip(new_lines[prefix..].iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        // Diff line numbers rather than bytes: similar then hashes and
+        // compares integers, and each line is hashed once, with xxh3.
+        let (old_ids, new_ids) = patch::intern(
+            &old_lines[prefix..old_lines.len() - suffix],
+            &new_lines[prefix..new_lines.len() - suffix],
+        );
         let ops = capture_diff_slices_deadline(
             Algorithm::Myers,
-            &old_lines,
-            &new_lines,
+            &old_ids,
+            &new_ids,
             Instant::now().checked_add(deadline),
         );
-        let changes = patch::shift_boundaries(&ops, &old_lines, &new_lines);
+        let changes = patch::shift_boundaries(&ops, prefix, &old_lines, &new_lines);
         let mut i = 0;
         while i < changes.len() {
             // Changes whose gap is at most twice the context share a hunk,
@@ -260,7 +275,29 @@ impl Patch {
 /// Splits on `b'\n'`, each line keeping its `\n`; the last line may lack it.
 /// Empty input has no lines.
 fn split_lines(bytes: &[u8]) -> Vec<&[u8]> {
-    bytes.split_inclusive(|&b| b == b'\n').collect()
+    let mut lines = Vec::with_capacity(bytes.len() / 64 + 1);
+    let mut start = 0;
+    let mut words = bytes.chunks_exact(8);
+    for (index, word) in (&mut words).enumerate() {
+        let mut bits = patch::newline_bits(word);
+        while bits != 0 {
+            let end = index * 8 + bits.trailing_zeros() as usize / 8 + 1;
+            lines.push(&bytes[start..end]);
+            start = end;
+            bits &= bits - 1;
+        }
+    }
+    let base = bytes.len() - words.remainder().len();
+    for (i, &b) in words.remainder().iter().enumerate() {
+        if b == b'\n' {
+            lines.push(&bytes[start..base + i + 1]);
+            start = base + i + 1;
+        }
+    }
+    if start < bytes.len() {
+        lines.push(&bytes[start..]);
+    }
+    lines
 }
 
 /// Line indexes beyond `u32` saturate; such a patch fails its checks on apply.

@@ -1,7 +1,11 @@
 //! Applying, reversing and rendering a [`Patch`]: the work that needs only
 //! the patch and one side's bytes.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
+
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use similar::{DiffOp, DiffTag};
 
@@ -92,7 +96,7 @@ impl<'a> Cursor<'a> {
         if rest.is_empty() {
             return None;
         }
-        let len = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1);
+        let len = find_newline(rest).map_or(rest.len(), |i| i + 1);
         self.pos += len;
         self.line += 1;
         Some(&rest[..len])
@@ -106,6 +110,71 @@ impl<'a> Cursor<'a> {
             }
         }
         true
+    }
+}
+
+/// For 8 bytes of input (`word.len() == 8`), the top bit of byte `i` of the
+/// result is set when `word[i]` is `\n`, and no other bit is: an exact
+/// SWAR byte compare, 8 bytes per step with no branch.
+#[inline]
+pub(super) fn newline_bits(word: &[u8]) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(word);
+    // Zero exactly where the byte was '\n'.
+    let x = u64::from_le_bytes(bytes) ^ 0x0a0a_0a0a_0a0a_0a0a;
+    // Bit 7 of each byte is set when that byte of x is not zero; adding
+    // 0x7f to a value of at most 0x7f never carries into the next byte.
+    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
+}
+
+/// Index of the first `\n` in `bytes`.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    let mut words = bytes.chunks_exact(8);
+    for (index, word) in (&mut words).enumerate() {
+        let bits = newline_bits(word);
+        if bits != 0 {
+            return Some(index * 8 + bits.trailing_zeros() as usize / 8);
+        }
+    }
+    let base = bytes.len() - words.remainder().len();
+    words.remainder().iter().position(|&b| b == b'\n').map(|i| base + i)
+}
+
+/// Numbers the distinct lines of both sides: equal lines get equal ids.
+pub(super) fn intern<'a>(old: &[&'a [u8]], new: &[&'a [u8]]) -> (Vec<u32>, Vec<u32>) {
+    let mut ids: HashMap<&'a [u8], u32, BuildHasherDefault<LineHasher>> =
+        HashMap::with_capacity_and_hasher(old.len() + 1, BuildHasherDefault::default());
+    let mut number = |lines: &[&'a [u8]]| -> Vec<u32> {
+        lines
+            .iter()
+            .map(|&line| {
+                let next = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+                *ids.entry(line).or_insert(next)
+            })
+            .collect()
+    };
+    let old_ids = number(old);
+    let new_ids = number(new);
+    (old_ids, new_ids)
+}
+
+/// Hashes a line with one xxh3 call (std's `Hash` for `[u8]` writes the
+/// length, then the bytes).
+#[derive(Default)]
+struct LineHasher(u64);
+
+impl Hasher for LineHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxh3_64_with_seed(bytes, self.0);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 ^= n as u64;
     }
 }
 
@@ -205,14 +274,17 @@ pub(super) type Changes = Vec<(Range<usize>, Range<usize>)>;
 /// line up with a run in the other file. Where the diff had a choice between
 /// equally short scripts this picks the one `diff -u` prints, and it never
 /// makes a script longer.
-pub(super) fn shift_boundaries(ops: &[DiffOp], old: &[&[u8]], new: &[&[u8]]) -> Changes {
+///
+/// `ops` index the lines from `offset` on: the lines before were left out
+/// as equal.
+pub(super) fn shift_boundaries(ops: &[DiffOp], offset: usize, old: &[&[u8]], new: &[&[u8]]) -> Changes {
     // One flag per line plus a false sentinel each end, as in GNU diff.
     let mut flags = [vec![false; old.len() + 2], vec![false; new.len() + 2]];
     for op in ops {
         let (tag, o, n) = op.as_tag_tuple();
         if tag != DiffTag::Equal {
-            flags[0][o.start + 1..o.end + 1].fill(true);
-            flags[1][n.start + 1..n.end + 1].fill(true);
+            flags[0][offset + o.start + 1..offset + o.end + 1].fill(true);
+            flags[1][offset + n.start + 1..offset + n.end + 1].fill(true);
         }
     }
     let [old_flags, new_flags] = &mut flags;
@@ -311,6 +383,36 @@ fn shift_one(changed: &mut [bool], other: &[bool], lines: &[&[u8]]) {
             while other[j] {
                 j -= 1;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn newline_bits_flags_exactly_the_newlines() {
+        for b in 0..=255u8 {
+            for i in 0..8 {
+                let mut word = [b'x'; 8];
+                word[i] = b;
+                let want = if b == b'\n' { 0x80 << (8 * i) } else { 0 };
+                assert_eq!(newline_bits(&word), want, "byte {b:#04x} at {i}");
+            }
+        }
+        assert_eq!(newline_bits(b"\n\n\n\n\n\n\n\n"), 0x8080_8080_8080_8080);
+    }
+
+    proptest! {
+        #[test]
+        fn newline_search_agrees_with_a_plain_scan(
+            bytes in prop::collection::vec(prop_oneof![Just(b'\n'), any::<u8>()], 0..200),
+        ) {
+            let plain: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
+            prop_assert_eq!(super::super::split_lines(&bytes), plain);
+            prop_assert_eq!(find_newline(&bytes), bytes.iter().position(|&b| b == b'\n'));
         }
     }
 }
