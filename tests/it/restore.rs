@@ -12,11 +12,12 @@ use monitord::journal::record::{Body, Record};
 use crate::harness::*;
 
 type Tree = BTreeMap<String, Vec<u8>>;
+type Step = Box<dyn Fn(&Path)>;
 
 /// A scripted series of edits; returns (seq, tree right after it).
 fn record_history(tree: &Path, m: &mut Monitord) -> Vec<(u64, Tree)> {
     let mut states = vec![(1, snapshot(tree))];
-    let steps: Vec<Box<dyn Fn(&Path)>> = vec![
+    let steps: Vec<Step> = vec![
         Box::new(|t| fs::write(t.join("a.txt"), "alpha\nbeta\ngamma\ndelta\n").unwrap()),
         Box::new(|t| {
             fs::create_dir_all(t.join("src/deep")).unwrap();
