@@ -97,6 +97,11 @@ pub struct MonitorArgs {
     /// Larger text files are listed as skipped, not copied (K, M, G suffixes).
     #[arg(long, value_name = "SIZE", default_value = "8M", value_parser = parse_size)]
     pub max_file_size: u64,
+    /// Capacity of the dirty-path queue between the event thread and the
+    /// sampler (a full queue turns into a rescan).
+    #[arg(long, hide = true, default_value_t = 65_536,
+          value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    pub queue_capacity: u64,
     /// The process to follow.
     #[arg(value_name = "PID", required = true, value_parser = clap::value_parser!(i32).range(1..))]
     pub pid: Option<i32>,

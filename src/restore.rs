@@ -133,8 +133,14 @@ pub struct State {
 /// Any [`Error`]: the point is not in the ring, or the journal does not
 /// replay.
 pub fn state_at(store_dir: &Path, at: At) -> Result<State, Error> {
-    let _lock = store::lock(store_dir, LockMode::Shared)?;
-    let snapshot = Snapshot::read(&store_dir.join(store::RING_FILE))?;
+    let ring = store_dir.join(store::RING_FILE);
+    if !ring.exists() {
+        // Let the reader name the missing ring in its error.
+        Snapshot::read(&ring)?;
+    }
+    let lock = store::LockFile::open(store_dir)?;
+    let _guard = lock.lock(LockMode::Shared)?;
+    let snapshot = Snapshot::read(&ring)?;
     let info = snapshot.info();
     let frames: Vec<_> = snapshot.frames().collect();
     let (oldest, newest) = match (frames.first(), frames.last()) {

@@ -27,7 +27,7 @@ use crate::journal::record::{
 use crate::journal::{self, Ring, RingInfo};
 use crate::mirror::{self, Mirror};
 use crate::proc::Target;
-use crate::store::{self, LockMode};
+use crate::store::{self, LockFile, LockMode};
 use crate::tree::{self, Excludes, Observed};
 
 /// Errors that stop the sampler.
@@ -113,6 +113,7 @@ pub struct Found {
 pub struct Sampler {
     settings: Settings,
     ring: Ring,
+    lock: LockFile,
     root: OwnedFd,
     skip: Option<(u64, u64)>,
     events: Inotify,
@@ -156,12 +157,14 @@ impl Sampler {
         let events = Inotify::start(&root, settings.excludes.clone(), skip, settings.queue_capacity)?;
         let store_path = settings.store.clone();
         repair(&store_path, &ring)?;
+        let lock = LockFile::open(&store_path)?;
         let epoch = ring.info().next_seq;
         let mirror = Mirror::open(&store_path, epoch)?;
         let pid = target.pid();
         let mut sampler = Sampler {
             settings,
             ring,
+            lock,
             root,
             skip,
             events,
@@ -288,7 +291,7 @@ impl Sampler {
         let record = Record { version: FORMAT_VERSION, epoch: self.epoch, pid: self.pid, body };
         let time_us = now_us();
         let payload = record.encode();
-        let _lock = store::lock(&self.settings.store, LockMode::Exclusive)?;
+        let _guard = self.lock.lock(LockMode::Exclusive)?;
         let seq = self.ring.append(record.kind() as u16, time_us, &payload)?;
         then(&self.mirror)?;
         Ok(Committed { seq, time_us, record })

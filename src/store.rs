@@ -138,12 +138,6 @@ pub fn create(store: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// A held flock on `<store>/lock`; released on drop.
-#[derive(Debug)]
-pub struct Lock {
-    _file: File,
-}
-
 /// Which kind of lock to take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockMode {
@@ -153,35 +147,66 @@ pub enum LockMode {
     Exclusive,
 }
 
-/// Open `<store>/lock` (creating it, 0600) and take a blocking flock.
-///
-/// # Errors
-/// [`Error::Lock`] when the file cannot be opened or locked.
-pub fn lock(store: &Path, mode: LockMode) -> Result<Lock, Error> {
-    let path = store.join(LOCK_FILE);
-    let lock_err = |source| Error::Lock { path: path.clone(), source };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(lock_err)?;
-    let op = match mode {
-        LockMode::Shared => libc::LOCK_SH,
-        LockMode::Exclusive => libc::LOCK_EX,
-    };
-    loop {
-        // SAFETY: flock on a file descriptor we own for the whole call.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
-        if rc == 0 {
-            return Ok(Lock { _file: file });
+/// `<store>/lock`, opened once; [`LockFile::lock`] takes the flock.
+#[derive(Debug)]
+pub struct LockFile {
+    file: File,
+    path: PathBuf,
+}
+
+/// A held flock; released on drop.
+#[derive(Debug)]
+pub struct Guard<'a> {
+    file: &'a File,
+}
+
+impl LockFile {
+    /// Open (creating it, 0600, when the store is writable) the lock file.
+    ///
+    /// # Errors
+    /// [`Error::Lock`] when it cannot be opened.
+    pub fn open(store: &Path) -> Result<LockFile, Error> {
+        let path = store.join(LOCK_FILE);
+        let flags = libc::O_CLOEXEC | libc::O_NOFOLLOW;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(flags)
+            .open(&path)
+            .or_else(|_| OpenOptions::new().read(true).custom_flags(flags).open(&path))
+            .map_err(|source| Error::Lock { path: path.clone(), source })?;
+        Ok(LockFile { file, path })
+    }
+
+    /// Take the lock, waiting for it.
+    ///
+    /// # Errors
+    /// [`Error::Lock`] when flock fails.
+    pub fn lock(&self, mode: LockMode) -> Result<Guard<'_>, Error> {
+        let op = match mode {
+            LockMode::Shared => libc::LOCK_SH,
+            LockMode::Exclusive => libc::LOCK_EX,
+        };
+        loop {
+            // SAFETY: flock on a file descriptor owned by self for the whole call.
+            let rc = unsafe { libc::flock(self.file.as_raw_fd(), op) };
+            if rc == 0 {
+                return Ok(Guard { file: &self.file });
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(Error::Lock { path: self.path.clone(), source: err });
+            }
         }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(lock_err(err));
-        }
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: flock on a file descriptor borrowed for the guard's life.
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
     }
 }

@@ -46,7 +46,7 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
         max_file_size: args.max_file_size,
         excludes,
         diff_deadline: Duration::from_millis(100),
-        queue_capacity: 65_536,
+        queue_capacity: usize::try_from(args.queue_capacity).unwrap_or(65_536),
     };
     let (sampler, baseline) = Sampler::start(settings, ring, target, root, cwd)?;
     let output = Output { color: std::io::stdout().is_terminal() };

@@ -213,3 +213,24 @@ fn large_files_are_listed_as_skipped() {
     assert!(skipped[0]["reason"].as_str().unwrap().contains("too large"));
     assert!(!occurs_below(store.path(), &"x\n".repeat(600).into_bytes()));
 }
+
+#[test]
+fn a_full_queue_becomes_a_counted_rescan_and_loses_nothing() {
+    let (tree, store, target) = setup();
+    let mut m = Monitord::start(&target, store.path(), &["--queue-capacity", "4"]);
+    for i in 0..50 {
+        fs::write(tree.path().join(format!("burst{i:02}.txt")), format!("{i}\n")).unwrap();
+    }
+    let seq = m.sample();
+    let status = m.status();
+    m.stop();
+    let records = dump_json(store.path());
+    let created = changes(record(&records, seq));
+    assert_eq!(created.len(), 50, "every file of the burst is recorded: {created:?}");
+    assert!(created.iter().all(|(_, change)| change == "created"));
+    let rescan = record(&records, seq - 1);
+    assert_eq!(rescan["kind"], "rescan", "the lost events are a record of their own");
+    assert!(rescan["reason"].as_str().unwrap().contains("overflow"), "{rescan}");
+    assert_eq!(status["rescans"], "1", "{status:?}");
+    assert!(status["overflows"].parse::<u64>().unwrap() >= 1, "{status:?}");
+}

@@ -155,3 +155,35 @@ fn restore_at_a_time_picks_the_newest_sample_at_or_before_it() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, b"v2\n", "--at takes the JSON time back exactly");
 }
+
+#[test]
+fn a_wrapped_ring_restores_what_it_holds_and_refuses_the_rest() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    fs::write(tree.path().join("log.txt"), "start\n").unwrap();
+    let target = Target::start(tree.path());
+    let mut m = Monitord::start(&target, store.path(), &["--ring-size", "16K"]);
+    let mut states = Vec::new();
+    for i in 0..60 {
+        let line = format!("sample {i} {}\n", "x".repeat(200));
+        fs::write(tree.path().join("log.txt"), line.repeat(2)).unwrap();
+        let seq = m.sample();
+        states.push((seq, snapshot(tree.path())));
+    }
+    let status = m.status();
+    m.stop();
+    assert!(status["dropped_records"].parse::<u64>().unwrap() > 0, "the ring wrapped: {status:?}");
+    let oldest: u64 = status["oldest_seq"].parse().unwrap();
+    assert!(oldest > 1);
+    let records = dump_json(store.path());
+    assert_eq!(records.first().unwrap()["seq"], oldest, "dump starts at the oldest record held");
+    for (seq, expected) in states.iter().filter(|(seq, _)| *seq >= oldest) {
+        assert_eq!(&restored(store.path(), *seq), expected, "restore --at {seq}");
+    }
+    let dest = TempDir::new("monitord-dest-");
+    let out = dest.path().join("x");
+    let (code, _, stderr) =
+        run(&["restore", "--store", store.path().to_str().unwrap(), "--at", "1", out.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("seq 1 is no longer in the ring"), "{stderr}");
+}
