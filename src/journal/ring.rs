@@ -72,6 +72,41 @@ impl Ring {
     /// file: a 4096-byte header page plus the data area; it must be a
     /// multiple of 8 and at least 4096 + 256.
     pub fn open_or_create(path: &Path, size_bytes: u64) -> Result<Ring, Error> {
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ring::create_fresh(path, size_bytes),
+            _ => Ring::open_in_place(path, size_bytes),
+        }
+    }
+
+    /// Build a new ring beside `path` and rename it into place once both
+    /// header slots are written, so a reader never sees a half-made file.
+    fn create_fresh(path: &Path, size_bytes: u64) -> Result<Ring, Error> {
+        let mut name = path.file_name().unwrap_or_default().to_owned();
+        name.push(".new");
+        let staging = path.with_file_name(name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&staging)
+            .map_err(|source| Error::Open { path: staging.clone(), source })?;
+        let file = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| Error::Lock {
+            path: staging.clone(),
+            source: io::Error::from(errno),
+        })?;
+        let mut ring = Ring::create(file, &staging, size_bytes, 0)?;
+        if let Err(source) = std::fs::rename(&staging, path) {
+            remove_unfinished(&staging);
+            return Err(Error::Open { path: path.to_owned(), source });
+        }
+        ring.path = path.to_owned();
+        sync_parent_dir(path).map_err(|source| Error::Sync { path: path.to_owned(), source })?;
+        Ok(ring)
+    }
+
+    fn open_in_place(path: &Path, size_bytes: u64) -> Result<Ring, Error> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -740,8 +775,11 @@ pub(crate) mod tests {
         for size in [0, 4096, 4096 + 255, 4096 + 1001] {
             assert!(matches!(Ring::open_or_create(&path, size), Err(Error::BadSize { .. })));
             assert!(!path.exists(), "no half-made ring after a bad size");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no staging file left behind");
         }
         let mut ring = Ring::open_or_create(&path, 4096 + 1024).unwrap();
+        assert_eq!(ring.path(), path);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "only ring.bin once created");
         assert_eq!(ring.max_payload(), 472);
         assert!(matches!(ring.append(KIND_WRAP, 0, b"x"), Err(Error::ReservedKind { kind: KIND_WRAP, .. })));
         assert!(matches!(ring.append(1, 0, &[0; 473]), Err(Error::TooLarge { len: 473, max: 472, .. })));
