@@ -11,6 +11,10 @@
 //! final `\n` or `\r\n` are ignored. Numbers are plain decimal digits (no
 //! sign, point or exponent) and must be in range.
 
+pub mod client;
+pub mod fifo;
+pub mod wire;
+
 use std::fmt;
 use std::time::Duration;
 
