@@ -90,8 +90,12 @@ pub fn request(ctl: &Path, command: &str, timeout: Duration) -> Result<Reply, Er
     let reply_dir = ReplyDir::create()?;
     // Read-write: we hold a write end ourselves, so the reply FIFO never
     // reads as end-of-file before the monitor has written.
-    let reply_fd = nix::fcntl::open(&reply_dir.fifo, OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|errno| Error::Local { what: "open the reply FIFO".into(), source: errno.into() })?;
+    let reply_fd = nix::fcntl::open(
+        &reply_dir.fifo,
+        OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| Error::Local { what: "open the reply FIFO".into(), source: errno.into() })?;
     let line = wire::encode_request(reply_dir.fifo.as_os_str().as_encoded_bytes(), command.as_bytes())
         .ok_or(Error::TooLong)?;
     send(ctl, &line)?;
@@ -105,15 +109,21 @@ fn send(ctl: &Path, line: &[u8]) -> Result<(), Error> {
     if !std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) {
         return Err(Error::NoDaemon(ctl.to_path_buf()));
     }
-    let fd = nix::fcntl::open(ctl, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
-        .map_err(|errno| match errno {
-            Errno::ENXIO | Errno::ENOENT => Error::NoDaemon(ctl.to_path_buf()),
-            other => Error::Local { what: format!("open {}", ctl.display()), source: other.into() },
-        })?;
+    let fd = nix::fcntl::open(
+        ctl,
+        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(|errno| match errno {
+        Errno::ENXIO | Errno::ENOENT => Error::NoDaemon(ctl.to_path_buf()),
+        other => Error::Local { what: format!("open {}", ctl.display()), source: other.into() },
+    })?;
     // One write of at most PIPE_BUF bytes is atomic: requests never mix.
     match nix::unistd::write(&fd, line) {
         Ok(n) if n == line.len() => Ok(()),
-        Ok(_) | Err(Errno::EAGAIN) => Err(Error::Timeout { path: ctl.to_path_buf(), timeout: Duration::ZERO }),
+        Ok(_) | Err(Errno::EAGAIN) => {
+            Err(Error::Timeout { path: ctl.to_path_buf(), timeout: Duration::ZERO })
+        }
         Err(errno) => Err(Error::Local { what: format!("write to {}", ctl.display()), source: errno.into() }),
     }
 }
@@ -134,7 +144,9 @@ fn read_reply(fd: &OwnedFd, ctl: &Path, timeout: Duration, deadline: Instant) ->
         match poll(&mut fds, PollTimeout::from(ms)) {
             Ok(0) | Err(Errno::EINTR) => continue,
             Ok(_) => {}
-            Err(errno) => return Err(Error::Local { what: "wait for the reply".into(), source: errno.into() }),
+            Err(errno) => {
+                return Err(Error::Local { what: "wait for the reply".into(), source: errno.into() });
+            }
         }
         match nix::unistd::read(fd, &mut chunk) {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),

@@ -20,8 +20,8 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::Mode;
 
-use super::wire::{self, Reply};
 use super::MAX_LINE;
+use super::wire::{self, Reply};
 
 /// Errors setting up the FIFO.
 #[derive(Debug, thiserror::Error)]
@@ -72,10 +72,15 @@ pub fn open_or_create(path: &Path) -> Result<OwnedFd, Error> {
         return Err(unusable("it belongs to another user"));
     }
     if meta.mode() & 0o077 != 0 {
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(open_err)?;
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(open_err)?;
     }
-    let fd = nix::fcntl::open(path, OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
-        .map_err(|errno| open_err(errno.into()))?;
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(|errno| open_err(errno.into()))?;
     // Make sure we opened what we checked (no swap between the two calls).
     let opened = nix::sys::stat::fstat(&fd).map_err(|errno| open_err(errno.into()))?;
     if opened.st_ino != meta.ino() || opened.st_dev != meta.dev() {
@@ -144,8 +149,12 @@ fn open_reply(path: &Path) -> Option<OwnedFd> {
     if !meta.file_type().is_fifo() {
         return None;
     }
-    let fd = nix::fcntl::open(path, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
-        .ok()?;
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )
+    .ok()?;
     let opened = nix::sys::stat::fstat(&fd).ok()?;
     (opened.st_ino == meta.ino() && opened.st_dev == meta.dev()).then_some(fd)
 }

@@ -71,10 +71,7 @@ pub fn parse_request(line: &[u8]) -> Request<'_> {
 /// `None` when the path holds whitespace or a newline, or the line would
 /// exceed [`MAX_REQUEST`].
 pub fn encode_request(reply_to: &[u8], command: &[u8]) -> Option<Vec<u8>> {
-    if reply_to.is_empty()
-        || reply_to.iter().any(|b| b.is_ascii_whitespace())
-        || command.contains(&b'\n')
-    {
+    if reply_to.is_empty() || reply_to.iter().any(|b| b.is_ascii_whitespace()) || command.contains(&b'\n') {
         return None;
     }
     let mut line = Vec::with_capacity(reply_to.len() + command.len() + 3);

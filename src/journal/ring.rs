@@ -92,10 +92,8 @@ impl Ring {
             .mode(0o600)
             .open(&staging)
             .map_err(|source| Error::Open { path: staging.clone(), source })?;
-        let file = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| Error::Lock {
-            path: staging.clone(),
-            source: io::Error::from(errno),
-        })?;
+        let file = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, errno)| Error::Lock { path: staging.clone(), source: io::Error::from(errno) })?;
         let mut ring = Ring::create(file, &staging, size_bytes, 0)?;
         if let Err(source) = std::fs::rename(&staging, path) {
             remove_unfinished(&staging);
