@@ -107,14 +107,50 @@ pub struct MonitorArgs {
     pub pid: Option<i32>,
 }
 
-/// Tools that read a store.
+/// Tools that read or control a store.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Send one control command to a running monitor and print its reply.
+    Ctl(CtlArgs),
     /// Print the records of a ring.bin.
     Dump(DumpArgs),
     /// Rebuild the tracked tree as it was at a sample.
     Restore(RestoreArgs),
 }
+
+/// `monitord ctl`.
+#[derive(Debug, Args)]
+#[command(after_long_help = CTL_HELP)]
+pub struct CtlArgs {
+    /// The store [default: the most recently written store in the default location].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// How long to wait for the reply, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub timeout: u64,
+    /// The command and its arguments (see COMMANDS below).
+    #[arg(value_name = "COMMAND", required = true, num_args = 1.., trailing_var_arg = true,
+          allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+const CTL_HELP: &str = "\
+Commands:
+  status         key: value lines (pid, cwd, backend, period_ms, samples, ring use, ...)
+  sample         take a sample now
+  diff           what changed since the last sample
+  history K      the diffs of the last K samples, newest last
+  period MS      set the sampling period
+  pause, resume  stop and restart sampling
+  pid PID        follow another process from now on
+  stop           finish the current sample and exit
+  help           list the commands
+
+Exit status: 0 the reply; 1 an error reply; 3 no monitor answered in time.
+
+Without ctl, any process may write a command line to <store>/ctl (for example
+echo 'period 250' > <store>/ctl); its reply then goes to the monitor's log.";
 
 /// `monitord dump`.
 #[derive(Debug, Args)]
@@ -169,13 +205,28 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     n.checked_mul(1 << shift).ok_or_else(|| format!("{text:?} is too large"))
 }
 
-/// The man page, rendered from the definitions above (`man/monitord.1`).
+/// Hand-written man page sections (control protocol, daemon mode, signals,
+/// files, exit status), placed between the subcommands and the examples.
+const MAN_SECTIONS: &str = include_str!("../man/extra.roff");
+
+/// The man page, rendered from the definitions above plus the hand-written
+/// sections (`man/monitord.1`).
 pub fn render_man() -> Vec<u8> {
     use clap::CommandFactory;
     let mut out = Vec::new();
-    let cmd = Cli::command();
+    let man = clap_mangen::Man::new(Cli::command());
     // Writing into a Vec cannot fail.
-    let _ = clap_mangen::Man::new(cmd).render(&mut out);
+    let _ = (|| -> std::io::Result<()> {
+        man.render_title(&mut out)?;
+        man.render_name_section(&mut out)?;
+        man.render_synopsis_section(&mut out)?;
+        man.render_description_section(&mut out)?;
+        man.render_options_section(&mut out)?;
+        man.render_subcommands_section(&mut out)?;
+        out.extend_from_slice(MAN_SECTIONS.as_bytes());
+        man.render_extra_section(&mut out)?;
+        man.render_version_section(&mut out)
+    })();
     out
 }
 

@@ -54,12 +54,15 @@
 pub mod cli;
 pub mod cmd;
 pub mod control;
+pub mod daemon;
 pub mod diff;
 pub mod event;
 pub mod history;
 pub mod journal;
+pub mod log;
 pub mod mirror;
 pub mod monitor;
+pub mod notify;
 pub mod proc;
 pub mod render;
 pub mod restore;

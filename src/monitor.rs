@@ -1,54 +1,60 @@
-//! The running monitor: starts and wires the threads, runs the sampler's
-//! loop (a tick every period, control commands in between) and shuts down
+//! The running monitor: wires the threads, runs the sampler's loop (a tick
+//! every period, control commands and signals in between) and shuts down
 //! in order. Threads: the event thread (owned by the sampler), a signal
-//! thread reading the signalfd, and in `-i` a stdin reader; each sends
-//! messages to this loop, which alone touches the ring and the mirror.
+//! thread reading the signalfd, the control FIFO's listener, in `-i` a
+//! stdin reader, and a watcher of the target's pidfd; each sends messages
+//! to this loop, which alone touches the ring and the mirror.
 
 use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 
+use crate::control::wire::Reply;
 use crate::control::{self, Command};
 use crate::journal::record::Record;
 use crate::journal::{self, Snapshot};
+use crate::log::Log;
+use crate::proc::Target;
 use crate::render::human;
 use crate::sampler::{Committed, Sampler};
+
+/// Where a control line came from, and so where its reply goes.
+#[derive(Debug)]
+pub enum Origin {
+    /// Standard input in `-i`: the reply is printed.
+    Stdin,
+    /// A plain line written to the FIFO: the reply goes to the output.
+    Fifo,
+    /// A `monitord ctl` client waiting on its reply FIFO.
+    Client(Sender<Reply>),
+}
 
 /// A message for the monitor loop.
 #[derive(Debug)]
 pub enum Msg {
-    /// A control line (stdin, FIFO), with where to send the reply (None:
-    /// print it).
-    Line(Vec<u8>, Option<Sender<Reply>>),
+    /// A control line (without its newline).
+    Line(Vec<u8>, Origin),
     /// A signal number from the signalfd.
     Signal(i32),
+    /// The process with this PID exited (its pidfd became readable).
+    Exited(i32),
 }
 
-/// The answer to one control command.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
-    /// False for an error reply.
-    pub ok: bool,
-    /// The reply text (lines ending in `\n`).
-    pub text: String,
-}
-
-impl Reply {
-    fn ok(text: impl Into<String>) -> Reply {
-        Reply { ok: true, text: text.into() }
-    }
-    fn error(text: impl Into<String>) -> Reply {
-        Reply { ok: false, text: format!("error: {}\n", text.into()) }
-    }
-}
-
-/// Output settings for the foreground.
-#[derive(Clone, Copy, Debug)]
-pub struct Output {
-    /// Colour diffs (stdout is a terminal).
-    pub color: bool,
+/// Where the monitor's own output goes.
+#[derive(Debug)]
+pub enum Output {
+    /// The foreground: every record in full on stdout.
+    Terminal {
+        /// Colour diffs (stdout is a terminal).
+        color: bool,
+    },
+    /// A daemon: one line per notable record or event in the log.
+    Log(Log),
 }
 
 /// The monitor loop's state.
@@ -59,33 +65,113 @@ pub struct Monitor {
     output: Output,
     backend: &'static str,
     store: PathBuf,
+    tx: Sender<Msg>,
+    exit_watch: Option<ExitWatch>,
+    listener_busy: Arc<AtomicBool>,
 }
 
 impl Monitor {
-    /// Wrap a started sampler.
+    /// Wrap a started sampler. `tx` is the sending side of the loop's own
+    /// channel (for the target's exit watcher).
     pub fn new(
         sampler: Sampler,
         period: Duration,
         output: Output,
         backend: &'static str,
         store: PathBuf,
+        tx: Sender<Msg>,
     ) -> Monitor {
-        Monitor { sampler, period, paused: false, output, backend, store }
+        let mut monitor = Monitor {
+            sampler,
+            period,
+            paused: false,
+            output,
+            backend,
+            store,
+            tx,
+            exit_watch: None,
+            listener_busy: Arc::new(AtomicBool::new(false)),
+        };
+        monitor.watch_exit();
+        monitor
     }
 
-    /// Print committed records to stdout (foreground).
-    pub fn print(&self, committed: &[Committed]) {
-        let mut out = Vec::new();
-        for c in committed {
-            human::render(c.seq, c.time_us, &c.record, self.output.color, false, &mut out);
+    /// Show committed records: in full on a terminal, one summary line per
+    /// record in the log (samples with no change are left out of the log).
+    pub fn show(&mut self, committed: &[Committed]) {
+        match &mut self.output {
+            Output::Terminal { color } => {
+                let mut out = Vec::new();
+                for c in committed {
+                    human::render(c.seq, c.time_us, &c.record, *color, false, &mut out);
+                }
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(&out);
+                let _ = stdout.flush();
+            }
+            Output::Log(log) => {
+                for c in committed {
+                    if let crate::journal::record::Body::Sample(s) = &c.record.body
+                        && s.files.is_empty()
+                        && s.skipped.is_empty()
+                    {
+                        continue;
+                    }
+                    log.write(&human::summary(c.seq, c.time_us, &c.record, false));
+                }
+            }
         }
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(&out);
-        let _ = stdout.flush();
     }
 
-    /// Run until `stop`, SIGINT or SIGTERM. The sample being taken is
-    /// finished first; then the ring is flushed.
+    /// Write a note: to stdout in the foreground, to the log in a daemon.
+    pub fn note(&mut self, text: &str) {
+        match &mut self.output {
+            Output::Terminal { .. } => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(text.as_bytes());
+                if !text.ends_with('\n') {
+                    let _ = stdout.write_all(b"\n");
+                }
+                let _ = stdout.flush();
+            }
+            Output::Log(log) => log.write(text),
+        }
+    }
+
+    /// The flag the FIFO listener raises while it handles a request, so a
+    /// shutdown waits for the reply to `stop` to be delivered.
+    pub fn listener_busy(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.listener_busy)
+    }
+
+    /// (Re)start the watcher of the followed process's pidfd.
+    fn watch_exit(&mut self) {
+        self.exit_watch = None;
+        let pid = self.sampler.pid();
+        if let Some(fd) = self.sampler.pidfd() {
+            let tx = self.tx.clone();
+            self.exit_watch = ExitWatch::start(fd, move || {
+                let _ = tx.send(Msg::Exited(pid));
+            });
+        }
+    }
+
+    /// Sample now and show what was committed.
+    fn sample(&mut self) -> Result<u64, crate::sampler::Error> {
+        let had_target = self.sampler.pid();
+        let committed = self.sampler.sample()?;
+        self.show(&committed);
+        if had_target != 0 && self.sampler.pid() == 0 {
+            self.exit_watch = None;
+            self.note(&format!("pid {had_target} exited; waiting for a `pid` command"));
+        } else if had_target != 0 && committed.iter().any(|c| c.record.kind() == journal::record::Kind::Cwd) {
+            self.note(&format!("pid {had_target} changed directory; baselined the new one"));
+        }
+        Ok(committed.iter().map(|c| c.seq).max().unwrap_or(0))
+    }
+
+    /// Run until `stop`, SIGINT or SIGTERM. A last sample is taken (unless
+    /// paused), then the ring is flushed.
     ///
     /// # Errors
     /// [`crate::sampler::Error`] when a sample cannot be recorded.
@@ -94,18 +180,9 @@ impl Monitor {
         loop {
             let timeout = next_tick.saturating_duration_since(Instant::now());
             match messages.recv_timeout(timeout) {
-                Ok(Msg::Line(line, reply_to)) => {
+                Ok(Msg::Line(line, origin)) => {
                     let (reply, stop) = self.handle_line(&line, &mut next_tick)?;
-                    match reply_to {
-                        Some(tx) => {
-                            let _ = tx.send(reply);
-                        }
-                        None => {
-                            let mut stdout = std::io::stdout().lock();
-                            let _ = stdout.write_all(reply.text.as_bytes());
-                            let _ = stdout.flush();
-                        }
-                    }
+                    self.deliver(&line, origin, reply);
                     if stop {
                         break;
                     }
@@ -114,15 +191,16 @@ impl Monitor {
                     if signo == libc::SIGINT || signo == libc::SIGTERM {
                         break;
                     }
-                    if signo == libc::SIGUSR2 {
-                        let committed = self.sampler.sample()?;
-                        self.print(&committed);
+                    self.on_signal(signo)?;
+                }
+                Ok(Msg::Exited(pid)) => {
+                    if pid == self.sampler.pid() {
+                        self.sample()?;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if !self.paused {
-                        let committed = self.sampler.sample()?;
-                        self.print(&committed);
+                        self.sample()?;
                     }
                     next_tick += self.period;
                     let now = Instant::now();
@@ -134,7 +212,53 @@ impl Monitor {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        self.sampler.flush()
+        if !self.paused {
+            self.sample()?;
+        }
+        self.sampler.flush()?;
+        // Let the listener deliver the reply to `stop` before the process ends.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.listener_busy.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, line: &[u8], origin: Origin, reply: Reply) {
+        match origin {
+            Origin::Client(tx) => {
+                let _ = tx.send(reply);
+            }
+            Origin::Stdin => self.note(&reply.text),
+            Origin::Fifo => {
+                if !reply.text.is_empty() {
+                    let command = human::sanitize(line);
+                    self.note(&format!("ctl: {command}\n{}", reply.text));
+                }
+            }
+        }
+    }
+
+    fn on_signal(&mut self, signo: i32) -> Result<(), crate::sampler::Error> {
+        match signo {
+            libc::SIGUSR2 => {
+                self.sample()?;
+            }
+            libc::SIGUSR1 => {
+                let status = self.status();
+                self.note(&status);
+            }
+            libc::SIGHUP => {
+                if let Output::Log(log) = &mut self.output {
+                    match log.reopen() {
+                        Ok(()) => log.write("log reopened (SIGHUP)"),
+                        Err(e) => log.write(&format!("cannot reopen {}: {e}", log.path().display())),
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn handle_line(
@@ -165,17 +289,40 @@ impl Monitor {
                 Reply::ok("resumed\n")
             }
             Command::Sample => {
-                let committed = self.sampler.sample()?;
-                self.print(&committed);
-                let seq = committed.iter().map(|c| c.seq).max().unwrap_or(0);
-                Reply::ok(format!("sampled: {seq}\n"))
+                if self.sampler.pid() == 0 {
+                    Reply::error("no process is followed: give one with `pid <pid>`")
+                } else {
+                    let seq = self.sample()?;
+                    Reply::ok(format!("sampled: {seq}\n"))
+                }
             }
             Command::Status => Reply::ok(self.status()),
             Command::Diff => Reply::ok(self.diff()),
             Command::History(k) => self.history(k),
-            Command::Pid(_) => Reply::error("following another process is not supported by this version"),
+            Command::Pid(pid) => self.follow(pid)?,
         };
         Ok((reply, false))
+    }
+
+    /// `pid <n>`: follow another process. A process that cannot be followed
+    /// is an error reply and changes nothing.
+    fn follow(&mut self, pid: i32) -> Result<Reply, crate::sampler::Error> {
+        let target = match Target::open(pid) {
+            Ok(target) => target,
+            Err(e) => return Ok(Reply::error(format!("cannot follow pid {pid}: {e}"))),
+        };
+        let committed = match self.sampler.follow(target) {
+            Ok(committed) => committed,
+            Err(e @ (crate::sampler::Error::Proc(_) | crate::sampler::Error::Event(_))) => {
+                return Ok(Reply::error(format!("cannot follow pid {pid}: {e}")));
+            }
+            Err(e) => return Err(e),
+        };
+        self.show(&committed);
+        self.watch_exit();
+        let cwd = self.sampler.cwd().map(|p| human::sanitize(p.as_os_str().as_encoded_bytes()));
+        let seq = committed.last().map_or(0, |c| c.seq);
+        Ok(Reply::ok(format!("pid: {pid}\ncwd: {}\nbaseline: {seq}\n", cwd.unwrap_or_default())))
     }
 
     /// The `status` reply: `key: value` lines.
@@ -183,11 +330,12 @@ impl Monitor {
         let info = self.sampler.ring_info();
         let counters = self.sampler.counters();
         let events = self.sampler.event_shared();
-        let load = |v: &std::sync::atomic::AtomicU64| v.load(std::sync::atomic::Ordering::Relaxed);
+        let load = |v: Option<&std::sync::atomic::AtomicU64>| v.map_or(0, |v| v.load(Ordering::Relaxed));
         let newest = info.next_seq.saturating_sub(1);
+        let cwd = self.sampler.cwd().map_or_else(|| "-".to_string(), |p| human::sanitize(p.as_os_str().as_encoded_bytes()));
         let lines = [
             ("pid", self.sampler.pid().to_string()),
-            ("cwd", human::sanitize(self.sampler.cwd().as_os_str().as_encoded_bytes())),
+            ("cwd", cwd),
             ("store", self.store.display().to_string()),
             ("backend", self.backend.to_string()),
             ("period_ms", self.period.as_millis().to_string()),
@@ -204,10 +352,10 @@ impl Monitor {
             ("last_files_read", counters.files_read.to_string()),
             ("last_bytes_read", counters.bytes_read.to_string()),
             ("rescans", counters.rescans.to_string()),
-            ("overflows", load(&events.overflows).to_string()),
-            ("watches", load(&events.watches).to_string()),
-            ("unwatched_dirs", events.unwatched().len().to_string()),
-            ("events", load(&events.events).to_string()),
+            ("overflows", load(events.map(|e| &e.overflows)).to_string()),
+            ("watches", load(events.map(|e| &e.watches)).to_string()),
+            ("unwatched_dirs", events.map_or(0, |e| e.unwatched().len()).to_string()),
+            ("events", load(events.map(|e| &e.events)).to_string()),
         ];
         lines.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()
     }
@@ -255,7 +403,10 @@ pub fn spawn_stdin(tx: Sender<Msg>) {
             match lock.read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {
-                    if tx.send(Msg::Line(line.clone(), None)).is_err() {
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                    }
+                    if tx.send(Msg::Line(line.clone(), Origin::Stdin)).is_err() {
                         return;
                     }
                 }
@@ -275,7 +426,76 @@ pub fn spawn_signals(fd: nix::sys::signalfd::SignalFd, tx: Sender<Msg>) {
     });
 }
 
+/// Spawn the control FIFO's listener: each request becomes a message, and
+/// a waiting client gets the loop's reply.
+pub fn spawn_fifo(fd: OwnedFd, tx: Sender<Msg>, busy: Arc<AtomicBool>) {
+    let _ = std::thread::Builder::new().name("monitord-ctl".into()).spawn(move || {
+        control::fifo::listen(fd, &busy, |command, wants_reply| {
+            if !wants_reply {
+                let _ = tx.send(Msg::Line(command.to_vec(), Origin::Fifo));
+                return Reply::ok("");
+            }
+            let (reply_tx, reply_rx) = bounded(1);
+            if tx.send(Msg::Line(command.to_vec(), Origin::Client(reply_tx))).is_err() {
+                return Reply::error("the monitor is shutting down");
+            }
+            reply_rx.recv().unwrap_or_else(|_| Reply::error("the monitor is shutting down"))
+        });
+    });
+}
+
 /// A fresh message channel.
 pub fn channel() -> (Sender<Msg>, Receiver<Msg>) {
     unbounded()
+}
+
+/// A thread waiting for a process to exit (its pidfd becomes readable).
+/// Dropping it stops the thread.
+struct ExitWatch {
+    stop: OwnedFd,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ExitWatch {
+    fn start(pidfd: OwnedFd, on_exit: impl FnOnce() + Send + 'static) -> Option<ExitWatch> {
+        use nix::sys::eventfd::{EfdFlags, EventFd};
+        let stop = EventFd::from_flags(EfdFlags::EFD_CLOEXEC).ok()?;
+        let stop: OwnedFd = stop.into();
+        let stop_seen = stop.try_clone().ok()?;
+        let thread = std::thread::Builder::new()
+            .name("monitord-exit".into())
+            .spawn(move || {
+                use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+                loop {
+                    let mut fds = [
+                        PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+                        PollFd::new(stop_seen.as_fd(), PollFlags::POLLIN),
+                    ];
+                    match poll(&mut fds, PollTimeout::NONE) {
+                        Err(nix::errno::Errno::EINTR) => continue,
+                        Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+                    if ready(&fds[1]) {
+                        return;
+                    }
+                    if ready(&fds[0]) {
+                        on_exit();
+                        return;
+                    }
+                }
+            })
+            .ok()?;
+        Some(ExitWatch { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for ExitWatch {
+    fn drop(&mut self) {
+        let _ = nix::unistd::write(&self.stop, &1u64.to_ne_bytes());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }

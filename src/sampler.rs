@@ -45,6 +45,12 @@ pub enum Error {
     /// The event source failed to start.
     #[error(transparent)]
     Event(#[from] crate::event::Error),
+    /// A baseline was asked for with no process followed.
+    #[error("no process is followed")]
+    NoTarget,
+    /// The target's `/proc` entries could not be used.
+    #[error(transparent)]
+    Proc(#[from] crate::proc::Error),
 }
 
 /// Settings of a sampler.
@@ -114,18 +120,48 @@ pub struct Sampler {
     settings: Settings,
     ring: Ring,
     lock: LockFile,
-    root: OwnedFd,
-    skip: Option<(u64, u64)>,
-    events: Inotify,
+    /// The process followed and its tree; `None` once it has exited.
+    watch: Option<Watch>,
     epoch: u64,
     mirror: Mirror,
     index: BTreeMap<Vec<u8>, Tracked>,
     pending: BTreeSet<Dirty>,
     rescan_reasons: Vec<String>,
-    target: Option<Target>,
     pid: i32,
-    cwd: PathBuf,
     counters: Counters,
+}
+
+/// A followed process and the directory tree it works in.
+struct Watch {
+    target: Target,
+    tree: Tree,
+}
+
+/// A watched directory tree: the root fd every access goes through, its
+/// identity (to notice a `chdir`), and the event thread watching it.
+struct Tree {
+    root: OwnedFd,
+    id: (u64, u64),
+    cwd: PathBuf,
+    skip: Option<(u64, u64)>,
+    events: Inotify,
+}
+
+impl Tree {
+    /// Open `target`'s working directory and start watching it.
+    fn open(target: &Target, settings: &Settings) -> Result<Tree, Error> {
+        let root = target.open_cwd()?;
+        let cwd = target.cwd_path()?;
+        let id = nix::sys::stat::fstat(&root)
+            .map(|st| (st.st_dev, st.st_ino))
+            .map_err(|errno| crate::proc::Error::Proc { pid: target.pid(), what: "cwd", source: errno.into() })?;
+        let skip = std::fs::metadata(&settings.store).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.dev(), m.ino())
+        });
+        let events = Inotify::start(&root, settings.excludes.clone(), skip, settings.queue_capacity)?;
+        Ok(Tree { root, id, cwd, skip, events })
+    }
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -140,46 +176,63 @@ impl Sampler {
     /// # Errors
     /// Any [`Error`]: the store or ring cannot be used, watches cannot be
     /// set up, the mirror cannot be written.
-    pub fn start(
-        settings: Settings,
-        ring: Ring,
-        target: Target,
-        root: OwnedFd,
-        cwd: PathBuf,
-    ) -> Result<(Sampler, Vec<Committed>), Error> {
-        let skip = tree::open_dir(root.as_fd(), b"")
-            .ok()
-            .and_then(|_| std::fs::metadata(&settings.store).ok())
-            .map(|m| {
-                use std::os::unix::fs::MetadataExt;
-                (m.dev(), m.ino())
-            });
-        let events = Inotify::start(&root, settings.excludes.clone(), skip, settings.queue_capacity)?;
+    pub fn start(settings: Settings, ring: Ring, target: Target) -> Result<(Sampler, Vec<Committed>), Error> {
+        let tree = Tree::open(&target, &settings)?;
         let store_path = settings.store.clone();
         repair(&store_path, &ring)?;
         let lock = LockFile::open(&store_path)?;
         let epoch = ring.info().next_seq;
         let mirror = Mirror::open(&store_path, epoch)?;
-        let pid = target.pid();
         let mut sampler = Sampler {
             settings,
             ring,
             lock,
-            root,
-            skip,
-            events,
+            watch: None,
             epoch,
             mirror,
             index: BTreeMap::new(),
             pending: BTreeSet::new(),
             rescan_reasons: Vec::new(),
-            target: Some(target),
-            pid,
-            cwd,
+            pid: 0,
             counters: Counters::default(),
         };
-        let baseline = sampler.baseline()?;
-        Ok((sampler, vec![baseline]))
+        let baseline = sampler.rebase(Watch { target, tree }, None)?;
+        Ok((sampler, baseline))
+    }
+
+    /// Follow another process from now on: a last sample of the current
+    /// one, a `pid` record, then a baseline of the new process's working
+    /// directory in a new epoch. Nothing changes when the new process's
+    /// directory cannot be opened or watched.
+    ///
+    /// # Errors
+    /// [`Error::Proc`]/[`Error::Event`] before anything is recorded; the
+    /// others when the ring or the mirror cannot be written.
+    pub fn follow(&mut self, target: Target) -> Result<Vec<Committed>, Error> {
+        let tree = Tree::open(&target, &self.settings)?;
+        let mut out = self.sample()?;
+        let body = Body::Pid { old: self.pid, new: target.pid() };
+        out.extend(self.rebase(Watch { target, tree }, Some(body))?);
+        Ok(out)
+    }
+
+    /// Start a new epoch on `watch`: write `lead` (a `pid` or `cwd` record)
+    /// in the old epoch, then the new tree's baseline.
+    fn rebase(&mut self, watch: Watch, lead: Option<Body>) -> Result<Vec<Committed>, Error> {
+        let mut out = Vec::new();
+        if let Some(body) = lead {
+            out.push(self.commit(body, |_| Ok(()))?);
+        }
+        let epoch = self.ring.info().next_seq;
+        self.mirror = Mirror::open(&self.settings.store, epoch)?;
+        self.epoch = epoch;
+        self.pid = watch.target.pid();
+        self.watch = Some(watch);
+        self.index.clear();
+        self.pending.clear();
+        self.rescan_reasons.clear();
+        out.push(self.baseline()?);
+        Ok(out)
     }
 
     /// The PID followed (0 once it has exited).
@@ -187,9 +240,14 @@ impl Sampler {
         self.pid
     }
 
-    /// The directory watched.
-    pub fn cwd(&self) -> &Path {
-        &self.cwd
+    /// A pidfd of the followed process, for noticing its exit at once.
+    pub fn pidfd(&self) -> Option<OwnedFd> {
+        self.watch.as_ref().and_then(|w| w.target.pidfd())
+    }
+
+    /// The directory watched (`None` without a target).
+    pub fn cwd(&self) -> Option<&Path> {
+        self.watch.as_ref().map(|w| w.tree.cwd.as_path())
     }
 
     /// Work counters.
@@ -202,9 +260,9 @@ impl Sampler {
         self.ring.info()
     }
 
-    /// The event thread's shared counters.
-    pub fn event_shared(&self) -> &crate::event::Shared {
-        self.events.shared()
+    /// The event thread's shared counters (`None` without a target).
+    pub fn event_shared(&self) -> Option<&crate::event::Shared> {
+        self.watch.as_ref().map(|w| &**w.tree.events.shared())
     }
 
     /// Dirty paths waiting for the next sample.
@@ -218,6 +276,7 @@ impl Sampler {
     }
 
     fn baseline(&mut self) -> Result<Committed, Error> {
+        let Some(Watch { target, tree: watched }) = &self.watch else { return Err(Error::NoTarget) };
         let mut files = Vec::new();
         let mut skipped = Vec::new();
         let mut index = BTreeMap::new();
@@ -225,10 +284,10 @@ impl Sampler {
         let max = self.settings.max_file_size;
         let mirror = &self.mirror;
         tree::walk(
-            self.root.as_fd(),
+            watched.root.as_fd(),
             b"",
             &self.settings.excludes,
-            self.skip,
+            watched.skip,
             &mut |rel, dir, entries| {
                 for (name, is_dir) in entries {
                     if *is_dir {
@@ -264,9 +323,9 @@ impl Sampler {
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         skipped.sort_by(|a, b| a.path.cmp(&b.path));
-        let starttime = self.target.as_ref().map_or(0, Target::starttime);
+        let starttime = target.starttime();
         let body = Body::Baseline(Baseline {
-            cwd: self.cwd.clone().into_os_string().into_encoded_bytes(),
+            cwd: watched.cwd.clone().into_os_string().into_encoded_bytes(),
             starttime,
             files,
             skipped,
@@ -317,14 +376,16 @@ impl Sampler {
 
     /// Run the barrier and move queued dirty paths into the pending set.
     fn collect(&mut self) {
-        if !self.events.sync(Duration::from_secs(2)) {
+        let Some(watch) = &self.watch else { return };
+        let events = &watch.tree.events;
+        if !events.sync(Duration::from_secs(2)) {
             self.rescan_reasons.push("the event thread did not answer the sample barrier".into());
             self.pending.insert(Dirty::Subtree(Vec::new()));
         }
         let mut drained = Vec::new();
-        self.events.drain(&mut drained);
+        events.drain(&mut drained);
         self.pending.extend(drained);
-        let shared = self.events.shared();
+        let shared = events.shared();
         if shared.take_overflow() {
             self.rescan_reasons.push("event queue overflow".into());
             self.pending.insert(Dirty::Subtree(Vec::new()));
@@ -350,6 +411,9 @@ impl Sampler {
     /// paths are kept for the next attempt.
     pub fn sample(&mut self) -> Result<Vec<Committed>, Error> {
         let mut out = Vec::new();
+        if self.watch.is_none() {
+            return Ok(out);
+        }
         self.collect();
         if !self.rescan_reasons.is_empty() {
             let paths: Vec<Vec<u8>> = self
@@ -394,20 +458,36 @@ impl Sampler {
         self.counters.bytes_read = bytes_read;
         self.counters.dirty_paths = dirty_paths;
         out.push(committed);
-        if let Some(target) = &self.target
-            && !target.is_alive()
-        {
-            self.target = None;
-            out.push(self.commit(Body::Exit(Default::default()), |_| Ok(()))?);
-            self.pid = 0;
+        if let Some(watch) = &self.watch {
+            if !watch.target.is_alive() {
+                out.push(self.commit(Body::Exit(Default::default()), |_| Ok(()))?);
+                self.watch = None;
+                self.pid = 0;
+                self.index.clear();
+            } else if watch.target.cwd_identity().is_ok_and(|id| id != watch.tree.id) {
+                out.extend(self.moved()?);
+            }
         }
         self.collect_garbage();
         Ok(out)
     }
 
+    /// The target changed directory: a `cwd` record, then a baseline of the
+    /// new directory. When the new directory cannot be watched, the old
+    /// tree stays watched and the failure is retried at the next sample.
+    fn moved(&mut self) -> Result<Vec<Committed>, Error> {
+        let Some(watch) = &self.watch else { return Ok(Vec::new()) };
+        let Ok(tree) = Tree::open(&watch.target, &self.settings) else { return Ok(Vec::new()) };
+        let old = watch.tree.cwd.clone().into_os_string().into_encoded_bytes();
+        let new = tree.cwd.clone().into_os_string().into_encoded_bytes();
+        let Some(Watch { target, .. }) = self.watch.take() else { return Ok(Vec::new()) };
+        self.rebase(Watch { target, tree }, Some(Body::Cwd { old, new }))
+    }
+
     /// Observe every pending path and classify the differences from the
     /// mirror.
     fn find(&self) -> Found {
+        let Some(watch) = &self.watch else { return Found::default() };
         let max = self.settings.max_file_size;
         let mut observed: BTreeMap<Vec<u8>, Observed> = BTreeMap::new();
         let mut found = Found::default();
@@ -415,7 +495,7 @@ impl Sampler {
             match dirty {
                 Dirty::Path(path) => {
                     if !observed.contains_key(path) && !self.settings.excludes.is_excluded_anywhere(path) {
-                        let seen = tree::observe(self.root.as_fd(), path, max);
+                        let seen = tree::observe(watch.tree.root.as_fd(), path, max);
                         if matches!(seen, Observed::Dir) {
                             // A path that is a directory now: compare its subtree.
                             self.observe_subtree(path, &mut observed);
@@ -547,6 +627,7 @@ impl Sampler {
     /// Observe everything in `dir`'s subtree: what the tree holds now and
     /// what the index says was there.
     fn observe_subtree(&self, dir: &[u8], observed: &mut BTreeMap<Vec<u8>, Observed>) {
+        let Some(watch) = &self.watch else { return };
         let max = self.settings.max_file_size;
         for path in self.index.range(dir.to_vec()..).map(|(p, _)| p).take_while(|p| p.starts_with(dir)) {
             if tree::is_within(path, dir) {
@@ -557,10 +638,10 @@ impl Sampler {
             return;
         }
         tree::walk(
-            self.root.as_fd(),
+            watch.tree.root.as_fd(),
             dir,
             &self.settings.excludes,
-            self.skip,
+            watch.tree.skip,
             &mut |rel, fd, entries| {
                 for (name, is_dir) in entries {
                     if !*is_dir {

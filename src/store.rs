@@ -57,6 +57,14 @@ pub enum Error {
         /// Where we looked.
         base: PathBuf,
     },
+    /// Another monitord holds the store's pid file.
+    #[error("store {store} is in use by another monitord{}", match pid { Some(p) => format!(" (pid {p})"), None => String::new() })]
+    InUse {
+        /// The store directory.
+        store: PathBuf,
+        /// The PID written in the pid file, when readable.
+        pid: Option<i32>,
+    },
     /// The lock file could not be opened or locked.
     #[error("cannot lock {path}")]
     Lock {
@@ -208,5 +216,57 @@ impl Drop for Guard<'_> {
     fn drop(&mut self) {
         // SAFETY: flock on a file descriptor borrowed for the guard's life.
         unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+/// `<store>/monitord.pid`: the running monitor's PID, held with an
+/// exclusive `flock` for the monitor's whole life. A flock belongs to the
+/// open file description, so it survives `fork` (an `fcntl` lock would
+/// not); a file left by a crash is not locked and is simply taken over.
+#[derive(Debug)]
+pub struct PidFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl PidFile {
+    /// Lock the pid file and write this process's PID into it.
+    ///
+    /// # Errors
+    /// [`Error::InUse`] when another monitor holds it, [`Error::Lock`] when
+    /// it cannot be opened or written.
+    pub fn acquire(store: &Path) -> Result<PidFile, Error> {
+        use std::io::{Read, Seek, Write};
+        let path = store.join(PID_FILE);
+        let lock_err = |source| Error::Lock { path: path.clone(), source };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NOCTTY)
+            .open(&path)
+            .map_err(lock_err)?;
+        // SAFETY: flock on a file descriptor owned by `file` for the whole call.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::WouldBlock {
+                return Err(lock_err(err));
+            }
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(Error::InUse { store: store.to_path_buf(), pid: text.trim().parse().ok() });
+        }
+        file.set_len(0).map_err(lock_err)?;
+        file.rewind().map_err(lock_err)?;
+        file.write_all(format!("{}\n", std::process::id()).as_bytes()).map_err(lock_err)?;
+        Ok(PidFile { file, path })
+    }
+
+    /// Remove the pid file (clean shutdown); the lock goes with the file.
+    pub fn release(self) {
+        let _ = fs::remove_file(&self.path);
+        drop(self.file);
     }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns the process exit code. This is
 //! the binary's edge: `anyhow` is used here and nowhere below.
 
+pub mod ctl;
 pub mod dump;
 pub mod monitor;
 pub mod restore;
@@ -27,6 +28,7 @@ pub mod exit {
 /// Whatever the subcommand reports; the binary prints it on one line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Some(Command::Ctl(args)) => ctl::run(&args),
         Some(Command::Dump(args)) => dump::run(&args),
         Some(Command::Restore(args)) => restore::run(&args),
         None => monitor::run(&cli.monitor),

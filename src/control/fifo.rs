@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -92,7 +93,9 @@ pub fn open_or_create(path: &Path) -> Result<OwnedFd, Error> {
 /// Run the listener on the current thread: read request lines from `fd`
 /// forever, answer each with `answer`, and deliver replies. `answer`
 /// receives the command bytes and whether a client waits for the reply.
-pub fn listen(fd: OwnedFd, mut answer: impl FnMut(&[u8], bool) -> Reply) {
+/// `busy` is raised while input is being handled and lowered once every
+/// reply to it has been written.
+pub fn listen(fd: OwnedFd, busy: &AtomicBool, mut answer: impl FnMut(&[u8], bool) -> Reply) {
     let mut buf: Vec<u8> = Vec::with_capacity(2 * wire::MAX_REQUEST);
     let mut chunk = vec![0u8; 65536];
     let mut discarding = false;
@@ -107,6 +110,7 @@ pub fn listen(fd: OwnedFd, mut answer: impl FnMut(&[u8], bool) -> Reply) {
             Err(Errno::EAGAIN | Errno::EINTR) => continue,
             Err(_) => return,
         };
+        busy.store(true, Ordering::Release);
         buf.extend_from_slice(&chunk[..n]);
         while let Some(newline) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=newline).collect();
@@ -122,6 +126,7 @@ pub fn listen(fd: OwnedFd, mut answer: impl FnMut(&[u8], bool) -> Reply) {
             answer(&head, false);
             discarding = true;
         }
+        busy.store(false, Ordering::Release);
     }
 }
 

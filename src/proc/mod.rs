@@ -124,6 +124,31 @@ impl Target {
             .map_err(|errno| self.map_errno(errno, "cwd"))
     }
 
+    /// The identity (device, inode) of the working directory now: compared
+    /// with the watched root's to notice a `chdir`.
+    ///
+    /// # Errors
+    /// As [`Target::open_cwd`].
+    pub fn cwd_identity(&self) -> Result<(u64, u64), Error> {
+        nix::sys::stat::fstatat(self.proc_dir.as_fd(), "cwd", nix::fcntl::AtFlags::empty())
+            .map(|st| (st.st_dev, st.st_ino))
+            .map_err(|errno| self.map_errno(errno, "cwd"))
+    }
+
+    /// A pidfd for this process (pidfd_open(2)): readable once it exits.
+    /// `None` when the kernel has no pidfd_open or the process is gone.
+    pub fn pidfd(&self) -> Option<OwnedFd> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1;
+        // no memory is passed.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
+        let fd = std::os::fd::RawFd::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+        // SAFETY: the kernel just returned this fd to us and nobody else owns it.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // The PID might have been reused before the call: the pidfd is ours
+        // only if the process pinned by `proc_dir` is still alive.
+        self.is_alive().then_some(fd)
+    }
+
     /// Whether this very process (not a reuse of its PID) is still alive
     /// and not a zombie.
     pub fn is_alive(&self) -> bool {

@@ -1,0 +1,243 @@
+//! Daemon mode (`-d`): detach from the terminal following the SysV steps of
+//! daemon(7), and tell the launching process whether start-up worked.
+//!
+//! ```text
+//! launcher ──pipe──┐
+//!   fork ──▶ child: setsid, fork ──▶ daemon: close fds, reset signals,
+//!   │              _exit(0)                  umask 077, chdir /, stdio on
+//!   │                                        /dev/null, then start-up …
+//!   └── waits on the pipe: "ok" → exit 0; "err <reason>" or EOF → exit 1
+//! ```
+//!
+//! [`detach`] must run before any thread exists (fork copies only the
+//! calling thread). The daemon does all of its start-up (target, store, pid
+//! file, ring, FIFO, baseline) after detaching and reports the outcome
+//! through [`Ready`], so every start-up error reaches the launcher's stderr
+//! and no daemon is left behind when one happens.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, pthread_sigmask, signal};
+use nix::sys::stat::Mode;
+use nix::unistd::{ForkResult, fork, setsid};
+
+/// Errors while detaching (seen by the launcher).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call of the detaching sequence failed.
+    #[error("cannot start the daemon: {what} failed")]
+    Sys {
+        /// Which step.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The daemon reported a start-up error (its own words).
+    #[error("{0}")]
+    Failed(String),
+    /// The daemon went away without a word.
+    #[error("the daemon exited during start-up without saying why")]
+    Vanished,
+}
+
+/// Where [`detach`] returns.
+#[derive(Debug)]
+pub enum Detached {
+    /// In the launching process, after the daemon said it is up.
+    Launcher,
+    /// In the daemon: report start-up through this.
+    Daemon(Ready),
+}
+
+/// The daemon's end of the start-up pipe.
+#[derive(Debug)]
+pub struct Ready {
+    fd: OwnedFd,
+}
+
+impl Ready {
+    /// Tell the launcher the daemon is up (it then exits 0).
+    pub fn ok(self) {
+        self.send(b"ok\n");
+    }
+
+    /// Tell the launcher start-up failed and why (it prints the reason and
+    /// exits 1).
+    pub fn fail(self, reason: &str) {
+        let one_line: String = reason.chars().map(|c| if c == '\n' { ' ' } else { c }).collect();
+        self.send(format!("err {one_line}\n").as_bytes());
+    }
+
+    fn send(self, bytes: &[u8]) {
+        let mut file = std::fs::File::from(self.fd);
+        let _ = file.write_all(bytes);
+    }
+}
+
+fn sys(what: &'static str) -> impl Fn(nix::errno::Errno) -> Error {
+    move |errno| Error::Sys { what, source: errno.into() }
+}
+
+/// Detach. Returns [`Detached::Launcher`] in the original process once the
+/// daemon is up, and [`Detached::Daemon`] in the daemon.
+///
+/// # Errors
+/// In the launcher: [`Error::Failed`] with the daemon's reason, or
+/// [`Error::Vanished`]; [`Error::Sys`] when a fork or pipe fails.
+pub fn detach() -> Result<Detached, Error> {
+    let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
+    // SAFETY: no other thread exists yet (the caller runs this first), so
+    // the child is a faithful copy and may run ordinary code.
+    match unsafe { fork() }.map_err(sys("fork"))? {
+        ForkResult::Parent { child } => {
+            drop(write_end);
+            let outcome = wait_for_word(read_end);
+            // The first child exits right after the second fork.
+            let _ = nix::sys::wait::waitpid(child, None);
+            return outcome.map(|()| Detached::Launcher);
+        }
+        ForkResult::Child => {}
+    }
+    drop(read_end);
+    let ready = Ready { fd: write_end };
+    if let Err(errno) = setsid() {
+        ready.fail(&format!("cannot start the daemon: setsid failed: {errno}"));
+        // SAFETY: _exit ends this child without running the parent's atexit
+        // handlers or flushing its copied stdio buffers.
+        unsafe { libc::_exit(1) };
+    }
+    // SAFETY: still single-threaded (see above).
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => {
+            // SAFETY: as above; the grandchild carries on.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(ForkResult::Child) => {}
+        Err(errno) => {
+            ready.fail(&format!("cannot start the daemon: second fork failed: {errno}"));
+            // SAFETY: as above.
+            unsafe { libc::_exit(1) };
+        }
+    }
+    let ready = match become_daemon(ready) {
+        Ok(ready) => ready,
+        Err((ready, e)) => {
+            ready.fail(&e.to_string());
+            // SAFETY: as above.
+            unsafe { libc::_exit(1) };
+        }
+    };
+    Ok(Detached::Daemon(ready))
+}
+
+/// Read the daemon's one-line report.
+fn wait_for_word(read_end: OwnedFd) -> Result<(), Error> {
+    let mut text = String::new();
+    let _ = std::fs::File::from(read_end).read_to_string(&mut text);
+    let line = text.lines().next().unwrap_or("");
+    match line.split_once(' ').map_or((line, ""), |(a, b)| (a, b)) {
+        ("ok", _) => Ok(()),
+        ("err", reason) => Err(Error::Failed(reason.to_string())),
+        _ => Err(Error::Vanished),
+    }
+}
+
+/// The daemon(7) steps after the double fork: close inherited fds, reset
+/// signal handlers and mask, umask, cwd and stdio.
+fn become_daemon(ready: Ready) -> Result<Ready, (Ready, Error)> {
+    let ready = match keep_only(ready) {
+        Ok(ready) => ready,
+        Err(e) => return Err((Ready { fd: e.0 }, e.1)),
+    };
+    reset_signals();
+    nix::sys::stat::umask(Mode::from_bits_truncate(0o077));
+    if let Err(errno) = nix::unistd::chdir("/") {
+        return Err((ready, sys("chdir /")(errno)));
+    }
+    if let Err(e) = stdio_to_dev_null() {
+        return Err((ready, e));
+    }
+    Ok(ready)
+}
+
+/// Close every fd but 0, 1, 2 and the start-up pipe, which is moved to fd 3.
+fn keep_only(ready: Ready) -> Result<Ready, (OwnedFd, Error)> {
+    const KEEP: RawFd = 3;
+    let fd = ready.fd;
+    let fd = if fd.as_raw_fd() == KEEP {
+        fd
+    } else {
+        // SAFETY: dup3 onto fd 3 closes whatever was inherited there; the new
+        // fd is owned by nothing else.
+        let rc = unsafe { libc::dup3(fd.as_raw_fd(), KEEP, libc::O_CLOEXEC) };
+        if rc < 0 {
+            let source = io::Error::last_os_error();
+            return Err((fd, Error::Sys { what: "dup3", source }));
+        }
+        drop(fd);
+        // SAFETY: dup3 just made fd 3 a copy that only we refer to.
+        unsafe { OwnedFd::from_raw_fd(KEEP) }
+    };
+    // SAFETY: close_range closes descriptors no Rust object owns: every fd
+    // above 3 was inherited, none was opened by this process yet.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, KEEP as u32 + 1, u32::MAX, 0u32) };
+    if rc != 0 {
+        // Kernels before 5.9: close what /proc/self/fd lists.
+        let listed: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|&n: &RawFd| n > KEEP)
+            .collect();
+        for n in listed {
+            // SAFETY: as above; a failing close (the directory's own fd,
+            // already closed) is harmless.
+            unsafe { libc::close(n) };
+        }
+    }
+    Ok(Ready { fd })
+}
+
+/// Every handler back to its default, an empty mask, then ignore the
+/// signals a daemon must never be stopped by.
+fn reset_signals() {
+    for signo in 1..libc::SIGRTMAX() {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+            continue;
+        }
+        if let Ok(sig) = Signal::try_from(signo) {
+            // SAFETY: installing SIG_DFL runs no code of ours.
+            let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+        } else {
+            // Real-time signals have no nix name.
+            // SAFETY: as above.
+            unsafe { libc::signal(signo, libc::SIG_DFL) };
+        }
+    }
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    for sig in [Signal::SIGPIPE, Signal::SIGTTIN, Signal::SIGTTOU, Signal::SIGTSTP] {
+        // SAFETY: installing SIG_IGN runs no code of ours.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
+}
+
+fn stdio_to_dev_null() -> Result<(), Error> {
+    let null = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_NOCTTY, Mode::empty())
+        .map_err(sys("open /dev/null"))?;
+    for target in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors, which this process
+        // reopens on purpose; std's handles refer to them by number.
+        if unsafe { libc::dup2(null.as_raw_fd(), target) } < 0 {
+            return Err(Error::Sys { what: "dup2 /dev/null", source: io::Error::last_os_error() });
+        }
+    }
+    if null.as_raw_fd() <= 2 {
+        // It is now one of the standard descriptors: keep it open.
+        std::mem::forget(null);
+    }
+    Ok(())
+}
