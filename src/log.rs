@@ -78,7 +78,10 @@ mod tests {
         log.write("four");
         let old = std::fs::read_to_string(dir.path().join("monitord.log.1")).unwrap();
         let new = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(old.lines().map(|l| l.split_once(' ').unwrap().1).collect::<Vec<_>>(), ["one", "two", "three"]);
+        assert_eq!(
+            old.lines().map(|l| l.split_once(' ').unwrap().1).collect::<Vec<_>>(),
+            ["one", "two", "three"]
+        );
         assert_eq!(new.lines().map(|l| l.split_once(' ').unwrap().1).collect::<Vec<_>>(), ["four"]);
         assert!(new.starts_with("20"), "{new}");
     }

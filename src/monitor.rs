@@ -57,6 +57,23 @@ pub enum Output {
     Log(Log),
 }
 
+impl Output {
+    /// Write a note: to stdout in the foreground, to the log in a daemon.
+    pub fn note(&mut self, text: &str) {
+        match self {
+            Output::Terminal { .. } => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(text.as_bytes());
+                if !text.ends_with('\n') {
+                    let _ = stdout.write_all(b"\n");
+                }
+                let _ = stdout.flush();
+            }
+            Output::Log(log) => log.write(text),
+        }
+    }
+}
+
 /// The monitor loop's state.
 pub struct Monitor {
     sampler: Sampler,
@@ -125,17 +142,7 @@ impl Monitor {
 
     /// Write a note: to stdout in the foreground, to the log in a daemon.
     pub fn note(&mut self, text: &str) {
-        match &mut self.output {
-            Output::Terminal { .. } => {
-                let mut stdout = std::io::stdout().lock();
-                let _ = stdout.write_all(text.as_bytes());
-                if !text.ends_with('\n') {
-                    let _ = stdout.write_all(b"\n");
-                }
-                let _ = stdout.flush();
-            }
-            Output::Log(log) => log.write(text),
-        }
+        self.output.note(text);
     }
 
     /// The flag the FIFO listener raises while it handles a request, so a
@@ -171,17 +178,36 @@ impl Monitor {
     }
 
     /// Run until `stop`, SIGINT or SIGTERM. A last sample is taken (unless
-    /// paused), then the ring is flushed.
+    /// paused), then the ring is flushed. A `ctl stop` client is answered
+    /// only once everything is released: see [`Stopped::answer`].
     ///
     /// # Errors
     /// [`crate::sampler::Error`] when a sample cannot be recorded.
-    pub fn run(&mut self, messages: &Receiver<Msg>) -> Result<(), crate::sampler::Error> {
+    pub fn run(mut self, messages: &Receiver<Msg>) -> Result<Stopped, crate::sampler::Error> {
+        let mut stop_client = None;
+        let result = self.run_loop(messages, &mut stop_client);
+        if let Err(e) = &result {
+            self.note(&format!("stopped on error: {e}"));
+        }
+        result?;
+        Ok(Stopped { stop_client, listener_busy: self.listener_busy, output: self.output })
+    }
+
+    fn run_loop(
+        &mut self,
+        messages: &Receiver<Msg>,
+        stop_client: &mut Option<(Sender<Reply>, Reply)>,
+    ) -> Result<(), crate::sampler::Error> {
         let mut next_tick = Instant::now() + self.period;
         loop {
             let timeout = next_tick.saturating_duration_since(Instant::now());
             match messages.recv_timeout(timeout) {
                 Ok(Msg::Line(line, origin)) => {
                     let (reply, stop) = self.handle_line(&line, &mut next_tick)?;
+                    if stop && let Origin::Client(tx) = origin {
+                        *stop_client = Some((tx, reply));
+                        break;
+                    }
                     self.deliver(&line, origin, reply);
                     if stop {
                         break;
@@ -215,13 +241,7 @@ impl Monitor {
         if !self.paused {
             self.sample()?;
         }
-        self.sampler.flush()?;
-        // Let the listener deliver the reply to `stop` before the process ends.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while self.listener_busy.load(Ordering::Acquire) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(())
+        self.sampler.flush()
     }
 
     fn deliver(&mut self, line: &[u8], origin: Origin, reply: Reply) {
@@ -332,7 +352,10 @@ impl Monitor {
         let events = self.sampler.event_shared();
         let load = |v: Option<&std::sync::atomic::AtomicU64>| v.map_or(0, |v| v.load(Ordering::Relaxed));
         let newest = info.next_seq.saturating_sub(1);
-        let cwd = self.sampler.cwd().map_or_else(|| "-".to_string(), |p| human::sanitize(p.as_os_str().as_encoded_bytes()));
+        let cwd = self
+            .sampler
+            .cwd()
+            .map_or_else(|| "-".to_string(), |p| human::sanitize(p.as_os_str().as_encoded_bytes()));
         let lines = [
             ("pid", self.sampler.pid().to_string()),
             ("cwd", cwd),
@@ -387,6 +410,32 @@ impl Monitor {
             }
         }
         Reply::ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+/// A monitor that has stopped: the ring is flushed and closed, its locks
+/// released. What is left is to answer a `ctl stop` client.
+pub struct Stopped {
+    stop_client: Option<(Sender<Reply>, Reply)>,
+    listener_busy: Arc<AtomicBool>,
+    /// Where notes go, for the last words.
+    pub output: Output,
+}
+
+impl Stopped {
+    /// Answer the client that asked to stop (after the caller released the
+    /// pid file: a script may start a new monitor as soon as it has the
+    /// reply), and wait for the reply to be written.
+    pub fn answer(self) {
+        let Some((tx, reply)) = self.stop_client else { return };
+        let _ = tx.send(reply);
+        // The listener raised `busy` when it read the request and lowers it
+        // once the reply is written.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        std::thread::sleep(Duration::from_millis(1));
+        while self.listener_busy.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 

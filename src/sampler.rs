@@ -152,9 +152,9 @@ impl Tree {
     fn open(target: &Target, settings: &Settings) -> Result<Tree, Error> {
         let root = target.open_cwd()?;
         let cwd = target.cwd_path()?;
-        let id = nix::sys::stat::fstat(&root)
-            .map(|st| (st.st_dev, st.st_ino))
-            .map_err(|errno| crate::proc::Error::Proc { pid: target.pid(), what: "cwd", source: errno.into() })?;
+        let id = nix::sys::stat::fstat(&root).map(|st| (st.st_dev, st.st_ino)).map_err(|errno| {
+            crate::proc::Error::Proc { pid: target.pid(), what: "cwd", source: errno.into() }
+        })?;
         let skip = std::fs::metadata(&settings.store).ok().map(|m| {
             use std::os::unix::fs::MetadataExt;
             (m.dev(), m.ino())

@@ -32,23 +32,21 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
     let excludes = Excludes::new(&args.exclude)?;
     // Resolve the store before a daemon changes directory to `/`.
     let store_dir = match &args.store {
-        Some(dir) => std::path::absolute(dir).with_context(|| format!("cannot resolve store {}", dir.display()))?,
+        Some(dir) => {
+            std::path::absolute(dir).with_context(|| format!("cannot resolve store {}", dir.display()))?
+        }
         None => store::default_for_pid(pid)?,
     };
     if !args.daemon {
-        let mut running = start(args, pid, excludes, &store_dir, false)?;
+        let running = start(args, pid, excludes, &store_dir, false)?;
         notify::notify("READY=1");
-        let result = running.monitor.run(&running.messages);
-        notify::notify("STOPPING=1");
-        running.pid_file.release();
-        result?;
-        return Ok(ExitCode::SUCCESS);
+        return finish(running);
     }
     let ready = match daemon::detach()? {
         Detached::Launcher => return Ok(ExitCode::SUCCESS),
         Detached::Daemon(ready) => ready,
     };
-    let mut running = match start(args, pid, excludes, &store_dir, true) {
+    let running = match start(args, pid, excludes, &store_dir, true) {
         Ok(running) => running,
         Err(e) => {
             ready.fail(&format!("{e:#}"));
@@ -56,13 +54,20 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
         }
     };
     ready.ok();
-    let result = running.monitor.run(&running.messages);
-    match &result {
-        Ok(()) => running.monitor.note("stopped"),
-        Err(e) => running.monitor.note(&format!("stopped on error: {e}")),
+    finish(running)
+}
+
+/// Run until stopped, release the store, then answer a `ctl stop`.
+fn finish(running: Running) -> anyhow::Result<ExitCode> {
+    let Running { monitor, messages, pid_file } = running;
+    let stopped = monitor.run(&messages);
+    notify::notify("STOPPING=1");
+    pid_file.release();
+    let mut stopped = stopped?;
+    if matches!(stopped.output, crate::monitor::Output::Log(_)) {
+        stopped.output.note("stopped");
     }
-    running.pid_file.release();
-    result?;
+    stopped.answer();
     Ok(ExitCode::SUCCESS)
 }
 

@@ -337,3 +337,144 @@ fn walk_all(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A daemon started with `monitord -d`; killed with SIGKILL on drop if it
+/// is still running.
+pub struct Daemon {
+    pub store: PathBuf,
+    pub pid: i32,
+}
+
+impl Daemon {
+    /// `monitord -d --period MS --store STORE [extra] PID`; asserts the
+    /// launcher exits 0 and the pid file names a live daemon.
+    pub fn start(target_pid: i32, store: &Path, period_ms: u64, extra: &[&str]) -> Daemon {
+        let out = Command::new(bin())
+            .args(["-d", "--period", &period_ms.to_string(), "--store"])
+            .arg(store)
+            .args(extra)
+            .arg(target_pid.to_string())
+            .output()
+            .expect("run monitord -d");
+        assert!(out.status.success(), "monitord -d failed: {}", String::from_utf8_lossy(&out.stderr));
+        let pid = read_pid_file(store).expect("a pid file once the launcher has returned");
+        Daemon { store: store.to_path_buf(), pid }
+    }
+
+    /// `monitord ctl --store STORE ARGS…`: (exit code, stdout, stderr).
+    pub fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        ctl(&self.store, args)
+    }
+
+    /// `ctl status` as a map.
+    pub fn status(&self) -> BTreeMap<String, String> {
+        let (code, out, err) = self.ctl(&["status"]);
+        assert_eq!(code, 0, "status failed: {err}");
+        out.lines().filter_map(|l| l.split_once(": ").map(|(k, v)| (k.to_string(), v.to_string()))).collect()
+    }
+
+    pub fn is_alive(&self) -> bool {
+        process_alive(self.pid)
+    }
+
+    /// Wait (up to `timeout`) for the daemon to be gone.
+    pub fn wait_gone(&self, timeout: Duration) {
+        wait_until("the daemon to exit", timeout, || !self.is_alive());
+    }
+
+    /// The log's lines so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.store.join("monitord.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.is_alive() {
+            // SAFETY: kill(2) on the daemon this test started.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.is_alive() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// `monitord ctl --store STORE ARGS…`: (exit code, stdout, stderr).
+pub fn ctl(store: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).arg("ctl").arg("--store").arg(store).args(args).output().expect("run ctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The PID in `<store>/monitord.pid`.
+pub fn read_pid_file(store: &Path) -> Option<i32> {
+    std::fs::read_to_string(store.join("monitord.pid")).ok()?.trim().parse().ok()
+}
+
+/// Whether a process still exists: not reaped, and not a zombie whose
+/// threads have all exited (a zombie group leader can outlive its other
+/// threads, which still hold the fds and their locks).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let zombie = stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'));
+            let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+            !zombie || threads > 1
+        }
+        Err(_) => false,
+    }
+}
+
+/// Field `n` (1-based, as in proc(5)) of `/proc/<pid>/stat`.
+pub fn stat_field(pid: i32, n: usize) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    let (_, rest) = stat.rsplit_once(") ").expect("stat format");
+    rest.split(' ').nth(n - 3).expect("field").to_string()
+}
+
+/// Whether another open of `path` can take an exclusive flock now.
+pub fn flock_free(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).expect("open for flock");
+    // SAFETY: flock on a file this function owns.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// A shell target in `dir` that runs `cd NEW` when it gets SIGUSR1.
+pub struct Shell {
+    child: Child,
+}
+
+impl Shell {
+    pub fn start(dir: &Path, on_usr1_cd: &Path) -> Shell {
+        let script = format!(
+            "trap 'cd {}' USR1; echo ready; while :; do sleep 0.02; done",
+            on_usr1_cd.to_str().expect("utf-8 path")
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start sh");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready line");
+        assert_eq!(line.trim(), "ready");
+        Shell { child }
+    }
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Shell {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -4,6 +4,8 @@
 mod harness;
 
 mod cli;
+mod control;
+mod daemon;
 mod files;
 mod journal;
 mod restore;

@@ -1,0 +1,225 @@
+//! The control FIFO and `monitord ctl`: every command's effect seen from
+//! outside, bad input, concurrent clients, plain writes, and sd_notify.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::harness::*;
+
+const SECS: Duration = Duration::from_secs(20);
+
+fn sample_times(store: &std::path::Path) -> Vec<i64> {
+    dump_json(store)
+        .iter()
+        .filter(|r| r["kind"] == "sample")
+        .map(|r| {
+            let time: jiff::Timestamp = r["time"].as_str().unwrap().parse().unwrap();
+            time.as_microsecond()
+        })
+        .collect()
+}
+
+fn median_gap_ms(times: &[i64]) -> f64 {
+    let mut gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_unstable();
+    gaps[gaps.len() / 2] as f64 / 1000.0
+}
+
+#[test]
+fn each_command_does_what_it_says() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let target = Target::start(tree.path());
+    let daemon = Daemon::start(target.pid(), store.path(), 400, &[]);
+
+    // period: the spacing of sample timestamps follows it.
+    let (code, out, _) = daemon.ctl(&["period", "40"]);
+    assert_eq!((code, out.as_str()), (0, "period_ms: 40\n"));
+    let before = sample_times(store.path()).len();
+    wait_until("ten samples at 40 ms", SECS, || sample_times(store.path()).len() >= before + 10);
+    let fast = median_gap_ms(&sample_times(store.path())[before..]);
+    assert!((30.0..100.0).contains(&fast), "median gap {fast} ms at period 40");
+
+    // pause: no samples; resume: samples again.
+    let (code, out, _) = daemon.ctl(&["pause"]);
+    assert_eq!((code, out.as_str()), (0, "paused\n"));
+    assert_eq!(daemon.status()["paused"], "true");
+    let paused_at = sample_times(store.path()).len();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sample_times(store.path()).len(), paused_at, "no sample while paused");
+    let (code, _, _) = daemon.ctl(&["resume"]);
+    assert_eq!(code, 0);
+    wait_until("samples after resume", SECS, || sample_times(store.path()).len() > paused_at + 2);
+
+    // diff: a pending change, before any sample records it.
+    let (code, _, _) = daemon.ctl(&["period", "600000"]);
+    assert_eq!(code, 0);
+    std::fs::write(tree.path().join("pending.txt"), "not sampled yet\n").unwrap();
+    let (code, out, _) = daemon.ctl(&["diff"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("created pending.txt") && out.contains("+not sampled yet"), "{out}");
+    assert!(!dump_json(store.path()).iter().any(|r| changes(r).iter().any(|(p, _)| p == "pending.txt")));
+
+    // sample: records it now and names the record.
+    let (code, out, _) = daemon.ctl(&["sample"]);
+    assert_eq!(code, 0);
+    let seq: u64 = out.strip_prefix("sampled: ").unwrap().trim().parse().unwrap();
+    assert_eq!(changes(record(&dump_json(store.path()), seq)), [("pending.txt".into(), "created".into())]);
+
+    // history k: exactly the last k samples, newest last.
+    for i in 0..3 {
+        std::fs::write(tree.path().join(format!("h{i}.txt")), "x\n").unwrap();
+        assert_eq!(daemon.ctl(&["sample"]).0, 0);
+    }
+    let (code, out, _) = daemon.ctl(&["history", "3"]);
+    assert_eq!(code, 0);
+    let headers: Vec<&str> = out.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(headers.len(), 3, "{out}");
+    for (i, header) in headers.iter().enumerate() {
+        assert!(header.contains(" sample "), "{header}");
+        assert!(out.contains(&format!("h{i}.txt")), "{out}");
+    }
+    assert!(out.find("h0.txt") < out.find("h2.txt"), "newest last");
+
+    // help lists every command; status has every promised key.
+    let (code, out, _) = daemon.ctl(&["help"]);
+    assert_eq!(code, 0);
+    for name in ["period", "diff", "history", "pid", "status", "pause", "resume", "sample", "stop", "help"] {
+        assert!(out.lines().any(|l| l.trim_start().starts_with(name)), "{name} missing from help:\n{out}");
+    }
+    let status = daemon.status();
+    for key in [
+        "pid",
+        "cwd",
+        "backend",
+        "period_ms",
+        "samples",
+        "oldest_seq",
+        "newest_seq",
+        "ring_used",
+        "ring_size",
+        "rescans",
+        "paused",
+    ] {
+        assert!(status.contains_key(key), "status lacks {key}: {status:?}");
+    }
+    assert_eq!(status["backend"], "inotify");
+
+    // stop: the reply arrives, then the daemon is gone.
+    let (code, out, _) = daemon.ctl(&["stop"]);
+    assert_eq!((code, out.as_str()), (0, "stopping\n"));
+    daemon.wait_gone(SECS);
+}
+
+#[test]
+fn bad_input_gets_an_error_reply_and_changes_nothing() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let target = Target::start(tree.path());
+    let daemon = Daemon::start(target.pid(), store.path(), 600_000, &[]);
+    let before = daemon.status();
+    for bad in
+        ["period -5", "period 0", "period 1e99", "pid abc", "history -1", "frobnicate", "period", "stop now"]
+    {
+        let (code, out, err) = daemon.ctl(&bad.split(' ').collect::<Vec<_>>());
+        assert_eq!(code, 1, "{bad}: {out}");
+        assert!(err.starts_with("monitord: ") && err.lines().count() == 1, "{bad}: {err}");
+    }
+    // Raw writes no client would send: an over-long line, non-UTF-8 bytes,
+    // an empty line, a reply FIFO that does not exist.
+    let ctl_path = store.path().join("ctl");
+    let mut fifo = std::fs::OpenOptions::new().write(true).open(&ctl_path).unwrap();
+    fifo.write_all(&[b'x'; 5000]).unwrap();
+    fifo.write_all(b"\nperiod \xff\xfe\n\n@/nonexistent/reply status\n").unwrap();
+    drop(fifo);
+    let (code, _, _) = daemon.ctl(&["status"]);
+    assert_eq!(code, 0, "still answering");
+    let after = daemon.status();
+    for key in ["pid", "period_ms", "paused", "samples", "newest_seq"] {
+        assert_eq!(before[key], after[key], "{key} changed");
+    }
+    assert!(daemon.is_alive());
+    let log = daemon.log();
+    assert!(log.contains("error: "), "plain-write errors are logged:\n{log}");
+}
+
+#[test]
+fn twenty_concurrent_clients_each_get_their_own_whole_reply() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let target = Target::start(tree.path());
+    let daemon = Daemon::start(target.pid(), store.path(), 600_000, &[]);
+    let help = daemon.ctl(&["help"]).1;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let store = store.path();
+                let help = &help;
+                s.spawn(move || {
+                    for round in 0..5 {
+                        if i % 2 == 0 {
+                            let period = 1000 + i * 10 + round;
+                            let (code, out, err) = ctl(store, &["period", &period.to_string()]);
+                            assert_eq!((code, out), (0, format!("period_ms: {period}\n")), "{err}");
+                        } else {
+                            let (code, out, err) = ctl(store, &["help"]);
+                            assert_eq!((code, &out), (0, help), "{err}");
+                        }
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+    });
+    assert!(daemon.is_alive());
+}
+
+#[test]
+fn a_plain_write_to_the_fifo_works_without_a_client() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let target = Target::start(tree.path());
+    let daemon = Daemon::start(target.pid(), store.path(), 600_000, &[]);
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo 'period 250' > {}", store.path().join("ctl").display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_until("the new period", SECS, || daemon.status()["period_ms"] == "250");
+    wait_until("the reply in the log", SECS, || daemon.log().contains("period_ms: 250"));
+}
+
+use std::process::Command;
+
+#[test]
+fn foreground_monitor_tells_systemd_it_is_ready_and_stopping() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let sock_dir = TempDir::new("monitord-notify-");
+    let target = Target::start(tree.path());
+    let sock_path = sock_dir.path().join("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(SECS)).unwrap();
+    let mut child = Command::new(bin())
+        .args(["-i", "--period", "600000", "--store", store.path().to_str().unwrap()])
+        .arg(target.pid().to_string())
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means the FIFO answers, and no fork happened (N2).
+    assert_eq!(read_pid_file(store.path()), Some(child.id() as i32));
+    assert_eq!(ctl(store.path(), &["status"]).0, 0);
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(child.wait().unwrap().success());
+}
