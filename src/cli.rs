@@ -114,8 +114,14 @@ pub enum Command {
     Ctl(CtlArgs),
     /// Print the records of a ring.bin.
     Dump(DumpArgs),
+    /// One line per record: seq, time, kind, files and lines changed, maps, RSS.
+    Log(LogArgs),
+    /// The diffs of one sample, or the net change between two (A..B).
+    Show(ShowArgs),
     /// Rebuild the tracked tree as it was at a sample.
     Restore(RestoreArgs),
+    /// Check the store: ring, records, patches against their hashes, mirror.
+    Verify(VerifyArgs),
 }
 
 /// `monitord ctl`.
@@ -161,6 +167,40 @@ pub struct DumpArgs {
     /// The ring file.
     #[arg(value_name = "RING")]
     pub ring: PathBuf,
+}
+
+/// `monitord log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The store [default: the most recently written store in the default location].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// JSON Lines: seq, time, kind, pid, files, lines_added, lines_removed,
+    /// maps_added, maps_removed, rss_kib.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `monitord show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The store [default: the most recently written store in the default location].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Show the patches that go back in time.
+    #[arg(long)]
+    pub reverse: bool,
+    /// A sequence number, or A..B for the net change from A to B (B..A goes back).
+    #[arg(value_name = "SEQ|A..B")]
+    pub what: String,
+}
+
+/// `monitord verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The store [default: the most recently written store in the default location].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
 }
 
 /// `monitord restore`.

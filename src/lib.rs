@@ -71,3 +71,4 @@ pub mod signals;
 pub mod store;
 pub mod text;
 pub mod tree;
+pub mod verify;

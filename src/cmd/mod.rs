@@ -3,8 +3,11 @@
 
 pub mod ctl;
 pub mod dump;
+pub mod log;
 pub mod monitor;
 pub mod restore;
+pub mod show;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -30,7 +33,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Ctl(args)) => ctl::run(&args),
         Some(Command::Dump(args)) => dump::run(&args),
+        Some(Command::Log(args)) => log::run(&args),
+        Some(Command::Show(args)) => show::run(&args),
         Some(Command::Restore(args)) => restore::run(&args),
+        Some(Command::Verify(args)) => verify::run(&args),
         None => monitor::run(&cli.monitor),
     }
 }

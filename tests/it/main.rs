@@ -7,5 +7,6 @@ mod cli;
 mod control;
 mod daemon;
 mod files;
+mod history;
 mod journal;
 mod restore;

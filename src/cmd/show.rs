@@ -1,0 +1,89 @@
+//! `monitord show [--store DIR] [--reverse] SEQ|A..B`: one sample's diffs
+//! (or the patches going back with `--reverse`), or the net change between
+//! two points as one diff per file.
+
+use std::collections::BTreeSet;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::cli::ShowArgs;
+use crate::diff::Patch;
+use crate::journal::Snapshot;
+use crate::journal::record::{Change, FileChange, Node, Record};
+use crate::render::human;
+use crate::restore::{self, At};
+use crate::store;
+
+/// Print the sample or the range.
+///
+/// # Errors
+/// When the seq is not in the ring, the history does not replay, or stdout
+/// fails.
+pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let store_dir = store::resolve(args.store.as_deref())?;
+    let color = std::io::stdout().is_terminal();
+    let mut out = Vec::new();
+    match args.what.split_once("..") {
+        Some((a, b)) => {
+            let (a, b) = (parse_seq(a)?, parse_seq(b)?);
+            let from = restore::state_at(&store_dir, At::Seq(a))?;
+            let to = restore::state_at(&store_dir, At::Seq(b))?;
+            let changes = net_changes(&from.tree, &to.tree);
+            let (added, removed) = human::line_counts(&changes);
+            out.extend_from_slice(
+                format!("#{a}..#{b}: {} files changed, +{added} -{removed}\n", changes.len()).as_bytes(),
+            );
+            human::render_changes(&changes, color, false, &mut out);
+        }
+        None => {
+            let seq = parse_seq(&args.what)?;
+            let snapshot = Snapshot::read(&store_dir.join(store::RING_FILE))?;
+            let info = snapshot.info();
+            let Some(frame) = snapshot.frames().find(|f| f.seq == seq) else {
+                bail!(
+                    "seq {seq} is not in the ring (it holds {}..{})",
+                    info.oldest_seq,
+                    info.next_seq.saturating_sub(1)
+                );
+            };
+            let record =
+                Record::decode(frame.payload).with_context(|| format!("record {seq} cannot be decoded"))?;
+            human::render(seq, frame.time_us, &record, color, args.reverse, &mut out);
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&out).context("cannot write to stdout")?;
+    stdout.flush().context("cannot write to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_seq(text: &str) -> anyhow::Result<u64> {
+    text.trim().parse().with_context(|| format!("{text:?} is not a sequence number (use SEQ or A..B)"))
+}
+
+/// One change per path that differs between two trees, oldest to newest.
+fn net_changes(from: &crate::history::TreeState, to: &crate::history::TreeState) -> Vec<FileChange> {
+    let deadline = Duration::from_secs(1);
+    let paths: BTreeSet<&Vec<u8>> = from.keys().chain(to.keys()).collect();
+    let mut changes = Vec::new();
+    for path in paths {
+        let (change, node, old, new): (Change, Node, &[u8], &[u8]) = match (from.get(path), to.get(path)) {
+            (Some(a), Some(b)) if a == b => continue,
+            (Some((_, a)), Some((node, b))) => (Change::Modified, *node, a, b),
+            (None, Some((node, b))) => (Change::Created, *node, b"", b),
+            (Some((node, a)), None) => (Change::Deleted, *node, a, b""),
+            (None, None) => continue,
+        };
+        changes.push(FileChange {
+            path: path.clone(),
+            change,
+            from: None,
+            node,
+            patch: Patch::compute(old, new, deadline),
+        });
+    }
+    changes
+}

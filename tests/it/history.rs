@@ -1,0 +1,122 @@
+//! Looking back at a recorded store from the binary: log, show, verify,
+//! and verify on stores damaged on purpose.
+
+use std::path::Path;
+
+use crate::harness::*;
+
+/// A store with a baseline (a.txt), then: b appended to a.txt; c.txt
+/// created and a.txt deleted. Returns the monitor's records.
+fn recorded(tree: &Path, store: &Path) -> Vec<serde_json::Value> {
+    std::fs::write(tree.join("a.txt"), "a\n").unwrap();
+    let target = Target::start(tree);
+    let mut monitord = Monitord::start(&target, store, &[]);
+    std::fs::write(tree.join("a.txt"), "a\nb\n").unwrap();
+    assert_eq!(monitord.sample(), 2);
+    std::fs::write(tree.join("c.txt"), "c\n").unwrap();
+    std::fs::remove_file(tree.join("a.txt")).unwrap();
+    assert_eq!(monitord.sample(), 3);
+    monitord.stop();
+    dump_json(store)
+}
+
+fn text(args: &[&str]) -> (i32, String, String) {
+    let (code, out, err) = run(args);
+    (code, String::from_utf8(out).unwrap(), err)
+}
+
+#[test]
+fn log_show_and_verify_read_a_recorded_store() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let records = recorded(tree.path(), store.path());
+    let s = store.path().to_str().unwrap();
+
+    let (code, out, _) = text(&["log", "--store", s]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), records.len(), "{out}");
+    assert!(lines[0].trim_start().starts_with("1 ") && lines[0].contains("baseline"), "{out}");
+    assert!(lines[1].contains("sample") && lines[1].contains("1 file +1 -0"), "{out}");
+    assert!(lines[2].contains("2 files +1 -2"), "{out}");
+    let (code, out, _) = text(&["log", "--json", "--store", s]);
+    assert_eq!(code, 0);
+    let json: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(json[1]["seq"], 2);
+    assert_eq!((json[1]["lines_added"].as_u64(), json[1]["files"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(json[1]["time"], records[1]["time"]);
+
+    let (code, out, _) = text(&["show", "--store", s, "2"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("modified a.txt") && out.contains("\n+b\n"), "{out}");
+    let (code, out, _) = text(&["show", "--store", s, "--reverse", "2"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\n-b\n") && !out.contains("\n+b\n"), "{out}");
+    // Net change, one diff per file, both ways.
+    let (code, out, _) = text(&["show", "--store", s, "1..3"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("#1..#3: 2 files changed, +1 -1\n"), "{out}");
+    assert!(out.contains("deleted a.txt") && out.contains("created c.txt"), "{out}");
+    let (code, out, _) = text(&["show", "--store", s, "3..1"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("created a.txt") && out.contains("deleted c.txt"), "{out}");
+    let (code, _, err) = text(&["show", "--store", s, "99"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("seq 99 is not in the ring"), "{err}");
+
+    let (code, out, _) = text(&["verify", "--store", s]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("sound"), "{out}");
+}
+
+fn damaged(how: impl FnOnce(&Path)) -> (i32, String) {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    recorded(tree.path(), store.path());
+    how(store.path());
+    let (code, out, _) = text(&["verify", "--store", store.path().to_str().unwrap()]);
+    (code, out)
+}
+
+#[test]
+fn verify_finds_and_names_each_kind_of_damage() {
+    // A flipped byte inside the first record's payload.
+    let (code, out) = damaged(|store| {
+        let ring = store.join("ring.bin");
+        let mut bytes = std::fs::read(&ring).unwrap();
+        bytes[4096 + 40 + 3] ^= 0x10;
+        std::fs::write(&ring, bytes).unwrap();
+    });
+    assert_eq!(code, 1);
+    assert!(out.contains("seq 1: damaged record"), "{out}");
+
+    // A mirror file that does not match the journal.
+    let (code, out) = damaged(|store| {
+        std::fs::write(store.join("mirror/1/c.txt"), "not what was recorded\n").unwrap();
+    });
+    assert_eq!(code, 1);
+    assert!(out.contains("seq 3: c.txt: "), "{out}");
+
+    // A truncated ring.
+    let (code, out) = damaged(|store| {
+        let ring = std::fs::OpenOptions::new().write(true).open(store.join("ring.bin")).unwrap();
+        ring.set_len(4096 + 512).unwrap();
+    });
+    assert_eq!(code, 1);
+    assert!(!out.is_empty() && out.lines().count() == 1, "{out}");
+
+    // A header whose magic is wrong in both copies.
+    let (code, out) = damaged(|store| {
+        let ring = store.join("ring.bin");
+        let mut bytes = std::fs::read(&ring).unwrap();
+        let page = &mut bytes[..4096];
+        for i in 0..page.len() - 8 {
+            if &page[i..i + 8] == b"MONRING\0" {
+                page[i] = b'X';
+            }
+        }
+        std::fs::write(&ring, bytes).unwrap();
+    });
+    assert_eq!(code, 1);
+    assert!(out.contains("magic"), "{out}");
+}
