@@ -52,6 +52,23 @@ pub enum Backend {
     Poll,
 }
 
+impl Backend {
+    /// The backend's name, as `status` shows it.
+    pub fn name(self) -> &'static str {
+        crate::event::Backend::from(self).name()
+    }
+}
+
+impl From<Backend> for crate::event::Backend {
+    fn from(backend: Backend) -> Self {
+        match backend {
+            Backend::Inotify => crate::event::Backend::Inotify,
+            Backend::Fanotify => crate::event::Backend::Fanotify,
+            Backend::Poll => crate::event::Backend::Poll,
+        }
+    }
+}
+
 /// What to record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum What {

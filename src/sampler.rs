@@ -5,7 +5,7 @@
 //!
 //! The life of one change: the target writes `notes.txt` → inotify queues
 //! `IN_MODIFY` → the event thread pushes `Dirty::Path("notes.txt")` → at
-//! the next tick the sampler runs the barrier ([`Inotify::sync`]), drains
+//! the next tick the sampler runs the barrier ([`Source::sync`]), drains
 //! the queue, reads `notes.txt` beneath the root, diffs it against the
 //! mirror's copy, appends a `sample` record holding the reversible patch,
 //! and replaces the mirror's copy.
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::diff::{self, Patch};
-use crate::event::{Dirty, Inotify};
+use crate::event::{self, Backend, Dirty, Source};
 use crate::history::Entry;
 use crate::journal::record::{
     Baseline, Body, Change, FORMAT_VERSION, FileChange, FileEntry, Node, Record, Sample, SkipReason, Skipped,
@@ -66,6 +66,8 @@ pub struct Settings {
     pub diff_deadline: Duration,
     /// Capacity of the dirty-path queue.
     pub queue_capacity: usize,
+    /// How changes are found.
+    pub backend: Backend,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,7 +146,7 @@ struct Tree {
     id: (u64, u64),
     cwd: PathBuf,
     skip: Option<(u64, u64)>,
-    events: Inotify,
+    events: Box<dyn Source>,
 }
 
 impl Tree {
@@ -159,7 +161,9 @@ impl Tree {
             use std::os::unix::fs::MetadataExt;
             (m.dev(), m.ino())
         });
-        let events = Inotify::start(&root, settings.excludes.clone(), skip, settings.queue_capacity)?;
+        let options =
+            event::Options { excludes: settings.excludes.clone(), skip, capacity: settings.queue_capacity };
+        let events = event::start(settings.backend, &root, options)?;
         Ok(Tree { root, id, cwd, skip, events })
     }
 }
@@ -376,15 +380,15 @@ impl Sampler {
 
     /// Run the barrier and move queued dirty paths into the pending set.
     fn collect(&mut self) {
-        let Some(watch) = &self.watch else { return };
-        let events = &watch.tree.events;
+        let Some(watch) = &mut self.watch else { return };
+        let events = &mut watch.tree.events;
         if !events.sync(Duration::from_secs(2)) {
             self.rescan_reasons.push("the event thread did not answer the sample barrier".into());
             self.pending.insert(Dirty::Subtree(Vec::new()));
         }
         let mut drained = Vec::new();
         events.drain(&mut drained);
-        self.pending.extend(drained);
+        self.pending.extend(drained.into_iter().map(|e| e.dirty));
         let shared = events.shared();
         if shared.take_overflow() {
             self.rescan_reasons.push("event queue overflow".into());

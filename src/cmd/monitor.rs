@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::cli::{Backend, MonitorArgs};
+use crate::cli::MonitorArgs;
 use crate::daemon::{self, Detached};
 use crate::journal::Ring;
 use crate::log::Log;
@@ -25,9 +25,6 @@ use crate::{control, notify, signals};
 /// # Errors
 /// A one-line reason when the target, the store or the ring cannot be used.
 pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
-    if args.backend != Backend::Inotify {
-        bail!("the {:?} backend is not available in this version: use --backend inotify", args.backend);
-    }
     let Some(pid) = args.pid else { bail!("no PID given") };
     let excludes = Excludes::new(&args.exclude)?;
     // Resolve the store before a daemon changes directory to `/`.
@@ -108,11 +105,12 @@ fn start(
         excludes,
         diff_deadline: Duration::from_millis(100),
         queue_capacity: usize::try_from(args.queue_capacity).unwrap_or(65_536),
+        backend: args.backend.into(),
     };
     let (sampler, baseline) = Sampler::start(settings, ring, target)?;
     let (tx, rx) = monitor::channel();
     let period = Duration::from_millis(args.period_ms);
-    let mut monitor = Monitor::new(sampler, period, output, "inotify", store_dir.clone(), tx.clone());
+    let mut monitor = Monitor::new(sampler, period, output, args.backend.name(), store_dir.clone(), tx.clone());
     if daemon {
         monitor.note(&format!(
             "monitord {} started: pid {pid}, store {}, period {} ms",

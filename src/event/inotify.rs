@@ -105,15 +105,16 @@ impl Inotify {
         Ok(Inotify { thread: Some(thread), wake, requests, dirty, shared })
     }
 
-    /// State shared with the thread (counters, overflow flag).
-    pub fn shared(&self) -> &Arc<Shared> {
+}
+
+impl super::Source for Inotify {
+    fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 
-    /// The sample barrier: return once every event queued in the kernel
-    /// before this call has been read and put on the queue (or `timeout`
-    /// passed, in which case the sampler rescans to be safe).
-    pub fn sync(&self, timeout: Duration) -> bool {
+    /// Return once every event queued in the kernel before this call has
+    /// been read and put on the queue.
+    fn sync(&mut self, timeout: Duration) -> bool {
         let (tx, rx) = bounded(1);
         if self.requests.send(Request::Sync(tx)).is_err() {
             return false;
@@ -122,9 +123,8 @@ impl Inotify {
         rx.recv_timeout(timeout).is_ok()
     }
 
-    /// Move every dirty path on the queue into `into`.
-    pub fn drain(&self, into: &mut Vec<Dirty>) {
-        into.extend(self.dirty.try_iter());
+    fn drain(&mut self, into: &mut Vec<super::Event>) {
+        into.extend(self.dirty.try_iter().map(|dirty| super::Event { dirty, pid: None }));
     }
 }
 

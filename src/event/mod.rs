@@ -10,10 +10,81 @@
 mod inotify;
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub use inotify::Inotify;
+
+use crate::tree::Excludes;
+
+/// Which kernel interface finds changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// inotify(7): one watch per directory.
+    Inotify,
+    /// fanotify(7): one mark for the filesystem; knows who wrote.
+    Fanotify,
+    /// A stat scan of the tree every sample.
+    Poll,
+}
+
+impl Backend {
+    /// The name `status` and the command line use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Inotify => "inotify",
+            Backend::Fanotify => "fanotify",
+            Backend::Poll => "poll",
+        }
+    }
+}
+
+/// A dirty path and, when the backend knows it, the PID that caused it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// What to compare with the mirror.
+    pub dirty: Dirty,
+    /// The process whose action caused the event (fanotify only).
+    pub pid: Option<i32>,
+}
+
+/// What every backend needs to know about the tree.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Paths left out.
+    pub excludes: Excludes,
+    /// A directory (device, inode) never to enter: the store.
+    pub skip: Option<(u64, u64)>,
+    /// Capacity of the dirty-path queue.
+    pub capacity: usize,
+}
+
+/// An event source, as the sampler sees it.
+pub trait Source: Send {
+    /// The sample barrier: once this returns true, every change whose
+    /// write returned before the call is on the queue. False when the
+    /// barrier timed out (the sampler then rescans to be safe).
+    fn sync(&mut self, timeout: Duration) -> bool;
+    /// Move every queued event into `into`.
+    fn drain(&mut self, into: &mut Vec<Event>);
+    /// Counters and flags shared with the backend.
+    fn shared(&self) -> &Arc<Shared>;
+}
+
+/// Start `backend` on the tree below `root` (a directory fd). Everything
+/// is watched when this returns, so a baseline taken afterwards misses
+/// nothing.
+///
+/// # Errors
+/// [`Error`] when the backend cannot start.
+pub fn start(backend: Backend, root: &OwnedFd, options: Options) -> Result<Box<dyn Source>, Error> {
+    match backend {
+        Backend::Inotify => Ok(Box::new(Inotify::start(root, options.excludes, options.skip, options.capacity)?)),
+        Backend::Fanotify | Backend::Poll => Err(Error::Unsupported(backend.name())),
+    }
+}
 
 /// Errors starting an event source.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +95,9 @@ pub enum Error {
     /// The event thread could not be started.
     #[error("cannot start the event thread")]
     Thread(#[source] std::io::Error),
+    /// The backend is not built into this version.
+    #[error("the {0} backend is not available in this version: use --backend inotify")]
+    Unsupported(&'static str),
 }
 
 /// One dirty path: a file (or symlink) to compare with the mirror, or a
@@ -50,6 +124,8 @@ pub struct Shared {
     pub events: AtomicU64,
     /// Times the queue or the kernel queue overflowed.
     pub overflows: AtomicU64,
+    /// Duration of the last scan, in microseconds (poll backend).
+    pub last_scan_us: AtomicU64,
 }
 
 impl Shared {
