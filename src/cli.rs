@@ -93,6 +93,11 @@ pub struct MonitorArgs {
     /// How changes are found.
     #[arg(long, value_enum, default_value_t = Backend::Inotify)]
     pub backend: Backend,
+    /// Mark changes made by processes other than the target and its
+    /// descendants (they are still recorded, so restores stay exact).
+    /// Needs --backend fanotify, which knows who wrote.
+    #[arg(long)]
+    pub only_target: bool,
     /// Sampling period T in milliseconds.
     #[arg(short = 'p', long = "period", value_name = "MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(1..=86_400_000))]

@@ -23,6 +23,7 @@ use crate::event::{self, Backend, Dirty, Source};
 use crate::history::Entry;
 use crate::journal::record::{
     Baseline, Body, Change, FORMAT_VERSION, FileChange, FileEntry, Node, Record, Sample, SkipReason, Skipped,
+    Writers,
 };
 use crate::journal::{self, Ring, RingInfo};
 use crate::mirror::{self, Mirror};
@@ -68,6 +69,9 @@ pub struct Settings {
     pub queue_capacity: usize,
     /// How changes are found.
     pub backend: Backend,
+    /// Mark changes whose writers were neither the target nor its
+    /// descendants (needs a backend that knows writers).
+    pub only_target: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +132,8 @@ pub struct Sampler {
     mirror: Mirror,
     index: BTreeMap<Vec<u8>, Tracked>,
     pending: BTreeSet<Dirty>,
+    /// Who caused the pending events: path → (PIDs, any of them the target's).
+    writers: BTreeMap<Vec<u8>, (BTreeSet<i32>, bool)>,
     rescan_reasons: Vec<String>,
     pid: i32,
     counters: Counters,
@@ -161,8 +167,12 @@ impl Tree {
             use std::os::unix::fs::MetadataExt;
             (m.dev(), m.ino())
         });
-        let options =
-            event::Options { excludes: settings.excludes.clone(), skip, capacity: settings.queue_capacity };
+        let options = event::Options {
+            excludes: settings.excludes.clone(),
+            skip,
+            capacity: settings.queue_capacity,
+            target: target.pid(),
+        };
         let events = event::start(settings.backend, &root, options)?;
         Ok(Tree { root, id, cwd, skip, events })
     }
@@ -196,6 +206,7 @@ impl Sampler {
             mirror,
             index: BTreeMap::new(),
             pending: BTreeSet::new(),
+            writers: BTreeMap::new(),
             rescan_reasons: Vec::new(),
             pid: 0,
             counters: Counters::default(),
@@ -234,6 +245,7 @@ impl Sampler {
         self.watch = Some(watch);
         self.index.clear();
         self.pending.clear();
+        self.writers.clear();
         self.rescan_reasons.clear();
         out.push(self.baseline()?);
         Ok(out)
@@ -388,7 +400,17 @@ impl Sampler {
         }
         let mut drained = Vec::new();
         events.drain(&mut drained);
-        self.pending.extend(drained.into_iter().map(|e| e.dirty));
+        for event in drained {
+            if let Some(pid) = event.pid {
+                let path = match &event.dirty {
+                    Dirty::Path(p) | Dirty::Subtree(p) => p.clone(),
+                };
+                let entry = self.writers.entry(path).or_default();
+                entry.0.insert(pid);
+                entry.1 |= event.by_target;
+            }
+            self.pending.insert(event.dirty);
+        }
         let shared = events.shared();
         if shared.take_overflow() {
             self.rescan_reasons.push("event queue overflow".into());
@@ -435,7 +457,8 @@ impl Sampler {
         }
         let found = self.find();
         let Found { changes, skipped, updates, files_read, bytes_read } = found;
-        let body = Body::Sample(Sample { files: changes, skipped, ..Sample::default() });
+        let writers = self.attribute(&changes);
+        let body = Body::Sample(Sample { files: changes, skipped, writers, ..Sample::default() });
         let dirty_paths = self.pending.len() as u64;
         let committed = self.commit(body, |mirror| {
             for (path, entry) in &updates {
@@ -457,6 +480,7 @@ impl Sampler {
             }
         }
         self.pending.clear();
+        self.writers.clear();
         self.counters.samples += 1;
         self.counters.files_read = files_read;
         self.counters.bytes_read = bytes_read;
@@ -486,6 +510,46 @@ impl Sampler {
         let new = tree.cwd.clone().into_os_string().into_encoded_bytes();
         let Some(Watch { target, .. }) = self.watch.take() else { return Ok(Vec::new()) };
         self.rebase(Watch { target, tree }, Some(Body::Cwd { old, new }))
+    }
+
+    /// The writers of each change, from the events of the period: the
+    /// path's own events (both ends of a rename), else those of the nearest
+    /// directory whose subtree changed.
+    fn attribute(&self, changes: &[FileChange]) -> Vec<Writers> {
+        if self.writers.is_empty() {
+            return Vec::new();
+        }
+        let lookup = |path: &[u8]| {
+            let mut at = path;
+            loop {
+                if let Some(found) = self.writers.get(at) {
+                    return Some(found);
+                }
+                if at.is_empty() {
+                    return None;
+                }
+                at = tree::split(at).0;
+            }
+        };
+        let mut out = Vec::new();
+        for change in changes {
+            let mut pids = BTreeSet::new();
+            let mut by_target = false;
+            for path in std::iter::once(&change.path).chain(change.from.as_ref()) {
+                if let Some((found, ours)) = lookup(path) {
+                    pids.extend(found.iter().copied());
+                    by_target |= ours;
+                }
+            }
+            if !pids.is_empty() {
+                out.push(Writers {
+                    path: change.path.clone(),
+                    pids: pids.into_iter().collect(),
+                    foreign: self.settings.only_target && !by_target,
+                });
+            }
+        }
+        out
     }
 
     /// Observe every pending path and classify the differences from the

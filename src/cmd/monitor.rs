@@ -26,6 +26,9 @@ use crate::{control, notify, signals};
 /// A one-line reason when the target, the store or the ring cannot be used.
 pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
     let Some(pid) = args.pid else { bail!("no PID given") };
+    if args.only_target && args.backend != crate::cli::Backend::Fanotify {
+        bail!("--only-target needs --backend fanotify, the only backend that knows who wrote");
+    }
     let excludes = Excludes::new(&args.exclude)?;
     // Resolve the store before a daemon changes directory to `/`.
     let store_dir = match &args.store {
@@ -106,11 +109,13 @@ fn start(
         diff_deadline: Duration::from_millis(100),
         queue_capacity: usize::try_from(args.queue_capacity).unwrap_or(65_536),
         backend: args.backend.into(),
+        only_target: args.only_target,
     };
     let (sampler, baseline) = Sampler::start(settings, ring, target)?;
     let (tx, rx) = monitor::channel();
     let period = Duration::from_millis(args.period_ms);
-    let mut monitor = Monitor::new(sampler, period, output, args.backend.name(), store_dir.clone(), tx.clone());
+    let mut monitor =
+        Monitor::new(sampler, period, output, args.backend.name(), store_dir.clone(), tx.clone());
     if daemon {
         monitor.note(&format!(
             "monitord {} started: pid {pid}, store {}, period {} ms",

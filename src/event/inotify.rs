@@ -17,38 +17,22 @@
 //!   stale: both ends of a directory move are treated as subtree changes,
 //!   and the watches below the old name are dropped and added again;
 //! - the sample barrier: events for writes that returned before a sample
-//!   began are already in the kernel queue, so [`Inotify::sync`] makes the
+//!   began are already in the kernel queue, so [`Source::sync`] makes the
 //!   thread read the queue dry before the sampler drains.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::Arc;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify as Kernel, WatchDescriptor};
 
-use super::{Dirty, Error, Shared};
+use super::thread::{self, Queue, Reader, Threaded};
+use super::{Dirty, Error, Event, Source};
 use crate::tree::{self, Excludes};
 
-enum Request {
-    Sync(Sender<()>),
-    Stop,
-}
-
-/// The running inotify event thread.
-pub struct Inotify {
-    thread: Option<JoinHandle<()>>,
-    wake: Arc<EventFd>,
-    requests: Sender<Request>,
-    dirty: Receiver<Dirty>,
-    shared: Arc<Shared>,
-}
+/// The inotify backend.
+pub struct Inotify;
 
 struct Worker {
     kernel: Kernel,
@@ -56,8 +40,6 @@ struct Worker {
     excludes: Excludes,
     skip: Option<(u64, u64)>,
     paths: HashMap<WatchDescriptor, Vec<u8>>,
-    out: Sender<Dirty>,
-    shared: Arc<Shared>,
 }
 
 const MASK: AddWatchFlags = AddWatchFlags::IN_MODIFY
@@ -85,101 +67,29 @@ impl Inotify {
         excludes: Excludes,
         skip: Option<(u64, u64)>,
         capacity: usize,
-    ) -> Result<Inotify, Error> {
+    ) -> Result<Box<dyn Source>, Error> {
         let kernel = Kernel::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(Error::Init)?;
-        let wake = Arc::new(
-            EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).map_err(Error::Init)?,
-        );
-        let (out, dirty) = bounded(capacity);
-        let (requests, request_rx) = bounded(64);
-        let shared = Arc::new(Shared::default());
+        let (queue, events) = thread::queue(capacity);
         let root = root.try_clone().map_err(Error::Thread)?;
-        let mut worker =
-            Worker { kernel, root, excludes, skip, paths: HashMap::new(), out, shared: Arc::clone(&shared) };
-        worker.watch_tree(b"");
-        let thread_wake = Arc::clone(&wake);
-        let thread = std::thread::Builder::new()
-            .name("monitord-events".into())
-            .spawn(move || worker.run(&thread_wake, &request_rx))
-            .map_err(Error::Thread)?;
-        Ok(Inotify { thread: Some(thread), wake, requests, dirty, shared })
-    }
-
-}
-
-impl super::Source for Inotify {
-    fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
-    /// Return once every event queued in the kernel before this call has
-    /// been read and put on the queue.
-    fn sync(&mut self, timeout: Duration) -> bool {
-        let (tx, rx) = bounded(1);
-        if self.requests.send(Request::Sync(tx)).is_err() {
-            return false;
-        }
-        let _ = self.wake.write(1);
-        rx.recv_timeout(timeout).is_ok()
-    }
-
-    fn drain(&mut self, into: &mut Vec<super::Event>) {
-        into.extend(self.dirty.try_iter().map(|dirty| super::Event { dirty, pid: None }));
+        let mut worker = Worker { kernel, root, excludes, skip, paths: HashMap::new() };
+        worker.watch_tree(b"", &queue);
+        Ok(Box::new(Threaded::spawn("monitord-events", worker, queue, events)?))
     }
 }
 
-impl Drop for Inotify {
-    fn drop(&mut self) {
-        let _ = self.requests.send(Request::Stop);
-        let _ = self.wake.write(1);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Worker {
-    fn run(&mut self, wake: &EventFd, requests: &Receiver<Request>) {
-        loop {
-            let (inotify_ready, wake_ready) = {
-                let mut fds = [
-                    PollFd::new(self.kernel.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(wake.as_fd(), PollFlags::POLLIN),
-                ];
-                match poll(&mut fds, PollTimeout::NONE) {
-                    Ok(_) => {}
-                    Err(Errno::EINTR) => continue,
-                    Err(_) => return,
-                }
-                let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-                (ready(&fds[0]), ready(&fds[1]))
-            };
-            if inotify_ready || wake_ready {
-                self.read_all();
-            }
-            if wake_ready {
-                let _ = wake.read();
-                for request in requests.try_iter() {
-                    match request {
-                        Request::Sync(reply) => {
-                            let _ = reply.send(());
-                        }
-                        Request::Stop => return,
-                    }
-                }
-            }
-        }
+impl Reader for Worker {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.kernel.as_fd()
     }
 
-    /// Read the kernel queue until it is empty.
-    fn read_all(&mut self) {
+    fn read_all(&mut self, queue: &Queue) {
         loop {
             match self.kernel.read_events() {
                 Ok(events) if events.is_empty() => return,
                 Ok(events) => {
-                    self.shared.events.fetch_add(events.len() as u64, Ordering::Relaxed);
+                    queue.shared.events.fetch_add(events.len() as u64, Ordering::Relaxed);
                     for event in events {
-                        self.handle(event.wd, event.mask, event.name.map(|n| n.into_encoded_bytes()));
+                        self.handle(event.wd, event.mask, event.name.map(|n| n.into_encoded_bytes()), queue);
                     }
                 }
                 Err(Errno::EINTR) => continue,
@@ -187,15 +97,18 @@ impl Worker {
             }
         }
     }
+}
 
-    fn handle(&mut self, wd: WatchDescriptor, mask: AddWatchFlags, name: Option<Vec<u8>>) {
+impl Worker {
+    fn handle(&mut self, wd: WatchDescriptor, mask: AddWatchFlags, name: Option<Vec<u8>>, queue: &Queue) {
+        let push = |dirty| queue.push(Event { dirty, pid: None, by_target: false });
         if mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
-            self.shared.overflow();
+            queue.shared.overflow();
             return;
         }
         if mask.contains(AddWatchFlags::IN_IGNORED) {
             self.paths.remove(&wd);
-            self.shared.watches.store(self.paths.len() as u64, Ordering::Relaxed);
+            queue.shared.watches.store(self.paths.len() as u64, Ordering::Relaxed);
             return;
         }
         let Some(dir) = self.paths.get(&wd).cloned() else { return };
@@ -204,7 +117,7 @@ impl Worker {
             // subdirectory; for the root itself, compare everything.
             if dir.is_empty() && mask.intersects(AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF)
             {
-                self.push(Dirty::Subtree(Vec::new()));
+                push(Dirty::Subtree(Vec::new()));
             }
             return;
         };
@@ -214,10 +127,10 @@ impl Worker {
         }
         if mask.contains(AddWatchFlags::IN_ISDIR) {
             if mask.intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM) {
-                self.unwatch_tree(&path);
+                self.unwatch_tree(&path, queue);
             }
             if mask.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO) {
-                self.watch_tree(&path);
+                self.watch_tree(&path, queue);
             }
             if mask.intersects(
                 AddWatchFlags::IN_CREATE
@@ -225,23 +138,15 @@ impl Worker {
                     | AddWatchFlags::IN_DELETE
                     | AddWatchFlags::IN_MOVED_FROM,
             ) {
-                self.push(Dirty::Subtree(path));
+                push(Dirty::Subtree(path));
             }
             return;
         }
-        self.push(Dirty::Path(path));
-    }
-
-    fn push(&self, dirty: Dirty) {
-        match self.out.try_send(dirty) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => self.shared.overflow(),
-            Err(TrySendError::Disconnected(_)) => {}
-        }
+        push(Dirty::Path(path));
     }
 
     /// Add watches to `start` and every directory below it.
-    fn watch_tree(&mut self, start: &[u8]) {
+    fn watch_tree(&mut self, start: &[u8], queue: &Queue) {
         let mut added = Vec::new();
         let failed = std::cell::RefCell::new(Vec::new());
         let kernel = &self.kernel;
@@ -268,7 +173,7 @@ impl Worker {
         }
         let failed = failed.into_inner();
         if !failed.is_empty() {
-            let mut unwatched = match self.shared.unwatched.lock() {
+            let mut unwatched = match queue.shared.unwatched.lock() {
                 Ok(set) => set,
                 Err(poisoned) => poisoned.into_inner(),
             };
@@ -276,20 +181,20 @@ impl Worker {
                 unwatched.insert(rel);
             }
         }
-        self.shared.watches.store(self.paths.len() as u64, Ordering::Relaxed);
+        queue.shared.watches.store(self.paths.len() as u64, Ordering::Relaxed);
     }
 
     /// Drop the watches of `start` and every directory below it.
-    fn unwatch_tree(&mut self, start: &[u8]) {
+    fn unwatch_tree(&mut self, start: &[u8], queue: &Queue) {
         let gone: Vec<WatchDescriptor> =
             self.paths.iter().filter(|(_, p)| tree::is_within(p, start)).map(|(wd, _)| *wd).collect();
         for wd in gone {
             let _ = self.kernel.rm_watch(wd);
             self.paths.remove(&wd);
         }
-        if let Ok(mut unwatched) = self.shared.unwatched.lock() {
+        if let Ok(mut unwatched) = queue.shared.unwatched.lock() {
             unwatched.retain(|p| !tree::is_within(p, start));
         }
-        self.shared.watches.store(self.paths.len() as u64, Ordering::Relaxed);
+        queue.shared.watches.store(self.paths.len() as u64, Ordering::Relaxed);
     }
 }

@@ -7,7 +7,9 @@
 //! directories are marked for a rescan against the mirror. Nothing is
 //! silently lost.
 
+mod fanotify;
 mod inotify;
+mod thread;
 
 use std::collections::BTreeSet;
 use std::os::fd::OwnedFd;
@@ -15,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use fanotify::Fanotify;
 pub use inotify::Inotify;
 
 use crate::tree::Excludes;
@@ -48,6 +51,9 @@ pub struct Event {
     pub dirty: Dirty,
     /// The process whose action caused the event (fanotify only).
     pub pid: Option<i32>,
+    /// That process is the target or one of its descendants (known only
+    /// with a PID).
+    pub by_target: bool,
 }
 
 /// What every backend needs to know about the tree.
@@ -59,6 +65,8 @@ pub struct Options {
     pub skip: Option<(u64, u64)>,
     /// Capacity of the dirty-path queue.
     pub capacity: usize,
+    /// The followed process, to tell its writes from others'.
+    pub target: i32,
 }
 
 /// An event source, as the sampler sees it.
@@ -81,8 +89,9 @@ pub trait Source: Send {
 /// [`Error`] when the backend cannot start.
 pub fn start(backend: Backend, root: &OwnedFd, options: Options) -> Result<Box<dyn Source>, Error> {
     match backend {
-        Backend::Inotify => Ok(Box::new(Inotify::start(root, options.excludes, options.skip, options.capacity)?)),
-        Backend::Fanotify | Backend::Poll => Err(Error::Unsupported(backend.name())),
+        Backend::Inotify => Inotify::start(root, options.excludes, options.skip, options.capacity),
+        Backend::Fanotify => Fanotify::start(root, options),
+        Backend::Poll => Err(Error::Unsupported(backend.name())),
     }
 }
 
@@ -95,9 +104,30 @@ pub enum Error {
     /// The event thread could not be started.
     #[error("cannot start the event thread")]
     Thread(#[source] std::io::Error),
+    /// The kernel or the filesystem refused fanotify.
+    #[error("{}", fanotify_message(what, *errno))]
+    Fanotify {
+        /// The call that failed.
+        what: &'static str,
+        /// Its errno.
+        errno: nix::errno::Errno,
+    },
     /// The backend is not built into this version.
     #[error("the {0} backend is not available in this version: use --backend inotify")]
     Unsupported(&'static str),
+}
+
+fn fanotify_message(what: &str, errno: nix::errno::Errno) -> String {
+    use nix::errno::Errno;
+    match (what, errno) {
+        (_, Errno::EPERM) => {
+            "the fanotify backend needs CAP_SYS_ADMIN (run as root): use --backend inotify".to_string()
+        }
+        ("fanotify_mark", Errno::EXDEV | Errno::EINVAL | Errno::ENODEV | Errno::EOPNOTSUPP) => format!(
+            "the filesystem of the working directory does not support fanotify's directory events ({errno}): use --backend inotify or poll"
+        ),
+        _ => format!("cannot start fanotify: {what} failed: {errno}: use --backend inotify"),
+    }
 }
 
 /// One dirty path: a file (or symlink) to compare with the mirror, or a

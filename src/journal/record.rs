@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::diff::Patch;
 
 /// Version of the payload encoding; stored in every record.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 /// Errors decoding a payload.
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +210,21 @@ pub struct Sample {
     pub maps: MapsDelta,
     /// Process statistics, when recorded.
     pub stats: Option<Stats>,
+    /// Who wrote each changed path during the period, when the backend
+    /// knows (fanotify); in the order of `files`.
+    pub writers: Vec<Writers>,
+}
+
+/// The processes that changed one path during a period.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Writers {
+    /// The path (as in [`FileChange::path`]).
+    pub path: Vec<u8>,
+    /// The writers' PIDs, sorted.
+    pub pids: Vec<i32>,
+    /// With `--only-target`: none of them was the target or one of its
+    /// descendants. The change is applied (restores stay exact) but marked.
+    pub foreign: bool,
 }
 
 /// How a path changed.
@@ -363,6 +378,7 @@ mod tests {
                 skipped: vec![Skipped { path: b"big".to_vec(), reason: SkipReason::TooLarge { size: 9 } }],
                 maps: MapsDelta::default(),
                 stats: Some(Stats { rss_kib: 10, ..Stats::default() }),
+                writers: vec![Writers { path: b"dir/\xff.txt".to_vec(), pids: vec![7, 9], foreign: true }],
             }),
         }
     }

@@ -196,11 +196,36 @@ impl Target {
     }
 }
 
+/// Whether `pid` is `ancestor` or descends from it (following parent PIDs
+/// in `/proc`). False when either is 0 or `pid` is gone.
+pub fn is_descendant(pid: i32, ancestor: i32) -> bool {
+    if ancestor <= 0 || pid <= 0 {
+        return false;
+    }
+    let mut current = pid;
+    for _ in 0..256 {
+        if current == ancestor {
+            return true;
+        }
+        if current <= 1 {
+            return false;
+        }
+        let Ok(raw) = std::fs::read(format!("/proc/{current}/stat")) else { return false };
+        match parse_stat(&raw) {
+            Some(stat) => current = stat.ppid,
+            None => return false,
+        }
+    }
+    false
+}
+
 /// The fields of `/proc/<pid>/stat` monitord uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stat {
     /// Field 3: R, S, D, Z, T, t, X, I …
     pub state: char,
+    /// Field 4: the parent's PID.
+    pub ppid: i32,
     /// Field 22: start time in clock ticks after boot.
     pub starttime: u64,
 }
@@ -212,9 +237,10 @@ pub fn parse_stat(raw: &[u8]) -> Option<Stat> {
     let rest = std::str::from_utf8(raw.get(close + 1..)?).ok()?;
     let mut fields = rest.split_ascii_whitespace();
     let state = fields.next()?.chars().next()?;
-    // After the state (field 3) come fields 4..; starttime is field 22.
-    let starttime = fields.nth(22 - 4)?.parse().ok()?;
-    Some(Stat { state, starttime })
+    let ppid = fields.next()?.parse().ok()?;
+    // After the parent (field 4) come fields 5..; starttime is field 22.
+    let starttime = fields.nth(22 - 5)?.parse().ok()?;
+    Some(Stat { state, ppid, starttime })
 }
 
 #[cfg(test)]
@@ -222,9 +248,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn descendants_are_found_through_parent_pids() {
+        let me = std::process::id() as i32;
+        let mut child = std::process::Command::new("sleep").arg("10").spawn().unwrap();
+        let pid = child.id() as i32;
+        assert!(is_descendant(pid, me));
+        assert!(is_descendant(me, me));
+        assert!(!is_descendant(me, pid), "a parent does not descend from its child");
+        assert!(!is_descendant(pid, 0));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!is_descendant(pid, me), "a reaped process is nobody's descendant");
+    }
+
+    #[test]
     fn stat_with_parentheses_in_the_name_parses() {
         let raw = b"42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 0 0 0\n";
-        assert_eq!(parse_stat(raw), Some(Stat { state: 'S', starttime: 987654 }));
+        assert_eq!(parse_stat(raw), Some(Stat { state: 'S', ppid: 1, starttime: 987654 }));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Paths from the watched tree are untrusted: control characters are
 //! escaped so a file name cannot drive the terminal.
 
-use crate::journal::record::{Body, Change, FileChange, Record};
+use crate::journal::record::{Body, Change, FileChange, Record, Writers};
 
 const RED: &str = "\x1b[31m";
 const GREEN: &str = "\x1b[32m";
@@ -83,7 +83,10 @@ pub fn render(seq: u64, time_us: u64, record: &Record, color: bool, reverse: boo
     out.push(b'\n');
     match &record.body {
         Body::Sample(sample) => {
-            render_changes(&sample.files, color, reverse, out);
+            for change in &sample.files {
+                let writers = sample.writers.iter().find(|w| w.path == change.path);
+                render_change(change, writers, color, reverse, out);
+            }
             for skipped in &sample.skipped {
                 out.extend_from_slice(
                     format!("  skipped {}: {}\n", sanitize(&skipped.path), skipped.reason).as_bytes(),
@@ -119,17 +122,31 @@ pub fn diff_names(change: &FileChange) -> (Vec<u8>, Vec<u8>) {
 /// Render file changes as unified diffs (`reverse`: the way back).
 pub fn render_changes(changes: &[FileChange], color: bool, reverse: bool, out: &mut Vec<u8>) {
     for change in changes {
-        render_change(change, color, reverse, out);
+        render_change(change, None, color, reverse, out);
     }
 }
 
-fn render_change(change: &FileChange, color: bool, reverse: bool, out: &mut Vec<u8>) {
+fn render_change(
+    change: &FileChange,
+    writers: Option<&Writers>,
+    color: bool,
+    reverse: bool,
+    out: &mut Vec<u8>,
+) {
     let (yellow, reset) = if color { (YELLOW, RESET) } else { ("", "") };
     let what = match (&change.from, change.change) {
         (Some(from), _) => format!("{} (from {})", sanitize(&change.path), sanitize(from)),
         _ => sanitize(&change.path),
     };
-    out.extend_from_slice(format!("{yellow}{} {what}{reset}\n", change.change.name()).as_bytes());
+    let by = match writers {
+        Some(w) => {
+            let pids: Vec<String> = w.pids.iter().map(i32::to_string).collect();
+            let foreign = if w.foreign { ", not the target" } else { "" };
+            format!(" (by pid {}{foreign})", pids.join(", "))
+        }
+        None => String::new(),
+    };
+    out.extend_from_slice(format!("{yellow}{} {what}{by}{reset}\n", change.change.name()).as_bytes());
     let (old, new) = diff_names(change);
     let mut text = Vec::new();
     if reverse {

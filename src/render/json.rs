@@ -95,6 +95,12 @@ pub fn record(seq: u64, time_us: u64, record: &Record) -> Value {
                     file.insert("new_hash".into(), hash(f.patch.new_hash));
                     file.insert("forward".into(), bytes(&forward));
                     file.insert("reverse".into(), bytes(&reverse));
+                    if let Some(w) = s.writers.iter().find(|w| w.path == f.path) {
+                        file.insert("by".into(), json!(w.pids));
+                        if w.foreign {
+                            file.insert("foreign".into(), json!(true));
+                        }
+                    }
                     Value::Object(file)
                 })
                 .collect();

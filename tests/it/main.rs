@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod backends;
 mod cli;
 mod control;
 mod daemon;

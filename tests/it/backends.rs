@@ -1,0 +1,152 @@
+//! What only some backends do: fanotify's attribution of each change to
+//! the process that made it, `--only-target`, and the errors a backend
+//! gives when the kernel refuses it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+use crate::harness::*;
+
+/// Whether this kernel and filesystem let root use fanotify here; says so
+/// when not, so a skipped test is never silent.
+pub fn fanotify_works(tree: &std::path::Path) -> bool {
+    let store = TempDir::new("monitord-store-");
+    let target = Target::start(tree);
+    let out = Command::new(bin())
+        .args(["-d", "--backend", "fanotify", "--period", "600000", "--store"])
+        .arg(store.path())
+        .arg(target.pid().to_string())
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "SKIPPED: the kernel refuses fanotify here: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return false;
+    }
+    let _ = ctl(store.path(), &["stop"]);
+    true
+}
+
+/// A target shell in `dir` that, on SIGUSR1, writes `own.txt` itself and
+/// has a child write `child.txt`, then says "done".
+struct Writer {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Writer {
+    fn start(dir: &std::path::Path) -> Writer {
+        let script = "trap 'echo own > own.txt; sh -c \"echo child > child.txt\"; echo done' USR1; \
+                      echo ready; while :; do sleep 0.02; done";
+        let mut child =
+            Command::new("sh").args(["-c", script]).current_dir(dir).stdout(Stdio::piped()).spawn().unwrap();
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        Writer { child, lines }
+    }
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    fn write(&mut self) {
+        // SAFETY: kill(2) on the shell this test started.
+        unsafe { libc::kill(self.pid(), libc::SIGUSR1) };
+        assert_eq!(self.lines.next().unwrap().unwrap(), "done");
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn by(record: &serde_json::Value, path: &str) -> (Vec<i64>, bool) {
+    let file = record["files"].as_array().unwrap().iter().find(|f| f["path"] == path).unwrap();
+    let pids =
+        file["by"].as_array().map(|a| a.iter().map(|p| p.as_i64().unwrap()).collect()).unwrap_or_default();
+    (pids, file["foreign"] == true)
+}
+
+#[test]
+fn fanotify_names_the_writer_of_each_change_and_marks_others_with_only_target() {
+    let tree = TempDir::new("monitord-tree-");
+    if !fanotify_works(tree.path()) {
+        return;
+    }
+    for only_target in [false, true] {
+        let tree = TempDir::new("monitord-tree-");
+        let store = TempDir::new("monitord-store-");
+        let mut writer = Writer::start(tree.path());
+        let mut args = vec!["--backend", "fanotify"];
+        if only_target {
+            args.push("--only-target");
+        }
+        let daemon = Daemon::start(writer.pid(), store.path(), 600_000, &args);
+        writer.write();
+        // Someone else, not descended from the target.
+        let other =
+            Command::new("sh").args(["-c", "echo other > other.txt"]).current_dir(tree.path()).status();
+        assert!(other.unwrap().success());
+        let (code, out, err) = daemon.ctl(&["sample"]);
+        assert_eq!(code, 0, "{err}");
+        let seq: u64 = out.trim().strip_prefix("sampled: ").unwrap().parse().unwrap();
+        let records = dump_json(store.path());
+        let sample = record(&records, seq);
+        let (own, own_foreign) = by(sample, "own.txt");
+        assert_eq!(own, [i64::from(writer.pid())], "the target wrote own.txt");
+        let (child, child_foreign) = by(sample, "child.txt");
+        assert_eq!(child.len(), 1);
+        assert_ne!(child[0], i64::from(writer.pid()), "a child of the target wrote child.txt");
+        let (other, other_foreign) = by(sample, "other.txt");
+        assert_eq!(other.len(), 1);
+        assert_eq!((own_foreign, child_foreign, other_foreign), (false, false, only_target), "{sample:#}");
+        // Every change is recorded either way: restores stay exact.
+        assert_eq!(restored(store.path(), seq).len(), 3);
+        let (code, text, _) = run(&["dump", store.path().join("ring.bin").to_str().unwrap()]);
+        assert_eq!(code, 0);
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains(&format!("created own.txt (by pid {})", writer.pid())), "{text}");
+        if only_target {
+            assert!(text.contains(", not the target)"), "{text}");
+        }
+        drop(daemon);
+    }
+}
+
+#[test]
+fn only_target_needs_fanotify_and_fanotify_needs_root() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let target = Target::start(tree.path());
+    let (code, _, err) =
+        run(&["-d", "--only-target", "--store", store.path().to_str().unwrap(), &target.pid().to_string()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--only-target needs --backend fanotify"), "{err}");
+
+    // An unprivileged user: its own target, its own store.
+    let shared = TempDir::new("monitord-nobody-");
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut sleeper = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "100000"])
+        .current_dir(shared.path())
+        .spawn()
+        .unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", bin()])
+        .args(["-i", "--backend", "fanotify", "--store"])
+        .arg(shared.path().join("store"))
+        .arg(sleeper.id().to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CAP_SYS_ADMIN") && err.contains("--backend inotify"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
