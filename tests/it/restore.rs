@@ -178,7 +178,10 @@ fn a_wrapped_ring_restores_what_it_holds_and_refuses_the_rest() {
     let records = dump_json(store.path());
     // The last sample taken at `stop` may have pushed out one more record.
     let held = records.first().unwrap()["seq"].as_u64().unwrap();
-    assert!(held >= oldest && held <= oldest + 2, "dump starts at the oldest record held: {held} vs {oldest}");
+    assert!(
+        held >= oldest && held <= oldest + 2,
+        "dump starts at the oldest record held: {held} vs {oldest}"
+    );
     for (seq, expected) in states.iter().filter(|(seq, _)| *seq >= held) {
         assert_eq!(&restored(store.path(), *seq), expected, "restore --at {seq}");
     }
