@@ -58,6 +58,7 @@ pub mod diff;
 pub mod event;
 pub mod history;
 pub mod journal;
+pub mod maps;
 pub mod mirror;
 pub mod monitor;
 pub mod proc;
