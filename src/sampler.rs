@@ -27,6 +27,7 @@ use crate::journal::record::{
 use crate::journal::{self, Ring, RingInfo};
 use crate::mirror::{self, Mirror};
 use crate::proc::Target;
+use crate::proc::probe::{Probe, Recording};
 use crate::store::{self, LockFile, LockMode};
 use crate::tree::{self, Excludes, Observed};
 
@@ -60,6 +61,8 @@ pub struct Settings {
     pub diff_deadline: Duration,
     /// Capacity of the dirty-path queue.
     pub queue_capacity: usize,
+    /// What is recorded besides the files (`--record`).
+    pub record: Recording,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +129,7 @@ pub struct Sampler {
     pid: i32,
     cwd: PathBuf,
     counters: Counters,
+    probe: Probe,
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -162,6 +166,7 @@ impl Sampler {
         let mirror = Mirror::open(&store_path, epoch)?;
         let pid = target.pid();
         let mut sampler = Sampler {
+            probe: Probe::new(settings.record),
             settings,
             ring,
             lock,
@@ -265,13 +270,14 @@ impl Sampler {
         files.sort_by(|a, b| a.path.cmp(&b.path));
         skipped.sort_by(|a, b| a.path.cmp(&b.path));
         let starttime = self.target.as_ref().map_or(0, Target::starttime);
+        let (maps, stats) = self.probe.baseline(self.target.as_ref());
         let body = Body::Baseline(Baseline {
             cwd: self.cwd.clone().into_os_string().into_encoded_bytes(),
             starttime,
             files,
             skipped,
-            maps: Vec::new(),
-            stats: None,
+            maps,
+            stats,
         });
         let committed = self.commit(body, |_| Ok(()))?;
         self.index = index;
@@ -367,7 +373,8 @@ impl Sampler {
         }
         let found = self.find();
         let Found { changes, skipped, updates, files_read, bytes_read } = found;
-        let body = Body::Sample(Sample { files: changes, skipped, ..Sample::default() });
+        let (maps, stats) = self.probe.sample(self.target.as_ref());
+        let body = Body::Sample(Sample { files: changes, skipped, maps, stats });
         let dirty_paths = self.pending.len() as u64;
         let committed = self.commit(body, |mirror| {
             for (path, entry) in &updates {

@@ -2,6 +2,7 @@
 //! the binary's edge: `anyhow` is used here and nowhere below.
 
 pub mod dump;
+pub mod maps;
 pub mod monitor;
 pub mod restore;
 
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Dump(args)) => dump::run(&args),
         Some(Command::Restore(args)) => restore::run(&args),
+        Some(Command::Maps(args)) => maps::run(&args),
         None => monitor::run(&cli.monitor),
     }
 }

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::cli::{Backend, MonitorArgs};
+use crate::cli::{Backend, MonitorArgs, What};
 use crate::journal::Ring;
 use crate::monitor::{self, Monitor, Output};
 use crate::proc::Target;
+use crate::proc::probe::Recording;
 use crate::sampler::{Sampler, Settings};
 use crate::tree::Excludes;
 use crate::{signals, store};
@@ -26,7 +27,14 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
         bail!("the {:?} backend is not available in this version: use --backend inotify", args.backend);
     }
     let Some(pid) = args.pid else { bail!("no PID given") };
-    let excludes = Excludes::new(&args.exclude)?;
+    let record = Recording {
+        files: args.record.contains(&What::Files),
+        maps: args.record.contains(&What::Maps),
+        stats: args.record.contains(&What::Stats),
+    };
+    // Without `files`, every entry is excluded: the tree is neither walked
+    // nor copied, and only the root directory is watched.
+    let excludes = if record.files { Excludes::new(&args.exclude)? } else { Excludes::new(&["*"])? };
     let target = Target::open(pid)?;
     let root = target.open_cwd()?;
     let cwd = target.cwd_path()?;
@@ -47,6 +55,7 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
         excludes,
         diff_deadline: Duration::from_millis(100),
         queue_capacity: usize::try_from(args.queue_capacity).unwrap_or(65_536),
+        record,
     };
     let (sampler, baseline) = Sampler::start(settings, ring, target, root, cwd)?;
     let output = Output { color: std::io::stdout().is_terminal() };
