@@ -64,8 +64,16 @@ impl Target {
         let child = Command::new("sleep").arg("100000").current_dir(dir).spawn().expect("start sleep");
         Target { child }
     }
+    /// Start any command as the target (its cwd set by the caller).
+    pub fn spawn(command: &mut Command) -> Target {
+        let child = command.spawn().unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+        Target { child }
+    }
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
     }
 }
 

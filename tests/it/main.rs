@@ -6,4 +6,5 @@ mod harness;
 mod cli;
 mod files;
 mod journal;
+mod maps;
 mod restore;
