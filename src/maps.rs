@@ -288,10 +288,6 @@ fn order_key(line: &[u8]) -> u64 {
     parse_hex(&line[..end]).unwrap_or(u64::MAX)
 }
 
-fn compare_lines(a: &[u8], b: &[u8]) -> Ordering {
-    order_key(a).cmp(&order_key(b)).then_with(|| a.cmp(b))
-}
-
 /// The mappings added and removed between two maps texts. Equal texts
 /// cost one comparison and allocate nothing. Lines are compared as whole
 /// lines (a changed field is a removed and an added line); any bytes are
@@ -300,22 +296,26 @@ pub fn diff(old: &[u8], new: &[u8]) -> MapsDelta {
     if old == new {
         return MapsDelta::default();
     }
-    let mut before: Vec<&[u8]> = lines(old).collect();
-    let mut after: Vec<&[u8]> = lines(new).collect();
+    // Lines common to both texts cancel out of a multiset difference, so
+    // the common head and tail (whole lines) are skipped at memcmp speed
+    // and only the changed middle is split into lines and merged.
+    let (old, new) = changed_middle(old, new);
+    let keyed = |text| lines(text).map(|line| (order_key(line), line)).collect::<Vec<_>>();
+    let (mut before, mut after) = (keyed(old), keyed(new));
     // Kernel text is sorted already; the stable sort detects the run in
     // one pass and only garbage pays for real sorting.
-    before.sort_by(|a, b| compare_lines(a, b));
-    after.sort_by(|a, b| compare_lines(a, b));
+    before.sort();
+    after.sort();
     let mut delta = MapsDelta::default();
     let (mut i, mut j) = (0, 0);
     while i < before.len() && j < after.len() {
-        match compare_lines(before[i], after[j]) {
+        match before[i].cmp(&after[j]) {
             Ordering::Less => {
-                delta.removed.push(before[i].to_vec());
+                delta.removed.push(before[i].1.to_vec());
                 i += 1;
             }
             Ordering::Greater => {
-                delta.added.push(after[j].to_vec());
+                delta.added.push(after[j].1.to_vec());
                 j += 1;
             }
             Ordering::Equal => {
@@ -324,9 +324,48 @@ pub fn diff(old: &[u8], new: &[u8]) -> MapsDelta {
             }
         }
     }
-    delta.removed.extend(before[i..].iter().map(|l| l.to_vec()));
-    delta.added.extend(after[j..].iter().map(|l| l.to_vec()));
+    delta.removed.extend(before[i..].iter().map(|(_, line)| line.to_vec()));
+    delta.added.extend(after[j..].iter().map(|(_, line)| line.to_vec()));
     delta
+}
+
+/// Length of the common prefix, compared a block at a time (memcmp).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    const BLOCK: usize = 256;
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + BLOCK <= n && a[i..i + BLOCK] == b[i..i + BLOCK] {
+        i += BLOCK;
+    }
+    i + a[i..n].iter().zip(&b[i..n]).take_while(|(x, y)| x == y).count()
+}
+
+/// Length of the common suffix, compared a block at a time.
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    const BLOCK: usize = 256;
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + BLOCK <= n && a[a.len() - i - BLOCK..a.len() - i] == b[b.len() - i - BLOCK..b.len() - i] {
+        i += BLOCK;
+    }
+    i + a[..a.len() - i].iter().rev().zip(b[..b.len() - i].iter().rev()).take_while(|(x, y)| x == y).count()
+}
+
+/// The two texts without their common leading and trailing whole lines.
+fn changed_middle<'a>(old: &'a [u8], new: &'a [u8]) -> (&'a [u8], &'a [u8]) {
+    let common = common_prefix(old, new);
+    // Back to the start of the line the texts first differ in.
+    let head = old[..common].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let (old, new) = (&old[head..], &new[head..]);
+    let common = common_suffix(old, new);
+    // Forward to just after the first newline of the common tail: what
+    // follows starts a line in both texts.
+    let tail_start = old.len() - common;
+    let tail = match old[tail_start..].iter().position(|&b| b == b'\n') {
+        Some(i) => common - i - 1,
+        None => 0,
+    };
+    (&old[..old.len() - tail], &new[..new.len() - tail])
 }
 
 /// A whole map at one point of history: a multiset of lines in kernel
@@ -625,6 +664,25 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
     }
 
     #[test]
+    fn one_changed_line_anywhere_in_a_long_map_is_found() {
+        let line =
+            |i: u64, perms: &str| kernel_line(i * 2, 1, perms, i, if i % 3 == 0 { "/lib/x.so" } else { "" });
+        let old: Vec<u8> = (0..2000).flat_map(|i| [line(i, "r--p"), b"\n".to_vec()].concat()).collect();
+        for changed in [0, 1, 7, 500, 1998, 1999] {
+            let new: Vec<u8> = (0..2000)
+                .flat_map(|i| [line(i, if i == changed { "rw-p" } else { "r--p" }), b"\n".to_vec()].concat())
+                .collect();
+            let delta = diff(&old, &new);
+            assert_eq!(delta.removed, vec![line(changed, "r--p")], "line {changed}");
+            assert_eq!(delta.added, vec![line(changed, "rw-p")], "line {changed}");
+        }
+        let mut longer = old.clone();
+        longer.extend_from_slice(&line(5000, "r--p"));
+        assert_eq!(diff(&old, &longer).added, vec![line(5000, "r--p")], "a last line without a newline");
+        assert_eq!(diff(&longer, &old).removed, vec![line(5000, "r--p")]);
+    }
+
+    #[test]
     fn map_at_replays_from_the_epoch_baseline() {
         let record = |epoch, body| Record { version: FORMAT_VERSION, epoch, pid: 1, body };
         let sample = |added: &[&[u8]], removed: &[&[u8]]| {
@@ -722,6 +780,37 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
             prop_assert_eq!(m.len(), pages * 4096);
             prop_assert_eq!((m.major, m.minor), (0xfd, 1));
             prop_assert_eq!(m.pathname, path.as_bytes());
+        }
+
+        #[test]
+        fn diff_is_the_multiset_difference_of_lines(
+            pool in prop::collection::vec(prop::collection::vec(prop::sample::select(b"0a-f :\n x".to_vec()), 0..12), 1..6),
+            picks in prop::collection::vec((0usize..6, 0usize..6), 0..20),
+        ) {
+            let mut old = Vec::new();
+            let mut new = Vec::new();
+            for (a, b) in picks {
+                old.extend_from_slice(&pool[a % pool.len()]);
+                new.extend_from_slice(&pool[b % pool.len()]);
+            }
+            let count = |text: &[u8]| {
+                let mut counts = std::collections::BTreeMap::new();
+                lines(text).for_each(|l| *counts.entry(l.to_vec()).or_insert(0i64) += 1);
+                counts
+            };
+            let (before, after) = (count(&old), count(&new));
+            let delta = diff(&old, &new);
+            let mut net = after.clone();
+            for (line, n) in &before {
+                *net.entry(line.clone()).or_insert(0) -= n;
+            }
+            for line in &delta.added {
+                *net.get_mut(line).expect("an added line is in the new text") -= 1;
+            }
+            for line in &delta.removed {
+                *net.get_mut(line).expect("a removed line is in the old text") += 1;
+            }
+            prop_assert!(net.values().all(|&n| n == 0), "{:?} -> {:?}: {:?}", String::from_utf8_lossy(&old), String::from_utf8_lossy(&new), delta);
         }
 
         #[test]
