@@ -26,6 +26,21 @@
 //! allocation. Only when the bytes differ are the lines diffed (sorted
 //! slices of both texts, merged; only changed lines are copied).
 //!
+//! # The newest map
+//!
+//! The baseline leaves the ring when it wraps, so the probe also keeps the
+//! newest map of the current epoch in `<store>/maps` (an [`Anchor`]: the
+//! text and the sequence number it is as of). It is rewritten, atomically
+//! (written in `<store>/tmp/`, renamed into place) after the commit, when
+//! the epoch starts and whenever the ring has dropped a record newer than
+//! the anchor: about once per trip around the ring, so its cost does not
+//! follow the sampling rate. A reader rebuilds the map at a sequence
+//! number forwards from the baseline while the baseline is held, else
+//! from the anchor (backwards to older records, forwards to newer ones).
+//! A crash between a commit and the rewrite leaves an older anchor; a
+//! reader checks that every record after it is still held, and otherwise
+//! says the map cannot be rebuilt, never returning a wrong one.
+//!
 //! # Kernel notes
 //!
 //! - The text is produced on the fly, a page or so per `read(2)`; a large
@@ -43,9 +58,12 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use crate::journal::record::{Body, MapsDelta, Record};
 use crate::proc::{self, Target};
+use crate::store;
 
 /// Errors reading a map or rebuilding one from the journal.
 #[derive(Debug, thiserror::Error)]
@@ -79,13 +97,25 @@ pub enum Error {
         /// Newest record held.
         newest: u64,
     },
-    /// The baseline of the record's epoch has left the ring.
-    #[error("the baseline of seq {seq} (seq {epoch}) is no longer in the ring")]
+    /// The baseline of the record's epoch has left the ring and no anchor
+    /// reaches the record.
+    #[error(
+        "the baseline of seq {seq} (seq {epoch}) is no longer in the ring and the store's newest map does not reach it"
+    )]
     BaselineDropped {
         /// Asked for.
         seq: u64,
         /// The epoch (its baseline's sequence number).
         epoch: u64,
+    },
+    /// The anchor file could not be written.
+    #[error("cannot write the newest map {path}")]
+    Anchor {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
     },
 }
 
@@ -487,37 +517,115 @@ pub fn rebuild_backward<'a>(
 }
 
 /// The map as of record `seq`, from decoded records in ring order: the
-/// baseline of `seq`'s epoch, then the deltas of the epoch's samples up to
-/// and including `seq`.
+/// baseline of `seq`'s epoch and the deltas of the epoch's samples up to
+/// `seq`; or, once that baseline has left the ring, the epoch's `anchor`
+/// and the deltas between it and `seq`, undone or applied.
 ///
 /// # Errors
 /// [`Error::NotInRing`], [`Error::BaselineDropped`] or [`Error::Replay`].
-pub fn map_at(records: &[(u64, Record)], seq: u64) -> Result<Map, Error> {
-    let not_in_ring = || Error::NotInRing {
-        seq,
-        oldest: records.first().map_or(0, |r| r.0),
-        newest: records.last().map_or(0, |r| r.0),
-    };
-    let index = records.iter().position(|(s, _)| *s == seq).ok_or_else(not_in_ring)?;
+pub fn map_at(records: &[(u64, Record)], seq: u64, anchor: Option<&Anchor>) -> Result<Map, Error> {
+    let oldest = records.first().map_or(0, |r| r.0);
+    let newest = records.last().map_or(0, |r| r.0);
+    let index =
+        records.iter().position(|(s, _)| *s == seq).ok_or(Error::NotInRing { seq, oldest, newest })?;
     let epoch = records[index].1.epoch;
-    let held = &records[..=index];
-    let base = held
-        .iter()
-        .rposition(|(s, r)| *s == epoch && matches!(r.body, Body::Baseline(_)))
-        .ok_or(Error::BaselineDropped { seq, epoch })?;
-    let Body::Baseline(baseline) = &held[base].1.body else {
-        return Err(Error::BaselineDropped { seq, epoch });
+    let deltas = |range: std::ops::RangeInclusive<u64>| {
+        records.iter().filter_map(move |(s, record)| match &record.body {
+            Body::Sample(sample) if record.epoch == epoch && range.contains(s) => Some((*s, &sample.maps)),
+            _ => None,
+        })
     };
-    let mut map = Map::from_lines(&baseline.maps);
-    for (s, record) in &held[base + 1..] {
-        if let (true, Body::Sample(sample)) = (record.epoch == epoch, &record.body) {
-            map.apply_forward(&sample.maps).map_err(|e| match e {
-                Error::Replay { line, .. } => Error::Replay { seq: *s, line },
-                other => other,
-            })?;
+    let with_seq = |s: u64| {
+        move |e| match e {
+            Error::Replay { line, .. } => Error::Replay { seq: s, line },
+            other => other,
+        }
+    };
+    let baseline = records[..=index].iter().rev().find_map(|(s, r)| match &r.body {
+        Body::Baseline(b) if *s == epoch => Some(b),
+        _ => None,
+    });
+    if let Some(baseline) = baseline {
+        let mut map = Map::from_lines(&baseline.maps);
+        for (s, delta) in deltas(epoch + 1..=seq) {
+            map.apply_forward(delta).map_err(with_seq(s))?;
+        }
+        return Ok(map);
+    }
+    // Every record between the anchor and `seq` must be held: a stale
+    // anchor (a crash before its rewrite) must not yield a wrong map.
+    let anchor = anchor
+        .filter(|a| a.epoch == epoch && a.seq + 1 >= oldest && a.seq <= newest)
+        .ok_or(Error::BaselineDropped { seq, epoch })?;
+    let mut map = anchor.map.clone();
+    if seq >= anchor.seq {
+        for (s, delta) in deltas(anchor.seq + 1..=seq) {
+            map.apply_forward(delta).map_err(with_seq(s))?;
+        }
+    } else {
+        let later: Vec<_> = deltas(seq + 1..=anchor.seq).collect();
+        for (s, delta) in later.into_iter().rev() {
+            map.apply_reverse(delta).map_err(with_seq(s))?;
         }
     }
     Ok(map)
+}
+
+/// The newest map of an epoch, as kept in `<store>/maps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Anchor {
+    /// The epoch the map belongs to.
+    pub epoch: u64,
+    /// The record the map is as of.
+    pub seq: u64,
+    /// The map.
+    pub map: Map,
+}
+
+const ANCHOR_MAGIC: &[u8] = b"monitord maps anchor v1";
+
+/// The anchor file's bytes: a header line `monitord maps anchor v1 EPOCH
+/// SEQ`, then the map text as the kernel printed it.
+pub fn encode_anchor(epoch: u64, seq: u64, text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 64);
+    out.extend_from_slice(ANCHOR_MAGIC);
+    out.extend_from_slice(format!(" {epoch} {seq}\n").as_bytes());
+    out.extend_from_slice(text);
+    out
+}
+
+/// Decode an anchor file; `None` when it is not one. Never panics.
+pub fn decode_anchor(bytes: &[u8]) -> Option<Anchor> {
+    let newline = bytes.iter().position(|&b| b == b'\n')?;
+    let header = std::str::from_utf8(bytes[..newline].strip_prefix(ANCHOR_MAGIC)?).ok()?;
+    let mut numbers = header.split_ascii_whitespace().map(str::parse::<u64>);
+    let (Some(Ok(epoch)), Some(Ok(seq)), None) = (numbers.next(), numbers.next(), numbers.next()) else {
+        return None;
+    };
+    Some(Anchor { epoch, seq, map: Map::from_text(&bytes[newline + 1..]) })
+}
+
+/// Read `<store>/maps`; `None` when it is missing or not an anchor.
+pub fn read_anchor(store_dir: &Path) -> Option<Anchor> {
+    decode_anchor(&std::fs::read(store_dir.join(store::MAPS_FILE)).ok()?)
+}
+
+/// Replace `<store>/maps` atomically: write in `<store>/tmp/`, then rename.
+///
+/// # Errors
+/// [`Error::Anchor`].
+pub fn write_anchor(store_dir: &Path, epoch: u64, seq: u64, text: &[u8]) -> Result<(), Error> {
+    let path = store_dir.join(store::MAPS_FILE);
+    let tmp = store_dir.join(store::TMP_DIR).join(format!("maps.{}", std::process::id()));
+    let write = || -> io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&encode_anchor(epoch, seq, text))?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::Anchor { path: path.clone(), source }
+    })
 }
 
 /// Reads the target's map each sample and diffs it against the previous
@@ -527,6 +635,8 @@ pub fn map_at(records: &[(u64, Record)], seq: u64) -> Result<Map, Error> {
 pub struct MapsProbe {
     previous: Vec<u8>,
     buffer: Vec<u8>,
+    /// (epoch, seq) of the anchor last written.
+    anchored: Option<(u64, u64)>,
 }
 
 impl MapsProbe {
@@ -570,6 +680,32 @@ impl MapsProbe {
     /// The text of the last successful read.
     pub fn current(&self) -> &[u8] {
         &self.previous
+    }
+
+    /// After record `seq` of `epoch` is committed, rewrite the store's
+    /// [`Anchor`] when it is due: at the start of an epoch, and when the
+    /// ring (whose oldest record is now `oldest_seq`) has dropped a record
+    /// newer than the anchor. Otherwise this costs nothing.
+    ///
+    /// # Errors
+    /// [`Error::Anchor`]; the next call tries again.
+    pub fn keep_anchor(
+        &mut self,
+        store_dir: &Path,
+        epoch: u64,
+        seq: u64,
+        oldest_seq: u64,
+    ) -> Result<(), Error> {
+        let due = match self.anchored {
+            Some((e, s)) => e != epoch || oldest_seq > s + 1,
+            None => true,
+        };
+        if !due || self.previous.is_empty() {
+            return Ok(());
+        }
+        write_anchor(store_dir, epoch, seq, &self.previous)?;
+        self.anchored = Some((epoch, seq));
+        Ok(())
     }
 
     fn read(&mut self, target: &Target) -> Result<(), Error> {
@@ -708,14 +844,49 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
             (2, record(1, sample(&[b"30-40 r--p 0 00:00 0"], &[]))),
             (3, record(1, sample(&[], &[b"10-20 r--p 0 00:00 0"]))),
         ];
-        assert_eq!(map_at(&records, 1).unwrap().render(), b"10-20 r--p 0 00:00 0\n");
-        assert_eq!(map_at(&records, 2).unwrap().render(), b"10-20 r--p 0 00:00 0\n30-40 r--p 0 00:00 0\n");
-        assert_eq!(map_at(&records, 3).unwrap().render(), b"30-40 r--p 0 00:00 0\n");
-        assert!(matches!(map_at(&records, 9), Err(Error::NotInRing { seq: 9, oldest: 1, newest: 3 })));
-        assert!(matches!(map_at(&records[1..], 3), Err(Error::BaselineDropped { seq: 3, epoch: 1 })));
+        assert_eq!(map_at(&records, 1, None).unwrap().render(), b"10-20 r--p 0 00:00 0\n");
+        assert_eq!(
+            map_at(&records, 2, None).unwrap().render(),
+            b"10-20 r--p 0 00:00 0\n30-40 r--p 0 00:00 0\n"
+        );
+        assert_eq!(map_at(&records, 3, None).unwrap().render(), b"30-40 r--p 0 00:00 0\n");
+        assert!(matches!(map_at(&records, 9, None), Err(Error::NotInRing { seq: 9, oldest: 1, newest: 3 })));
+        assert!(matches!(map_at(&records[1..], 3, None), Err(Error::BaselineDropped { seq: 3, epoch: 1 })));
         let mut bad = records.clone();
         bad.push((4, record(1, sample(&[], &[b"99-aa r--p 0 00:00 0"]))));
-        assert!(matches!(map_at(&bad, 4), Err(Error::Replay { seq: 4, .. })));
+        assert!(matches!(map_at(&bad, 4, None), Err(Error::Replay { seq: 4, .. })));
+
+        // The baseline has left the ring: rebuild from the newest map.
+        let held = &records[1..];
+        let newest = Anchor { epoch: 1, seq: 3, map: Map::from_text(b"30-40 r--p 0 00:00 0\n") };
+        assert_eq!(
+            map_at(held, 2, Some(&newest)).unwrap().render(),
+            b"10-20 r--p 0 00:00 0\n30-40 r--p 0 00:00 0\n",
+            "backwards from the anchor"
+        );
+        assert_eq!(map_at(held, 3, Some(&newest)).unwrap(), newest.map);
+        let older = Anchor { seq: 2, map: map_at(&records, 2, None).unwrap(), ..newest.clone() };
+        assert_eq!(map_at(held, 3, Some(&older)).unwrap(), newest.map, "forwards from the anchor");
+        let stale = Anchor { seq: 1, map: Map::default(), ..newest.clone() };
+        assert!(matches!(map_at(&records[2..], 3, Some(&stale)), Err(Error::BaselineDropped { .. })));
+        let other_epoch = Anchor { epoch: 7, ..newest.clone() };
+        assert!(matches!(map_at(held, 3, Some(&other_epoch)), Err(Error::BaselineDropped { .. })));
+    }
+
+    #[test]
+    fn anchors_round_trip_and_garbage_is_refused() {
+        let text = b"10-20 r--p 0 00:00 0 /a b\n30-40 rw-p 0 00:00 0 \n";
+        let anchor = decode_anchor(&encode_anchor(4, 9, text)).unwrap();
+        assert_eq!((anchor.epoch, anchor.seq, anchor.map.render()), (4, 9, text.to_vec()));
+        for bad in
+            [&b""[..], b"monitord maps anchor v1 4\n", b"monitord maps anchor v1 x 9\n", b"something else\n"]
+        {
+            assert_eq!(decode_anchor(bad), None);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(store::TMP_DIR)).unwrap();
+        write_anchor(dir.path(), 4, 9, text).unwrap();
+        assert_eq!(read_anchor(dir.path()), Some(anchor));
     }
 
     /// A line as the kernel prints it (`show_map_vma`): the fields, a

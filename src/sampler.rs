@@ -280,6 +280,7 @@ impl Sampler {
             stats,
         });
         let committed = self.commit(body, |_| Ok(()))?;
+        self.probe.keep_anchor(&self.settings.store, self.epoch, committed.seq, self.ring.info().oldest_seq);
         self.index = index;
         // Events that arrived while walking may name files the walk already
         // saw; comparing them again at the next sample is harmless.
@@ -407,6 +408,9 @@ impl Sampler {
             self.target = None;
             out.push(self.commit(Body::Exit(Default::default()), |_| Ok(()))?);
             self.pid = 0;
+        }
+        if let Some(last) = out.last() {
+            self.probe.keep_anchor(&self.settings.store, self.epoch, last.seq, self.ring.info().oldest_seq);
         }
         self.collect_garbage();
         Ok(out)

@@ -12,7 +12,8 @@ use crate::journal::record::Record;
 use crate::maps;
 use crate::store::{self, LockMode};
 
-/// Rebuild the map at `--at` from the epoch's baseline forwards and print it.
+/// Rebuild the map at `--at` (from the epoch's baseline, or from the
+/// store's newest map once the baseline has left the ring) and print it.
 ///
 /// # Errors
 /// When SEQ is not in the ring, its baseline has been dropped, the map was
@@ -25,10 +26,12 @@ pub fn run(args: &MapsArgs) -> anyhow::Result<ExitCode> {
         Snapshot::read(&ring)?;
     }
     let lock = store::LockFile::open(&store_dir)?;
-    let snapshot = {
-        // A live monitor commits under the exclusive lock: read whole records.
+    let (anchor, snapshot) = {
+        // A live monitor commits under the exclusive lock: read whole
+        // records. The newest map is read first, so it is never newer than
+        // the records read after it.
         let _guard = lock.lock(LockMode::Shared)?;
-        Snapshot::read(&ring)?
+        (maps::read_anchor(&store_dir), Snapshot::read(&ring)?)
     };
     let records = snapshot
         .frames()
@@ -38,7 +41,7 @@ pub fn run(args: &MapsArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("record {} cannot be decoded", frame.seq))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let map = maps::map_at(&records, args.at)?;
+    let map = maps::map_at(&records, args.at, anchor.as_ref())?;
     if map.is_empty() {
         bail!("no memory map was recorded at seq {} (the monitor ran without --record maps)", args.at);
     }

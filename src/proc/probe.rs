@@ -9,6 +9,8 @@
 //! The maps probe keeps its previous map, so the next successful sample
 //! carries the whole change and replay stays exact.
 
+use std::path::Path;
+
 use crate::journal::record::{MapsDelta, Stats};
 use crate::maps::MapsProbe;
 use crate::proc::Target;
@@ -67,6 +69,16 @@ impl Probe {
             _ => MapsDelta::default(),
         };
         (maps, self.stats(target))
+    }
+
+    /// After record `seq` of `epoch` is committed: keep the store's newest
+    /// map ([`crate::maps::Anchor`]) when it is due. Best effort: a failure
+    /// only limits how far back the map can be rebuilt once the baseline
+    /// has left the ring, and the next record tries again.
+    pub fn keep_anchor(&mut self, store_dir: &Path, epoch: u64, seq: u64, oldest_seq: u64) {
+        if self.recording.maps {
+            let _ = self.maps.keep_anchor(store_dir, epoch, seq, oldest_seq);
+        }
     }
 
     fn stats(&mut self, target: Option<&Target>) -> Option<Stats> {

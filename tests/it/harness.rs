@@ -205,8 +205,19 @@ impl Monitord {
     pub fn status(&mut self) -> BTreeMap<String, String> {
         let before = self.out.lock().expect("lock").len();
         self.send("status");
-        self.wait_line("status reply", |l| l.starts_with("events: "));
-        let lines = self.out.lock().expect("lock")[before..].to_vec();
+        // Only this reply's lines count: an earlier `status` printed them too.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let lines = loop {
+            let lines = self.out.lock().expect("lock")[before..].to_vec();
+            if lines.iter().any(|l| l.starts_with("events: ")) {
+                break lines;
+            }
+            if Instant::now() > deadline {
+                let description = self.describe();
+                panic!("no reply to `status`\n{description}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
         lines.iter().filter_map(|l| l.split_once(": ").map(|(k, v)| (k.to_string(), v.to_string()))).collect()
     }
 

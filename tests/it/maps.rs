@@ -252,3 +252,74 @@ fn record_without_maps_leaves_them_out_and_maps_at_says_so() {
     assert_eq!(record(&records, 1)["files"], serde_json::json!([]), "files are not recorded");
     assert!(!record(&records, 1)["stats"].is_null());
 }
+
+/// The (epoch, seq) line of the store's newest map.
+fn anchor_seq(store: &std::path::Path) -> u64 {
+    let bytes = std::fs::read(store.join("maps")).expect("the store keeps the newest map");
+    let header =
+        String::from_utf8_lossy(&bytes[..bytes.iter().position(|&b| b == b'\n').unwrap()]).into_owned();
+    header.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn once_the_baseline_has_wrapped_away_maps_at_replays_from_the_newest_map() {
+    let tree = TempDir::new("monitord-tree-");
+    let data = TempDir::new("monitord-data-");
+    let store = TempDir::new("monitord-store-");
+    let file = data.path().join("mapped.bin");
+    std::fs::write(&file, vec![7u8; 4096]).unwrap();
+    let file = file.to_str().unwrap().to_string();
+    let mut helper = Helper::start(tree.path());
+    let mut m = Monitord::start(&helper.target, store.path(), &["--ring-size", "64K"]);
+    let mut edits = 0;
+    let mut churn = |m: &mut Monitord| {
+        edits += 1;
+        let text = format!("edit {edits} {}\n", "x".repeat(100)).repeat(20);
+        std::fs::write(tree.path().join("log.txt"), text).unwrap();
+        m.sample()
+    };
+    let oldest = |m: &mut Monitord| m.status()["oldest_seq"].parse::<u64>().unwrap();
+    // The newest map is kept at the baseline and again once records after
+    // it start leaving the ring.
+    assert_eq!(anchor_seq(store.path()), 1);
+    for _ in 0..200 {
+        if anchor_seq(store.path()) > 1 {
+            break;
+        }
+        churn(&mut m);
+    }
+    assert!(anchor_seq(store.path()) > 1, "the newest map was kept again when records after it were dropped");
+    assert!(oldest(&mut m) > 2, "the baseline left the ring");
+
+    let mut captured = Vec::new();
+    for _ in 0..3 {
+        churn(&mut m);
+    }
+    helper.run(&format!("map {file}"));
+    captured.push((m.sample(), helper.maps()));
+    helper.run("lib");
+    captured.push((m.sample(), helper.maps()));
+    helper.run(&format!("unmap {file}"));
+    captured.push((m.sample(), helper.maps()));
+    for _ in 0..200 {
+        if anchor_seq(store.path()) > captured[2].0 {
+            break;
+        }
+        churn(&mut m);
+    }
+    let newest_anchor = anchor_seq(store.path());
+    assert!(newest_anchor > captured[2].0, "the newest map moved past the map changes");
+    let oldest_held = oldest(&mut m);
+    assert!(oldest_held <= captured[0].0, "the map changes are still in the ring (oldest {oldest_held})");
+    captured.push((churn(&mut m), helper.maps()));
+    m.stop();
+
+    // Backwards from the newest map through the recorded changes, and
+    // forwards from it for the last sample.
+    for (seq, text) in &captured {
+        assert_eq!(&maps_at(store.path(), *seq), text, "maps --at {seq}");
+    }
+    let (code, _, stderr) = run(&["maps", "--store", store.path().to_str().unwrap(), "--at", "1"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("seq 1 is not in the ring"), "{stderr}");
+}
