@@ -72,6 +72,7 @@ fn burst(backend: Backend, root: &Path, dirs: usize, files_per_dir: usize, write
         queue_capacity: 65_536,
         backend,
         only_target: false,
+        record: monitord::proc::probe::Recording { files: true, maps: false, stats: false },
     };
     let (mut sampler, _) = match Sampler::start(settings, ring, target) {
         Ok(started) => started,

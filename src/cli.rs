@@ -10,6 +10,7 @@ Examples:
   monitord -i --period 500 $(pgrep -n vim)     follow a process in the foreground
   monitord dump --json /var/lib/monitord/1234/ring.bin
   monitord restore --store /var/lib/monitord/1234 --at 7 /tmp/as-of-7
+  monitord maps --store /var/lib/monitord/1234 --at 7
 
 While monitoring in the foreground, type control commands on stdin
 (help, status, sample, diff, history K, period MS, pause, resume, stop).
@@ -144,6 +145,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check the store: ring, records, patches against their hashes, mirror.
     Verify(VerifyArgs),
+    /// Print the memory map as it was at a sample, as /proc/PID/maps prints it.
+    Maps(MapsArgs),
 }
 
 /// `monitord ctl`.
@@ -242,6 +245,17 @@ pub struct RestoreArgs {
     /// Directory to create (must not exist, or be empty).
     #[arg(value_name = "DEST", required_unless_present = "path")]
     pub dest: Option<PathBuf>,
+}
+
+/// `monitord maps`.
+#[derive(Debug, Args)]
+pub struct MapsArgs {
+    /// The store [default: the most recently written store in the default location].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// The sequence number of a record still in the ring.
+    #[arg(long, value_name = "SEQ")]
+    pub at: u64,
 }
 
 /// Parse a size such as `4096`, `64K`, `64M`, `1G` (powers of 1024).

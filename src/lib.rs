@@ -1,5 +1,6 @@
 //! monitord: follow one process by PID and keep a replayable history of the
-//! text files in its working directory (and, later, of its memory map).
+//! text files in its working directory and of its memory map, with cheap
+//! process statistics per sample.
 //!
 //! # Architecture
 //!
@@ -16,6 +17,10 @@
 //! - The sampler ([`sampler`]) owns the ring writer ([`journal::Ring`]) and
 //!   the mirror ([`mirror`]); it is the only writer of both.
 //! - Control lines are parsed by [`control`] and answered by [`monitor`].
+//! - Each baseline and sample also asks one [`proc::probe::Probe`] for the
+//!   memory map ([`maps`]: full at a baseline, added/removed lines at a
+//!   sample) and the statistics ([`proc::stats`]), read through the pinned
+//!   `/proc/<pid>` directory.
 //!
 //! # The life of one change
 //!
@@ -42,6 +47,7 @@
 //! | nothing recorded is lost; crashes lose at most the record being written | [`journal`] |
 //! | the ring is bounded; the newest state is always restorable | [`journal`], [`restore`] |
 //! | only text files; large files listed, not copied | [`text`], [`tree`] |
+//! | the map at any sample can be rebuilt | [`maps`] |
 //! | never outside the tree | [`tree`], [`restore`] |
 //! | cost follows the change | [`sampler`], [`event`] |
 //! | bad input gets a clear error | [`control`], [`cmd`] |
@@ -60,6 +66,7 @@ pub mod event;
 pub mod history;
 pub mod journal;
 pub mod log;
+pub mod maps;
 pub mod mirror;
 pub mod monitor;
 pub mod notify;

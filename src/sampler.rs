@@ -28,6 +28,7 @@ use crate::journal::record::{
 use crate::journal::{self, Ring, RingInfo};
 use crate::mirror::{self, Mirror};
 use crate::proc::Target;
+use crate::proc::probe::{Probe, Recording};
 use crate::store::{self, LockFile, LockMode};
 use crate::tree::{self, Excludes, Observed};
 
@@ -72,6 +73,8 @@ pub struct Settings {
     /// Mark changes whose writers were neither the target nor its
     /// descendants (needs a backend that knows writers).
     pub only_target: bool,
+    /// What is recorded besides the files (`--record`).
+    pub record: Recording,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,6 +140,7 @@ pub struct Sampler {
     rescan_reasons: Vec<String>,
     pid: i32,
     counters: Counters,
+    probe: Probe,
 }
 
 /// A followed process and the directory tree it works in.
@@ -198,6 +202,7 @@ impl Sampler {
         let epoch = ring.info().next_seq;
         let mirror = Mirror::open(&store_path, epoch)?;
         let mut sampler = Sampler {
+            probe: Probe::new(settings.record),
             settings,
             ring,
             lock,
@@ -340,15 +345,17 @@ impl Sampler {
         files.sort_by(|a, b| a.path.cmp(&b.path));
         skipped.sort_by(|a, b| a.path.cmp(&b.path));
         let starttime = target.starttime();
+        let (maps, stats) = self.probe.baseline(Some(target));
         let body = Body::Baseline(Baseline {
             cwd: watched.cwd.clone().into_os_string().into_encoded_bytes(),
             starttime,
             files,
             skipped,
-            maps: Vec::new(),
-            stats: None,
+            maps,
+            stats,
         });
         let committed = self.commit(body, |_| Ok(()))?;
+        self.probe.keep_anchor(&self.settings.store, self.epoch, committed.seq, self.ring.info().oldest_seq);
         self.index = index;
         // Events that arrived while walking may name files the walk already
         // saw; comparing them again at the next sample is harmless.
@@ -458,7 +465,8 @@ impl Sampler {
         let found = self.find();
         let Found { changes, skipped, updates, files_read, bytes_read } = found;
         let writers = self.attribute(&changes);
-        let body = Body::Sample(Sample { files: changes, skipped, writers, ..Sample::default() });
+        let (maps, stats) = self.probe.sample(self.watch.as_ref().map(|w| &w.target));
+        let body = Body::Sample(Sample { files: changes, skipped, maps, stats, writers });
         let dirty_paths = self.pending.len() as u64;
         let committed = self.commit(body, |mirror| {
             for (path, entry) in &updates {
@@ -495,6 +503,9 @@ impl Sampler {
             } else if watch.target.cwd_identity().is_ok_and(|id| id != watch.tree.id) {
                 out.extend(self.moved()?);
             }
+        }
+        if let Some(last) = out.last() {
+            self.probe.keep_anchor(&self.settings.store, self.epoch, last.seq, self.ring.info().oldest_seq);
         }
         self.collect_garbage();
         Ok(out)

@@ -27,6 +27,8 @@ pub const RING_FILE: &str = "ring.bin";
 pub const MIRROR_DIR: &str = "mirror";
 /// Staging directory for atomic writes into the mirror.
 pub const TMP_DIR: &str = "tmp";
+/// The newest memory map of the current epoch (see [`crate::maps::Anchor`]).
+pub const MAPS_FILE: &str = "maps";
 /// Lock file that orders mirror updates against readers.
 pub const LOCK_FILE: &str = "lock";
 /// The control FIFO.

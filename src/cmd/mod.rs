@@ -4,6 +4,7 @@
 pub mod ctl;
 pub mod dump;
 pub mod log;
+pub mod maps;
 pub mod monitor;
 pub mod restore;
 pub mod show;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Show(args)) => show::run(&args),
         Some(Command::Restore(args)) => restore::run(&args),
         Some(Command::Verify(args)) => verify::run(&args),
+        Some(Command::Maps(args)) => maps::run(&args),
         None => monitor::run(&cli.monitor),
     }
 }

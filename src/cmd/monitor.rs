@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::cli::MonitorArgs;
+use crate::cli::{MonitorArgs, What};
 use crate::daemon::{self, Detached};
 use crate::journal::Ring;
 use crate::log::Log;
 use crate::monitor::{self, Monitor, Msg, Output};
 use crate::proc::Target;
+use crate::proc::probe::Recording;
 use crate::sampler::{Sampler, Settings};
 use crate::store::{self, PidFile};
 use crate::tree::Excludes;
@@ -29,7 +30,14 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
     if args.only_target && args.backend != crate::cli::Backend::Fanotify {
         bail!("--only-target needs --backend fanotify, the only backend that knows who wrote");
     }
-    let excludes = Excludes::new(&args.exclude)?;
+    let record = Recording {
+        files: args.record.contains(&What::Files),
+        maps: args.record.contains(&What::Maps),
+        stats: args.record.contains(&What::Stats),
+    };
+    // Without `files`, every entry is excluded: the tree is neither walked
+    // nor copied, and only the root directory is watched.
+    let excludes = if record.files { Excludes::new(&args.exclude)? } else { Excludes::new(&["*"])? };
     // Resolve the store before a daemon changes directory to `/`.
     let store_dir = match &args.store {
         Some(dir) => {
@@ -38,7 +46,7 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
         None => store::default_for_pid(pid)?,
     };
     if !args.daemon {
-        let running = start(args, pid, excludes, &store_dir, false)?;
+        let running = start(args, pid, (excludes, record), &store_dir, false)?;
         notify::notify("READY=1");
         return finish(running);
     }
@@ -46,7 +54,7 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
         Detached::Launcher => return Ok(ExitCode::SUCCESS),
         Detached::Daemon(ready) => ready,
     };
-    let running = match start(args, pid, excludes, &store_dir, true) {
+    let running = match start(args, pid, (excludes, record), &store_dir, true) {
         Ok(running) => running,
         Err(e) => {
             ready.fail(&format!("{e:#}"));
@@ -83,7 +91,7 @@ struct Running {
 fn start(
     args: &MonitorArgs,
     pid: i32,
-    excludes: Excludes,
+    (excludes, record): (Excludes, Recording),
     store_dir: &Path,
     daemon: bool,
 ) -> anyhow::Result<Running> {
@@ -110,6 +118,7 @@ fn start(
         queue_capacity: usize::try_from(args.queue_capacity).unwrap_or(65_536),
         backend: args.backend.into(),
         only_target: args.only_target,
+        record,
     };
     let (sampler, baseline) = Sampler::start(settings, ring, target)?;
     let (tx, rx) = monitor::channel();

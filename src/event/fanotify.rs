@@ -94,7 +94,9 @@ impl Fanotify {
             store_rel: None,
             cache: HashMap::new(),
             target: options.target,
-            family: HashMap::new(),
+            family: std::iter::once(options.target).collect(),
+            others: HashMap::new(),
+            forks: crate::proc::forks::Forks::open().ok(),
             me: std::process::id() as i32,
             buf: vec![0u8; 256 * 1024],
         };
@@ -113,8 +115,13 @@ struct Worker {
     /// Directory handle → its path below the root (`None`: outside).
     cache: HashMap<Vec<u8>, Option<Vec<u8>>>,
     target: i32,
-    /// PID → it is the target or a descendant (checked while it runs).
-    family: HashMap<i32, bool>,
+    /// The target and every descendant seen (by fork events or ancestry).
+    family: std::collections::HashSet<i32>,
+    /// Other PIDs already checked: not of the family.
+    others: HashMap<i32, ()>,
+    /// Fork events, so children that exit before their events are read
+    /// are still known (None without CAP_NET_ADMIN: ancestry only).
+    forks: Option<crate::proc::forks::Forks>,
     me: i32,
     buf: Vec<u8>,
 }
@@ -143,6 +150,7 @@ impl Reader for Worker {
                 Err(Errno::EINTR) => continue,
                 Err(_) => break,
             };
+            self.follow_forks();
             let mut at = 0;
             while let Some((raw, len)) = parse_event(&buf[at..n]) {
                 at += len;
@@ -186,18 +194,43 @@ impl Worker {
         queue.push(Event { dirty, pid: Some(raw.pid), by_target });
     }
 
-    /// Whether `pid` is the target or one of its descendants, decided
-    /// when its first event arrives (while it still runs).
-    fn is_target_family(&mut self, pid: i32) -> bool {
-        if let Some(&known) = self.family.get(&pid) {
-            return known;
-        }
+    /// Follow forks: a child of the family joins it. Called after each
+    /// read of the fanotify queue, before its events are classified: a
+    /// fork is reported before anything its child writes.
+    fn follow_forks(&mut self) {
+        let Some(forks) = &self.forks else { return };
+        let family = &mut self.family;
+        let others = &mut self.others;
+        forks.drain(|parent, child| {
+            if family.contains(&parent) {
+                family.insert(child);
+                others.remove(&child);
+            }
+        });
         if self.family.len() >= CACHE_LIMIT {
             self.family.clear();
+            self.family.insert(self.target);
         }
-        let known = crate::proc::is_descendant(pid, self.target);
-        self.family.insert(pid, known);
-        known
+    }
+
+    /// Whether `pid` is the target or one of its descendants: known from
+    /// fork events, else from its ancestry in /proc while it runs.
+    fn is_target_family(&mut self, pid: i32) -> bool {
+        if self.family.contains(&pid) {
+            return true;
+        }
+        if self.others.contains_key(&pid) {
+            return false;
+        }
+        if crate::proc::is_descendant(pid, self.target) {
+            self.family.insert(pid);
+            return true;
+        }
+        if self.others.len() >= CACHE_LIMIT {
+            self.others.clear();
+        }
+        self.others.insert(pid, ());
+        false
     }
 
     /// The path below the root of the directory `handle` names, if it is

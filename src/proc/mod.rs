@@ -7,6 +7,10 @@
 //! the PID over: once the original exits, reads through the old fd fail with
 //! `ESRCH` instead (proc(5)).
 
+pub mod forks;
+pub mod probe;
+pub mod stats;
+
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
@@ -155,14 +159,41 @@ impl Target {
         matches!(self.read_stat(), Ok(stat) if stat.starttime == self.starttime && stat.state != 'Z' && stat.state != 'X')
     }
 
-    fn read_proc_file(&self, name: &'static str) -> Result<Vec<u8>, Error> {
+    /// Append the content of `/proc/<pid>/<name>` to `buf`, read through the
+    /// pinned directory (never a later process with the same PID). Reuses
+    /// `buf`'s capacity: reserve before calling to read in few syscalls.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchProcess`]/[`Error::Zombie`] when the process is gone,
+    /// [`Error::Permission`] or [`Error::Proc`].
+    pub fn read_into(&self, name: &'static str, buf: &mut Vec<u8>) -> Result<(), Error> {
         let fd = openat(self.proc_dir.as_fd(), name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|errno| self.map_errno(errno, name))?;
-        let mut buf = Vec::with_capacity(512);
-        File::from(fd).read_to_end(&mut buf).map_err(|source| match source.raw_os_error() {
+        File::from(fd).read_to_end(buf).map_err(|source| match source.raw_os_error() {
             Some(code) => self.map_errno(Errno::from_raw(code), name),
             None => Error::Proc { pid: self.pid, what: name, source },
         })?;
+        Ok(())
+    }
+
+    /// Open the directory `/proc/<pid>/<name>` (such as `fd`) through the
+    /// pinned directory.
+    ///
+    /// # Errors
+    /// As [`Target::read_into`].
+    pub fn open_dir(&self, name: &'static str) -> Result<OwnedFd, Error> {
+        openat(
+            self.proc_dir.as_fd(),
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| self.map_errno(errno, name))
+    }
+
+    fn read_proc_file(&self, name: &'static str) -> Result<Vec<u8>, Error> {
+        let mut buf = Vec::with_capacity(512);
+        self.read_into(name, &mut buf)?;
         Ok(buf)
     }
 

@@ -3,7 +3,7 @@
 //! Paths from the watched tree are untrusted: control characters are
 //! escaped so a file name cannot drive the terminal.
 
-use crate::journal::record::{Body, Change, FileChange, Record, Writers};
+use crate::journal::record::{Body, Change, FileChange, MapsDelta, Record, Stats, Writers};
 
 const RED: &str = "\x1b[31m";
 const GREEN: &str = "\x1b[32m";
@@ -45,20 +45,26 @@ pub fn summary(seq: u64, time_us: u64, record: &Record, color: bool) -> String {
     let kind = record.kind().name();
     let detail = match &record.body {
         Body::Baseline(b) => format!(
-            "pid {} cwd {}: {} files tracked{}",
+            "pid {} cwd {}: {} files tracked{}{}",
             record.pid,
             sanitize(&b.cwd),
             b.files.len(),
-            if b.skipped.is_empty() { String::new() } else { format!(", {} skipped", b.skipped.len()) }
+            if b.skipped.is_empty() { String::new() } else { format!(", {} skipped", b.skipped.len()) },
+            if b.maps.is_empty() { String::new() } else { format!(", {} mappings", b.maps.len()) }
         ),
-        Body::Sample(s) if s.files.is_empty() => "no changes".to_string(),
+        Body::Sample(s) if s.files.is_empty() && s.maps == MapsDelta::default() => "no changes".to_string(),
         Body::Sample(s) => {
             let (added, removed) = line_counts(&s.files);
-            format!(
+            let files = format!(
                 "{} file{} changed, +{added} -{removed}",
                 s.files.len(),
                 if s.files.len() == 1 { "" } else { "s" }
-            )
+            );
+            match (s.files.is_empty(), s.maps == MapsDelta::default()) {
+                (false, true) => files,
+                (true, _) => format!("maps +{} -{}", s.maps.added.len(), s.maps.removed.len()),
+                (false, false) => format!("{files}; maps +{} -{}", s.maps.added.len(), s.maps.removed.len()),
+            }
         }
         Body::Pid { old, new } => format!("now following pid {new} (was {old})"),
         Body::Exit(e) => match (e.code, e.signal) {
@@ -92,6 +98,8 @@ pub fn render(seq: u64, time_us: u64, record: &Record, color: bool, reverse: boo
                     format!("  skipped {}: {}\n", sanitize(&skipped.path), skipped.reason).as_bytes(),
                 );
             }
+            render_maps(&sample.maps, color, out);
+            render_stats(sample.stats.as_ref(), out);
         }
         Body::Baseline(baseline) => {
             for skipped in &baseline.skipped {
@@ -99,8 +107,43 @@ pub fn render(seq: u64, time_us: u64, record: &Record, color: bool, reverse: boo
                     format!("  skipped {}: {}\n", sanitize(&skipped.path), skipped.reason).as_bytes(),
                 );
             }
+            render_stats(baseline.stats.as_ref(), out);
         }
         _ => {}
+    }
+}
+
+/// Map changes as `-`/`+` lines (removed first) under a `maps:` heading;
+/// nothing when the map did not change.
+pub fn render_maps(delta: &MapsDelta, color: bool, out: &mut Vec<u8>) {
+    if delta.added.is_empty() && delta.removed.is_empty() {
+        return;
+    }
+    let (bold, red, green, reset) = if color { (BOLD, RED, GREEN, RESET) } else { ("", "", "", "") };
+    out.extend_from_slice(format!("{bold}maps:{reset}\n").as_bytes());
+    for (sign, paint, lines) in [('-', red, &delta.removed), ('+', green, &delta.added)] {
+        for line in lines {
+            out.extend_from_slice(format!("{paint}{sign}{}{reset}\n", sanitize(line)).as_bytes());
+        }
+    }
+}
+
+/// The one-line statistics summary of a record, when it has them.
+pub fn render_stats(stats: Option<&Stats>, out: &mut Vec<u8>) {
+    if let Some(s) = stats {
+        let seconds = |ms: u64| format!("{}.{:03}s", ms / 1000, ms % 1000);
+        out.extend_from_slice(
+            format!(
+                "stats: user {} sys {} rss {} KiB vsz {} KiB threads {} fds {}\n",
+                seconds(s.utime_ms),
+                seconds(s.stime_ms),
+                s.rss_kib,
+                s.vsz_kib,
+                s.threads,
+                s.fds
+            )
+            .as_bytes(),
+        );
     }
 }
 
@@ -189,5 +232,44 @@ mod tests {
         assert_eq!(sanitize(b"plain/\xc3\xa9.txt"), "plain/\u{e9}.txt");
         assert_eq!(sanitize(b"a\x1b[31mb"), "a\\x1b[31mb");
         assert_eq!(sanitize(b"\xff\n"), "\\xff\\x0a");
+    }
+
+    #[test]
+    fn map_changes_and_stats_render_under_their_headings() {
+        use crate::journal::record::{FORMAT_VERSION, Sample};
+        let record = Record {
+            version: FORMAT_VERSION,
+            epoch: 1,
+            pid: 7,
+            body: Body::Sample(Sample {
+                maps: MapsDelta {
+                    added: vec![b"30-40 r--p 0 00:00 0 /a\x1b".to_vec()],
+                    removed: vec![b"10-20 rw-p 0 00:00 0 ".to_vec()],
+                },
+                stats: Some(Stats {
+                    utime_ms: 1500,
+                    stime_ms: 20,
+                    rss_kib: 4,
+                    vsz_kib: 8,
+                    threads: 2,
+                    fds: 3,
+                }),
+                ..Sample::default()
+            }),
+        };
+        let mut out = Vec::new();
+        render(2, 0, &record, false, false, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("sample maps +1 -1"), "{text}");
+        assert_eq!(
+            &lines[1..],
+            [
+                "maps:",
+                "-10-20 rw-p 0 00:00 0 ",
+                "+30-40 r--p 0 00:00 0 /a\\x1b",
+                "stats: user 1.500s sys 0.020s rss 4 KiB vsz 8 KiB threads 2 fds 3"
+            ]
+        );
     }
 }

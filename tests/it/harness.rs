@@ -64,8 +64,16 @@ impl Target {
         let child = Command::new("sleep").arg("100000").current_dir(dir).spawn().expect("start sleep");
         Target { child }
     }
+    /// Start any command as the target (its cwd set by the caller).
+    pub fn spawn(command: &mut Command) -> Target {
+        let child = command.spawn().unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+        Target { child }
+    }
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
     }
 }
 
@@ -197,8 +205,19 @@ impl Monitord {
     pub fn status(&mut self) -> BTreeMap<String, String> {
         let before = self.out.lock().expect("lock").len();
         self.send("status");
-        self.wait_line("status reply", |l| l.starts_with("events: "));
-        let lines = self.out.lock().expect("lock")[before..].to_vec();
+        // Only this reply's lines count: an earlier `status` printed them too.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let lines = loop {
+            let lines = self.out.lock().expect("lock")[before..].to_vec();
+            if lines.iter().any(|l| l.starts_with("events: ")) {
+                break lines;
+            }
+            if Instant::now() > deadline {
+                let description = self.describe();
+                panic!("no reply to `status`\n{description}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
         lines.iter().filter_map(|l| l.split_once(": ").map(|(k, v)| (k.to_string(), v.to_string()))).collect()
     }
 

@@ -10,4 +10,5 @@ mod daemon;
 mod files;
 mod history;
 mod journal;
+mod maps;
 mod restore;
