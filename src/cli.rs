@@ -125,9 +125,19 @@ pub struct MonitorArgs {
     #[arg(long, hide = true, default_value_t = 65_536,
           value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
     pub queue_capacity: u64,
+    /// Print nothing but errors while running a command (`-- COMMAND`).
+    #[arg(short, long)]
+    pub quiet: bool,
     /// The process to follow.
-    #[arg(value_name = "PID", required = true, value_parser = clap::value_parser!(i32).range(1..))]
+    #[arg(value_name = "PID", required_unless_present = "command", conflicts_with = "command",
+          value_parser = clap::value_parser!(i32).range(1..))]
     pub pid: Option<i32>,
+    /// Run COMMAND in the current directory and follow it from its first
+    /// instruction (the baseline is taken before it starts). In -i, it keeps
+    /// the terminal and monitord exits with its status; with -d, its output
+    /// goes to STORE/command.log.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// Tools that read or control a store.

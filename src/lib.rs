@@ -65,6 +65,7 @@ pub mod diff;
 pub mod event;
 pub mod history;
 pub mod journal;
+pub mod launch;
 pub mod log;
 pub mod maps;
 pub mod mirror;

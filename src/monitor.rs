@@ -48,29 +48,47 @@ pub enum Msg {
 /// Where the monitor's own output goes.
 #[derive(Debug)]
 pub enum Output {
-    /// The foreground: every record in full on stdout.
+    /// The foreground: every record in full on stdout (on stderr while a
+    /// command started with `--` keeps stdout).
     Terminal {
-        /// Colour diffs (stdout is a terminal).
+        /// Colour diffs (the stream is a terminal).
         color: bool,
+        /// Write to stderr instead of stdout.
+        stderr: bool,
     },
     /// A daemon: one line per notable record or event in the log.
     Log(Log),
+    /// Nothing but errors (`--quiet`).
+    Quiet,
 }
 
 impl Output {
-    /// Write a note: to stdout in the foreground, to the log in a daemon.
+    /// Write a note: to the terminal in the foreground, to the log in a
+    /// daemon.
     pub fn note(&mut self, text: &str) {
         match self {
-            Output::Terminal { .. } => {
-                let mut stdout = std::io::stdout().lock();
-                let _ = stdout.write_all(text.as_bytes());
+            Output::Terminal { stderr, .. } => {
+                let mut bytes = text.as_bytes().to_vec();
                 if !text.ends_with('\n') {
-                    let _ = stdout.write_all(b"\n");
+                    bytes.push(b'\n');
                 }
-                let _ = stdout.flush();
+                write_terminal(*stderr, &bytes);
             }
             Output::Log(log) => log.write(text),
+            Output::Quiet => {}
         }
+    }
+}
+
+fn write_terminal(stderr: bool, bytes: &[u8]) {
+    if stderr {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(bytes);
+        let _ = err.flush();
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
     }
 }
 
@@ -84,6 +102,10 @@ pub struct Monitor {
     store: PathBuf,
     tx: Sender<Msg>,
     exit_watch: Option<ExitWatch>,
+    /// A command we started (`-- COMMAND`): our child, reaped here.
+    child: Option<i32>,
+    /// How that command ended.
+    command_exit: Option<crate::journal::record::Exit>,
     listener_busy: Arc<AtomicBool>,
 }
 
@@ -108,6 +130,8 @@ impl Monitor {
             tx,
             exit_watch: None,
             listener_busy: Arc::new(AtomicBool::new(false)),
+            child: None,
+            command_exit: None,
         };
         monitor.watch_exit();
         monitor
@@ -117,15 +141,14 @@ impl Monitor {
     /// record in the log (samples with no change are left out of the log).
     pub fn show(&mut self, committed: &[Committed]) {
         match &mut self.output {
-            Output::Terminal { color } => {
+            Output::Terminal { color, stderr } => {
                 let mut out = Vec::new();
                 for c in committed {
                     human::render(c.seq, c.time_us, &c.record, *color, false, &mut out);
                 }
-                let mut stdout = std::io::stdout().lock();
-                let _ = stdout.write_all(&out);
-                let _ = stdout.flush();
+                write_terminal(*stderr, &out);
             }
+            Output::Quiet => {}
             Output::Log(log) => {
                 for c in committed {
                     if let crate::journal::record::Body::Sample(s) = &c.record.body
@@ -143,6 +166,12 @@ impl Monitor {
     /// Write a note: to stdout in the foreground, to the log in a daemon.
     pub fn note(&mut self, text: &str) {
         self.output.note(text);
+    }
+
+    /// Follow `pid` as a command we started: reap it when it exits, pass
+    /// SIGINT and SIGTERM on to it, and stop once it has ended.
+    pub fn set_child(&mut self, pid: i32) {
+        self.child = Some(pid);
     }
 
     /// The flag the FIFO listener raises while it handles a request, so a
@@ -170,7 +199,9 @@ impl Monitor {
         self.show(&committed);
         if had_target != 0 && self.sampler.pid() == 0 {
             self.exit_watch = None;
-            self.note(&format!("pid {had_target} exited; waiting for a `pid` command"));
+            if self.child.is_none() {
+                self.note(&format!("pid {had_target} exited; waiting for a `pid` command"));
+            }
         } else if had_target != 0 && committed.iter().any(|c| c.record.kind() == journal::record::Kind::Cwd) {
             self.note(&format!("pid {had_target} changed directory; baselined the new one"));
         }
@@ -190,7 +221,12 @@ impl Monitor {
             self.note(&format!("stopped on error: {e}"));
         }
         result?;
-        Ok(Stopped { stop_client, listener_busy: self.listener_busy, output: self.output })
+        Ok(Stopped {
+            stop_client,
+            listener_busy: self.listener_busy,
+            output: self.output,
+            command_exit: self.command_exit,
+        })
     }
 
     fn run_loop(
@@ -215,11 +251,27 @@ impl Monitor {
                 }
                 Ok(Msg::Signal(signo)) => {
                     if signo == libc::SIGINT || signo == libc::SIGTERM {
-                        break;
+                        match self.child {
+                            // The command gets the signal; we stop when it ends.
+                            Some(child) if self.command_exit.is_none() => {
+                                // SAFETY: kill(2) on our own child, not yet reaped.
+                                unsafe { libc::kill(child, signo) };
+                            }
+                            _ => break,
+                        }
+                        continue;
                     }
                     self.on_signal(signo)?;
                 }
                 Ok(Msg::Exited(pid)) => {
+                    if self.child == Some(pid)
+                        && let Some(exit) = crate::launch::reap(pid)
+                    {
+                        self.command_exit = Some(exit.clone());
+                        self.sampler.set_exit(exit);
+                        self.sample()?;
+                        break;
+                    }
                     if pid == self.sampler.pid() {
                         self.sample()?;
                     }
@@ -420,6 +472,8 @@ pub struct Stopped {
     listener_busy: Arc<AtomicBool>,
     /// Where notes go, for the last words.
     pub output: Output,
+    /// How a command started with `--` ended.
+    pub command_exit: Option<crate::journal::record::Exit>,
 }
 
 impl Stopped {

@@ -139,6 +139,8 @@ pub struct Sampler {
     writers: BTreeMap<Vec<u8>, (BTreeSet<i32>, bool)>,
     rescan_reasons: Vec<String>,
     pid: i32,
+    /// How the target ended, when we are its parent and have reaped it.
+    exit: Option<crate::journal::record::Exit>,
     counters: Counters,
     probe: Probe,
 }
@@ -214,6 +216,7 @@ impl Sampler {
             writers: BTreeMap::new(),
             rescan_reasons: Vec::new(),
             pid: 0,
+            exit: None,
             counters: Counters::default(),
         };
         let baseline = sampler.rebase(Watch { target, tree }, None)?;
@@ -259,6 +262,12 @@ impl Sampler {
     /// The PID followed (0 once it has exited).
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// Say how the target ended (its parent reaped it); the next sample
+    /// writes it in the `exit` record.
+    pub fn set_exit(&mut self, exit: crate::journal::record::Exit) {
+        self.exit = Some(exit);
     }
 
     /// A pidfd of the followed process, for noticing its exit at once.
@@ -496,7 +505,8 @@ impl Sampler {
         out.push(committed);
         if let Some(watch) = &self.watch {
             if !watch.target.is_alive() {
-                out.push(self.commit(Body::Exit(Default::default()), |_| Ok(()))?);
+                let exit = self.exit.take().unwrap_or_default();
+                out.push(self.commit(Body::Exit(exit), |_| Ok(()))?);
                 self.watch = None;
                 self.pid = 0;
                 self.index.clear();

@@ -37,6 +37,8 @@ pub const CTL_FILE: &str = "ctl";
 pub const PID_FILE: &str = "monitord.pid";
 /// The daemon's log.
 pub const LOG_FILE: &str = "monitord.log";
+/// The output of a command run with `-d -- COMMAND`.
+pub const COMMAND_LOG_FILE: &str = "command.log";
 
 /// Errors of the store directory.
 #[derive(Debug, thiserror::Error)]

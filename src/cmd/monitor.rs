@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use crate::cli::{MonitorArgs, What};
 use crate::daemon::{self, Detached};
 use crate::journal::Ring;
+use crate::launch::Launched;
 use crate::log::Log;
 use crate::monitor::{self, Monitor, Msg, Output};
 use crate::proc::Target;
@@ -26,7 +27,9 @@ use crate::{control, notify, signals};
 /// # Errors
 /// A one-line reason when the target, the store or the ring cannot be used.
 pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
-    let Some(pid) = args.pid else { bail!("no PID given") };
+    if args.pid.is_none() && args.command.is_empty() {
+        bail!("no PID given, and no command after --");
+    }
     if args.only_target && args.backend != crate::cli::Backend::Fanotify {
         bail!("--only-target needs --backend fanotify, the only backend that knows who wrote");
     }
@@ -38,15 +41,18 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
     // Without `files`, every entry is excluded: the tree is neither walked
     // nor copied, and only the root directory is watched.
     let excludes = if record.files { Excludes::new(&args.exclude)? } else { Excludes::new(&["*"])? };
-    // Resolve the store before a daemon changes directory to `/`.
-    let store_dir = match &args.store {
-        Some(dir) => {
-            std::path::absolute(dir).with_context(|| format!("cannot resolve store {}", dir.display()))?
-        }
-        None => store::default_for_pid(pid)?,
+    // Resolve paths before a daemon changes directory to `/`.
+    let store_arg = match &args.store {
+        Some(dir) => Some(
+            std::path::absolute(dir).with_context(|| format!("cannot resolve store {}", dir.display()))?,
+        ),
+        None => None,
     };
+    let here = std::env::current_dir().context("cannot read the current directory")?;
+    let what = (excludes, record);
     if !args.daemon {
-        let running = start(args, pid, (excludes, record), &store_dir, false)?;
+        let (pid, launched) = target_pid(args, None)?;
+        let running = start(args, pid, what, store_arg, false, launched)?;
         notify::notify("READY=1");
         return finish(running);
     }
@@ -54,7 +60,9 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
         Detached::Launcher => return Ok(ExitCode::SUCCESS),
         Detached::Daemon(ready) => ready,
     };
-    let running = match start(args, pid, (excludes, record), &store_dir, true) {
+    let started = target_pid(args, Some(&here))
+        .and_then(|(pid, launched)| start(args, pid, what, store_arg, true, launched));
+    let running = match started {
         Ok(running) => running,
         Err(e) => {
             ready.fail(&format!("{e:#}"));
@@ -63,6 +71,25 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
     };
     ready.ok();
     finish(running)
+}
+
+/// The PID to follow: the one given, or a command forked now (held until
+/// the baseline is taken). A daemon forks it in `here`, the directory
+/// monitord was started from.
+fn target_pid(args: &MonitorArgs, here: Option<&Path>) -> anyhow::Result<(i32, Option<Launched>)> {
+    if args.command.is_empty() {
+        let Some(pid) = args.pid else { bail!("no PID given") };
+        return Ok((pid, None));
+    }
+    if let Some(dir) = here {
+        std::env::set_current_dir(dir).with_context(|| format!("cannot change to {}", dir.display()))?;
+    }
+    let launched = Launched::fork(&args.command);
+    if here.is_some() {
+        std::env::set_current_dir("/").context("cannot change to /")?;
+    }
+    let launched = launched?;
+    Ok((launched.pid(), Some(launched)))
 }
 
 /// Run until stopped, release the store, then answer a `ctl stop`.
@@ -75,8 +102,9 @@ fn finish(running: Running) -> anyhow::Result<ExitCode> {
     if matches!(stopped.output, crate::monitor::Output::Log(_)) {
         stopped.output.note("stopped");
     }
+    let status = stopped.command_exit.as_ref().map_or(0, crate::launch::shell_status);
     stopped.answer();
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(status))
 }
 
 /// A monitor set up and ready to run.
@@ -92,10 +120,16 @@ fn start(
     args: &MonitorArgs,
     pid: i32,
     (excludes, record): (Excludes, Recording),
-    store_dir: &Path,
+    store_arg: Option<PathBuf>,
     daemon: bool,
+    launched: Option<Launched>,
 ) -> anyhow::Result<Running> {
     let target = Target::open(pid)?;
+    let store_dir = match store_arg {
+        Some(dir) => dir,
+        None => store::default_for_pid(pid)?,
+    };
+    let store_dir = store_dir.as_path();
     store::create(store_dir)?;
     let store_dir: PathBuf =
         store_dir.canonicalize().with_context(|| format!("cannot resolve store {}", store_dir.display()))?;
@@ -106,7 +140,14 @@ fn start(
         let path = store_dir.join(store::LOG_FILE);
         Output::Log(Log::open(&path).with_context(|| format!("cannot open log {}", path.display()))?)
     } else {
-        Output::Terminal { color: std::io::stdout().is_terminal() }
+        if launched.is_some() && args.quiet {
+            Output::Quiet
+        } else if launched.is_some() {
+            // The command keeps stdout.
+            Output::Terminal { color: std::io::stderr().is_terminal(), stderr: true }
+        } else {
+            Output::Terminal { color: std::io::stdout().is_terminal(), stderr: false }
+        }
     };
     // Block the handled signals before any thread exists.
     let signal_fd = signals::block_and_open().context("cannot set up signal handling")?;
@@ -136,8 +177,15 @@ fn start(
     monitor.show(&baseline);
     monitor::spawn_signals(signal_fd, tx.clone());
     monitor::spawn_fifo(ctl, tx.clone(), monitor.listener_busy());
-    if !daemon {
-        monitor::spawn_stdin(tx);
+    match launched {
+        Some(launched) => {
+            // The baseline is recorded: let the command run. It keeps stdin.
+            monitor.set_child(launched.pid());
+            let log = daemon.then(|| store_dir.join(store::COMMAND_LOG_FILE));
+            launched.go(log.as_deref());
+        }
+        None if !daemon => monitor::spawn_stdin(tx),
+        None => {}
     }
     Ok(Running { monitor, messages: rx, pid_file })
 }

@@ -12,3 +12,4 @@ mod history;
 mod journal;
 mod maps;
 mod restore;
+mod run;
