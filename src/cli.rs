@@ -199,6 +199,16 @@ pub struct DumpArgs {
     /// JSON Lines, one object per record.
     #[arg(long)]
     pub json: bool,
+    /// Keep printing records as they are committed (like tail -f), from the
+    /// newest on; a writer that wraps past the reader gives a gap line.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// With --follow: start at this sequence number instead of the newest.
+    #[arg(long, value_name = "SEQ", requires = "follow")]
+    pub from: Option<u64>,
+    /// With --follow: exit 0 once the monitor writing the ring has stopped.
+    #[arg(long, requires = "follow")]
+    pub until_stop: bool,
     /// The ring file.
     #[arg(value_name = "RING")]
     pub ring: PathBuf,

@@ -1,20 +1,31 @@
-//! `monitord dump [--json] RING`: print every record of a ring file.
+//! `monitord dump [--json] [--follow] RING`: print every record of a ring
+//! file, or follow it as it is written.
 
 use std::io::{BufWriter, IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::cli::DumpArgs;
 use crate::journal::Snapshot;
+use crate::journal::follow::{Follower, Start, Step};
 use crate::journal::record::Record;
 use crate::render::{human, json};
+use crate::store;
 
-/// Print the ring's records, oldest first.
+/// How long `--follow` sleeps when nothing new is committed.
+const FOLLOW_POLL: Duration = Duration::from_millis(50);
+
+/// Print the ring's records, oldest first (or follow them).
 ///
 /// # Errors
 /// When the ring cannot be read or stdout fails.
 pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
+    if args.follow {
+        return follow(args);
+    }
     let snapshot = Snapshot::read(&args.ring)?;
     let stdout = std::io::stdout();
     let color = !args.json && stdout.is_terminal();
@@ -36,22 +47,86 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
     let mut buf = Vec::new();
     for frame in snapshot.frames() {
         buf.clear();
-        match Record::decode(frame.payload) {
-            Ok(record) if args.json => {
-                serde_json::to_writer(&mut buf, &json::record(frame.seq, frame.time_us, &record))?;
-                buf.push(b'\n');
-            }
-            Ok(record) => human::render(frame.seq, frame.time_us, &record, color, false, &mut buf),
-            Err(e) if args.json => {
-                let value =
-                    serde_json::json!({ "seq": frame.seq, "kind": "undecodable", "error": e.to_string() });
-                serde_json::to_writer(&mut buf, &value)?;
-                buf.push(b'\n');
-            }
-            Err(e) => buf.extend_from_slice(format!("#{} undecodable record: {e}\n", frame.seq).as_bytes()),
-        }
+        write_record(frame.seq, frame.time_us, frame.payload, args.json, color, &mut buf)?;
         out.write_all(&buf).context("cannot write to stdout")?;
     }
     out.flush().context("cannot write to stdout")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One record, as JSON or human text.
+fn write_record(
+    seq: u64,
+    time_us: u64,
+    payload: &[u8],
+    as_json: bool,
+    color: bool,
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<()> {
+    match Record::decode(payload) {
+        Ok(record) if as_json => {
+            serde_json::to_writer(&mut *buf, &json::record(seq, time_us, &record))?;
+            buf.push(b'\n');
+        }
+        Ok(record) => human::render(seq, time_us, &record, color, false, buf),
+        Err(e) if as_json => {
+            let value = serde_json::json!({ "seq": seq, "kind": "undecodable", "error": e.to_string() });
+            serde_json::to_writer(&mut *buf, &value)?;
+            buf.push(b'\n');
+        }
+        Err(e) => buf.extend_from_slice(format!("#{seq} undecodable record: {e}\n").as_bytes()),
+    }
+    Ok(())
+}
+
+/// `--follow`: print records as they are committed, gaps as gap lines.
+fn follow(args: &DumpArgs) -> anyhow::Result<ExitCode> {
+    let start = args.from.map_or(Start::Newest, Start::Seq);
+    let mut follower = Follower::open(&args.ring, start)?;
+    let stdout = std::io::stdout();
+    let color = !args.json && stdout.is_terminal();
+    let mut out = stdout.lock();
+    let mut buf = Vec::new();
+    loop {
+        // Whether the writer was gone before this drain: then nothing can
+        // follow what the drain finds.
+        let stopped = args.until_stop && writer_gone(&args.ring);
+        buf.clear();
+        while let Some(step) = follower.poll()? {
+            match step {
+                Step::Record(r) => write_record(r.seq, r.time_us, &r.payload, args.json, color, &mut buf)?,
+                Step::Gap { from, to } if args.json => {
+                    let value = serde_json::json!({ "kind": "gap", "from_seq": from, "to_seq": to, "dropped": to - from });
+                    serde_json::to_writer(&mut buf, &value)?;
+                    buf.push(b'\n');
+                }
+                Step::Gap { from, to } => {
+                    buf.extend_from_slice(
+                        format!("… {} records dropped ({from}..{}) …\n", to - from, to - 1).as_bytes(),
+                    );
+                }
+            }
+            if buf.len() > 1 << 20 {
+                out.write_all(&buf).context("cannot write to stdout")?;
+                buf.clear();
+            }
+        }
+        out.write_all(&buf).context("cannot write to stdout")?;
+        out.flush().context("cannot write to stdout")?;
+        if stopped {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(FOLLOW_POLL);
+    }
+}
+
+/// Whether no monitor holds the store's pid file (the store is the ring's
+/// directory).
+fn writer_gone(ring: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let pid_file = ring.parent().unwrap_or(Path::new(".")).join(store::PID_FILE);
+    let Ok(file) = std::fs::File::open(&pid_file) else { return true };
+    // SAFETY: flock on a file this function owns; a shared lock is refused
+    // while the monitor holds its exclusive one.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) == 0 }
 }

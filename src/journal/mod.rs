@@ -174,6 +174,7 @@
 use std::io;
 use std::path::PathBuf;
 
+pub mod follow;
 pub mod layout;
 mod reader;
 pub mod record;

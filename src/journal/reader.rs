@@ -275,8 +275,13 @@ fn slot_sane(s: &HeaderSlot, file_len: u64) -> Result<(), HeaderError> {
 /// Pick the header slot to use: the usable one with the larger generation.
 /// Returns the slot and its index.
 pub(crate) fn select_header(bytes: &[u8]) -> Result<(HeaderSlot, usize), HeaderError> {
-    let file_len = bytes.len() as u64;
-    if file_len < HEADER_PAGE {
+    select_header_of(bytes, bytes.len() as u64)
+}
+
+/// [`select_header`] from the header page alone (`bytes` holds at least
+/// the page) and the file's length.
+pub(crate) fn select_header_of(bytes: &[u8], file_len: u64) -> Result<(HeaderSlot, usize), HeaderError> {
+    if file_len < HEADER_PAGE || (bytes.len() as u64) < HEADER_PAGE {
         return Err(HeaderError::Short { file_len });
     }
     let mut best: Option<(HeaderSlot, usize)> = None;

@@ -8,6 +8,7 @@ mod cli;
 mod control;
 mod daemon;
 mod files;
+mod follow;
 mod history;
 mod journal;
 mod maps;
