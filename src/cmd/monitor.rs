@@ -110,7 +110,8 @@ fn start(
     let (sampler, baseline) = Sampler::start(settings, ring, target)?;
     let (tx, rx) = monitor::channel();
     let period = Duration::from_millis(args.period_ms);
-    let mut monitor = Monitor::new(sampler, period, output, args.backend.name(), store_dir.clone(), tx.clone());
+    let mut monitor =
+        Monitor::new(sampler, period, output, args.backend.name(), store_dir.clone(), tx.clone());
     if daemon {
         monitor.note(&format!(
             "monitord {} started: pid {pid}, store {}, period {} ms",

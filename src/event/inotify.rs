@@ -104,7 +104,6 @@ impl Inotify {
             .map_err(Error::Thread)?;
         Ok(Inotify { thread: Some(thread), wake, requests, dirty, shared })
     }
-
 }
 
 impl super::Source for Inotify {

@@ -6,8 +6,13 @@
 //! queue is full, or a directory cannot be watched, the affected
 //! directories are marked for a rescan against the mirror. Nothing is
 //! silently lost.
+//!
+//! Backends: [`Inotify`] (the default; one watch per directory) and
+//! [`Poll`] (a stat scan of the whole tree every sample, for filesystems
+//! that send no notifications; its cost grows with the tree).
 
 mod inotify;
+mod poll;
 
 use std::collections::BTreeSet;
 use std::os::fd::OwnedFd;
@@ -16,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use inotify::Inotify;
+pub use poll::Poll;
 
 use crate::tree::Excludes;
 
@@ -81,8 +87,11 @@ pub trait Source: Send {
 /// [`Error`] when the backend cannot start.
 pub fn start(backend: Backend, root: &OwnedFd, options: Options) -> Result<Box<dyn Source>, Error> {
     match backend {
-        Backend::Inotify => Ok(Box::new(Inotify::start(root, options.excludes, options.skip, options.capacity)?)),
-        Backend::Fanotify | Backend::Poll => Err(Error::Unsupported(backend.name())),
+        Backend::Inotify => {
+            Ok(Box::new(Inotify::start(root, options.excludes, options.skip, options.capacity)?))
+        }
+        Backend::Poll => Ok(Box::new(Poll::start(root, options)?)),
+        Backend::Fanotify => Err(Error::Unsupported(backend.name())),
     }
 }
 
@@ -95,6 +104,9 @@ pub enum Error {
     /// The event thread could not be started.
     #[error("cannot start the event thread")]
     Thread(#[source] std::io::Error),
+    /// The tree's directory fd could not be duplicated.
+    #[error("cannot duplicate the watched directory's fd")]
+    Dup(#[source] std::io::Error),
     /// The backend is not built into this version.
     #[error("the {0} backend is not available in this version: use --backend inotify")]
     Unsupported(&'static str),
@@ -126,6 +138,8 @@ pub struct Shared {
     pub overflows: AtomicU64,
     /// Duration of the last scan, in microseconds (poll backend).
     pub last_scan_us: AtomicU64,
+    /// Entries examined by the last scan (poll backend).
+    pub last_scan_entries: AtomicU64,
 }
 
 impl Shared {
