@@ -76,6 +76,25 @@ impl Drop for Target {
     }
 }
 
+/// Run scenarios on every backend: for each `fn scenario(backend: &str)`
+/// named, a module `scenario` with one test per backend (`scenario::poll`
+/// …), so a failure names its backend and `cargo test poll` picks one.
+/// The list of backends is here and only here.
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn inotify() {
+                super::$scenario("inotify")
+            }
+            #[test]
+            fn poll() {
+                super::$scenario("poll")
+            }
+        }
+    )*};
+}
+
 /// A foreground monitord (`-i`) with stdin and stdout captured.
 pub struct Monitord {
     child: Child,
@@ -107,6 +126,12 @@ impl Monitord {
     /// wait for its baseline.
     pub fn start(target: &Target, store: &Path, extra: &[&str]) -> Monitord {
         Self::start_with_period(target, store, 600_000, extra)
+    }
+
+    /// [`Monitord::start`] with `--backend BACKEND`.
+    pub fn start_on(backend: &str, target: &Target, store: &Path, extra: &[&str]) -> Monitord {
+        let args: Vec<&str> = ["--backend", backend].iter().chain(extra).copied().collect();
+        Self::start(target, store, &args)
     }
 
     pub fn start_with_period(target: &Target, store: &Path, period_ms: u64, extra: &[&str]) -> Monitord {
