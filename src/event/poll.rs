@@ -146,35 +146,46 @@ impl Poll {
             &self.excludes,
             self.skip,
             &mut |rel, dir, listing| {
-                let before = old.remove(rel).unwrap_or_default();
+                // Keys are moved from the old table to the new one: an
+                // unchanged entry costs a stat and two lookups, no copy.
+                let mut before = old.remove(rel).unwrap_or_default();
                 let mut now = DirTable::with_capacity(listing.len());
                 for (name, _) in listing {
                     entries += 1;
+                    let previous = before.remove_entry(name.as_slice());
                     match fstatat(dir, tree::as_path(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
                         Ok(stat) => {
                             let entry = Entry::new(&stat, coarse_now);
-                            if let Some(old) = before.get(name) {
-                                compare(tree::join(rel, name), old, &entry, &mut found);
-                            } else {
-                                found.push(entry.dirty(tree::join(rel, name)));
-                            }
-                            now.insert(name.clone(), entry);
+                            let key = match previous {
+                                Some((key, old)) => {
+                                    compare(rel, name, &old, &entry, &mut found);
+                                    key
+                                }
+                                None => {
+                                    found.push(entry.dirty(tree::join(rel, name)));
+                                    name.clone()
+                                }
+                            };
+                            now.insert(key, entry);
                         }
-                        // Gone since the listing: reported as vanished below.
-                        Err(Errno::ENOENT | Errno::ENOTDIR) => {}
+                        // Gone since the listing.
+                        Err(Errno::ENOENT | Errno::ENOTDIR) => {
+                            if let Some((_, old)) = previous {
+                                found.push(old.dirty(tree::join(rel, name)));
+                            }
+                        }
                         Err(_) => {
                             // Unknown state: look at it, and keep what we knew.
                             found.push(Dirty::Path(tree::join(rel, name)));
-                            if let Some(old) = before.get(name) {
-                                now.insert(name.clone(), *old);
+                            if let Some((key, old)) = previous {
+                                now.insert(key, old);
                             }
                         }
                     }
                 }
-                for (name, old) in &before {
-                    if !now.contains_key(name) {
-                        found.push(old.dirty(tree::join(rel, name)));
-                    }
+                // Not listed any more: vanished.
+                for (name, old) in before {
+                    found.push(old.dirty(tree::join(rel, &name)));
                 }
                 new.insert(rel.to_vec(), now);
             },
@@ -218,21 +229,22 @@ impl Poll {
     }
 }
 
-/// What changed between two scans of the same name.
-fn compare(path: Vec<u8>, old: &Entry, new: &Entry, found: &mut Vec<Dirty>) {
+/// What changed between two scans of the entry `name` of `dir`.
+fn compare(dir: &[u8], name: &[u8], old: &Entry, new: &Entry, found: &mut Vec<Dirty>) {
+    let path = || tree::join(dir, name);
     if old.meta.kind != new.meta.kind {
         if old.is_dir() || new.is_dir() {
-            found.push(old.dirty(path.clone()));
+            found.push(old.dirty(path()));
         }
-        found.push(new.dirty(path));
+        found.push(new.dirty(path()));
     } else if new.is_dir() {
         // A directory's times change with its entries, which are compared
         // one by one; only another directory in its place matters.
         if (old.meta.dev, old.meta.ino) != (new.meta.dev, new.meta.ino) {
-            found.push(Dirty::Subtree(path));
+            found.push(Dirty::Subtree(path()));
         }
     } else if old.meta != new.meta || old.racy {
-        found.push(Dirty::Path(path));
+        found.push(Dirty::Path(path()));
     }
 }
 
@@ -476,9 +488,9 @@ mod tests {
         let settled = Entry { meta: meta((1, 0), (1, 0), SFlag::S_IFREG), racy: false };
         let racy = Entry { racy: true, ..settled };
         let mut found = Vec::new();
-        compare(b"f".to_vec(), &settled, &settled, &mut found);
+        compare(b"", b"f", &settled, &settled, &mut found);
         assert!(found.is_empty());
-        compare(b"f".to_vec(), &racy, &settled, &mut found);
+        compare(b"", b"f", &racy, &settled, &mut found);
         assert_eq!(found, [path("f")], "a racy entry is looked at once more");
     }
 }
