@@ -9,8 +9,9 @@
 //! the last scan's duration (`last_scan_us`) and size
 //! (`last_scan_entries`) so the price is visible.
 //!
-//! There is no thread. [`Poll::sync`], the sample barrier, runs the scan
-//! on the sampler's thread: every directory is walked with
+//! There is no thread. [`sync`](super::Source::sync), the sample
+//! barrier, runs the scan on the sampler's thread: every directory is
+//! walked with
 //! [`tree::walk`] (strictly beneath the root, excludes and the store
 //! pruned, no symlink followed), every entry is examined with
 //! `fstatat(AT_SYMLINK_NOFOLLOW)` relative to its directory's fd, and its
@@ -110,7 +111,8 @@ pub struct Poll {
 
 impl Poll {
     /// Scan the tree below `root` (a directory fd, duplicated here) once
-    /// to fill the table. Later changes are found by [`Poll::sync`].
+    /// to fill the table. Later changes are found by each
+    /// [`sync`](super::Source::sync).
     ///
     /// # Errors
     /// [`Error::Dup`] when the root fd cannot be duplicated.
