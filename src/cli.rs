@@ -301,8 +301,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     n.checked_mul(1 << shift).ok_or_else(|| format!("{text:?} is too large"))
 }
 
-/// Hand-written man page sections (control protocol, daemon mode, signals,
-/// files, exit status), placed between the subcommands and the examples.
+/// Hand-written man page sections (backends, control protocol, daemon mode,
+/// signals, files, exit status), placed between the subcommands and the examples.
 const MAN_SECTIONS: &str = include_str!("../man/extra.roff");
 
 /// The man page, rendered from the definitions above plus the hand-written

@@ -14,6 +14,9 @@
 //! ```
 //!
 //! - The event thread ([`event`]) owns the inotify fd and the watch table.
+//!   With `--backend poll` there is no event thread: the barrier itself
+//!   scans the tree on the sampler's thread ([`event::Poll`]), and the cost
+//!   of a sample grows with the tree.
 //! - The sampler ([`sampler`]) owns the ring writer ([`journal::Ring`]) and
 //!   the mirror ([`mirror`]); it is the only writer of both.
 //! - Control lines are parsed by [`control`] and answered by [`monitor`].

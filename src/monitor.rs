@@ -430,6 +430,8 @@ impl Monitor {
             ("overflows", load(events.map(|e| &e.overflows)).to_string()),
             ("watches", load(events.map(|e| &e.watches)).to_string()),
             ("unwatched_dirs", events.map_or(0, |e| e.unwatched().len()).to_string()),
+            ("last_scan_us", load(events.map(|e| &e.last_scan_us)).to_string()),
+            ("last_scan_entries", load(events.map(|e| &e.last_scan_entries)).to_string()),
             ("events", load(events.map(|e| &e.events)).to_string()),
         ];
         lines.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()

@@ -6,9 +6,14 @@
 //! queue is full, or a directory cannot be watched, the affected
 //! directories are marked for a rescan against the mirror. Nothing is
 //! silently lost.
+//!
+//! Backends: [`Inotify`] (the default; one watch per directory) and
+//! [`Poll`] (a stat scan of the whole tree every sample, for filesystems
+//! that send no notifications; its cost grows with the tree).
 
 mod fanotify;
 mod inotify;
+mod poll;
 mod thread;
 
 use std::collections::BTreeSet;
@@ -19,6 +24,7 @@ use std::time::Duration;
 
 pub use fanotify::Fanotify;
 pub use inotify::Inotify;
+pub use poll::Poll;
 
 use crate::tree::Excludes;
 
@@ -91,7 +97,7 @@ pub fn start(backend: Backend, root: &OwnedFd, options: Options) -> Result<Box<d
     match backend {
         Backend::Inotify => Inotify::start(root, options.excludes, options.skip, options.capacity),
         Backend::Fanotify => Fanotify::start(root, options),
-        Backend::Poll => Err(Error::Unsupported(backend.name())),
+        Backend::Poll => Ok(Box::new(Poll::start(root, options)?)),
     }
 }
 
@@ -112,9 +118,9 @@ pub enum Error {
         /// Its errno.
         errno: nix::errno::Errno,
     },
-    /// The backend is not built into this version.
-    #[error("the {0} backend is not available in this version: use --backend inotify")]
-    Unsupported(&'static str),
+    /// The tree's directory fd could not be duplicated.
+    #[error("cannot duplicate the watched directory's fd")]
+    Dup(#[source] std::io::Error),
 }
 
 fn fanotify_message(what: &str, errno: nix::errno::Errno) -> String {
@@ -156,6 +162,8 @@ pub struct Shared {
     pub overflows: AtomicU64,
     /// Duration of the last scan, in microseconds (poll backend).
     pub last_scan_us: AtomicU64,
+    /// Entries examined by the last scan (poll backend).
+    pub last_scan_entries: AtomicU64,
 }
 
 impl Shared {

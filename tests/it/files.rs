@@ -1,4 +1,5 @@
-//! Every kind of change to the tree, checked in the `--json` dump.
+//! Every kind of change to the tree, checked in the `--json` dump, on
+//! every backend.
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -14,10 +15,9 @@ fn setup() -> (TempDir, TempDir, Target) {
     (tree, store, target)
 }
 
-#[test]
-fn edit_append_create_delete_are_recorded() {
+fn edit_append_create_delete_are_recorded(backend: &str) {
     let (tree, store, target) = setup();
-    let mut m = Monitord::start(&target, store.path(), &[]);
+    let mut m = Monitord::start_on(backend, &target, store.path(), &[]);
     let t = tree.path();
 
     fs::write(t.join("a.txt"), "one\nTWO\nthree\n").unwrap();
@@ -54,10 +54,9 @@ fn edit_append_create_delete_are_recorded() {
     assert!(changes(record(&records, nothing)).is_empty(), "an idle sample records nothing");
 }
 
-#[test]
-fn renames_are_recorded_as_renames() {
+fn renames_are_recorded_as_renames(backend: &str) {
     let (tree, store, target) = setup();
-    let mut m = Monitord::start(&target, store.path(), &[]);
+    let mut m = Monitord::start_on(backend, &target, store.path(), &[]);
     let t = tree.path();
 
     fs::rename(t.join("a.txt"), t.join("c.txt")).unwrap();
@@ -76,10 +75,9 @@ fn renames_are_recorded_as_renames() {
     assert_eq!(r["files"][0]["from"], "b.txt");
 }
 
-#[test]
-fn write_temp_then_rename_is_one_modification() {
+fn write_temp_then_rename_is_one_modification(backend: &str) {
     let (tree, store, target) = setup();
-    let mut m = Monitord::start(&target, store.path(), &[]);
+    let mut m = Monitord::start_on(backend, &target, store.path(), &[]);
     let t = tree.path();
     fs::write(t.join(".a.txt.swp"), "one\ntwo\nthree\nfour\n").unwrap();
     fs::rename(t.join(".a.txt.swp"), t.join("a.txt")).unwrap();
@@ -89,10 +87,9 @@ fn write_temp_then_rename_is_one_modification() {
     assert_eq!(changes(record(&records, seq)), [("a.txt".into(), "modified".into())]);
 }
 
-#[test]
-fn files_in_a_fresh_directory_tree_are_not_missed() {
+fn files_in_a_fresh_directory_tree_are_not_missed(backend: &str) {
     let (tree, store, target) = setup();
-    let mut m = Monitord::start(&target, store.path(), &[]);
+    let mut m = Monitord::start_on(backend, &target, store.path(), &[]);
     let t = tree.path();
     let deep = t.join("x/y/z");
     fs::create_dir_all(&deep).unwrap();
@@ -110,15 +107,25 @@ fn files_in_a_fresh_directory_tree_are_not_missed() {
         [("x/top.txt".into(), "created".into()), ("x/y/z/deep.txt".into(), "created".into())]
     );
     assert_eq!(changes(record(&records, later)), [("x/y/z/later.txt".into(), "created".into())]);
-    assert_eq!(status["watches"], "4", "root, x, x/y and x/y/z are watched: {status:?}");
-    assert_eq!(status["last_files_read"], "1", "only the dirty file is read: {status:?}");
+    if backend == "inotify" {
+        assert_eq!(status["watches"], "4", "root, x, x/y and x/y/z are watched: {status:?}");
+        assert_eq!(status["last_files_read"], "1", "only the dirty file is read: {status:?}");
+    }
+    if backend == "poll" {
+        // a.txt b.txt x x/top.txt x/y x/y/z x/y/z/deep.txt x/y/z/later.txt
+        assert_eq!(status["last_scan_entries"], "8", "the scan saw the whole tree: {status:?}");
+        assert!(status["last_scan_us"].parse::<u64>().unwrap() > 0, "{status:?}");
+        // The new file, and the files written in the clock tick of the
+        // previous scan, which are looked at once more.
+        let read: u64 = status["last_files_read"].parse().unwrap();
+        assert!((1..=3).contains(&read), "only dirty files are read: {status:?}");
+    }
 }
 
-#[test]
-fn binary_files_are_not_recorded() {
+fn binary_files_are_not_recorded(backend: &str) {
     let (tree, store, target) = setup();
     fs::write(tree.path().join("blob.bin"), b"\x00\x01\x02binary\x00").unwrap();
-    let mut m = Monitord::start(&target, store.path(), &[]);
+    let mut m = Monitord::start_on(backend, &target, store.path(), &[]);
     fs::write(tree.path().join("blob.bin"), b"\x00\x01\x02changed\x00").unwrap();
     fs::write(tree.path().join("new.bin"), b"\x7fELF\x02\x01\x01\x00\x00\x00").unwrap();
     let seq = m.sample();
@@ -128,10 +135,9 @@ fn binary_files_are_not_recorded() {
     assert!(!occurs_below(store.path(), b"binary"));
 }
 
-#[test]
-fn latin1_file_is_recorded_and_restored_byte_exact() {
+fn latin1_file_is_recorded_and_restored_byte_exact(backend: &str) {
     let (tree, store, target) = setup();
-    let mut m = Monitord::start(&target, store.path(), &[]);
+    let mut m = Monitord::start_on(backend, &target, store.path(), &[]);
     let latin1: &[u8] = b"caf\xe9 cr\xe8me\nna\xefve\n";
     fs::write(tree.path().join("latin1.txt"), latin1).unwrap();
     let created = m.sample();
@@ -146,8 +152,7 @@ fn latin1_file_is_recorded_and_restored_byte_exact() {
     assert_eq!(restored(store.path(), modified)["latin1.txt"], b"caf\xe9\n");
 }
 
-#[test]
-fn symlinks_are_recorded_as_links_never_followed() {
+fn symlinks_are_recorded_as_links_never_followed(backend: &str) {
     let (tree, store, target) = setup();
     let outside = TempDir::new("monitord-outside-");
     let secret = b"TOP-SECRET-CONTENT-1234";
@@ -155,7 +160,7 @@ fn symlinks_are_recorded_as_links_never_followed() {
     fs::create_dir(outside.path().join("dir")).unwrap();
     fs::write(outside.path().join("dir/inner.txt"), secret).unwrap();
     symlink(outside.path().join("secret.txt"), tree.path().join("at-start")).unwrap();
-    let mut m = Monitord::start(&target, store.path(), &[]);
+    let mut m = Monitord::start_on(backend, &target, store.path(), &[]);
     symlink(outside.path().join("secret.txt"), tree.path().join("link")).unwrap();
     symlink(outside.path().join("dir"), tree.path().join("dirlink")).unwrap();
     let seq = m.sample();
@@ -174,15 +179,14 @@ fn symlinks_are_recorded_as_links_never_followed() {
     assert!(!tree_now.contains_key("dirlink/inner.txt"));
 }
 
-#[test]
-fn excluded_paths_and_a_store_inside_the_tree_are_left_out() {
+fn excluded_paths_and_a_store_inside_the_tree_are_left_out(backend: &str) {
     let tree = TempDir::new("monitord-tree-");
     fs::create_dir_all(tree.path().join(".git")).unwrap();
     fs::write(tree.path().join(".git/HEAD"), "ref\n").unwrap();
     fs::write(tree.path().join("keep.txt"), "keep\n").unwrap();
     let target = Target::start(tree.path());
     let store = tree.path().join(".monitord-store");
-    let mut m = Monitord::start(&target, &store, &["--exclude", ".git", "--exclude", "*.log"]);
+    let mut m = Monitord::start_on(backend, &target, &store, &["--exclude", ".git", "--exclude", "*.log"]);
     fs::write(tree.path().join(".git/HEAD"), "changed\n").unwrap();
     fs::write(tree.path().join("debug.log"), "noise\n").unwrap();
     fs::write(tree.path().join("keep.txt"), "kept\n").unwrap();
@@ -201,11 +205,10 @@ fn excluded_paths_and_a_store_inside_the_tree_are_left_out() {
     assert!(changes(record(&records, again)).is_empty(), "the monitor's own writes are never recorded");
 }
 
-#[test]
-fn large_files_are_listed_as_skipped() {
+fn large_files_are_listed_as_skipped(backend: &str) {
     let (tree, store, target) = setup();
     fs::write(tree.path().join("big.txt"), "x\n".repeat(2048)).unwrap();
-    let m = Monitord::start(&target, store.path(), &["--max-file-size", "1K"]);
+    let m = Monitord::start_on(backend, &target, store.path(), &["--max-file-size", "1K"]);
     m.stop();
     let records = dump_json(store.path());
     let skipped = &record(&records, 1)["skipped"];
@@ -214,10 +217,9 @@ fn large_files_are_listed_as_skipped() {
     assert!(!occurs_below(store.path(), &"x\n".repeat(600).into_bytes()));
 }
 
-#[test]
-fn a_full_queue_becomes_a_counted_rescan_and_loses_nothing() {
+fn a_full_queue_becomes_a_counted_rescan_and_loses_nothing(backend: &str) {
     let (tree, store, target) = setup();
-    let mut m = Monitord::start(&target, store.path(), &["--queue-capacity", "4"]);
+    let mut m = Monitord::start_on(backend, &target, store.path(), &["--queue-capacity", "4"]);
     for i in 0..50 {
         fs::write(tree.path().join(format!("burst{i:02}.txt")), format!("{i}\n")).unwrap();
     }
@@ -234,3 +236,16 @@ fn a_full_queue_becomes_a_counted_rescan_and_loses_nothing() {
     assert_eq!(status["rescans"], "1", "{status:?}");
     assert!(status["overflows"].parse::<u64>().unwrap() >= 1, "{status:?}");
 }
+
+on_every_backend!(
+    edit_append_create_delete_are_recorded,
+    renames_are_recorded_as_renames,
+    write_temp_then_rename_is_one_modification,
+    files_in_a_fresh_directory_tree_are_not_missed,
+    binary_files_are_not_recorded,
+    latin1_file_is_recorded_and_restored_byte_exact,
+    symlinks_are_recorded_as_links_never_followed,
+    excluded_paths_and_a_store_inside_the_tree_are_left_out,
+    large_files_are_listed_as_skipped,
+    a_full_queue_becomes_a_counted_rescan_and_loses_nothing,
+);

@@ -84,6 +84,67 @@ impl Drop for Target {
     }
 }
 
+/// Run scenarios on every backend: for each `fn scenario(backend: &str)`
+/// named, a module `scenario` with one test per backend (`scenario::poll`
+/// …), so a failure names its backend and `cargo test poll` picks one.
+/// The list of backends is here and only here.
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn inotify() {
+                super::$scenario("inotify")
+            }
+            #[test]
+            fn poll() {
+                super::$scenario("poll")
+            }
+            #[test]
+            fn fanotify() {
+                if $crate::harness::fanotify_available() {
+                    super::$scenario("fanotify")
+                }
+            }
+        }
+    )*};
+}
+
+/// Whether the kernel lets this process use fanotify with a filesystem
+/// mark on the temp directory; says so once when it does not, so a skipped
+/// scenario is never silent.
+pub fn fanotify_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let available = *AVAILABLE.get_or_init(|| {
+        let flags = libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_REPORT_DFID_NAME;
+        // SAFETY: fanotify_init with flag words; returns a new fd or -1.
+        let fd = unsafe { libc::fanotify_init(flags, libc::O_RDONLY as u32) };
+        if fd < 0 {
+            return false;
+        }
+        let dir = std::ffi::CString::new(std::env::temp_dir().into_os_string().into_encoded_bytes()).unwrap();
+        let mask = libc::FAN_CREATE | libc::FAN_MODIFY | libc::FAN_ONDIR;
+        // SAFETY: fanotify_mark on the fd just made, with a NUL-terminated path.
+        let rc = unsafe {
+            libc::fanotify_mark(
+                fd,
+                libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
+                mask,
+                libc::AT_FDCWD,
+                dir.as_ptr(),
+            )
+        };
+        // SAFETY: closing the fd this function opened.
+        unsafe { libc::close(fd) };
+        rc == 0
+    });
+    if !available {
+        eprintln!(
+            "SKIPPED: the kernel refuses fanotify here (not root, or no filesystem marks on the temp dir)"
+        );
+    }
+    available
+}
+
 /// A foreground monitord (`-i`) with stdin and stdout captured.
 pub struct Monitord {
     child: Child,
@@ -115,6 +176,12 @@ impl Monitord {
     /// wait for its baseline.
     pub fn start(target: &Target, store: &Path, extra: &[&str]) -> Monitord {
         Self::start_with_period(target, store, 600_000, extra)
+    }
+
+    /// [`Monitord::start`] with `--backend BACKEND`.
+    pub fn start_on(backend: &str, target: &Target, store: &Path, extra: &[&str]) -> Monitord {
+        let args: Vec<&str> = ["--backend", backend].iter().chain(extra).copied().collect();
+        Self::start(target, store, &args)
     }
 
     pub fn start_with_period(target: &Target, store: &Path, period_ms: u64, extra: &[&str]) -> Monitord {

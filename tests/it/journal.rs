@@ -4,7 +4,7 @@
 use std::fs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monitord::journal::Snapshot;
 
@@ -33,10 +33,16 @@ fn kill_9_during_heavy_writes_loses_no_committed_record() {
     };
     let ring = store.path().join("ring.bin");
     let mut seen = Vec::new();
-    for _ in 0..5 {
+    // At least five looks, and on until a few samples are in: on a busy
+    // machine the first samples under this load can take a while.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for look in 0.. {
         std::thread::sleep(Duration::from_millis(150));
         let snapshot = Snapshot::read(&ring).unwrap();
         seen = snapshot.frames().map(|f| (f.seq, f.time_us, f.payload.to_vec())).collect();
+        if (look >= 4 && seen.len() > 5) || Instant::now() > deadline {
+            break;
+        }
     }
     let status = m.kill(libc::SIGKILL);
     assert!(!status.success());

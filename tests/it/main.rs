@@ -1,6 +1,8 @@
-//! Integration tests: the real binary, real child processes, real inotify.
+//! Integration tests: the real binary, real child processes, real inotify and the other
+//! backends.
 //! One test binary; scenarios live in the modules below.
 
+#[macro_use]
 mod harness;
 
 mod backends;

@@ -213,10 +213,12 @@ fn a_sample_after_the_target_died_records_its_exit_not_an_empty_map() {
     let mut m = Monitord::start(&helper.target, store.path(), &[]);
     helper.target.child().kill().unwrap();
     helper.target.child().wait().unwrap();
-    let seq = m.sample();
+    // The exit is noticed at once (pidfd): a last sample, then the exit.
+    m.wait_line("the exit record", |l| l.contains(" exit "));
     m.stop();
     let records = dump_json(store.path());
     assert!(records.iter().any(|r| r["kind"] == "exit"), "{records:#?}");
+    let seq = records.iter().rev().find(|r| r["kind"] == "sample").unwrap()["seq"].as_u64().unwrap();
     let sample = records.iter().find(|r| r["kind"] == "sample").expect("a sample");
     assert_eq!(delta(sample), Default::default(), "no mapping is recorded as removed");
     assert!(sample["stats"].is_null());

@@ -1,5 +1,6 @@
 //! Restore at every sample equals the tree as it was; replaying reverse
-//! patches down to the baseline and forwards again gives the same trees.
+//! patches down to the baseline and forwards again gives the same trees,
+//! whichever backend found the changes.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -50,14 +51,13 @@ fn record_history(tree: &Path, m: &mut Monitord) -> Vec<(u64, Tree)> {
     states
 }
 
-#[test]
-fn restore_at_every_sample_equals_the_tree_as_it_was() {
+fn restore_at_every_sample_equals_the_tree_as_it_was(backend: &str) {
     let tree = TempDir::new("monitord-tree-");
     let store = TempDir::new("monitord-store-");
     fs::write(tree.path().join("a.txt"), "alpha\nbeta\n").unwrap();
     fs::write(tree.path().join("b.txt"), "bee\n").unwrap();
     let target = Target::start(tree.path());
-    let mut m = Monitord::start(&target, store.path(), &[]);
+    let mut m = Monitord::start_on(backend, &target, store.path(), &[]);
     let states = record_history(tree.path(), &mut m);
     m.stop();
     for (seq, expected) in &states {
@@ -65,14 +65,13 @@ fn restore_at_every_sample_equals_the_tree_as_it_was() {
     }
 }
 
-#[test]
-fn reverse_replay_to_the_baseline_and_forward_again_round_trips() {
+fn reverse_replay_to_the_baseline_and_forward_again_round_trips(backend: &str) {
     let tree = TempDir::new("monitord-tree-");
     let store = TempDir::new("monitord-store-");
     fs::write(tree.path().join("a.txt"), "alpha\nbeta\n").unwrap();
     fs::write(tree.path().join("b.txt"), "bee\n").unwrap();
     let target = Target::start(tree.path());
-    let mut m = Monitord::start(&target, store.path(), &[]);
+    let mut m = Monitord::start_on(backend, &target, store.path(), &[]);
     let states = record_history(tree.path(), &mut m);
     m.stop();
 
@@ -136,13 +135,12 @@ fn restore_refuses_dropped_unknown_and_bad_points() {
     assert_eq!(stdout, b"alpha\n");
 }
 
-#[test]
-fn restore_at_a_time_picks_the_newest_sample_at_or_before_it() {
+fn restore_at_a_time_picks_the_newest_sample_at_or_before_it(backend: &str) {
     let tree = TempDir::new("monitord-tree-");
     let store = TempDir::new("monitord-store-");
     fs::write(tree.path().join("a.txt"), "v1\n").unwrap();
     let target = Target::start(tree.path());
-    let mut m = Monitord::start(&target, store.path(), &[]);
+    let mut m = Monitord::start_on(backend, &target, store.path(), &[]);
     fs::write(tree.path().join("a.txt"), "v2\n").unwrap();
     let seq = m.sample();
     fs::write(tree.path().join("a.txt"), "v3\n").unwrap();
@@ -156,13 +154,12 @@ fn restore_at_a_time_picks_the_newest_sample_at_or_before_it() {
     assert_eq!(stdout, b"v2\n", "--at takes the JSON time back exactly");
 }
 
-#[test]
-fn a_wrapped_ring_restores_what_it_holds_and_refuses_the_rest() {
+fn a_wrapped_ring_restores_what_it_holds_and_refuses_the_rest(backend: &str) {
     let tree = TempDir::new("monitord-tree-");
     let store = TempDir::new("monitord-store-");
     fs::write(tree.path().join("log.txt"), "start\n").unwrap();
     let target = Target::start(tree.path());
-    let mut m = Monitord::start(&target, store.path(), &["--ring-size", "16K"]);
+    let mut m = Monitord::start_on(backend, &target, store.path(), &["--ring-size", "16K"]);
     let mut states = Vec::new();
     for i in 0..60 {
         let line = format!("sample {i} {}\n", "x".repeat(200));
@@ -192,3 +189,10 @@ fn a_wrapped_ring_restores_what_it_holds_and_refuses_the_rest() {
     assert_eq!(code, 1);
     assert!(stderr.contains("seq 1 is no longer in the ring"), "{stderr}");
 }
+
+on_every_backend!(
+    restore_at_every_sample_equals_the_tree_as_it_was,
+    reverse_replay_to_the_baseline_and_forward_again_round_trips,
+    restore_at_a_time_picks_the_newest_sample_at_or_before_it,
+    a_wrapped_ring_restores_what_it_holds_and_refuses_the_rest,
+);
