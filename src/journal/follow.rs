@@ -64,7 +64,13 @@ pub struct Follower {
     pos: usize,
     expected: u64,
     prev_crc: Option<u32>,
+    /// Read-ahead: bytes of the data area from `window_at`.
+    window: Vec<u8>,
+    window_at: usize,
 }
+
+/// How much of the data area one read fetches ahead.
+const READ_AHEAD: usize = 256 * 1024;
 
 impl Follower {
     /// Open `path` and position the cursor.
@@ -74,7 +80,16 @@ impl Follower {
     pub fn open(path: &Path, start: Start) -> Result<Follower, Error> {
         let file = File::open(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
         let mut follower =
-            Follower { file, path: path.to_owned(), capacity: 0, pos: 0, expected: 0, prev_crc: None };
+            Follower {
+                file,
+                path: path.to_owned(),
+                capacity: 0,
+                pos: 0,
+                expected: 0,
+                prev_crc: None,
+                window: Vec::new(),
+                window_at: 0,
+            };
         let header = follower.header()?;
         follower.capacity = usize::try_from(header.capacity).unwrap_or(0);
         follower.restart(&header);
@@ -140,6 +155,34 @@ impl Follower {
     /// advance past it. With `payload` false only the header is checked
     /// (for skipping to a start seq).
     fn frame(&mut self, payload: bool) -> Result<Option<Owned>, Error> {
+        // From the read-ahead window first; what fails there is read again
+        // from the file before it counts as not committed yet.
+        match self.try_frame(payload, false)? {
+            Some(found) => Ok(Some(found)),
+            None => self.try_frame(payload, true),
+        }
+    }
+
+    /// `len` bytes of the data area at `pos`, from the window unless
+    /// `fresh` (or not covered), else read into it with some read-ahead.
+    fn bytes(&mut self, pos: usize, len: usize, fresh: bool) -> Result<&[u8], Error> {
+        let covered = pos >= self.window_at && pos + len <= self.window_at + self.window.len();
+        if fresh || !covered {
+            let want = len.max(READ_AHEAD).min(self.capacity.saturating_sub(pos)).max(len);
+            self.window.resize(want, 0);
+            let at = HEADER_PAGE + pos as u64;
+            if let Err(source) = self.file.read_exact_at(&mut self.window, at) {
+                self.window.clear();
+                return Err(self.read_err(source));
+            }
+            self.window_at = pos;
+        }
+        let start = pos - self.window_at;
+        Ok(&self.window[start..start + len])
+    }
+
+    fn try_frame(&mut self, payload: bool, fresh: bool) -> Result<Option<Owned>, Error> {
+        let mut fresh = fresh;
         loop {
             let remaining = self.capacity.saturating_sub(self.pos);
             if remaining < FRAME_HEADER as usize {
@@ -149,10 +192,10 @@ impl Follower {
                 self.pos = 0;
                 continue;
             }
-            let mut raw = [0u8; FRAME_HEADER as usize];
-            let at = HEADER_PAGE + self.pos as u64;
-            self.file.read_exact_at(&mut raw, at).map_err(|source| self.read_err(source))?;
-            let header: FrameHeader = bytemuck::pod_read_unaligned(&raw);
+            let header: FrameHeader =
+                bytemuck::pod_read_unaligned(self.bytes(self.pos, FRAME_HEADER as usize, fresh)?);
+            // One fresh read per frame is enough.
+            fresh = false;
             if header.marker != super::layout::FRAME_MARKER || header.seq != self.expected {
                 return Ok(None);
             }
@@ -174,12 +217,12 @@ impl Follower {
             if self.pos + len > self.capacity {
                 return Ok(None);
             }
-            let mut body = vec![0u8; plen];
-            self.file.read_exact_at(&mut body, at + FRAME_HEADER).map_err(|source| self.read_err(source))?;
-            if header.compute_crc(&body) != header.crc {
+            let body = self.bytes(self.pos + FRAME_HEADER as usize, plen, false)?;
+            if header.compute_crc(body) != header.crc {
                 // Being written (or torn by a crash): not committed yet.
                 return Ok(None);
             }
+            let body = if payload { body.to_vec() } else { Vec::new() };
             self.pos += len;
             if self.pos == self.capacity {
                 self.pos = 0;
@@ -190,7 +233,7 @@ impl Follower {
                 seq: header.seq,
                 time_us: header.time_us,
                 kind: header.kind,
-                payload: if payload { body } else { Vec::new() },
+                payload: body,
             }));
         }
     }

@@ -14,9 +14,15 @@ fn kinds(records: &[serde_json::Value]) -> Vec<&str> {
 fn a_command_is_recorded_from_its_first_write_and_its_status_is_ours() {
     let tree = TempDir::new("monitord-tree-");
     let store = TempDir::new("monitord-store-");
+    // `ctl sample` between the writes makes the two samples certain.
+    let script = format!(
+        "echo a > x; {} ctl --store {} sample >/dev/null; echo b >> x; echo to-stdout; exit 3",
+        bin(),
+        store.path().display()
+    );
     let out = Command::new(bin())
-        .args(["-i", "--period", "50", "--store", store.path().to_str().unwrap()])
-        .args(["--", "sh", "-c", "echo a > x; sleep 0.2; echo b >> x; echo to-stdout; exit 3"])
+        .args(["-i", "--period", "600000", "--store", store.path().to_str().unwrap()])
+        .args(["--", "sh", "-c", &script])
         .current_dir(tree.path())
         .stdin(Stdio::null())
         .output()
