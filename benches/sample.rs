@@ -1,6 +1,8 @@
 //! Speed of the sampler: what one sample costs when a few files change in a
-//! large tree, against the walk a polling tool (`find -newer`) would do, and
-//! what the baseline and an idle monitor cost.
+//! large tree, against the walk a polling tool (`find -newer`) would do,
+//! what the baseline and an idle monitor cost, and how long
+//! `monitord dump --json` takes over a full 64 MiB ring (the release binary
+//! cargo builds beside the bench).
 //!
 //! Run with `cargo bench --bench sample` (as root or any user who can read
 //! `/proc/<child>/cwd`). `MONITORD_BENCH_QUICK=1` uses a 10,000-file tree
@@ -9,7 +11,10 @@
 //! The target is a real child process (`sh`) whose working directory is
 //! the tree; the bench sends it the writes to make (`printf .. >> file`),
 //! so the changes come from another process, as they do in use. The trees
-//! and the stores live in temporary directories under `/tmp`.
+//! and the stores live in temporary directories under `/tmp`. A control run
+//! then repeats the baseline and the samples with the stores on tmpfs
+//! (`/dev/shm`), to tell the sampler's own work from the cost of creating
+//! mirror files on the tree's filesystem.
 //!
 //! CPU time is the whole process's (`getrusage(RUSAGE_SELF)`), so the
 //! inotify event thread's work is counted; a child's CPU (`find`, `tar`)
@@ -26,10 +31,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use monitord::diff::Patch;
 use monitord::journal::Ring;
-use monitord::journal::record::{Body, Change};
+use monitord::journal::record::{Body, Change, FORMAT_VERSION, FileChange, Node, Record, Sample};
 use monitord::proc::Target;
-use monitord::sampler::{Committed, Sampler, Settings};
+use monitord::sampler::{self, Committed, Sampler, Settings};
 use monitord::store;
 use monitord::tree::Excludes;
 
@@ -37,7 +43,9 @@ use monitord::tree::Excludes;
 const K: usize = 10;
 /// Lines per generated file (about 70 bytes each: ~1.4 KB per file).
 const LINES_PER_FILE: usize = 20;
-const RING_SIZE: u64 = 256 << 20;
+/// The CLI's default `--ring-size`. `Sampler::start` reads the whole ring
+/// back (crash repair), so a bigger ring would inflate the baseline.
+const RING_SIZE: u64 = 64 << 20;
 
 struct Config {
     quick: bool,
@@ -48,6 +56,7 @@ struct Config {
     sample_reps: usize,
     walk_reps: usize,
     baseline_reps: usize,
+    dump_reps: usize,
     idle: Duration,
 }
 
@@ -64,6 +73,7 @@ impl Config {
                 sample_reps: 31,
                 walk_reps: 3,
                 baseline_reps: 2,
+                dump_reps: 3,
                 idle: Duration::from_secs(2),
             }
         } else {
@@ -76,6 +86,7 @@ impl Config {
                 sample_reps: 101,
                 walk_reps: 5,
                 baseline_reps: 3,
+                dump_reps: 5,
                 idle: Duration::from_secs(5),
             }
         }
@@ -202,6 +213,20 @@ fn rel_path(i: usize, dirs: usize) -> String {
     format!("d{:04}/f{:06}.txt", i % dirs, i)
 }
 
+/// The text of file `i`: `LINES_PER_FILE` lines of words.
+fn file_content(i: usize, rng: &mut Rng, content: &mut String) {
+    content.clear();
+    for line in 0..LINES_PER_FILE {
+        let start = content.len();
+        let _ = write!(content, "{i:06}:{line:02}");
+        while content.len() - start < 62 {
+            content.push(' ');
+            content.push_str(WORDS[rng.below(WORDS.len())]);
+        }
+        content.push('\n');
+    }
+}
+
 fn build_tree(files: usize, dirs: usize, seed: u64) -> Tree {
     let dir = tempfile::Builder::new().prefix("monitord-bench-tree-").tempdir_in("/tmp").expect("temp tree");
     let root = dir.path().to_path_buf();
@@ -213,16 +238,7 @@ fn build_tree(files: usize, dirs: usize, seed: u64) -> Tree {
     let mut bytes = 0;
     let mut content = String::with_capacity(2048);
     for i in 0..files {
-        content.clear();
-        for line in 0..LINES_PER_FILE {
-            let start = content.len();
-            let _ = write!(content, "{i:06}:{line:02}");
-            while content.len() - start < 62 {
-                content.push(' ');
-                content.push_str(WORDS[rng.below(WORDS.len())]);
-            }
-            content.push('\n');
-        }
+        file_content(i, &mut rng, &mut content);
         let rel = rel_path(i, dirs);
         fs::write(root.join(&rel), &content).expect("write tree file");
         bytes += content.len() as u64;
@@ -289,9 +305,9 @@ impl Drop for Writer {
 
 // ---------------------------------------------------------------- the sampler
 
-/// A store directory under /tmp, removed on drop.
-fn new_store() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("monitord-bench-store-").tempdir_in("/tmp").expect("temp store")
+/// A store directory under `parent`, removed on drop.
+fn new_store(parent: &Path) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("monitord-bench-store-").tempdir_in(parent).expect("temp store")
 }
 
 /// Start a sampler on `writer`'s cwd with a fresh ring in `store_dir`;
@@ -316,13 +332,18 @@ fn start_sampler(writer: &Writer, store_dir: &Path) -> (Sampler, Cost) {
     (sampler, cost)
 }
 
-/// One monitored tree: the target, the store and the sampler.
+/// One monitored tree: the target, the sampler and its stores. Fields
+/// drop in order: the sampler stops before its store and tree go.
 struct Session {
-    name: String,
-    tree: Tree,
+    sampler: Option<Sampler>,
     writer: Writer,
-    sampler: Sampler,
-    _store: tempfile::TempDir,
+    /// Every store used on this tree, all kept until the end: on ext4
+    /// without a journal, creating a file skips inodes freed in the last
+    /// minutes one by one, so deleting a 100,000-file mirror mid-run would
+    /// slow every later mirror write.
+    stores: Vec<tempfile::TempDir>,
+    tree: Tree,
+    name: String,
     rng: Rng,
     tag: usize,
 }
@@ -342,8 +363,34 @@ struct SampleRun {
 }
 
 impl Session {
-    fn new(name: &str, tree: Tree, writer: Writer, sampler: Sampler, store: tempfile::TempDir) -> Session {
-        Session { name: name.into(), tree, writer, sampler, _store: store, rng: Rng(0x5eed_0001), tag: 0 }
+    /// A session on `tree`, with its writer started and no sampler yet.
+    fn new(name: &str, tree: Tree) -> Session {
+        let writer = Writer::spawn(&tree.root);
+        Session {
+            sampler: None,
+            writer,
+            stores: Vec::new(),
+            tree,
+            name: name.into(),
+            rng: Rng(0x5eed_0001),
+            tag: 0,
+        }
+    }
+
+    /// Stop the current sampler, if any, and start one with a fresh store
+    /// under `store_parent`; returns the baseline's cost.
+    fn start(&mut self, store_parent: &Path) -> Cost {
+        self.sampler = None;
+        let store = new_store(store_parent);
+        sync_disks();
+        let (sampler, cost) = start_sampler(&self.writer, store.path());
+        self.sampler = Some(sampler);
+        self.stores.push(store);
+        cost
+    }
+
+    fn sampler(&mut self) -> &mut Sampler {
+        self.sampler.as_mut().expect("a started sampler")
     }
 
     fn pick(&mut self) -> Vec<String> {
@@ -365,9 +412,9 @@ impl Session {
         let cpu0 = self_cpu();
         self.writer.append(&refs, self.tag);
         let (cpu1, t1) = (self_cpu(), Instant::now());
-        let committed = self.sampler.sample().expect("sample");
+        let committed = self.sampler().sample().expect("sample");
         let (wall2, cpu2) = (t1.elapsed(), self_cpu());
-        let counters = self.sampler.counters();
+        let counters = self.sampler().counters();
         let run = SampleRun {
             cpu_total: cpu2 - cpu0,
             cpu_call: cpu2 - cpu1,
@@ -381,7 +428,7 @@ impl Session {
     /// The correctness check done once before timing.
     fn check(&mut self) {
         // Let anything left from the baseline settle into one sample first.
-        self.sampler.sample().expect("settling sample");
+        self.sampler().sample().expect("settling sample");
         let (run, committed) = self.change_and_sample();
         let modified: usize = committed
             .iter()
@@ -435,9 +482,93 @@ fn timed_child(cmd: &mut Command) -> Cost {
     cost
 }
 
+/// `tar cf - . | cat > /dev/null` in the tree (the `cat` keeps GNU tar
+/// from noticing /dev/null and skipping the reads).
 fn tar_cost(tree: &Path) -> Cost {
-    let script = format!("tar cf - -C '{}' . | cat > /dev/null", tree.display());
-    timed_child(Command::new("sh").arg("-c").arg(script))
+    timed_child(Command::new("sh").arg("-c").arg("tar cf - . | cat > /dev/null").current_dir(tree))
+}
+
+/// Check both sessions, warm them up, then take `reps` samples of each,
+/// interleaved so that drift on a shared machine hits both alike.
+fn interleaved(a: &mut Session, b: &mut Session, reps: usize) -> (Vec<SampleRun>, Vec<SampleRun>) {
+    a.check();
+    b.check();
+    for _ in 0..5 {
+        a.change_and_sample();
+        b.change_and_sample();
+    }
+    let (mut a_runs, mut b_runs) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        a_runs.push(a.change_and_sample().0);
+        b_runs.push(b.change_and_sample().0);
+    }
+    for (name, runs) in [(&a.name, &a_runs), (&b.name, &b_runs)] {
+        for run in runs {
+            assert_eq!(run.files_read, K as u64, "{name}: a timed sample read {} files", run.files_read);
+        }
+    }
+    (a_runs, b_runs)
+}
+
+/// Medians of one size's samples: CPU (+events), CPU in `sample()`, wall.
+fn sample_medians(runs: &[SampleRun]) -> (Duration, Duration, Duration) {
+    let pick = |f: fn(&SampleRun) -> Duration| median(runs.iter().map(f).collect());
+    (pick(|r| r.cpu_total), pick(|r| r.cpu_call), pick(|r| r.wall_call))
+}
+
+fn print_samples(rows: &[(&str, &[SampleRun])]) {
+    println!("   {:<22} {:>16} {:>16} {:>14}", "", "CPU (+events)", "CPU in sample()", "wall sample()");
+    for (name, runs) in rows {
+        let (t, c, w) = sample_medians(runs);
+        println!("   {:<22} {:>16} {:>16} {:>14}", name, ms(t), ms(c), ms(w));
+    }
+}
+
+// ---------------------------------------------------------------- dump
+
+/// Size of the ring `dump --json` reads: the CLI's default, full.
+const DUMP_RING_SIZE: u64 = 64 << 20;
+
+/// Fill a `DUMP_RING_SIZE` ring at `path` past one wrap with sample records
+/// such as the sampler writes: `K` modified files each, one line appended
+/// or rewritten per file, with its context. Returns the live records.
+fn fill_dump_ring(path: &Path) -> u64 {
+    let mut rng = Rng(0xd0d0);
+    let deadline = Duration::from_millis(100);
+    let mut pool = Vec::new();
+    let mut old = String::new();
+    for i in 0..256 {
+        file_content(i, &mut rng, &mut old);
+        let new = if i % 2 == 0 {
+            format!("{old}appended line {i}\n")
+        } else {
+            let edited = format!("{i:06}:{:02} edited {}", LINES_PER_FILE / 2, WORDS[rng.below(WORDS.len())]);
+            let mut lines: Vec<&str> = old.lines().collect();
+            lines[LINES_PER_FILE / 2] = &edited;
+            lines.iter().fold(String::new(), |acc, l| acc + l + "\n")
+        };
+        pool.push(Patch::compute(old.as_bytes(), new.as_bytes(), deadline));
+    }
+    let mut ring = Ring::open_or_create(path, DUMP_RING_SIZE).expect("create dump ring");
+    let mut time_us = sampler::now_us();
+    while ring.info().dropped_records == 0 {
+        let files = (0..K)
+            .map(|_| FileChange {
+                path: rel_path(rng.below(100_000), 1_000).into_bytes(),
+                change: Change::Modified,
+                from: None,
+                node: Node::File,
+                patch: pool[rng.below(pool.len())].clone(),
+            })
+            .collect();
+        let body = Body::Sample(Sample { files, ..Sample::default() });
+        let record = Record { version: FORMAT_VERSION, epoch: 1, pid: 4242, body };
+        time_us += 100_000;
+        ring.append(record.kind() as u16, time_us, &record.encode()).expect("append to dump ring");
+    }
+    ring.flush().expect("flush dump ring");
+    let info = ring.info();
+    info.next_seq - info.oldest_seq
 }
 
 // ---------------------------------------------------------------- main
@@ -453,82 +584,38 @@ fn main() {
         cfg.big_files,
         cfg.small_files
     );
+    let tmp = Path::new("/tmp");
+    // Scratch space (the `find -newer` reference, the dump ring), removed
+    // on drop like the trees and stores, also when an assertion fails.
+    let scratch =
+        tempfile::Builder::new().prefix("monitord-bench-scratch-").tempdir_in(tmp).expect("scratch");
     let big_tree = build_tree(cfg.big_files, cfg.big_dirs, 0x0b16);
     let small_tree = build_tree(cfg.small_files, cfg.small_dirs, 0x5a11);
     sync_disks();
-    let reference_file = big_tree
-        .root
-        .parent()
-        .expect("tree parent")
-        .join(format!("{}.newer-ref", big_tree.root.file_name().expect("tree name").to_string_lossy()));
+    let reference_file = scratch.path().join("newer-ref");
     fs::write(&reference_file, b"").expect("reference file");
     let reference_time = fs::metadata(&reference_file).and_then(|m| m.modified()).expect("reference mtime");
+    let mut big = Session::new(&format!("N = {}", cfg.big_files), big_tree);
+    let mut small = Session::new(&format!("N = {}", cfg.small_files), small_tree);
 
     // 3. Baseline vs tar (first, on a cold-ish sampler; tar warms the cache).
     eprintln!("baseline of {} files vs tar, {} repetitions ...", cfg.big_files, cfg.baseline_reps);
-    let big_writer = Writer::spawn(&big_tree.root);
-    tar_cost(&big_tree.root);
+    tar_cost(&big.tree.root);
     let mut tar_runs = Vec::new();
     let mut baseline_runs = Vec::new();
-    let mut kept = None;
-    for rep in 0..cfg.baseline_reps {
+    for _ in 0..cfg.baseline_reps {
         sync_disks();
-        tar_runs.push(tar_cost(&big_tree.root));
-        let store_dir = new_store();
-        sync_disks();
-        let (sampler, cost) = start_sampler(&big_writer, store_dir.path());
-        baseline_runs.push(cost);
-        if rep + 1 == cfg.baseline_reps {
-            kept = Some((sampler, store_dir));
-        } else {
-            drop(sampler);
-            drop(store_dir);
-        }
+        tar_runs.push(tar_cost(&big.tree.root));
+        baseline_runs.push(big.start(tmp));
     }
-    let (big_sampler, big_store) = kept.expect("at least one baseline");
     let tar = median_cost(&tar_runs);
     let baseline = median_cost(&baseline_runs);
 
-    // 1. Per-sample cost, interleaving the two sizes so drift hits both.
-    let small_writer = Writer::spawn(&small_tree.root);
-    let small_store = new_store();
-    let (small_sampler, _) = start_sampler(&small_writer, small_store.path());
-    let big_name = format!("N = {}", cfg.big_files);
-    let small_name = format!("N = {}", cfg.small_files);
-    let mut big = Session::new(&big_name, big_tree, big_writer, big_sampler, big_store);
-    let mut small = Session::new(&small_name, small_tree, small_writer, small_sampler, small_store);
+    // 1. Per-sample cost, stores in /tmp beside the trees.
+    small.start(tmp);
     eprintln!("per-sample cost, k = {K}, {} samples per size ...", cfg.sample_reps);
-    big.check();
-    small.check();
-    for _ in 0..5 {
-        big.change_and_sample();
-        small.change_and_sample();
-    }
-    let (mut big_runs, mut small_runs) = (Vec::new(), Vec::new());
-    for _ in 0..cfg.sample_reps {
-        big_runs.push(big.change_and_sample().0);
-        small_runs.push(small.change_and_sample().0);
-    }
-    for (name, runs) in [(&big.name, &big_runs), (&small.name, &small_runs)] {
-        for run in runs {
-            assert_eq!(run.files_read, K as u64, "{name}: a timed sample read {} files", run.files_read);
-        }
-    }
-
-    // 2. The polling walk over the same big tree.
-    eprintln!("find -newer walk, {} repetitions ...", cfg.walk_reps);
-    let mut walk_runs = Vec::new();
-    let mut find_runs = Vec::new();
-    let mut newer = 0;
-    for _ in 0..cfg.walk_reps {
-        let (c0, t0) = (self_cpu(), Instant::now());
-        newer = walk_newer(&big.tree.root, reference_time);
-        walk_runs.push(Cost { wall: t0.elapsed(), cpu: self_cpu() - c0 });
-        find_runs
-            .push(timed_child(Command::new("find").arg(&big.tree.root).arg("-newer").arg(&reference_file)));
-    }
-    let walk = median_cost(&walk_runs);
-    let find = median_cost(&find_runs);
+    let (big_runs, small_runs) = interleaved(&mut big, &mut small, cfg.sample_reps);
+    let big_bytes = median(big_runs.iter().map(|r| Duration::from_nanos(r.bytes_read)).collect()).as_nanos();
 
     // 4. Idle: a sample every 100 ms with nothing changing.
     eprintln!("idle, {} s at one sample per 100 ms ...", cfg.idle.as_secs());
@@ -538,9 +625,9 @@ fn main() {
     let mut idle_walls = Vec::new();
     while t0.elapsed() < cfg.idle {
         let t = Instant::now();
-        big.sampler.sample().expect("idle sample");
+        big.sampler().sample().expect("idle sample");
         idle_walls.push(t.elapsed());
-        assert_eq!(big.sampler.counters().files_read, 0, "an idle sample read files");
+        assert_eq!(big.sampler().counters().files_read, 0, "an idle sample read files");
         idle_samples += 1;
         let next = t0 + period * idle_samples;
         if let Some(wait) = next.checked_duration_since(Instant::now()) {
@@ -551,18 +638,54 @@ fn main() {
     let idle_cpu = self_cpu() - c0;
     let idle_pct = 100.0 * idle_cpu.as_secs_f64() / idle_wall.as_secs_f64();
 
+    // 2. The polling walk over the same big tree.
+    eprintln!("find -newer walk, {} repetitions ...", cfg.walk_reps);
+    let mut walk_runs = Vec::new();
+    let mut find_runs = Vec::new();
+    let mut newer = 0;
+    for _ in 0..cfg.walk_reps {
+        let (c0, t0) = (self_cpu(), Instant::now());
+        newer = walk_newer(&big.tree.root, reference_time);
+        walk_runs.push(Cost { wall: t0.elapsed(), cpu: self_cpu() - c0 });
+        find_runs.push(timed_child(
+            Command::new("find").arg(".").arg("-newer").arg(&reference_file).current_dir(&big.tree.root),
+        ));
+    }
+    let walk = median_cost(&walk_runs);
+    let find = median_cost(&find_runs);
+
+    // Control: the same baseline and samples with the stores on tmpfs,
+    // which separates the sampler's own work from the cost of creating
+    // files on the tree's filesystem.
+    let shm = Path::new("/dev/shm");
+    let control = shm.is_dir().then(|| {
+        eprintln!("control: stores on tmpfs ({}) ...", shm.display());
+        let runs: Vec<Cost> = (0..cfg.baseline_reps).map(|_| big.start(shm)).collect();
+        small.start(shm);
+        let (b, s) = interleaved(&mut big, &mut small, cfg.sample_reps);
+        (median_cost(&runs), b, s)
+    });
+    drop(big.sampler.take());
+    drop(small.sampler.take());
+
+    // 5. `monitord dump --json` of a full default-size ring.
+    eprintln!("dump --json of a full {} MiB ring, {} runs ...", DUMP_RING_SIZE >> 20, cfg.dump_reps);
+    let dump_ring = scratch.path().join("ring.bin");
+    let dump_records = fill_dump_ring(&dump_ring);
+    sync_disks();
+    let monitord = env!("CARGO_BIN_EXE_monitord");
+    let dump_cmd = || {
+        let mut cmd = Command::new(monitord);
+        cmd.arg("dump").arg("--json").arg(&dump_ring);
+        cmd
+    };
+    let json_bytes = dump_cmd().stdout(Stdio::piped()).output().expect("run monitord dump").stdout.len();
+    let dump = median_cost(&(0..cfg.dump_reps).map(|_| timed_child(&mut dump_cmd())).collect::<Vec<_>>());
+
     // ------------------------------------------------------------ report
-    let pick = |runs: &[SampleRun], f: fn(&SampleRun) -> Duration| median(runs.iter().map(f).collect());
-    let (bt, bc, bw) =
-        (pick(&big_runs, |r| r.cpu_total), pick(&big_runs, |r| r.cpu_call), pick(&big_runs, |r| r.wall_call));
-    let (st, sc, sw) = (
-        pick(&small_runs, |r| r.cpu_total),
-        pick(&small_runs, |r| r.cpu_call),
-        pick(&small_runs, |r| r.wall_call),
-    );
-    let big_bytes = median(big_runs.iter().map(|r| Duration::from_nanos(r.bytes_read)).collect()).as_nanos();
-    let n_big = big.name.clone();
-    let n_small = small.name.clone();
+    let (bt, bc, bw) = sample_medians(&big_runs);
+    let (st, sc, sw) = sample_medians(&small_runs);
+    let (n_big, n_small) = (big.name.as_str(), small.name.as_str());
 
     println!();
     println!("monitord sample bench (inotify){}", if cfg.quick { ", QUICK run" } else { "" });
@@ -577,12 +700,13 @@ fn main() {
     );
     println!("all figures are medians; CPU is process CPU time (all threads) from getrusage");
     println!();
-    println!("1. one sample, k = {K} files changed ({} samples per size, interleaved)", cfg.sample_reps);
-    println!("   {:<14} {:>16} {:>16} {:>14}", "", "CPU (+events)", "CPU in sample()", "wall sample()");
-    println!("   {:<14} {:>16} {:>16} {:>14}", n_big, ms(bt), ms(bc), ms(bw));
-    println!("   {:<14} {:>16} {:>16} {:>14}", n_small, ms(st), ms(sc), ms(sw));
     println!(
-        "   {:<14} {:>16.2} {:>16.2} {:>14.2}",
+        "1. one sample, k = {K} files changed ({} samples per size, interleaved; stores in /tmp)",
+        cfg.sample_reps
+    );
+    print_samples(&[(n_big, &big_runs), (n_small, &small_runs)]);
+    println!(
+        "   {:<22} {:>16.2} {:>16.2} {:>14.2}",
         "ratio big/small",
         ratio(bt, st),
         ratio(bc, sc),
@@ -598,16 +722,16 @@ fn main() {
     println!("2. polling walk of the {n_big} tree ({} repetitions; {newer} files newer)", cfg.walk_reps);
     println!("   {:<34} {:>12} {:>12}", "", "CPU", "wall");
     println!("   {:<34} {:>12} {:>12}", "in-process walk + lstat + mtime", ms(walk.cpu), ms(walk.wall));
-    println!("   {:<34} {:>12} {:>12}", "find TREE -newer REF (child)", ms(find.cpu), ms(find.wall));
-    println!("   {:<34} {:>12} {:>12}", "one sample, k = 10 (from 1.)", ms(bt), ms(bw));
+    println!("   {:<34} {:>12} {:>12}", "find . -newer REF (child)", ms(find.cpu), ms(find.wall));
+    println!("   {:<34} {:>12} {:>12}", format!("one sample, k = {K} (from 1.)"), ms(bt), ms(bw));
     println!(
-        "   sample is cheaper than the walk by {:.0}x CPU ({:.0}x vs find), {:.0}x wall ({:.0}x vs find)",
-        ratio(walk.cpu, bt),
+        "   one sample costs {:.3}x the CPU of find -newer ({:.3}x of the in-process walk); \
+         find / sample = {:.0}x CPU, {:.0}x wall",
+        ratio(bt, find.cpu),
+        ratio(bt, walk.cpu),
         ratio(find.cpu, bt),
-        ratio(walk.wall, bw),
         ratio(find.wall, bw)
     );
-    println!("   goal: > 100x cheaper (CPU, in-process walk): {}", verdict(ratio(walk.cpu, bt) > 100.0));
     println!();
     println!("3. baseline of the {n_big} tree ({} repetitions, fresh store each)", cfg.baseline_reps);
     println!("   {:<34} {:>12} {:>12}", "", "CPU", "wall");
@@ -631,9 +755,37 @@ fn main() {
     println!("   goal: < 0.5 %: {}", verdict(idle_pct < 0.5));
     println!();
     println!(
+        "5. monitord dump --json of a full {} MiB ring ({dump_records} sample records, {:.0} MB of JSON; {} runs)",
+        DUMP_RING_SIZE >> 20,
+        json_bytes as f64 / 1e6,
+        cfg.dump_reps
+    );
+    println!("   {:<34} {:>12} {:>12}", "", "CPU", "wall");
+    println!(
+        "   {:<34} {:>12} {:>12}",
+        "monitord dump --json RING > /dev/null",
+        secs(dump.cpu),
+        secs(dump.wall)
+    );
+    println!("   goal: < 2 s: {} ({})", verdict(dump.wall < Duration::from_secs(2)), secs(dump.wall));
+    if let Some((base, b_runs, s_runs)) = &control {
+        let (ct, ..) = sample_medians(b_runs);
+        let (cs, ..) = sample_medians(s_runs);
+        println!();
+        println!("control: the same with the stores on tmpfs ({}), not a goal", shm.display());
+        print_samples(&[(n_big, b_runs), (n_small, s_runs)]);
+        println!("   ratio big/small (CPU +events): {:.2}", ratio(ct, cs));
+        println!(
+            "   baseline: CPU {}, wall {} = {:.2}x tar",
+            secs(base.cpu),
+            secs(base.wall),
+            ratio(base.wall, tar.wall)
+        );
+    }
+    println!();
+    println!(
         "note: the machine is shared ({cores} cores, other builds may run); expect noise of tens of \
          percent on single figures. Total bench time {}.",
         secs(started.elapsed())
     );
-    let _ = fs::remove_file(&reference_file);
 }
