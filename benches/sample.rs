@@ -153,6 +153,27 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 
+/// The type of the filesystem holding `path`, for the report.
+fn fs_type(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return "?".into() };
+    // SAFETY: `statfs` is plain old data; all-zero is a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is a NUL-terminated string and `st` a writable
+    // `statfs`, both alive for the call.
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut st) } != 0 {
+        return "?".into();
+    }
+    match st.f_type as u64 {
+        0xef53 => "ext2/3/4".into(),
+        0x0102_1994 => "tmpfs".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683e => "btrfs".into(),
+        0x794c_7630 => "overlayfs".into(),
+        other => format!("type {other:#x}"),
+    }
+}
+
 /// Flush dirty pages so that one run's writeback does not land in the
 /// next one's timing (the page cache is kept).
 fn sync_disks() {
@@ -698,6 +719,7 @@ fn main() {
         cfg.small_dirs,
         small.tree.bytes as f64 / 1e6
     );
+    println!("trees and stores in /tmp ({}); the control's stores in /dev/shm", fs_type(tmp));
     println!("all figures are medians; CPU is process CPU time (all threads) from getrusage");
     println!();
     println!(
@@ -772,7 +794,12 @@ fn main() {
         let (ct, ..) = sample_medians(b_runs);
         let (cs, ..) = sample_medians(s_runs);
         println!();
-        println!("control: the same with the stores on tmpfs ({}), not a goal", shm.display());
+        println!(
+            "control: the same with the stores on {} ({}), not a goal: what the sampler costs when \
+             creating mirror files is cheap",
+            fs_type(shm),
+            shm.display()
+        );
         print_samples(&[(n_big, b_runs), (n_small, s_runs)]);
         println!("   ratio big/small (CPU +events): {:.2}", ratio(ct, cs));
         println!(
