@@ -224,7 +224,7 @@ const WORDS: &[&str] = &[
 
 /// A text tree of `files` files spread over `dirs` directories.
 struct Tree {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     root: PathBuf,
     files: Vec<String>,
     bytes: u64,
@@ -265,7 +265,7 @@ fn build_tree(files: usize, dirs: usize, seed: u64) -> Tree {
         bytes += content.len() as u64;
         names.push(rel);
     }
-    Tree { _dir: dir, root, files: names, bytes }
+    Tree { dir, root, files: names, bytes }
 }
 
 // ---------------------------------------------------------------- the target
@@ -815,4 +815,32 @@ fn main() {
          percent on single figures. Total bench time {}.",
         secs(started.elapsed())
     );
+    cleanup(vec![big, small], scratch);
+}
+
+/// Remove the trees and stores, a few directories at a time: on a
+/// filesystem mounted with `discard` every unlink waits for the device, and
+/// half a million of them one after the other take minutes.
+fn cleanup(sessions: Vec<Session>, scratch: tempfile::TempDir) {
+    let t0 = Instant::now();
+    let mut dirs = vec![scratch];
+    for session in sessions {
+        let Session { sampler, writer, stores, tree, .. } = session;
+        drop(sampler);
+        drop(writer);
+        dirs.extend(stores);
+        dirs.push(tree.dir);
+    }
+    eprintln!("removing {} temporary directories ...", dirs.len());
+    std::thread::scope(|s| {
+        for dir in dirs {
+            s.spawn(move || {
+                let path = dir.path().to_path_buf();
+                if let Err(e) = dir.close() {
+                    eprintln!("cannot remove {}: {e}", path.display());
+                }
+            });
+        }
+    });
+    eprintln!("removed in {}", secs(t0.elapsed()));
 }
