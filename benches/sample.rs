@@ -335,8 +335,6 @@ fn new_store(parent: &Path) -> tempfile::TempDir {
 /// returns it and the time `Sampler::start` took (the baseline).
 fn start_sampler(writer: &Writer, store_dir: &Path) -> (Sampler, Cost) {
     let target = Target::open(writer.pid()).expect("open target");
-    let root = target.open_cwd().expect("open target cwd");
-    let cwd = target.cwd_path().expect("target cwd path");
     store::create(store_dir).expect("create store");
     let ring = Ring::open_or_create(&store_dir.join(store::RING_FILE), RING_SIZE).expect("create ring");
     let settings = Settings {
@@ -345,9 +343,13 @@ fn start_sampler(writer: &Writer, store_dir: &Path) -> (Sampler, Cost) {
         excludes: Excludes::new(&[".git"]).expect("excludes"),
         diff_deadline: Duration::from_millis(100),
         queue_capacity: 65_536,
+        backend: monitord::event::Backend::Inotify,
+        only_target: false,
+        // The file path alone: the maps and stats probes have their own bench.
+        record: monitord::proc::probe::Recording { files: true, maps: false, stats: false },
     };
     let (cpu0, t0) = (self_cpu(), Instant::now());
-    let (sampler, baseline) = Sampler::start(settings, ring, target, root, cwd).expect("start sampler");
+    let (sampler, baseline) = Sampler::start(settings, ring, target).expect("start sampler");
     let cost = Cost { wall: t0.elapsed(), cpu: self_cpu() - cpu0 };
     assert!(matches!(baseline.last().map(|c| &c.record.body), Some(Body::Baseline(_))), "no baseline record");
     (sampler, cost)

@@ -79,17 +79,16 @@ impl Follower {
     /// [`Error::Read`] or [`Error::Header`] when the file is not a ring.
     pub fn open(path: &Path, start: Start) -> Result<Follower, Error> {
         let file = File::open(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
-        let mut follower =
-            Follower {
-                file,
-                path: path.to_owned(),
-                capacity: 0,
-                pos: 0,
-                expected: 0,
-                prev_crc: None,
-                window: Vec::new(),
-                window_at: 0,
-            };
+        let mut follower = Follower {
+            file,
+            path: path.to_owned(),
+            capacity: 0,
+            pos: 0,
+            expected: 0,
+            prev_crc: None,
+            window: Vec::new(),
+            window_at: 0,
+        };
         let header = follower.header()?;
         follower.capacity = usize::try_from(header.capacity).unwrap_or(0);
         follower.restart(&header);
