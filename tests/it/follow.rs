@@ -92,3 +92,36 @@ fn head_ends_a_follower_cleanly() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn the_manual_s_file_pipeline_example_works_as_written() {
+    let page =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man/extra.roff"))
+            .unwrap();
+    let documented = "monitord dump \\-\\-follow \\-\\-json /var/lib/monitord/1234/ring.bin >> /var/log/monitord/1234.jsonl";
+    assert!(page.contains(documented), "the example is in the manual");
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let logs = TempDir::new("monitord-logs-");
+    let target = Target::start(tree.path());
+    let daemon = Daemon::start(target.pid(), store.path(), 600_000, &[]);
+    // The documented line, with this test's paths and binary.
+    let line = documented
+        .replace("\\-", "-")
+        .replace("monitord ", &format!("{} ", bin()))
+        .replace("/var/lib/monitord/1234", store.path().to_str().unwrap())
+        .replace("/var/log/monitord", logs.path().to_str().unwrap());
+    let mut pipeline = Command::new("sh").args(["-c", &format!("exec {line}")]).spawn().unwrap();
+    std::fs::write(tree.path().join("a.txt"), "a\n").unwrap();
+    assert_eq!(daemon.ctl(&["sample"]).0, 0);
+    let file = logs.path().join("1234.jsonl");
+    wait_until("the sample in the log file", SECS, || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t.contains("\"a.txt\""))
+    });
+    pipeline.kill().unwrap();
+    pipeline.wait().unwrap();
+    for line in std::fs::read_to_string(&file).unwrap().lines() {
+        let value: serde_json::Value = serde_json::from_str(line).expect("one JSON object per line");
+        assert!(value["seq"].is_u64());
+    }
+}
