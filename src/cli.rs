@@ -122,6 +122,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check the store: ring, records, patches against their hashes, mirror.
     Verify(VerifyArgs),
+    /// Play history in the terminal: file tree, diffs, map changes, timeline.
+    Replay(ReplayArgs),
 }
 
 /// `monitord ctl`.
@@ -202,6 +204,26 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
 }
+
+/// `monitord replay`.
+#[derive(Debug, Args)]
+#[command(after_long_help = REPLAY_HELP)]
+pub struct ReplayArgs {
+    /// The store [default: the most recently written store in the default location].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+}
+
+const REPLAY_HELP: &str = "\
+Keys:
+  Left, Right    step one record back or forwards
+  Home, End      the oldest or the newest record (End follows new records)
+  Space          play forwards at the recorded pace; r plays backwards
+  +, -           play faster or slower
+  Up, Down       select a file; PageUp, PageDown scroll it
+  Enter          the file's diff at this record, or its content as of then
+  /              find a file by name (n finds the next)
+  q              quit";
 
 /// `monitord restore`.
 #[derive(Debug, Args)]

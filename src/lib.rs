@@ -65,6 +65,7 @@ pub mod monitor;
 pub mod notify;
 pub mod proc;
 pub mod render;
+pub mod replay;
 pub mod restore;
 pub mod sampler;
 pub mod signals;

@@ -5,6 +5,7 @@ pub mod ctl;
 pub mod dump;
 pub mod log;
 pub mod monitor;
+pub mod replay;
 pub mod restore;
 pub mod show;
 pub mod verify;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Show(args)) => show::run(&args),
         Some(Command::Restore(args)) => restore::run(&args),
         Some(Command::Verify(args)) => verify::run(&args),
+        Some(Command::Replay(args)) => replay::run(&args),
         None => monitor::run(&cli.monitor),
     }
 }
