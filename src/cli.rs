@@ -124,6 +124,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Play history in the terminal: file tree, diffs, map changes, timeline.
     Replay(ReplayArgs),
+    /// Print a shell completion script to stdout.
+    Completions(CompletionsArgs),
 }
 
 /// `monitord ctl`.
@@ -224,6 +226,39 @@ Keys:
   Enter          the file's diff at this record, or its content as of then
   /              find a file by name (n finds the next)
   q              quit";
+
+/// `monitord completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write a completion script for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: Shell,
+}
+
+/// Shells with completion scripts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// bash: source it, or put it in /usr/share/bash-completion/completions/monitord.
+    Bash,
+    /// zsh: put it as _monitord in a directory of $fpath.
+    Zsh,
+    /// fish: put it in ~/.config/fish/completions/monitord.fish.
+    Fish,
+}
+
+/// The completion script for `shell`.
+pub fn completions(shell: Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    use clap_complete::{generate, shells};
+    let mut command = Cli::command();
+    let mut out = Vec::new();
+    match shell {
+        Shell::Bash => generate(shells::Bash, &mut command, "monitord", &mut out),
+        Shell::Zsh => generate(shells::Zsh, &mut command, "monitord", &mut out),
+        Shell::Fish => generate(shells::Fish, &mut command, "monitord", &mut out),
+    }
+    out
+}
 
 /// `monitord restore`.
 #[derive(Debug, Args)]

@@ -39,6 +39,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Restore(args)) => restore::run(&args),
         Some(Command::Verify(args)) => verify::run(&args),
         Some(Command::Replay(args)) => replay::run(&args),
+        Some(Command::Completions(args)) => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&crate::cli::completions(args.shell))?;
+            stdout.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
         None => monitor::run(&cli.monitor),
     }
 }
