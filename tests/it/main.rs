@@ -9,4 +9,5 @@ mod daemon;
 mod files;
 mod history;
 mod journal;
+mod replay;
 mod restore;
