@@ -391,11 +391,11 @@ pub(crate) mod tests {
     use crate::journal::record::{Baseline, FORMAT_VERSION, MapsDelta, Node, Sample, Stats};
     use std::time::Duration;
 
-    fn file(content: &str) -> (Node, Vec<u8>) {
+    pub(crate) fn file(content: &str) -> (Node, Vec<u8>) {
         (Node::File, content.as_bytes().to_vec())
     }
 
-    fn change(path: &str, kind: Change, from: Option<&str>, old: &str, new: &str) -> FileChange {
+    pub(crate) fn change(path: &str, kind: Change, from: Option<&str>, old: &str, new: &str) -> FileChange {
         FileChange {
             path: path.as_bytes().to_vec(),
             change: kind,
@@ -405,7 +405,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn sample(seq: u64, epoch: u64, files: Vec<FileChange>, rss: u64) -> Entry {
+    pub(crate) fn sample(seq: u64, epoch: u64, files: Vec<FileChange>, rss: u64) -> Entry {
         Entry {
             seq,
             time_us: 1_000_000 * seq,
@@ -426,7 +426,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn baseline(seq: u64) -> Entry {
+    pub(crate) fn baseline(seq: u64) -> Entry {
         Entry {
             seq,
             time_us: 1_000_000 * seq,

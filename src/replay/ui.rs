@@ -14,6 +14,7 @@
 //! status: play state, speed, keys; the find prompt
 //! ```
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -23,7 +24,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Sparkline};
 
-use super::{Replay, Row, Source};
+use super::{Entry, Replay, Row, Source};
 use crate::journal::record::{Body, Change};
 use crate::render::human;
 
@@ -68,9 +69,18 @@ pub struct App<S: Source> {
     search: Option<String>,
     last_search: String,
     message: Option<String>,
+    /// The file rows and the record they were listed at (see `moved`).
     rows: Vec<Row>,
     rows_seq: Option<u64>,
+    rows_structural: bool,
     quit: bool,
+}
+
+/// Whether a record can change which paths exist (anything but a sample of
+/// modifications only).
+fn structural(entry: &Entry) -> bool {
+    !matches!(entry.record.body, Body::Sample(_))
+        || entry.files().iter().any(|c| c.change != Change::Modified)
 }
 
 impl<S: Source> App<S> {
@@ -90,6 +100,7 @@ impl<S: Source> App<S> {
             message: None,
             rows: Vec::new(),
             rows_seq: None,
+            rows_structural: true,
             quit: false,
         };
         app.moved();
@@ -115,13 +126,25 @@ impl<S: Source> App<S> {
         2f64.powi(self.speed_exp)
     }
 
-    /// Rebuild the rows after the cursor moved, and pick the file to show.
+    /// Bring the rows up to the cursor, and pick the file to show.
+    ///
+    /// Listing the tree costs what the tree holds, so it is skipped when the
+    /// cursor moved by one record and neither record can have added or
+    /// removed a path: then only the marks changed, and those are drawn
+    /// from the record itself.
     fn moved(&mut self) {
-        let seq = self.replay.current().seq;
+        let current = self.replay.current();
+        let seq = current.seq;
         if self.rows_seq == Some(seq) {
             return;
         }
-        self.rows = self.replay.rows();
+        let same_paths = self.rows_seq.is_some_and(|old| old.abs_diff(seq) == 1)
+            && !self.rows_structural
+            && !structural(current);
+        if !same_paths {
+            self.rows = self.replay.rows();
+        }
+        self.rows_structural = structural(current);
         self.rows_seq = Some(seq);
         let exists = |sel: &Option<Vec<u8>>| {
             sel.as_ref().is_some_and(|s| self.rows.iter().any(|r| r.path.as_ref() == Some(s)))
@@ -334,6 +357,13 @@ impl<S: Source> App<S> {
         let inner = block.inner(area);
         frame.render_widget(block, area);
         let height = inner.height as usize;
+        let mut marks: HashMap<&[u8], Change> = HashMap::new();
+        for change in self.replay.current().files() {
+            marks.insert(&change.path, change.change);
+            if let Some(from) = &change.from {
+                marks.insert(from, Change::Deleted);
+            }
+        }
         let at = self.rows.iter().position(|r| r.path.is_some() && r.path == self.selected).unwrap_or(0);
         let top = at.saturating_sub(height.saturating_sub(1) / 2).min(self.rows.len().saturating_sub(height));
         let lines: Vec<Line<'_>> = self.rows[top..]
@@ -341,7 +371,8 @@ impl<S: Source> App<S> {
             .take(height)
             .enumerate()
             .map(|(i, row)| {
-                let (mark, color) = match row.mark {
+                let change = row.path.as_deref().and_then(|p| marks.get(p)).copied();
+                let (mark, color) = match change {
                     Some(Change::Created) => ("C", Color::Green),
                     Some(Change::Modified) => ("M", Color::Yellow),
                     Some(Change::Deleted) => ("D", Color::Red),
@@ -351,7 +382,7 @@ impl<S: Source> App<S> {
                 let mut style = Style::new();
                 if row.path.is_none() {
                     style = style.fg(Color::Blue);
-                } else if row.mark.is_some() {
+                } else if change.is_some() {
                     style = style.fg(color);
                 }
                 if top + i == at && row.path.is_some() {
@@ -451,12 +482,12 @@ impl<S: Source> App<S> {
         let cursor = self.replay.cursor();
         let start = cursor.saturating_sub(width / 2).min(entries.len().saturating_sub(width));
         let window = &entries[start..entries.len().min(start + width)];
-        let lines: Vec<u64> = window.iter().map(super::Entry::lines_changed).collect();
-        let max_lines = entries.iter().map(super::Entry::lines_changed).max().unwrap_or(0).max(1);
+        let lines: Vec<u64> = window.iter().map(Entry::lines_changed).collect();
+        let max_lines = entries.iter().map(Entry::lines_changed).max().unwrap_or(0).max(1);
         let any_rss = entries.iter().any(|e| e.rss_kib().is_some());
         let rss: Vec<u64> =
             if any_rss { window.iter().map(|e| e.rss_kib().unwrap_or(0)).collect() } else { Vec::new() };
-        let max_rss = entries.iter().filter_map(super::Entry::rss_kib).max().unwrap_or(0).max(1);
+        let max_rss = entries.iter().filter_map(Entry::rss_kib).max().unwrap_or(0).max(1);
         let rows = Layout::vertical([Constraint::Length(1); 3]).split(inner);
         for (row, label) in rows.iter().zip(["lines", "rss", ""]) {
             frame.render_widget(Paragraph::new(label), Rect { width: LABEL, ..*row });
@@ -574,6 +605,33 @@ mod tests {
         assert!(!app.should_quit());
         app.on_key(key(KeyCode::Char('q')), now);
         assert!(app.should_quit());
+    }
+
+    #[test]
+    fn rows_kept_across_modifications_match_a_fresh_listing() {
+        use crate::history::TreeState;
+        use crate::replay::tests::{baseline, change, file, sample};
+        let source = crate::replay::MemorySource {
+            entries: vec![
+                baseline(1),
+                sample(2, 1, vec![change("d/a", Change::Modified, None, "1\n", "2\n")], 1),
+                sample(3, 1, vec![change("d/a", Change::Modified, None, "2\n", "3\n")], 1),
+                sample(4, 1, vec![change("d/b", Change::Created, None, "", "b\n")], 1),
+                sample(5, 1, vec![change("d/a", Change::Modified, None, "3\n", "4\n")], 1),
+                sample(6, 1, vec![change("d/b", Change::Deleted, None, "b\n", "")], 1),
+                sample(7, 1, vec![change("d/a", Change::Modified, None, "4\n", "5\n")], 1),
+            ],
+            mirrors: [(1, TreeState::from([(b"d/a".to_vec(), file("5\n"))]))].into(),
+        };
+        let mut app = App::new(crate::replay::Replay::open(source).unwrap());
+        let now = Instant::now();
+        for code in [KeyCode::Right; 6].into_iter().chain([KeyCode::Left; 6]) {
+            app.on_key(key(code), now);
+            let fresh: Vec<_> = app.replay.rows().into_iter().map(|r| r.path).collect();
+            let kept: Vec<_> = app.rows.iter().map(|r| r.path.clone()).collect();
+            assert_eq!(kept, fresh, "at #{}", app.replay.current().seq);
+        }
+        assert_eq!(app.replay.current().seq, 1);
     }
 
     #[test]
