@@ -14,6 +14,7 @@
 pub mod ui;
 
 use std::collections::BTreeMap;
+use std::ops::Bound::{Excluded, Included, Unbounded};
 use std::path::{Path, PathBuf};
 
 use crate::history::{self, TreeState};
@@ -339,27 +340,121 @@ impl<S: Source> Replay<S> {
         self.tree.get(path).map(|(_, content)| content.as_slice())
     }
 
-    /// The file tree as of the cursor, as rows to draw: every entry, with
-    /// its directories as header rows, plus the entries deleted (or renamed
-    /// away) at this record, marked.
-    pub fn rows(&self) -> Vec<Row> {
-        let mut marks: BTreeMap<&[u8], Change> = BTreeMap::new();
+    /// How each path changed at the cursor's record; the old path of a
+    /// rename counts as deleted.
+    fn marks(&self) -> BTreeMap<&[u8], Change> {
+        let mut marks = BTreeMap::new();
         for change in self.current().files() {
-            marks.insert(&change.path, change.change);
+            marks.insert(change.path.as_slice(), change.change);
             if let Some(from) = &change.from {
-                marks.insert(from, Change::Deleted);
+                marks.insert(from.as_slice(), Change::Deleted);
             }
         }
-        let gone: Vec<&[u8]> =
-            marks.iter().filter(|(path, _)| !self.tree.contains_key(**path)).map(|(path, _)| *path).collect();
+        marks
+    }
+
+    /// Paths the cursor's record deleted or renamed away: listed (marked)
+    /// though no longer in the tree. Sorted; as many as the record changed.
+    fn gone(&self) -> Vec<&[u8]> {
+        let mut gone: Vec<&[u8]> = self.marks().into_keys().filter(|p| !self.tree.contains_key(*p)).collect();
+        gone.sort_unstable();
+        gone
+    }
+
+    /// Whether `path` is listed at the cursor: in the tree, or gone at this
+    /// record.
+    pub fn listed(&self, path: &[u8]) -> bool {
+        self.tree.contains_key(path) || self.gone().contains(&path)
+    }
+
+    /// The first listed path.
+    pub fn first_listed(&self) -> Option<Vec<u8>> {
+        let tree = self.tree.keys().next().map(Vec::as_slice);
+        let gone = self.gone().first().copied();
+        [tree, gone].into_iter().flatten().min().map(<[u8]>::to_vec)
+    }
+
+    /// The listed path just after (`forward`) or just before `path`. Costs
+    /// a lookup in the tree, not a walk of it.
+    pub fn neighbour(&self, path: &[u8], forward: bool) -> Option<Vec<u8>> {
+        let gone = self.gone();
+        let found = if forward {
+            let tree =
+                self.tree.range::<[u8], _>((Excluded(path), Unbounded)).next().map(|(k, _)| k.as_slice());
+            let gone = gone.into_iter().find(|g| *g > path);
+            [tree, gone].into_iter().flatten().min()
+        } else {
+            let tree = self
+                .tree
+                .range::<[u8], _>((Unbounded, Excluded(path)))
+                .next_back()
+                .map(|(k, _)| k.as_slice());
+            let gone = gone.into_iter().rev().find(|g| *g < path);
+            [tree, gone].into_iter().flatten().max()
+        };
+        found.map(<[u8]>::to_vec)
+    }
+
+    /// Every listed path, in order. Costs what the tree holds.
+    pub fn listed_paths(&self) -> Vec<&[u8]> {
         let mut paths: Vec<&[u8]> = self.tree.keys().map(Vec::as_slice).collect();
+        let gone = self.gone();
         if !gone.is_empty() {
             paths.extend(gone);
             paths.sort_unstable();
         }
+        paths
+    }
+
+    /// The whole file tree as of the cursor, as rows to draw: every entry,
+    /// its directories as header rows, and the entries deleted (or renamed
+    /// away) at this record, marked. Costs what the tree holds; the screen
+    /// uses [`Replay::rows_around`].
+    pub fn rows(&self) -> Vec<Row> {
+        self.rows_of(&self.listed_paths())
+    }
+
+    /// The rows of up to `before` listed paths before `around` (the first
+    /// listed path when it is not listed), `around` itself and up to `after`
+    /// paths after it, with the directory rows they need. Costs what the
+    /// window holds, whatever the size of the tree.
+    pub fn rows_around(&self, around: Option<&[u8]>, before: usize, after: usize) -> Vec<Row> {
+        let first = self.first_listed();
+        let Some(anchor) = around.filter(|p| self.listed(p)).or(first.as_deref()) else {
+            return Vec::new();
+        };
+        let gone = self.gone();
+        let mut paths: Vec<&[u8]> = self
+            .tree
+            .range::<[u8], _>((Unbounded, Excluded(anchor)))
+            .rev()
+            .take(before)
+            .map(|(k, _)| k.as_slice())
+            .collect();
+        paths.extend(gone.iter().filter(|g| **g < anchor));
+        paths.sort_unstable();
+        paths.drain(..paths.len().saturating_sub(before));
+        let mut later: Vec<&[u8]> = self
+            .tree
+            .range::<[u8], _>((Included(anchor), Unbounded))
+            .take(after + 1)
+            .map(|(k, _)| k.as_slice())
+            .collect();
+        later.extend(gone.iter().filter(|g| **g >= anchor));
+        later.sort_unstable();
+        later.dedup();
+        later.truncate(after.saturating_add(1));
+        paths.extend(later);
+        self.rows_of(&paths)
+    }
+
+    /// Rows for sorted `paths`, with a header row for each directory the
+    /// first time it is entered.
+    fn rows_of(&self, paths: &[&[u8]]) -> Vec<Row> {
+        let marks = self.marks();
         let mut rows = Vec::with_capacity(paths.len());
         let mut open: Vec<&[u8]> = Vec::new();
-        for path in paths {
+        for &path in paths {
             let mut parts: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
             let name = parts.pop().unwrap_or_default();
             let shared = open.iter().zip(&parts).take_while(|(a, b)| a == b).count();
@@ -526,6 +621,26 @@ pub(crate) mod tests {
         let diff = String::from_utf8(replay.diff_of(b"src/c.rs").unwrap()).unwrap();
         assert!(diff.contains("+++ b/src/c.rs") && diff.contains("+fn c() {}"), "{diff}");
         assert!(replay.diff_of(b"a.txt").is_none());
+    }
+
+    #[test]
+    fn windows_and_neighbours_agree_with_the_full_listing() {
+        let mut replay = Replay::open(two_epochs()).unwrap();
+        for i in 0..replay.entries().len() {
+            replay.seek(i);
+            let full = replay.rows();
+            let files: Vec<Vec<u8>> = full.iter().filter_map(|r| r.path.clone()).collect();
+            assert_eq!(replay.first_listed(), files.first().cloned());
+            for (k, path) in files.iter().enumerate() {
+                assert!(replay.listed(path));
+                assert_eq!(replay.neighbour(path, true), files.get(k + 1).cloned());
+                assert_eq!(replay.neighbour(path, false), k.checked_sub(1).map(|j| files[j].clone()));
+                let window = replay.rows_around(Some(path), 1, 1);
+                let in_window: Vec<Vec<u8>> = window.iter().filter_map(|r| r.path.clone()).collect();
+                assert_eq!(in_window, files[k.saturating_sub(1)..(k + 2).min(files.len())], "at #{}", i + 1);
+                assert!(window.iter().filter(|r| r.path.is_some()).all(|r| full.contains(r)));
+            }
+        }
     }
 
     #[test]

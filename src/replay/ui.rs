@@ -14,7 +14,6 @@
 //! status: play state, speed, keys; the find prompt
 //! ```
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -24,7 +23,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Sparkline};
 
-use super::{Entry, Replay, Row, Source};
+use super::{Entry, Replay, Source};
 use crate::journal::record::{Body, Change};
 use crate::render::human;
 
@@ -69,18 +68,9 @@ pub struct App<S: Source> {
     search: Option<String>,
     last_search: String,
     message: Option<String>,
-    /// The file rows and the record they were listed at (see `moved`).
-    rows: Vec<Row>,
-    rows_seq: Option<u64>,
-    rows_structural: bool,
+    /// The record `moved` last saw.
+    seen_seq: Option<u64>,
     quit: bool,
-}
-
-/// Whether a record can change which paths exist (anything but a sample of
-/// modifications only).
-fn structural(entry: &Entry) -> bool {
-    !matches!(entry.record.body, Body::Sample(_))
-        || entry.files().iter().any(|c| c.change != Change::Modified)
 }
 
 impl<S: Source> App<S> {
@@ -98,9 +88,7 @@ impl<S: Source> App<S> {
             search: None,
             last_search: String::new(),
             message: None,
-            rows: Vec::new(),
-            rows_seq: None,
-            rows_structural: true,
+            seen_seq: None,
             quit: false,
         };
         app.moved();
@@ -126,32 +114,18 @@ impl<S: Source> App<S> {
         2f64.powi(self.speed_exp)
     }
 
-    /// Bring the rows up to the cursor, and pick the file to show.
-    ///
-    /// Listing the tree costs what the tree holds, so it is skipped when the
-    /// cursor moved by one record and neither record can have added or
-    /// removed a path: then only the marks changed, and those are drawn
-    /// from the record itself.
+    /// After the cursor moved: pick the file to show (the first changed
+    /// one, unless the user picked one that is still listed).
     fn moved(&mut self) {
         let current = self.replay.current();
-        let seq = current.seq;
-        if self.rows_seq == Some(seq) {
+        if self.seen_seq == Some(current.seq) {
             return;
         }
-        let same_paths = self.rows_seq.is_some_and(|old| old.abs_diff(seq) == 1)
-            && !self.rows_structural
-            && !structural(current);
-        if !same_paths {
-            self.rows = self.replay.rows();
-        }
-        self.rows_structural = structural(current);
-        self.rows_seq = Some(seq);
-        let exists = |sel: &Option<Vec<u8>>| {
-            sel.as_ref().is_some_and(|s| self.rows.iter().any(|r| r.path.as_ref() == Some(s)))
-        };
-        let first_changed = self.replay.current().files().first().map(|c| c.path.clone());
-        if (!self.pinned && first_changed.is_some()) || !exists(&self.selected) {
-            self.selected = first_changed.or_else(|| self.rows.iter().find_map(|r| r.path.clone()));
+        self.seen_seq = Some(current.seq);
+        let first_changed = current.files().first().map(|c| c.path.clone());
+        let listed = self.selected.as_deref().is_some_and(|s| self.replay.listed(s));
+        if (!self.pinned && first_changed.is_some()) || !listed {
+            self.selected = first_changed.or_else(|| self.replay.first_listed());
             self.scroll = 0;
         }
     }
@@ -209,27 +183,29 @@ impl<S: Source> App<S> {
     }
 
     fn select_by(&mut self, delta: isize) {
-        let files: Vec<&Vec<u8>> = self.rows.iter().filter_map(|r| r.path.as_ref()).collect();
-        if files.is_empty() {
-            return;
+        let Some(mut at) = self.selected.clone().or_else(|| self.replay.first_listed()) else { return };
+        for _ in 0..delta.unsigned_abs() {
+            match self.replay.neighbour(&at, delta > 0) {
+                Some(next) => at = next,
+                None => break,
+            }
         }
-        let at = self.selected.as_ref().and_then(|s| files.iter().position(|p| *p == s)).unwrap_or(0);
-        let to = at.saturating_add_signed(delta).min(files.len() - 1);
-        self.selected = Some(files[to].clone());
+        self.selected = Some(at);
         self.pinned = true;
         self.scroll = 0;
     }
 
     fn find(&mut self, query: &str) {
-        let files: Vec<&Vec<u8>> = self.rows.iter().filter_map(|r| r.path.as_ref()).collect();
+        let files = self.replay.listed_paths();
         let start =
-            self.selected.as_ref().and_then(|s| files.iter().position(|p| *p == s)).map_or(0, |i| i + 1);
+            self.selected.as_deref().and_then(|s| files.iter().position(|p| *p == s)).map_or(0, |i| i + 1);
         let hit = (0..files.len())
             .map(|k| files[(start + k) % files.len()])
-            .find(|p| String::from_utf8_lossy(p).contains(query));
+            .find(|p| String::from_utf8_lossy(p).contains(query))
+            .map(<[u8]>::to_vec);
         match hit {
             Some(path) => {
-                self.selected = Some(path.clone());
+                self.selected = Some(path);
                 self.pinned = true;
                 self.scroll = 0;
                 self.message = None;
@@ -357,22 +333,17 @@ impl<S: Source> App<S> {
         let inner = block.inner(area);
         frame.render_widget(block, area);
         let height = inner.height as usize;
-        let mut marks: HashMap<&[u8], Change> = HashMap::new();
-        for change in self.replay.current().files() {
-            marks.insert(&change.path, change.change);
-            if let Some(from) = &change.from {
-                marks.insert(from, Change::Deleted);
-            }
-        }
-        let at = self.rows.iter().position(|r| r.path.is_some() && r.path == self.selected).unwrap_or(0);
-        let top = at.saturating_sub(height.saturating_sub(1) / 2).min(self.rows.len().saturating_sub(height));
-        let lines: Vec<Line<'_>> = self.rows[top..]
+        // Only the rows around the selection: drawing costs what the pane
+        // shows, not what the tree holds.
+        let rows = self.replay.rows_around(self.selected.as_deref(), height, height);
+        let at = rows.iter().position(|r| r.path.is_some() && r.path == self.selected).unwrap_or(0);
+        let top = at.saturating_sub(height.saturating_sub(1) / 2).min(rows.len().saturating_sub(height));
+        let lines: Vec<Line<'_>> = rows[top..]
             .iter()
             .take(height)
             .enumerate()
             .map(|(i, row)| {
-                let change = row.path.as_deref().and_then(|p| marks.get(p)).copied();
-                let (mark, color) = match change {
+                let (mark, color) = match row.mark {
                     Some(Change::Created) => ("C", Color::Green),
                     Some(Change::Modified) => ("M", Color::Yellow),
                     Some(Change::Deleted) => ("D", Color::Red),
@@ -382,7 +353,7 @@ impl<S: Source> App<S> {
                 let mut style = Style::new();
                 if row.path.is_none() {
                     style = style.fg(Color::Blue);
-                } else if change.is_some() {
+                } else if row.mark.is_some() {
                     style = style.fg(color);
                 }
                 if top + i == at && row.path.is_some() {
@@ -605,33 +576,6 @@ mod tests {
         assert!(!app.should_quit());
         app.on_key(key(KeyCode::Char('q')), now);
         assert!(app.should_quit());
-    }
-
-    #[test]
-    fn rows_kept_across_modifications_match_a_fresh_listing() {
-        use crate::history::TreeState;
-        use crate::replay::tests::{baseline, change, file, sample};
-        let source = crate::replay::MemorySource {
-            entries: vec![
-                baseline(1),
-                sample(2, 1, vec![change("d/a", Change::Modified, None, "1\n", "2\n")], 1),
-                sample(3, 1, vec![change("d/a", Change::Modified, None, "2\n", "3\n")], 1),
-                sample(4, 1, vec![change("d/b", Change::Created, None, "", "b\n")], 1),
-                sample(5, 1, vec![change("d/a", Change::Modified, None, "3\n", "4\n")], 1),
-                sample(6, 1, vec![change("d/b", Change::Deleted, None, "b\n", "")], 1),
-                sample(7, 1, vec![change("d/a", Change::Modified, None, "4\n", "5\n")], 1),
-            ],
-            mirrors: [(1, TreeState::from([(b"d/a".to_vec(), file("5\n"))]))].into(),
-        };
-        let mut app = App::new(crate::replay::Replay::open(source).unwrap());
-        let now = Instant::now();
-        for code in [KeyCode::Right; 6].into_iter().chain([KeyCode::Left; 6]) {
-            app.on_key(key(code), now);
-            let fresh: Vec<_> = app.replay.rows().into_iter().map(|r| r.path).collect();
-            let kept: Vec<_> = app.rows.iter().map(|r| r.path.clone()).collect();
-            assert_eq!(kept, fresh, "at #{}", app.replay.current().seq);
-        }
-        assert_eq!(app.replay.current().seq, 1);
     }
 
     #[test]
