@@ -16,6 +16,9 @@
 //! - The sampler ([`sampler`]) owns the ring writer ([`journal::Ring`]) and
 //!   the mirror ([`mirror`]); it is the only writer of both.
 //! - Control lines are parsed by [`control`] and answered by [`monitor`].
+//! - Readers ([`restore`], [`verify`], [`replay`]) copy the ring with plain
+//!   reads, safe while the sampler writes; [`replay`] moves an in-memory
+//!   tree one record at a time with the same patches restore applies.
 //!
 //! # The life of one change
 //!
