@@ -11,6 +11,8 @@
 //!   history (the model alone);
 //! - times a step plus a full redraw of the screen into a 160×50
 //!   `TestBackend` (what a key press costs), both ways;
+//! - times a poll for new records when there are none (a live replay
+//!   polls twice a second);
 //! - times opening the store (`Replay::open`: reading the ring and
 //!   rebuilding the oldest tree), the one-off cost before the first frame.
 //!
@@ -248,6 +250,13 @@ fn main() {
     };
     let screen_forward: Vec<Duration> = (0..SAMPLES).map(|_| frame(&mut app, KeyCode::Right)).collect();
     let screen_back: Vec<Duration> = (0..SAMPLES).map(|_| frame(&mut app, KeyCode::Left)).collect();
+    let refresh: Vec<Duration> = (0..50)
+        .map(|_| {
+            let t = Instant::now();
+            app.refresh();
+            t.elapsed()
+        })
+        .collect();
     let redraw: Vec<Duration> = (0..50)
         .map(|_| {
             let t = Instant::now();
@@ -262,4 +271,5 @@ fn main() {
     report("key + redraw, forwards", screen_forward, true);
     report("key + redraw, backwards", screen_back, true);
     report("redraw alone", redraw, true);
+    report("poll of an unchanged store", refresh, true);
 }

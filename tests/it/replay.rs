@@ -153,3 +153,23 @@ fn replay_runs_in_a_real_terminal_and_quits_with_q() {
     let code = std::fs::read_to_string(&status).unwrap();
     assert_eq!(code.trim(), "0", "replay exited with {code}");
 }
+
+#[test]
+fn replay_follows_a_live_store() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    std::fs::write(tree.path().join("a.txt"), "a\n").unwrap();
+    let target = Target::start(tree.path());
+    let mut monitord = Monitord::start(&target, store.path(), &[]);
+    let mut replay = Replay::open(StoreSource::new(store.path())).unwrap();
+    replay.seek(usize::MAX);
+    assert_eq!(replay.refresh().unwrap(), 0, "nothing new yet");
+
+    std::fs::write(tree.path().join("a.txt"), "a\nb\n").unwrap();
+    let seq = monitord.sample();
+    assert_eq!(replay.refresh().unwrap(), 1);
+    assert_eq!(replay.current().seq, seq, "the cursor follows the newest record");
+    assert_eq!(replay.content_of(b"a.txt"), Some(&b"a\nb\n"[..]));
+    assert_eq!(replay.problem(), None);
+    monitord.stop();
+}
