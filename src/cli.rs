@@ -306,6 +306,17 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// files, exit status), placed between the subcommands and the examples.
 const MAN_SECTIONS: &str = include_str!("../man/extra.roff");
 
+/// The replay keys for the man page, from the same text as `replay --help`.
+fn replay_keys_section() -> String {
+    let mut section = String::from(".SH \"REPLAY KEYS\"\n.nf\n");
+    for line in REPLAY_HELP.lines().skip(1) {
+        section.push_str(&line.replace('\\', "\\\\").replace('-', "\\-"));
+        section.push('\n');
+    }
+    section.push_str(".fi\n");
+    section
+}
+
 /// The man page, rendered from the definitions above plus the hand-written
 /// sections (`man/monitord.1`).
 pub fn render_man() -> Vec<u8> {
@@ -320,6 +331,7 @@ pub fn render_man() -> Vec<u8> {
         man.render_description_section(&mut out)?;
         man.render_options_section(&mut out)?;
         man.render_subcommands_section(&mut out)?;
+        out.extend_from_slice(replay_keys_section().as_bytes());
         out.extend_from_slice(MAN_SECTIONS.as_bytes());
         man.render_extra_section(&mut out)?;
         man.render_version_section(&mut out)
