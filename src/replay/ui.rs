@@ -70,7 +70,36 @@ pub struct App<S: Source> {
     message: Option<String>,
     /// The record `moved` last saw.
     seen_seq: Option<u64>,
+    scale: Scale,
     quit: bool,
+}
+
+/// The sparklines' scale over the whole timeline, kept up to date as
+/// records arrive so that drawing looks only at the records on screen.
+#[derive(Clone, Copy, Debug, Default)]
+struct Scale {
+    max_lines: u64,
+    max_rss: u64,
+    any_rss: bool,
+    /// The newest record counted.
+    counted: Option<u64>,
+}
+
+impl Scale {
+    fn update(&mut self, entries: &[Entry]) {
+        let counted = self.counted;
+        for entry in entries.iter().filter(|e| counted.is_none_or(|c| e.seq > c)) {
+            self.max_lines = self.max_lines.max(entry.lines_changed());
+            if let Some(rss) = entry.rss_kib() {
+                self.max_rss = self.max_rss.max(rss);
+                self.any_rss = true;
+            }
+            self.counted = Some(entry.seq);
+        }
+        // A zero scale would draw nothing at all; 1 draws zeros as empty.
+        self.max_lines = self.max_lines.max(1);
+        self.max_rss = self.max_rss.max(1);
+    }
 }
 
 impl<S: Source> App<S> {
@@ -89,8 +118,10 @@ impl<S: Source> App<S> {
             last_search: String::new(),
             message: None,
             seen_seq: None,
+            scale: Scale::default(),
             quit: false,
         };
+        app.scale.update(app.replay.entries());
         app.moved();
         app
     }
@@ -133,7 +164,10 @@ impl<S: Source> App<S> {
     /// Pick up records written since the last call (a live store).
     pub fn refresh(&mut self) {
         match self.replay.refresh() {
-            Ok(_) => self.moved(),
+            Ok(_) => {
+                self.scale.update(self.replay.entries());
+                self.moved();
+            }
             Err(e) => self.message = Some(format!("cannot read the store: {e}")),
         }
     }
@@ -454,11 +488,9 @@ impl<S: Source> App<S> {
         let start = cursor.saturating_sub(width / 2).min(entries.len().saturating_sub(width));
         let window = &entries[start..entries.len().min(start + width)];
         let lines: Vec<u64> = window.iter().map(Entry::lines_changed).collect();
-        let max_lines = entries.iter().map(Entry::lines_changed).max().unwrap_or(0).max(1);
-        let any_rss = entries.iter().any(|e| e.rss_kib().is_some());
+        let Scale { max_lines, max_rss, any_rss, .. } = self.scale;
         let rss: Vec<u64> =
             if any_rss { window.iter().map(|e| e.rss_kib().unwrap_or(0)).collect() } else { Vec::new() };
-        let max_rss = entries.iter().filter_map(Entry::rss_kib).max().unwrap_or(0).max(1);
         let rows = Layout::vertical([Constraint::Length(1); 3]).split(inner);
         for (row, label) in rows.iter().zip(["lines", "rss", ""]) {
             frame.render_widget(Paragraph::new(label), Rect { width: LABEL, ..*row });
@@ -616,6 +648,11 @@ mod tests {
         assert!(second.contains("M a.txt"), "{second}");
         assert!(second.contains("+ 7f00-7f10 rw-p"), "{second}");
         assert!(second.contains("▲ #2"), "{second}");
+        // Both sparklines are scaled over the whole timeline: the biggest
+        // change (2 lines, at #4 and #6) and the biggest RSS (#6) draw full bars.
+        let graph =
+            |label: &str| second.lines().find(|l| l.starts_with(&format!("│{label}"))).unwrap().to_string();
+        assert!(graph("lines").contains('█') && graph("rss").contains('█'), "{second}");
         app.on_key(key(KeyCode::Enter), now);
         let content = screen(&app);
         assert!(content.contains("a.txt: as of #2") && content.contains("    2 two"), "{content}");
