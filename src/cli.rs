@@ -157,6 +157,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Print the memory map as it was at a sample, as /proc/PID/maps prints it.
     Maps(MapsArgs),
+    /// Play history in the terminal: file tree, diffs, map changes, timeline.
+    Replay(ReplayArgs),
+    /// Print a shell completion script to stdout.
+    Completions(CompletionsArgs),
 }
 
 /// `monitord ctl`.
@@ -248,6 +252,59 @@ pub struct VerifyArgs {
     pub store: Option<PathBuf>,
 }
 
+/// `monitord replay`.
+#[derive(Debug, Args)]
+#[command(after_long_help = REPLAY_HELP)]
+pub struct ReplayArgs {
+    /// The store [default: the most recently written store in the default location].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+}
+
+const REPLAY_HELP: &str = "\
+Keys:
+  Left, Right    step one record back or forwards
+  Home, End      the oldest or the newest record (End follows new records)
+  Space          play forwards at the recorded pace; r plays backwards
+  +, -           play faster or slower
+  Up, Down       select a file; PageUp, PageDown scroll it
+  Enter          the file's diff at this record, or its content as of then
+  /              find a file by name (n finds the next)
+  q              quit";
+
+/// `monitord completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write a completion script for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: Shell,
+}
+
+/// Shells with completion scripts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// bash: source it, or put it in /usr/share/bash-completion/completions/monitord.
+    Bash,
+    /// zsh: put it as _monitord in a directory of $fpath.
+    Zsh,
+    /// fish: put it in ~/.config/fish/completions/monitord.fish.
+    Fish,
+}
+
+/// The completion script for `shell`.
+pub fn completions(shell: Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    use clap_complete::{generate, shells};
+    let mut command = Cli::command();
+    let mut out = Vec::new();
+    match shell {
+        Shell::Bash => generate(shells::Bash, &mut command, "monitord", &mut out),
+        Shell::Zsh => generate(shells::Zsh, &mut command, "monitord", &mut out),
+        Shell::Fish => generate(shells::Fish, &mut command, "monitord", &mut out),
+    }
+    out
+}
+
 /// `monitord restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -305,6 +362,17 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// signals, files, exit status), placed between the subcommands and the examples.
 const MAN_SECTIONS: &str = include_str!("../man/extra.roff");
 
+/// The replay keys for the man page, from the same text as `replay --help`.
+fn replay_keys_section() -> String {
+    let mut section = String::from(".SH \"REPLAY KEYS\"\n.nf\n");
+    for line in REPLAY_HELP.lines().skip(1) {
+        section.push_str(&line.replace('\\', "\\\\").replace('-', "\\-"));
+        section.push('\n');
+    }
+    section.push_str(".fi\n");
+    section
+}
+
 /// The man page, rendered from the definitions above plus the hand-written
 /// sections (`man/monitord.1`).
 pub fn render_man() -> Vec<u8> {
@@ -319,6 +387,7 @@ pub fn render_man() -> Vec<u8> {
         man.render_description_section(&mut out)?;
         man.render_options_section(&mut out)?;
         man.render_subcommands_section(&mut out)?;
+        out.extend_from_slice(replay_keys_section().as_bytes());
         out.extend_from_slice(MAN_SECTIONS.as_bytes());
         man.render_extra_section(&mut out)?;
         man.render_version_section(&mut out)

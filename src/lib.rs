@@ -24,6 +24,9 @@
 //!   memory map ([`maps`]: full at a baseline, added/removed lines at a
 //!   sample) and the statistics ([`proc::stats`]), read through the pinned
 //!   `/proc/<pid>` directory.
+//! - Readers ([`restore`], [`verify`], [`replay`]) copy the ring with plain
+//!   reads, safe while the sampler writes; [`replay`] moves an in-memory
+//!   tree one record at a time with the same patches restore applies.
 //!
 //! # The life of one change
 //!
@@ -76,6 +79,7 @@ pub mod monitor;
 pub mod notify;
 pub mod proc;
 pub mod render;
+pub mod replay;
 pub mod restore;
 pub mod sampler;
 pub mod signals;

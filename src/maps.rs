@@ -801,8 +801,9 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
 
     #[test]
     fn one_changed_line_anywhere_in_a_long_map_is_found() {
-        let line =
-            |i: u64, perms: &str| kernel_line(i * 2, 1, perms, i, if i % 3 == 0 { "/lib/x.so" } else { "" });
+        let line = |i: u64, perms: &str| {
+            kernel_line(i * 2, 1, perms, i, if i.is_multiple_of(3) { "/lib/x.so" } else { "" })
+        };
         let old: Vec<u8> = (0..2000).flat_map(|i| [line(i, "r--p"), b"\n".to_vec()].concat()).collect();
         for changed in [0, 1, 7, 500, 1998, 1999] {
             let new: Vec<u8> = (0..2000)

@@ -6,6 +6,7 @@ pub mod dump;
 pub mod log;
 pub mod maps;
 pub mod monitor;
+pub mod replay;
 pub mod restore;
 pub mod show;
 pub mod verify;
@@ -39,6 +40,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Restore(args)) => restore::run(&args),
         Some(Command::Verify(args)) => verify::run(&args),
         Some(Command::Maps(args)) => maps::run(&args),
+        Some(Command::Replay(args)) => replay::run(&args),
+        Some(Command::Completions(args)) => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&crate::cli::completions(args.shell))?;
+            stdout.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
         None => monitor::run(&cli.monitor),
     }
 }

@@ -109,7 +109,7 @@ pub struct FrameHeader {
 /// Size of [`FrameHeader`].
 pub const FRAME_HEADER: u64 = 40;
 const _: () = assert!(size_of::<FrameHeader>() as u64 == FRAME_HEADER);
-const _: () = assert!(FRAME_HEADER % FRAME_ALIGN == 0);
+const _: () = assert!(FRAME_HEADER.is_multiple_of(FRAME_ALIGN));
 const _: () = assert!(std::mem::offset_of!(FrameHeader, crc) == 12);
 
 impl FrameHeader {

@@ -254,11 +254,11 @@ fn slot_sane(s: &HeaderSlot, file_len: u64) -> Result<(), HeaderError> {
     let cap = s.capacity;
     let fields_ok = u64::from(s.header_size) == HEADER_PAGE
         && cap >= MIN_CAPACITY
-        && cap % super::layout::FRAME_ALIGN == 0
+        && cap.is_multiple_of(super::layout::FRAME_ALIGN)
         && s.head < cap
         && s.tail < cap
-        && s.head % super::layout::FRAME_ALIGN == 0
-        && s.tail % super::layout::FRAME_ALIGN == 0
+        && s.head.is_multiple_of(super::layout::FRAME_ALIGN)
+        && s.tail.is_multiple_of(super::layout::FRAME_ALIGN)
         && s.oldest_seq >= 1
         && s.oldest_seq <= s.next_seq
         && s.next_seq < u64::MAX
@@ -597,10 +597,11 @@ mod tests {
         }
         let data = &image[page..];
         for pos in (0..cap).step_by(8) {
-            if let Ok(f) = read_frame(data, pos) {
-                if f.header.kind == KIND_WRAP && f.header.seq > orig.info().oldest_seq {
-                    covered[page + pos..page + pos + FRAME_HEADER as usize].fill(true);
-                }
+            if let Ok(f) = read_frame(data, pos)
+                && f.header.kind == KIND_WRAP
+                && f.header.seq > orig.info().oldest_seq
+            {
+                covered[page + pos..page + pos + FRAME_HEADER as usize].fill(true);
             }
         }
         let in_slot = |i: usize| SLOT_OFFSETS.iter().any(|&o| (o..o + SLOT_SIZE).contains(&i));

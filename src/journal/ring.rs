@@ -133,7 +133,7 @@ impl Ring {
     fn create(file: Flock<File>, path: &Path, size: u64, len: u64) -> Result<Ring, Error> {
         let min = HEADER_PAGE + MIN_CAPACITY;
         let bad_size = || Error::BadSize { path: path.to_owned(), size, min };
-        if size < min || size % FRAME_ALIGN != 0 || usize::try_from(size).is_err() {
+        if size < min || !size.is_multiple_of(FRAME_ALIGN) || usize::try_from(size).is_err() {
             remove_unfinished(path);
             return Err(bad_size());
         }

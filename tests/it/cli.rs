@@ -103,3 +103,18 @@ fn man_page_is_up_to_date() {
         "man/monitord.1 is out of date: run `MONITORD_BLESS=1 cargo test man_page` and commit it"
     );
 }
+
+#[test]
+fn completions_for_each_shell_name_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = run(&["completions", shell]);
+        assert_eq!(code, 0, "completions {shell}: {err}");
+        let script = String::from_utf8(out).expect("a script is text");
+        assert!(!script.trim().is_empty(), "completions {shell} printed nothing");
+        for word in ["replay", "restore", "store"] {
+            assert!(script.contains(word), "completions {shell} does not mention {word}:\n{script}");
+        }
+    }
+    let (code, _, err) = run(&["completions", "powershell-9000"]);
+    assert_eq!(code, 2, "{err}");
+}

@@ -46,10 +46,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if std::env::var_os("MONITORD_KEEP_TEST_DIRS").is_some() {
-            if let Some(dir) = self.dir.take() {
-                eprintln!("kept {}", dir.keep().display());
-            }
+        if std::env::var_os("MONITORD_KEEP_TEST_DIRS").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("kept {}", dir.keep().display());
         }
     }
 }

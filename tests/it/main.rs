@@ -14,5 +14,6 @@ mod follow;
 mod history;
 mod journal;
 mod maps;
+mod replay;
 mod restore;
 mod run;

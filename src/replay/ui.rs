@@ -1,0 +1,670 @@
+//! The replay screen: what the user looks at and what each key does, over
+//! a [`Replay`] model. Draws into any ratatui backend (the terminal, or
+//! `TestBackend` in tests); time comes in as a parameter, so play is tested
+//! without a clock.
+//!
+//! ```text
+//! #seq  time  kind  summary                                  i/N
+//! ┌Files──────┐┌path: diff at #seq / content as of #seq──────────┐
+//! │M a.txt    ││@@ -1 +1,2 @@                                    │
+//! └───────────┘└─────────────────────────────────────────────────┘
+//! ┌Maps───────────────────────────────────────────────────────────┐
+//! ┌Timeline───────────────────────────────────────────────────────┐
+//! │lines ▁▃█▁  /  rss ▂▂▃▃  /  ▲ at the cursor                     │
+//! status: play state, speed, keys; the find prompt
+//! ```
+
+use std::time::{Duration, Instant};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Sparkline};
+
+use super::{Entry, Replay, Source};
+use crate::journal::record::{Body, Change};
+use crate::render::human;
+
+/// The longest pause played between two records: idle stretches of the
+/// recording are shortened to this (before the speed factor).
+const MAX_GAP: Duration = Duration::from_secs(5);
+
+/// What the file pane shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// The selected file's diff at the cursor's record (its content when it
+    /// did not change there).
+    Diff,
+    /// The selected file's full content as of the cursor.
+    Content,
+}
+
+/// Whether and which way history is playing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Play {
+    /// Not playing.
+    Stopped,
+    /// Oldest → newest.
+    Forward,
+    /// Newest → oldest.
+    Backward,
+}
+
+/// The screen's state over a model.
+pub struct App<S: Source> {
+    /// The model.
+    pub replay: Replay<S>,
+    selected: Option<Vec<u8>>,
+    /// The user picked a file: stepping no longer selects the changed one.
+    pinned: bool,
+    view: View,
+    scroll: u16,
+    play: Play,
+    /// Playback speed as a power of two (0: the recorded pace).
+    speed_exp: i32,
+    next_step: Option<Instant>,
+    search: Option<String>,
+    last_search: String,
+    message: Option<String>,
+    /// The record `moved` last saw.
+    seen_seq: Option<u64>,
+    scale: Scale,
+    quit: bool,
+}
+
+/// The sparklines' scale over the whole timeline, kept up to date as
+/// records arrive so that drawing looks only at the records on screen.
+#[derive(Clone, Copy, Debug, Default)]
+struct Scale {
+    max_lines: u64,
+    max_rss: u64,
+    any_rss: bool,
+    /// The newest record counted.
+    counted: Option<u64>,
+}
+
+impl Scale {
+    fn update(&mut self, entries: &[Entry]) {
+        let counted = self.counted;
+        for entry in entries.iter().filter(|e| counted.is_none_or(|c| e.seq > c)) {
+            self.max_lines = self.max_lines.max(entry.lines_changed());
+            if let Some(rss) = entry.rss_kib() {
+                self.max_rss = self.max_rss.max(rss);
+                self.any_rss = true;
+            }
+            self.counted = Some(entry.seq);
+        }
+        // A zero scale would draw nothing at all; 1 draws zeros as empty.
+        self.max_lines = self.max_lines.max(1);
+        self.max_rss = self.max_rss.max(1);
+    }
+}
+
+impl<S: Source> App<S> {
+    /// A screen on `replay`, at its cursor.
+    pub fn new(replay: Replay<S>) -> App<S> {
+        let mut app = App {
+            replay,
+            selected: None,
+            pinned: false,
+            view: View::Diff,
+            scroll: 0,
+            play: Play::Stopped,
+            speed_exp: 0,
+            next_step: None,
+            search: None,
+            last_search: String::new(),
+            message: None,
+            seen_seq: None,
+            scale: Scale::default(),
+            quit: false,
+        };
+        app.scale.update(app.replay.entries());
+        app.moved();
+        app
+    }
+
+    /// Whether the user asked to quit.
+    pub fn should_quit(&self) -> bool {
+        self.quit
+    }
+
+    /// The play state.
+    pub fn play(&self) -> Play {
+        self.play
+    }
+
+    /// The selected entry's path.
+    pub fn selected(&self) -> Option<&[u8]> {
+        self.selected.as_deref()
+    }
+
+    fn speed(&self) -> f64 {
+        2f64.powi(self.speed_exp)
+    }
+
+    /// After the cursor moved: pick the file to show (the first changed
+    /// one, unless the user picked one that is still listed).
+    fn moved(&mut self) {
+        let current = self.replay.current();
+        if self.seen_seq == Some(current.seq) {
+            return;
+        }
+        self.seen_seq = Some(current.seq);
+        let first_changed = current.files().first().map(|c| c.path.clone());
+        let listed = self.selected.as_deref().is_some_and(|s| self.replay.listed(s));
+        if (!self.pinned && first_changed.is_some()) || !listed {
+            self.selected = first_changed.or_else(|| self.replay.first_listed());
+            self.scroll = 0;
+        }
+    }
+
+    /// Pick up records written since the last call (a live store).
+    pub fn refresh(&mut self) {
+        match self.replay.refresh() {
+            Ok(_) => {
+                self.scale.update(self.replay.entries());
+                self.moved();
+            }
+            Err(e) => self.message = Some(format!("cannot read the store: {e}")),
+        }
+    }
+
+    fn step(&mut self, forward: bool) -> bool {
+        let stepped = if forward { self.replay.step_forward() } else { self.replay.step_back() };
+        self.moved();
+        stepped
+    }
+
+    /// When the next played step is due (`None` when not playing).
+    pub fn next_step(&self) -> Option<Instant> {
+        self.next_step
+    }
+
+    fn schedule(&mut self, now: Instant) {
+        let entries = self.replay.entries();
+        let i = self.replay.cursor();
+        let pair = match self.play {
+            Play::Forward if i + 1 < entries.len() => Some((&entries[i], &entries[i + 1])),
+            Play::Backward if i > 0 => Some((&entries[i - 1], &entries[i])),
+            _ => None,
+        };
+        self.next_step = pair.map(|(a, b)| {
+            let gap = Duration::from_micros(b.time_us.saturating_sub(a.time_us)).min(MAX_GAP);
+            now + gap.div_f64(self.speed())
+        });
+        if self.next_step.is_none() {
+            self.play = Play::Stopped;
+        }
+    }
+
+    /// Take the played steps that are due at `now`.
+    pub fn tick(&mut self, now: Instant) {
+        while let Some(due) = self.next_step {
+            if due > now {
+                return;
+            }
+            self.step(self.play == Play::Forward);
+            self.schedule(due);
+        }
+    }
+
+    fn set_play(&mut self, play: Play, now: Instant) {
+        self.play = if self.play == play { Play::Stopped } else { play };
+        self.schedule(now);
+    }
+
+    fn select_by(&mut self, delta: isize) {
+        let Some(mut at) = self.selected.clone().or_else(|| self.replay.first_listed()) else { return };
+        for _ in 0..delta.unsigned_abs() {
+            match self.replay.neighbour(&at, delta > 0) {
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+        self.selected = Some(at);
+        self.pinned = true;
+        self.scroll = 0;
+    }
+
+    fn find(&mut self, query: &str) {
+        let files = self.replay.listed_paths();
+        let start =
+            self.selected.as_deref().and_then(|s| files.iter().position(|p| *p == s)).map_or(0, |i| i + 1);
+        let hit = (0..files.len())
+            .map(|k| files[(start + k) % files.len()])
+            .find(|p| String::from_utf8_lossy(p).contains(query))
+            .map(<[u8]>::to_vec);
+        match hit {
+            Some(path) => {
+                self.selected = Some(path);
+                self.pinned = true;
+                self.scroll = 0;
+                self.message = None;
+            }
+            None => self.message = Some(format!("no file matches {query:?}")),
+        }
+    }
+
+    /// Handle one key press at `now`.
+    pub fn on_key(&mut self, key: KeyEvent, now: Instant) {
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            self.quit = true;
+            return;
+        }
+        if let Some(query) = &mut self.search {
+            match key.code {
+                KeyCode::Esc => self.search = None,
+                KeyCode::Enter => {
+                    let query = std::mem::take(query);
+                    self.search = None;
+                    if !query.is_empty() {
+                        self.find(&query);
+                        self.last_search = query;
+                    }
+                }
+                KeyCode::Backspace => {
+                    query.pop();
+                }
+                KeyCode::Char(c) => query.push(c),
+                _ => {}
+            }
+            return;
+        }
+        self.message = None;
+        match key.code {
+            KeyCode::Char('q') | KeyCode::Esc => self.quit = true,
+            KeyCode::Left | KeyCode::Right => {
+                self.play = Play::Stopped;
+                self.next_step = None;
+                self.step(key.code == KeyCode::Right);
+            }
+            KeyCode::Home | KeyCode::End => {
+                self.play = Play::Stopped;
+                self.next_step = None;
+                let to = if key.code == KeyCode::Home { 0 } else { usize::MAX };
+                self.replay.seek(to);
+                self.moved();
+            }
+            KeyCode::Char(' ') => self.set_play(Play::Forward, now),
+            KeyCode::Char('r') => self.set_play(Play::Backward, now),
+            KeyCode::Char('+') | KeyCode::Char('=') => {
+                self.speed_exp = (self.speed_exp + 1).min(6);
+                if self.play != Play::Stopped {
+                    self.schedule(now);
+                }
+            }
+            KeyCode::Char('-') => {
+                self.speed_exp = (self.speed_exp - 1).max(-4);
+                if self.play != Play::Stopped {
+                    self.schedule(now);
+                }
+            }
+            KeyCode::Up | KeyCode::Char('k') => self.select_by(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.select_by(1),
+            KeyCode::PageUp => self.scroll = self.scroll.saturating_sub(10),
+            KeyCode::PageDown => self.scroll = self.scroll.saturating_add(10),
+            KeyCode::Enter => {
+                self.view = if self.view == View::Diff { View::Content } else { View::Diff };
+                self.scroll = 0;
+            }
+            KeyCode::Char('/') => self.search = Some(String::new()),
+            KeyCode::Char('n') if !self.last_search.is_empty() => {
+                let query = self.last_search.clone();
+                self.find(&query);
+            }
+            _ => {}
+        }
+    }
+
+    /// Draw the whole screen.
+    pub fn draw(&self, frame: &mut Frame<'_>) {
+        let [header, main, maps, timeline, status] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(5),
+            Constraint::Length(6),
+            Constraint::Length(5),
+            Constraint::Length(1),
+        ])
+        .areas(frame.area());
+        let [files, view] =
+            Layout::horizontal([Constraint::Percentage(30), Constraint::Percentage(70)]).areas(main);
+        frame.render_widget(Paragraph::new(self.header_line()), header);
+        self.draw_files(frame, files);
+        self.draw_view(frame, view);
+        self.draw_maps(frame, maps);
+        self.draw_timeline(frame, timeline);
+        frame.render_widget(Paragraph::new(self.status_line()), status);
+    }
+
+    fn header_line(&self) -> Line<'static> {
+        let entry = self.replay.current();
+        let time = i64::try_from(entry.time_us)
+            .ok()
+            .and_then(|us| jiff::Timestamp::from_microsecond(us).ok())
+            .map_or_else(
+                || "?".to_string(),
+                |t| t.to_zoned(jiff::tz::TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+            );
+        let summary = human::summary(entry.seq, entry.time_us, &entry.record, false);
+        // The summary's detail, without its "#seq time kind " prefix.
+        let detail = summary.splitn(4, ' ').nth(3).unwrap_or_default().to_string();
+        let bold = Style::new().add_modifier(Modifier::BOLD);
+        Line::from(vec![
+            Span::styled(format!("#{}", entry.seq), bold),
+            Span::raw(format!("  {time}  ")),
+            Span::styled(entry.record.kind().name(), bold),
+            Span::raw(format!("  {detail}")),
+            Span::raw(format!("   [{}/{}]", self.replay.cursor() + 1, self.replay.entries().len())),
+        ])
+    }
+
+    fn draw_files(&self, frame: &mut Frame<'_>, area: Rect) {
+        let block =
+            Block::default().borders(Borders::ALL).title(format!("Files ({})", self.replay.tree().len()));
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        let height = inner.height as usize;
+        // Only the rows around the selection: drawing costs what the pane
+        // shows, not what the tree holds.
+        let rows = self.replay.rows_around(self.selected.as_deref(), height, height);
+        let at = rows.iter().position(|r| r.path.is_some() && r.path == self.selected).unwrap_or(0);
+        let top = at.saturating_sub(height.saturating_sub(1) / 2).min(rows.len().saturating_sub(height));
+        let lines: Vec<Line<'_>> = rows[top..]
+            .iter()
+            .take(height)
+            .enumerate()
+            .map(|(i, row)| {
+                let (mark, color) = match row.mark {
+                    Some(Change::Created) => ("C", Color::Green),
+                    Some(Change::Modified) => ("M", Color::Yellow),
+                    Some(Change::Deleted) => ("D", Color::Red),
+                    Some(Change::Renamed) => ("R", Color::Cyan),
+                    None => (" ", Color::Reset),
+                };
+                let mut style = Style::new();
+                if row.path.is_none() {
+                    style = style.fg(Color::Blue);
+                } else if row.mark.is_some() {
+                    style = style.fg(color);
+                }
+                if top + i == at && row.path.is_some() {
+                    style = style.add_modifier(Modifier::REVERSED);
+                }
+                Line::from(vec![
+                    Span::styled(mark, Style::new().fg(color).add_modifier(Modifier::BOLD)),
+                    Span::raw(" ".repeat(1 + 2 * row.depth)),
+                    Span::styled(row.name.clone(), style),
+                ])
+            })
+            .collect();
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
+
+    fn draw_view(&self, frame: &mut Frame<'_>, area: Rect) {
+        let seq = self.replay.current().seq;
+        let Some(path) = &self.selected else {
+            let block = Block::default().borders(Borders::ALL).title("no file");
+            frame.render_widget(Paragraph::new("The tree is empty at this record.").block(block), area);
+            return;
+        };
+        let name = human::sanitize(path);
+        let diff = if self.view == View::Diff { self.replay.diff_of(path) } else { None };
+        let height = area.height.saturating_sub(2) as usize;
+        let skip = self.scroll as usize;
+        let (title, lines): (String, Vec<Line<'_>>) = match diff {
+            Some(diff) => (
+                format!("{name}: diff at #{seq}"),
+                text_lines(&diff).skip(skip).take(height).map(|l| diff_line(&l)).collect(),
+            ),
+            None => match self.replay.content_of(path) {
+                Some(content) => (
+                    format!("{name}: as of #{seq}"),
+                    text_lines(content)
+                        .enumerate()
+                        .skip(skip)
+                        .take(height)
+                        .map(|(n, l)| {
+                            Line::from(vec![
+                                Span::styled(format!("{:>5} ", n + 1), Style::new().fg(Color::DarkGray)),
+                                Span::raw(l),
+                            ])
+                        })
+                        .collect(),
+                ),
+                None => (format!("{name}: not present at #{seq}"), Vec::new()),
+            },
+        };
+        let block = Block::default().borders(Borders::ALL).title(title);
+        frame.render_widget(Paragraph::new(lines).block(block), area);
+    }
+
+    fn draw_maps(&self, frame: &mut Frame<'_>, area: Rect) {
+        let block = Block::default().borders(Borders::ALL).title("Maps");
+        let height = area.height.saturating_sub(2) as usize;
+        let lines: Vec<Line<'_>> = match &self.replay.current().record.body {
+            Body::Sample(s) if s.maps.added.is_empty() && s.maps.removed.is_empty() => {
+                vec![Line::styled("no map changes", Style::new().fg(Color::DarkGray))]
+            }
+            Body::Sample(s) => {
+                let added = s.maps.added.iter().map(|l| ("+ ", Color::Green, l));
+                let removed = s.maps.removed.iter().map(|l| ("- ", Color::Red, l));
+                let mut lines: Vec<Line<'_>> = removed
+                    .chain(added)
+                    .take(height)
+                    .map(|(sign, color, l)| Line::styled(format!("{sign}{}", human::sanitize(l)), color))
+                    .collect();
+                let total = s.maps.added.len() + s.maps.removed.len();
+                if total > height && height > 0 {
+                    lines.truncate(height - 1);
+                    lines.push(Line::raw(format!("… {} more", total - (height - 1))));
+                }
+                lines
+            }
+            Body::Baseline(b) => vec![Line::raw(format!("{} mappings at the baseline", b.maps.len()))],
+            _ => vec![Line::styled("no map changes", Style::new().fg(Color::DarkGray))],
+        };
+        frame.render_widget(Paragraph::new(lines).block(block), area);
+    }
+
+    fn draw_timeline(&self, frame: &mut Frame<'_>, area: Rect) {
+        let entries = self.replay.entries();
+        let block = Block::default().borders(Borders::ALL).title(format!(
+            "Timeline #{}..#{}",
+            entries.first().map_or(0, |e| e.seq),
+            entries.last().map_or(0, |e| e.seq)
+        ));
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        const LABEL: u16 = 6;
+        let width = inner.width.saturating_sub(LABEL) as usize;
+        if width == 0 || inner.height < 3 {
+            return;
+        }
+        // A window of the timeline around the cursor, as wide as the screen.
+        let cursor = self.replay.cursor();
+        let start = cursor.saturating_sub(width / 2).min(entries.len().saturating_sub(width));
+        let window = &entries[start..entries.len().min(start + width)];
+        let lines: Vec<u64> = window.iter().map(Entry::lines_changed).collect();
+        let Scale { max_lines, max_rss, any_rss, .. } = self.scale;
+        let rss: Vec<u64> =
+            if any_rss { window.iter().map(|e| e.rss_kib().unwrap_or(0)).collect() } else { Vec::new() };
+        let rows = Layout::vertical([Constraint::Length(1); 3]).split(inner);
+        for (row, label) in rows.iter().zip(["lines", "rss", ""]) {
+            frame.render_widget(Paragraph::new(label), Rect { width: LABEL, ..*row });
+        }
+        let graph = |row: Rect| Rect { x: row.x + LABEL, width: row.width - LABEL, ..row };
+        frame.render_widget(
+            Sparkline::default().data(lines).max(max_lines).style(Style::new().fg(Color::Yellow)),
+            graph(rows[0]),
+        );
+        frame
+            .render_widget(Sparkline::default().data(rss).max(max_rss).style(Color::Magenta), graph(rows[1]));
+        let offset = cursor - start;
+        let marker = format!("{}▲ #{}", " ".repeat(offset), self.replay.current().seq);
+        frame.render_widget(Paragraph::new(marker), graph(rows[2]));
+    }
+
+    fn status_line(&self) -> Line<'static> {
+        if let Some(query) = &self.search {
+            return Line::from(format!("find: {query}▏  (Enter: select, Esc: cancel)"));
+        }
+        if let Some(text) = self.message.as_deref().or(self.replay.problem()) {
+            return Line::styled(text.to_string(), Style::new().fg(Color::Red));
+        }
+        let speed = match self.speed_exp {
+            0 => String::new(),
+            e if e > 0 => format!(" ×{}", 1 << e),
+            e => format!(" ×1/{}", 1 << -e),
+        };
+        let play = match self.play {
+            Play::Stopped => format!("paused{speed}"),
+            Play::Forward => format!("▶ playing{speed}"),
+            Play::Backward => format!("◀ playing back{speed}"),
+        };
+        Line::from(vec![
+            Span::styled(play, Style::new().add_modifier(Modifier::BOLD)),
+            Span::raw(
+                "  ←/→ step  Home/End  Space play  r back  +/- speed  ↑/↓ file  Enter diff/content  / find  q quit",
+            ),
+        ])
+    }
+}
+
+/// Lines of text for display: lossily decoded, tabs expanded, control
+/// characters escaped (the tree belongs to another process).
+fn text_lines(bytes: &[u8]) -> impl Iterator<Item = String> + '_ {
+    bytes.split_inclusive(|&b| b == b'\n').map(|line| {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        human::sanitize(
+            &line.iter().flat_map(|&b| if b == b'\t' { vec![b' '; 4] } else { vec![b] }).collect::<Vec<u8>>(),
+        )
+    })
+}
+
+fn diff_line(line: &str) -> Line<'static> {
+    let style = if line.starts_with("+++") || line.starts_with("---") {
+        Style::new().add_modifier(Modifier::BOLD)
+    } else if line.starts_with('+') {
+        Style::new().fg(Color::Green)
+    } else if line.starts_with('-') {
+        Style::new().fg(Color::Red)
+    } else if line.starts_with('@') {
+        Style::new().fg(Color::Cyan)
+    } else {
+        Style::new()
+    };
+    Line::styled(line.to_string(), style)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::tests::two_epochs;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    fn screen(app: &App<crate::replay::MemorySource>) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
+        terminal.draw(|f| app.draw(f)).unwrap();
+        let buffer = terminal.backend().buffer();
+        let mut text = String::new();
+        for y in 0..buffer.area.height {
+            for x in 0..buffer.area.width {
+                text.push_str(buffer[(x, y)].symbol());
+            }
+            text.push('\n');
+        }
+        text
+    }
+
+    #[test]
+    fn keys_step_select_find_and_quit() {
+        let mut app = App::new(crate::replay::Replay::open(two_epochs()).unwrap());
+        let now = Instant::now();
+        assert_eq!(app.selected(), Some(&b"a.txt"[..]));
+        app.on_key(key(KeyCode::Right), now);
+        assert_eq!(app.replay.current().seq, 2);
+        app.on_key(key(KeyCode::Right), now);
+        // The changed file is selected while the user has picked none.
+        assert_eq!(app.selected(), Some(&b"src/c.rs"[..]));
+        app.on_key(key(KeyCode::Char('/')), now);
+        for c in "b.r".chars() {
+            app.on_key(key(KeyCode::Char(c)), now);
+        }
+        app.on_key(key(KeyCode::Enter), now);
+        assert_eq!(app.selected(), Some(&b"lib/b.rs"[..]));
+        app.on_key(key(KeyCode::End), now);
+        assert_eq!(app.replay.current().seq, 6);
+        assert_eq!(app.selected(), Some(&b"z.txt"[..]));
+        app.on_key(key(KeyCode::Home), now);
+        assert_eq!(app.replay.current().seq, 1);
+        assert!(!app.should_quit());
+        app.on_key(key(KeyCode::Char('q')), now);
+        assert!(app.should_quit());
+    }
+
+    #[test]
+    fn play_follows_the_recorded_pace_and_speed() {
+        let mut app = App::new(crate::replay::Replay::open(two_epochs()).unwrap());
+        let t0 = Instant::now();
+        app.on_key(key(KeyCode::Char(' ')), t0);
+        assert_eq!(app.play(), Play::Forward);
+        // Records are one second apart.
+        assert_eq!(app.next_step(), Some(t0 + Duration::from_secs(1)));
+        app.tick(t0 + Duration::from_millis(999));
+        assert_eq!(app.replay.current().seq, 1);
+        app.tick(t0 + Duration::from_millis(2500));
+        assert_eq!(app.replay.current().seq, 3);
+        app.on_key(key(KeyCode::Char('+')), t0 + Duration::from_millis(2500));
+        assert_eq!(app.next_step(), Some(t0 + Duration::from_millis(3000)));
+        app.tick(t0 + Duration::from_secs(60));
+        assert_eq!(app.replay.current().seq, 6);
+        assert_eq!(app.play(), Play::Stopped, "play stops at the newest record");
+        app.on_key(key(KeyCode::Char('r')), t0);
+        app.tick(t0 + Duration::from_millis(1000));
+        assert_eq!((app.play(), app.replay.current().seq), (Play::Backward, 4));
+    }
+
+    #[test]
+    fn frames_show_tree_diff_maps_and_timeline() {
+        let mut app = App::new(crate::replay::Replay::open(two_epochs()).unwrap());
+        let first = screen(&app);
+        assert!(first.contains("#1 ") && first.contains("baseline"), "{first}");
+        assert!(first.contains("a.txt") && first.contains("src/") && first.contains("b.rs"), "{first}");
+        assert!(first.contains("a.txt: as of #1") && first.contains("    1 one"), "{first}");
+        assert!(first.contains("[1/6]") && first.contains("paused"), "{first}");
+
+        let now = Instant::now();
+        app.on_key(key(KeyCode::Right), now);
+        let second = screen(&app);
+        assert!(second.contains("a.txt: diff at #2") && second.contains("+two"), "{second}");
+        assert!(second.contains("M a.txt"), "{second}");
+        assert!(second.contains("+ 7f00-7f10 rw-p"), "{second}");
+        assert!(second.contains("▲ #2"), "{second}");
+        // Both sparklines are scaled over the whole timeline: the biggest
+        // change (2 lines, at #4 and #6) and the biggest RSS (#6) draw full bars.
+        let graph =
+            |label: &str| second.lines().find(|l| l.starts_with(&format!("│{label}"))).unwrap().to_string();
+        assert!(graph("lines").contains('█') && graph("rss").contains('█'), "{second}");
+        app.on_key(key(KeyCode::Enter), now);
+        let content = screen(&app);
+        assert!(content.contains("a.txt: as of #2") && content.contains("    2 two"), "{content}");
+
+        app.on_key(key(KeyCode::End), now);
+        app.on_key(key(KeyCode::Char('r')), now);
+        app.tick(now + Duration::from_secs(3));
+        let back = screen(&app);
+        assert!(back.contains("◀ playing back") && back.contains("#3 "), "{back}");
+        assert!(
+            back.contains("R   b.rs") && back.contains("D   b.rs") && back.contains("C   c.rs"),
+            "{back}"
+        );
+    }
+}
