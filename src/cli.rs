@@ -42,33 +42,7 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// How changes are found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Backend {
-    /// inotify(7): one watch per directory.
-    Inotify,
-    /// fanotify(7): one mark for the whole filesystem (needs CAP_SYS_ADMIN).
-    Fanotify,
-    /// A stat scan of the tree every sample (for NFS, FUSE); cost grows with the tree.
-    Poll,
-}
-
-impl Backend {
-    /// The backend's name, as `status` shows it.
-    pub fn name(self) -> &'static str {
-        crate::event::Backend::from(self).name()
-    }
-}
-
-impl From<Backend> for crate::event::Backend {
-    fn from(backend: Backend) -> Self {
-        match backend {
-            Backend::Inotify => crate::event::Backend::Inotify,
-            Backend::Fanotify => crate::event::Backend::Fanotify,
-            Backend::Poll => crate::event::Backend::Poll,
-        }
-    }
-}
+pub use crate::event::Backend;
 
 /// What to record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -157,7 +157,7 @@ fn start(
         excludes,
         diff_deadline: Duration::from_millis(100),
         queue_capacity: usize::try_from(args.queue_capacity).unwrap_or(65_536),
-        backend: args.backend.into(),
+        backend: args.backend,
         only_target: args.only_target,
         record,
     };

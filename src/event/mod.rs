@@ -28,14 +28,14 @@ pub use poll::Poll;
 
 use crate::tree::Excludes;
 
-/// Which kernel interface finds changes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which kernel interface finds changes (`--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
     /// inotify(7): one watch per directory.
     Inotify,
-    /// fanotify(7): one mark for the filesystem; knows who wrote.
+    /// fanotify(7): one mark for the whole filesystem (needs CAP_SYS_ADMIN); knows who wrote.
     Fanotify,
-    /// A stat scan of the tree every sample.
+    /// A stat scan of the tree every sample (for NFS, FUSE); cost grows with the tree.
     Poll,
 }
 
