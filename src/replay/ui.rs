@@ -319,6 +319,22 @@ impl<S: Source> App<S> {
         }
     }
 
+    /// The screen this app draws on a `width` × `height` terminal, as
+    /// plain text (one line per row): for tests and snapshots.
+    pub fn screen_text(&self, width: u16, height: u16) -> String {
+        let Ok(mut terminal) = ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height));
+        let _ = terminal.draw(|f| self.draw(f));
+        let buffer = terminal.backend().buffer();
+        let mut text = String::new();
+        for y in 0..buffer.area.height {
+            for x in 0..buffer.area.width {
+                text.push_str(buffer[(x, y)].symbol());
+            }
+            text.push('\n');
+        }
+        text
+    }
+
     /// Draw the whole screen.
     pub fn draw(&self, frame: &mut Frame<'_>) {
         let [header, main, maps, timeline, status] = Layout::vertical([
@@ -563,25 +579,13 @@ fn diff_line(line: &str) -> Line<'static> {
 mod tests {
     use super::*;
     use crate::replay::tests::two_epochs;
-    use ratatui::Terminal;
-    use ratatui::backend::TestBackend;
 
     fn key(code: KeyCode) -> KeyEvent {
         KeyEvent::new(code, KeyModifiers::NONE)
     }
 
     fn screen(app: &App<crate::replay::MemorySource>) -> String {
-        let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
-        terminal.draw(|f| app.draw(f)).unwrap();
-        let buffer = terminal.backend().buffer();
-        let mut text = String::new();
-        for y in 0..buffer.area.height {
-            for x in 0..buffer.area.width {
-                text.push_str(buffer[(x, y)].symbol());
-            }
-            text.push('\n');
-        }
-        text
+        app.screen_text(100, 30)
     }
 
     #[test]

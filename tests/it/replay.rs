@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use monitord::replay::ui::{App, Play};
 use monitord::replay::{Replay, StoreSource};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 
 use crate::harness::*;
 
@@ -34,17 +32,7 @@ fn recorded(tree: &Path, store: &Path) -> usize {
 }
 
 fn screen(app: &App<StoreSource>) -> String {
-    let mut terminal = Terminal::new(TestBackend::new(140, 48)).unwrap();
-    terminal.draw(|f| app.draw(f)).unwrap();
-    let buffer = terminal.backend().buffer();
-    let mut text = String::new();
-    for y in 0..buffer.area.height {
-        for x in 0..buffer.area.width {
-            text.push_str(buffer[(x, y)].symbol());
-        }
-        text.push('\n');
-    }
-    text
+    app.screen_text(140, 48)
 }
 
 fn key(code: KeyCode) -> KeyEvent {
