@@ -7,7 +7,7 @@
 //! first and the mirror updated after it, each file replaced atomically
 //! (written in `<store>/tmp/`, then renamed into place), under the store's
 //! exclusive lock. A crash between the two leaves files at the state before
-//! the last record; [`Mirror::repair`] rolls them forward on the next start.
+//! the last record; [`crate::sampler::repair`] rolls them forward on the next start.
 //! A baseline is the other way round: its mirror is written first and the
 //! baseline record commits it, so a crash leaves an epoch directory with
 //! no record, which start-up removes.
