@@ -101,7 +101,11 @@ impl Mirror {
         self.make_parent(&path)?;
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = self.tmp.join(format!("put-{}-{n}", std::process::id()));
-        write_node(&tmp, node, content)?;
+        if let Err(e) = write_node(&tmp, node, content) {
+            // A full disk leaves no half-written temp file behind.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         fs::rename(&tmp, &path).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             Error::Io { op: "rename", path: path.clone(), source: e }

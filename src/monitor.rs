@@ -102,6 +102,8 @@ pub struct Monitor {
     store: PathBuf,
     tx: Sender<Msg>,
     exit_watch: Option<ExitWatch>,
+    /// Why recording is paused (the mirror could not follow the journal).
+    stalled: Option<String>,
     /// A command we started (`-- COMMAND`): our child, reaped here.
     child: Option<i32>,
     /// How that command ended.
@@ -132,6 +134,7 @@ impl Monitor {
             listener_busy: Arc::new(AtomicBool::new(false)),
             child: None,
             command_exit: None,
+            stalled: None,
         };
         monitor.watch_exit();
         monitor
@@ -195,7 +198,23 @@ impl Monitor {
     /// Sample now and show what was committed.
     fn sample(&mut self) -> Result<u64, crate::sampler::Error> {
         let had_target = self.sampler.pid();
-        let committed = self.sampler.sample()?;
+        let committed = match self.sampler.sample() {
+            Ok(committed) => committed,
+            Err(e @ crate::sampler::Error::MirrorBehind(_)) => {
+                // A full disk, say: nothing is lost (the journal has the
+                // record); try again every period until the mirror catches up.
+                let reason = crate::render::error_chain(&e);
+                if self.stalled.as_deref() != Some(reason.as_str()) {
+                    self.note(&format!("{reason}; retrying every period"));
+                    self.stalled = Some(reason);
+                }
+                return Ok(0);
+            }
+            Err(e) => return Err(e),
+        };
+        if self.stalled.take().is_some() {
+            self.note("recording resumed: the mirror is up to date");
+        }
         self.show(&committed);
         if had_target != 0 && self.sampler.pid() == 0 {
             self.exit_watch = None;
@@ -365,7 +384,10 @@ impl Monitor {
                     Reply::error("no process is followed: give one with `pid <pid>`")
                 } else {
                     let seq = self.sample()?;
-                    Reply::ok(format!("sampled: {seq}\n"))
+                    match &self.stalled {
+                        Some(why) => Reply::error(why.clone()),
+                        None => Reply::ok(format!("sampled: {seq}\n")),
+                    }
                 }
             }
             Command::Status => Reply::ok(self.status()),
@@ -385,7 +407,11 @@ impl Monitor {
         };
         let committed = match self.sampler.follow(target) {
             Ok(committed) => committed,
-            Err(e @ (crate::sampler::Error::Proc(_) | crate::sampler::Error::Event(_))) => {
+            Err(
+                e @ (crate::sampler::Error::Proc(_)
+                | crate::sampler::Error::Event(_)
+                | crate::sampler::Error::MirrorBehind(_)),
+            ) => {
                 return Ok(Reply::error(format!("cannot follow pid {pid}: {e}")));
             }
             Err(e) => return Err(e),
@@ -415,6 +441,10 @@ impl Monitor {
             ("backend", self.backend.to_string()),
             ("period_ms", self.period.as_millis().to_string()),
             ("paused", self.paused.to_string()),
+            (
+                "recording",
+                self.stalled.as_ref().map_or_else(|| "ok".to_string(), |why| format!("paused: {why}")),
+            ),
             ("samples", counters.samples.to_string()),
             ("oldest_seq", info.oldest_seq.to_string()),
             ("newest_seq", newest.to_string()),

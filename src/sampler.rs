@@ -47,6 +47,11 @@ pub enum Error {
     /// The event source failed to start.
     #[error(transparent)]
     Event(#[from] crate::event::Error),
+    /// A record was committed but the mirror could not follow it (a full
+    /// disk, say). Nothing recorded is lost: the mirror is brought up to
+    /// date from the journal before anything else is recorded.
+    #[error("recording paused: the mirror cannot be brought up to date")]
+    MirrorBehind(#[source] mirror::Error),
     /// A baseline was asked for with no process followed.
     #[error("no process is followed")]
     NoTarget,
@@ -139,6 +144,8 @@ pub struct Sampler {
     writers: BTreeMap<Vec<u8>, (BTreeSet<i32>, bool)>,
     rescan_reasons: Vec<String>,
     pid: i32,
+    /// The mirror missed the last committed record (see [`Error::MirrorBehind`]).
+    mirror_behind: bool,
     /// How the target ended, when we are its parent and have reaped it.
     exit: Option<crate::journal::record::Exit>,
     counters: Counters,
@@ -216,6 +223,7 @@ impl Sampler {
             writers: BTreeMap::new(),
             rescan_reasons: Vec::new(),
             pid: 0,
+            mirror_behind: false,
             exit: None,
             counters: Counters::default(),
         };
@@ -384,8 +392,34 @@ impl Sampler {
         let payload = record.encode();
         let _guard = self.lock.lock(LockMode::Exclusive)?;
         let seq = self.ring.append(record.kind() as u16, time_us, &payload)?;
-        then(&self.mirror)?;
+        if let Err(e) = then(&self.mirror) {
+            self.mirror_behind = true;
+            return Err(match e {
+                Error::Mirror(source) => Error::MirrorBehind(source),
+                other => other,
+            });
+        }
         Ok(Committed { seq, time_us, record })
+    }
+
+    /// After [`Error::MirrorBehind`]: roll the mirror forward from the
+    /// last committed record (which is the one it missed).
+    fn catch_up(&mut self) -> Result<(), Error> {
+        if !self.mirror_behind {
+            return Ok(());
+        }
+        let _guard = self.lock.lock(LockMode::Exclusive)?;
+        repair(&self.settings.store, &self.ring).map_err(|e| match e {
+            Error::Mirror(source) => Error::MirrorBehind(source),
+            other => other,
+        })?;
+        self.mirror_behind = false;
+        Ok(())
+    }
+
+    /// Whether recording is paused until the mirror catches up.
+    pub fn is_behind(&self) -> bool {
+        self.mirror_behind
     }
 
     /// Remove the mirrors of epochs whose records have all left the ring,
@@ -456,6 +490,7 @@ impl Sampler {
         if self.watch.is_none() {
             return Ok(out);
         }
+        self.catch_up()?;
         self.collect();
         if !self.rescan_reasons.is_empty() {
             let paths: Vec<Vec<u8>> = self
@@ -485,23 +520,17 @@ impl Sampler {
                 }
             }
             Ok(())
-        })?;
-        for (path, entry) in updates {
-            match entry {
-                Some((node, content)) => {
-                    self.index.insert(path, Tracked { node, hash: diff::hash(&content) });
-                }
-                None => {
-                    self.index.remove(&path);
-                }
+        });
+        // Committed with the mirror behind: the journal holds the changes,
+        // so the index follows them; the mirror catches up later.
+        let committed = match committed {
+            Err(Error::MirrorBehind(e)) => {
+                self.settle(updates, dirty_paths, files_read, bytes_read);
+                return Err(Error::MirrorBehind(e));
             }
-        }
-        self.pending.clear();
-        self.writers.clear();
-        self.counters.samples += 1;
-        self.counters.files_read = files_read;
-        self.counters.bytes_read = bytes_read;
-        self.counters.dirty_paths = dirty_paths;
+            other => other?,
+        };
+        self.settle(updates, dirty_paths, files_read, bytes_read);
         out.push(committed);
         if let Some(watch) = &self.watch {
             if !watch.target.is_alive() {
@@ -519,6 +548,33 @@ impl Sampler {
         }
         self.collect_garbage();
         Ok(out)
+    }
+
+    /// Book a committed sample: the index follows its changes, the pending
+    /// paths are done.
+    fn settle(
+        &mut self,
+        updates: Vec<(Vec<u8>, Option<Entry>)>,
+        dirty_paths: u64,
+        files_read: u64,
+        bytes_read: u64,
+    ) {
+        for (path, entry) in updates {
+            match entry {
+                Some((node, content)) => {
+                    self.index.insert(path, Tracked { node, hash: diff::hash(&content) });
+                }
+                None => {
+                    self.index.remove(&path);
+                }
+            }
+        }
+        self.pending.clear();
+        self.writers.clear();
+        self.counters.samples += 1;
+        self.counters.files_read = files_read;
+        self.counters.bytes_read = bytes_read;
+        self.counters.dirty_paths = dirty_paths;
     }
 
     /// The target changed directory: a `cwd` record, then a baseline of the

@@ -61,18 +61,6 @@ pub struct Report {
     pub torn_tail: bool,
 }
 
-/// An error and its causes on one line, as `a: b: c`.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
 fn problem(seq: Option<u64>, path: Option<String>, what: impl Into<String>) -> Problem {
     Problem { seq, path, what: what.into() }
 }
@@ -90,7 +78,7 @@ pub fn verify(store_dir: &Path) -> Result<Report, store::Error> {
     let snapshot = match Snapshot::read(&ring_path) {
         Ok(snapshot) => snapshot,
         Err(e) => {
-            report.problems.push(problem(None, None, with_causes(&e)));
+            report.problems.push(problem(None, None, crate::render::error_chain(&e)));
             return Ok(report);
         }
     };

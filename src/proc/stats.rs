@@ -19,6 +19,12 @@ pub enum Error {
     /// A /proc entry could not be read (the process may be gone).
     #[error("cannot read process statistics")]
     Read(#[source] proc::Error),
+    /// The process has exited (a zombie): nothing left to measure.
+    #[error("process {pid} has exited")]
+    Exited {
+        /// The PID.
+        pid: i32,
+    },
     /// `stat` did not have the expected format.
     #[error("unexpected format of /proc/{pid}/stat")]
     Format {
@@ -121,6 +127,10 @@ impl StatsProbe {
         self.buffer.clear();
         target.read_into("stat", &mut self.buffer).map_err(Error::Read)?;
         let fields = parse_stat(&self.buffer).ok_or(Error::Format { pid: target.pid() })?;
+        if proc::parse_stat(&self.buffer).is_some_and(|s| s.state == 'Z' || s.state == 'X') {
+            // An exited process not yet reaped: its figures are gone.
+            return Err(Error::Exited { pid: target.pid() });
+        }
         let fds = count_fds(target)?;
         Ok(self.convert(fields, fds))
     }

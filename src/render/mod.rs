@@ -10,3 +10,15 @@ pub fn rfc3339_us(time_us: u64) -> String {
     let ts = jiff::Timestamp::from_microsecond(time_us as i64).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     format!("{}", ts.strftime("%Y-%m-%dT%H:%M:%S.%6fZ"))
 }
+
+/// An error and its causes on one line, as `a: b: c`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

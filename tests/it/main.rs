@@ -11,6 +11,7 @@ mod control;
 mod daemon;
 mod files;
 mod follow;
+mod fullness;
 mod history;
 mod journal;
 mod maps;

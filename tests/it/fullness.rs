@@ -1,0 +1,94 @@
+//! A store on a filesystem that fills up: recording pauses with a clear
+//! message, nothing recorded earlier is damaged, and recording resumes,
+//! losing nothing, once space returns.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::*;
+
+/// A small tmpfs mounted for the test; unmounted on drop.
+struct Tmpfs {
+    dir: TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = TempDir::new("monitord-tmpfs-");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+            return None;
+        }
+        Some(Tmpfs { dir })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// Fill the filesystem holding `dir` with one file; returns its path.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 4096];
+    while file.write_all(&chunk).is_ok() {}
+    path
+}
+
+#[test]
+fn a_full_store_pauses_recording_and_loses_nothing() {
+    let Some(tmpfs) = Tmpfs::mount("2m") else { return };
+    let tree = TempDir::new("monitord-tree-");
+    let store = tmpfs.dir.path().join("store");
+    std::fs::write(tree.path().join("a.txt"), "one\n").unwrap();
+    let target = Target::start(tree.path());
+    let daemon = Daemon::start(target.pid(), &store, 600_000, &["--ring-size", "512K", "--record", "files"]);
+    let mut states = vec![(1, snapshot(tree.path()))];
+
+    std::fs::write(tree.path().join("a.txt"), "one\ntwo\n").unwrap();
+    let (code, out, _) = daemon.ctl(&["sample"]);
+    assert_eq!(code, 0);
+    states.push((out.trim().strip_prefix("sampled: ").unwrap().parse().unwrap(), snapshot(tree.path())));
+
+    // Fill the disk, then change files: the sample is recorded in the ring
+    // (allocated up front) but the mirror cannot follow.
+    let filler = fill(tmpfs.dir.path());
+    std::fs::write(tree.path().join("b.txt"), "b".repeat(64 * 1024)).unwrap();
+    std::fs::write(tree.path().join("a.txt"), "one\ntwo\nthree\n").unwrap();
+    let (code, _, err) = daemon.ctl(&["sample"]);
+    assert_eq!(code, 1, "a sample on a full disk is an error reply");
+    assert!(err.contains("recording paused") && err.contains("No space left on device"), "{err}");
+    let status = daemon.status();
+    assert!(status["recording"].starts_with("paused: "), "{status:?}");
+    assert!(daemon.log().contains("recording paused"), "{}", daemon.log());
+    assert!(daemon.is_alive(), "a full disk does not stop the monitor");
+    let paused_seq: u64 = status["newest_seq"].parse().unwrap();
+    states.push((paused_seq, snapshot(tree.path())));
+
+    // Space returns: the next sample catches the mirror up and goes on.
+    std::fs::remove_file(filler).unwrap();
+    std::fs::write(tree.path().join("c.txt"), "c\n").unwrap();
+    let (code, out, err) = daemon.ctl(&["sample"]);
+    assert_eq!(code, 0, "{err}");
+    states.push((out.trim().strip_prefix("sampled: ").unwrap().parse().unwrap(), snapshot(tree.path())));
+    assert_eq!(daemon.status()["recording"], "ok");
+    assert!(daemon.log().contains("recording resumed"));
+
+    assert_eq!(daemon.ctl(&["stop"]).0, 0);
+    daemon.wait_gone(Duration::from_secs(20));
+    let (code, out, _) = run(&["verify", "--store", store.to_str().unwrap()]);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out));
+    for (seq, expected) in &states {
+        assert_eq!(&restored(&store, *seq), expected, "restore --at {seq}");
+    }
+    assert_eq!(std::fs::read_dir(store.join("tmp")).unwrap().count(), 0, "no temp file left behind");
+}
