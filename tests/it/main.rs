@@ -18,3 +18,4 @@ mod maps;
 mod replay;
 mod restore;
 mod run;
+mod soak;
