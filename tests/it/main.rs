@@ -17,3 +17,4 @@ mod maps;
 mod replay;
 mod restore;
 mod run;
+mod security;
