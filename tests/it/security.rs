@@ -242,3 +242,33 @@ fn s14_restore_refuses_crafted_ring_paths() {
         assert!(!store.path().join("x").exists() && !store.path().join("y").exists());
     }
 }
+
+/// A directory and a symlink trading places in one period (the S4 racer's
+/// single step, without the race) is recorded as two renames and restores
+/// exactly. The failure the racer found needs a sample that sees the two
+/// halves of an exchange at different moments; the race test above is the
+/// one that reproduces it.
+fn directory_and_link_exchange_is_recorded(backend: &str) {
+    let tree = TempDir::new("monitord-tree-");
+    let outside = TempDir::new("monitord-outside-");
+    fs::create_dir(tree.path().join("d")).unwrap();
+    fs::write(tree.path().join("d/f.txt"), "inside\n").unwrap();
+    symlink(outside.path(), tree.path().join(".d")).unwrap();
+    let store = TempDir::new("monitord-store-");
+    let target = Target::start(tree.path());
+    let mut m = Monitord::start_on(backend, &target, store.path(), &[]);
+    assert!(exchange(&tree.path().join("d"), &tree.path().join(".d")));
+    let seq = m.sample();
+    assert!(exchange(&tree.path().join("d"), &tree.path().join(".d")));
+    let back = m.sample();
+    m.stop();
+    let records = dump_json(store.path());
+    let renamed = changes(record(&records, seq));
+    assert_eq!(
+        renamed,
+        [(".d/f.txt".to_string(), "renamed".to_string()), ("d".to_string(), "renamed".to_string())]
+    );
+    assert_eq!(restored(store.path(), back), snapshot(tree.path()));
+}
+
+on_every_backend!(directory_and_link_exchange_is_recorded);
