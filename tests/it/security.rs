@@ -109,7 +109,7 @@ fn s1_s4_swap_race_leaks_nothing(backend: &str) {
                 fs::write(tree.join(".f"), format!("benign {i}\n")).unwrap();
                 fs::rename(tree.join(".f"), tree.join("a.txt")).unwrap();
                 // S2: relative and chained links over b.txt.
-                let link = if i % 2 == 0 { "../outside/secret.txt" } else { "chain5" };
+                let link = if i.is_multiple_of(2) { "../outside/secret.txt" } else { "chain5" };
                 symlink(link, tree.join(".r")).unwrap();
                 fs::rename(tree.join(".r"), tree.join("b.txt")).unwrap();
                 fs::write(tree.join(".g"), format!("benign {i}\n")).unwrap();
