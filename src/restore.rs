@@ -209,7 +209,9 @@ pub fn write_tree(tree: &TreeState, dest: &Path) -> Result<(), Error> {
     for pass in [Node::File, Node::Symlink] {
         for (rel, (node, content)) in tree.iter().filter(|(_, (node, _))| *node == pass) {
             if !is_safe_relative(rel) {
-                return Err(Error::UnsafePath(String::from_utf8_lossy(rel).into_owned()));
+                // Enough of the name to recognise it on one line.
+                let shown = String::from_utf8_lossy(&rel[..rel.len().min(200)]).into_owned();
+                return Err(Error::UnsafePath(shown));
             }
             let path = dest.join(as_path(rel));
             if let Some(parent) = path.parent() {

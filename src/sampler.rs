@@ -652,6 +652,7 @@ impl Sampler {
                 Dirty::Subtree(dir) => self.observe_subtree(dir, &mut observed),
             }
         }
+        self.make_consistent(&mut observed);
         let mut deleted = Vec::new();
         let mut created = Vec::new();
         let mut modified = Vec::new();
@@ -732,15 +733,18 @@ impl Sampler {
             });
             found.updates.push((path.clone(), None));
         }
+        // Every old path leaves the mirror before any new one is put: when a
+        // directory and a link trade places (`d/f` -> `.d/f`, `.d` -> `d`),
+        // a new path can be the old path of another rename or lie below it.
+        found.updates.extend(renames.iter().map(|(_, from, _, _)| (from.clone(), None)));
         for (path, from, node, content) in renames {
             found.changes.push(FileChange {
                 path: path.clone(),
                 change: Change::Renamed,
-                from: Some(from.clone()),
+                from: Some(from),
                 node,
                 patch: Patch::compute(&content, &content, deadline),
             });
-            found.updates.push((from, None));
             found.updates.push((path, Some((node, content))));
         }
         let mut rest: Vec<(Vec<u8>, Node, Vec<u8>, Change)> = creations
@@ -759,6 +763,53 @@ impl Sampler {
                 patch: Patch::compute(&old, &content, deadline),
             });
             found.updates.push((path, Some((node, content))));
+        }
+    }
+
+    /// The paths were observed one at a time while the tree may have been
+    /// changing (a directory swapped for a symlink between two of them):
+    /// make the observations describe one possible tree, so that nothing
+    /// is recorded below an entry that is not a directory. The next events
+    /// bring whatever this hides back.
+    fn make_consistent(&self, observed: &mut BTreeMap<Vec<u8>, Observed>) {
+        let is_leaf = |o: &Observed| {
+            matches!(
+                o,
+                Observed::File(_)
+                    | Observed::Symlink(_)
+                    | Observed::Binary
+                    | Observed::TooLarge(_)
+                    | Observed::Special
+            )
+        };
+        let leaves: Vec<Vec<u8>> =
+            observed.iter().filter(|(_, o)| is_leaf(o)).map(|(p, _)| p.clone()).collect();
+        for leaf in leaves {
+            let mut below = leaf;
+            below.push(b'/');
+            let under = |p: &&Vec<u8>| p.starts_with(&below);
+            let hidden: Vec<Vec<u8>> = observed
+                .range(below.clone()..)
+                .map(|(p, _)| p)
+                .take_while(under)
+                .chain(self.index.range(below.clone()..).map(|(p, _)| p).take_while(under))
+                .cloned()
+                .collect();
+            for p in hidden {
+                observed.insert(p, Observed::Absent);
+            }
+        }
+        // A tracked file or link with something below it now is gone.
+        let present: Vec<Vec<u8>> =
+            observed.iter().filter(|(_, o)| is_leaf(o)).map(|(p, _)| p.clone()).collect();
+        for path in present {
+            let mut at = path.as_slice();
+            while let Some(i) = at.iter().rposition(|&b| b == b'/') {
+                at = &at[..i];
+                if self.index.contains_key(at) && !observed.contains_key(at) {
+                    observed.insert(at.to_vec(), Observed::Absent);
+                }
+            }
         }
     }
 

@@ -139,11 +139,17 @@ pub fn split(rel: &[u8]) -> (&[u8], &[u8]) {
 
 /// Whether a relative path read back from a store is safe to use under a
 /// directory: not empty, not absolute, no empty, `.` or `..` components,
-/// no NUL. A crafted ring cannot make `restore` write outside its target.
+/// no NUL, no component longer than `NAME_MAX` (255) bytes and not longer
+/// than `PATH_MAX` (4096) bytes in all: no Linux directory can hold such a
+/// name, so only a crafted ring has one. A crafted ring cannot make
+/// `restore` write outside its target.
 pub fn is_safe_relative(rel: &[u8]) -> bool {
     !rel.is_empty()
+        && rel.len() <= 4096
         && !rel.contains(&0)
-        && rel.split(|&b| b == b'/').all(|part| !part.is_empty() && part != b"." && part != b"..")
+        && rel
+            .split(|&b| b == b'/')
+            .all(|part| !part.is_empty() && part.len() <= 255 && part != b"." && part != b"..")
 }
 
 /// A relative byte path as a [`std::path::Path`].
@@ -435,5 +441,9 @@ mod tests {
         for bad in [&b""[..], b"/etc/passwd", b"../x", b"a/../../x", b"a//b", b"./a", b"a\0b"] {
             assert!(!is_safe_relative(bad), "{bad:?}");
         }
+        assert!(is_safe_relative(&[b'n'; 255]));
+        assert!(!is_safe_relative(&[b'n'; 256]));
+        let deep = [&[b'n'; 255][..], b"/"].concat().repeat(17);
+        assert!(is_safe_relative(&deep[..4095]) && !is_safe_relative(&deep[..4097]));
     }
 }

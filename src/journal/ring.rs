@@ -831,14 +831,24 @@ pub(crate) mod tests {
     /// Image of a ring after `n` records of ~`len` bytes, plus the image
     /// just before the last one and where that last frame went.
     fn before_and_after(cap: usize, n: u64, len: usize) -> (Vec<u8>, Vec<u8>, Vec<Rec>, usize, Rec) {
+        before_and_after_of(6, cap, n, len)
+    }
+
+    /// [`before_and_after`] with records of `kind`.
+    fn before_and_after_of(
+        kind: u16,
+        cap: usize,
+        n: u64,
+        len: usize,
+    ) -> (Vec<u8>, Vec<u8>, Vec<Rec>, usize, Rec) {
         let dir = tempfile::tempdir().unwrap();
         let path = ring_path(&dir);
         let mut ring = Ring::open_or_create(&path, (PAGE + cap) as u64).unwrap();
         let mut model = Model::new(cap);
         for i in 1..n {
             let p = payload(i, len + (i as usize % 3) * 8);
-            ring.append(6, i, &p).unwrap();
-            model.append(6, i, &p);
+            ring.append(kind, i, &p).unwrap();
+            model.append(kind, i, &p);
         }
         let before = std::fs::read(&path).unwrap();
         let earlier = model.records();
@@ -846,84 +856,140 @@ pub(crate) mod tests {
         let pos = if tail + frame_len(len as u64).unwrap() as usize > cap { 0 } else { tail };
         // Every payload byte differs from what was there before.
         let p: Vec<u8> = (0..len).map(|i| !before[PAGE + pos + HDR + i]).collect();
-        ring.append(6, n, &p).unwrap();
+        ring.append(kind, n, &p).unwrap();
         let after = std::fs::read(&path).unwrap();
-        let last = Rec { seq: n, kind: 6, time_us: n, payload: p };
+        let last = Rec { seq: n, kind, time_us: n, payload: p };
         (before, after, earlier, pos, last)
     }
 
-    /// The last record cut after `b` bytes, written header first or payload
-    /// first, over three fills: old bytes, zeros, random.
-    #[test]
-    fn torn_last_record_is_ignored_at_every_cut() {
-        for (cap, n, len) in [(4096, 40, 0), (4096, 40, 64), (4096, 9, 1000), (16384, 30, 4095)] {
-            let (before, after, earlier, pos, last) = before_and_after(cap, n, len);
-            let flen = frame_len(len as u64).unwrap() as usize;
-            let covered = HDR + len;
-            let frame = PAGE + pos..PAGE + pos + flen;
-            // Records that survive step 1 (drops) of the last append.
-            let survivors: Vec<Rec> = recs(&Snapshot::from_bytes(after.clone()).unwrap())
-                .into_iter()
-                .filter(|r| r.seq < n)
-                .collect();
-            assert!(earlier.ends_with(&survivors));
-            for fill in 0..3 {
-                // Header page after step 1 of the append: new head, old
-                // next_seq, in a newer slot. Data: wrap marker (if any) in
-                // place, the frame's bytes as before, or zeros, or random.
-                let (active_slot, active) = select_header(&after).unwrap();
-                let mut s = active_slot;
-                s.next_seq = n;
-                s.generation += 1;
-                s.crc = s.compute_crc();
-                let mut img = after.clone();
-                let off = SLOT_OFFSETS[1 - active];
-                img[off..off + SLOT_SIZE].copy_from_slice(bytemuck::bytes_of(&s));
-                match fill {
-                    0 => img[frame.clone()].copy_from_slice(&before[frame.clone()]),
-                    1 => img[frame.clone()].fill(0),
-                    _ => img[frame.clone()].copy_from_slice(&payload(pos as u64, flen)),
-                }
-                let base = img.clone();
-                for b in 0..=flen {
-                    for header_first in [true, false] {
-                        let mut img = base.clone();
-                        let range = if header_first {
-                            frame.start..frame.start + b
+    /// The last record (of `kind`, `len` payload bytes, the `n`th in a ring
+    /// of `cap` bytes) cut after each of `cuts(frame_len)` bytes, written
+    /// header first or payload first, over three fills of what the frame
+    /// covers: old bytes (stale records), zeros, random. Every image must
+    /// read as exactly the earlier records, plus the last one only when its
+    /// bytes are all there, with no damage reported. Returns the number of
+    /// images read.
+    fn torn_sweep(kind: u16, cap: usize, n: u64, len: usize, cuts: &dyn Fn(usize) -> Vec<usize>) -> usize {
+        let (before, after, earlier, pos, last) = before_and_after_of(kind, cap, n, len);
+        let flen = frame_len(len as u64).unwrap() as usize;
+        let covered = HDR + len;
+        let frame = PAGE + pos..PAGE + pos + flen;
+        // Records that survive step 1 (drops) of the last append.
+        let survivors: Vec<Rec> =
+            recs(&Snapshot::from_bytes(after.clone()).unwrap()).into_iter().filter(|r| r.seq < n).collect();
+        assert!(earlier.ends_with(&survivors));
+        let mut images = 0;
+        for fill in 0..3 {
+            // Header page after step 1 of the append: new head, old
+            // next_seq, in a newer slot. Data: wrap marker (if any) in
+            // place, the frame's bytes as before, or zeros, or random.
+            let (active_slot, active) = select_header(&after).unwrap();
+            let mut s = active_slot;
+            s.next_seq = n;
+            s.generation += 1;
+            s.crc = s.compute_crc();
+            let mut img = after.clone();
+            let off = SLOT_OFFSETS[1 - active];
+            img[off..off + SLOT_SIZE].copy_from_slice(bytemuck::bytes_of(&s));
+            match fill {
+                0 => img[frame.clone()].copy_from_slice(&before[frame.clone()]),
+                1 => img[frame.clone()].fill(0),
+                _ => img[frame.clone()].copy_from_slice(&payload(pos as u64, flen)),
+            }
+            let base = img;
+            for b in cuts(flen) {
+                for header_first in [true, false] {
+                    let mut img = base.clone();
+                    let range = if header_first {
+                        frame.start..frame.start + b
+                    } else {
+                        // Payload first, then the header.
+                        let body = frame.start + HDR..frame.end;
+                        if b <= body.len() {
+                            body.start..body.start + b
                         } else {
-                            // Payload first, then the header.
-                            let body = frame.start + HDR..frame.end;
-                            if b <= body.len() {
-                                body.start..body.start + b
-                            } else {
-                                img[body.clone()].copy_from_slice(&after[body]);
-                                frame.start..frame.start + (b - (flen - HDR))
-                            }
-                        };
-                        img[range.clone()].copy_from_slice(&after[range]);
-                        // Bytes outside the CRC (padding) or equal to the
-                        // old ones may make the frame whole before the cut.
-                        let whole = frame.start..frame.start + covered;
-                        let complete = img[whole.clone()] == after[whole];
-                        assert!(complete || b < flen);
-                        let snap = Snapshot::from_bytes(img).unwrap();
-                        let got = recs(&snap);
-                        let mut want = survivors.clone();
-                        if complete {
-                            want.push(last.clone());
+                            img[body.clone()].copy_from_slice(&after[body]);
+                            frame.start..frame.start + (b - (flen - HDR))
                         }
-                        assert!(
-                            got == want,
-                            "cap {cap} len {len} fill {fill} cut {b}: got seqs {:?}, want {:?}",
-                            got.iter().map(|r| r.seq).collect::<Vec<_>>(),
-                            want.iter().map(|r| r.seq).collect::<Vec<_>>()
-                        );
-                        let scan = snap.scan();
-                        assert!(scan.problems.is_empty(), "{:?}", scan.problems);
+                    };
+                    img[range.clone()].copy_from_slice(&after[range]);
+                    // Bytes outside the CRC (padding) or equal to the
+                    // old ones may make the frame whole before the cut.
+                    let whole = frame.start..frame.start + covered;
+                    let complete = img[whole.clone()] == after[whole];
+                    assert!(complete || b < flen);
+                    let snap = Snapshot::from_bytes(img).unwrap();
+                    let got = recs(&snap);
+                    let mut want = survivors.clone();
+                    if complete {
+                        want.push(last.clone());
                     }
+                    assert!(
+                        got == want,
+                        "cap {cap} len {len} fill {fill} cut {b}: got seqs {:?}, want {:?}",
+                        got.iter().map(|r| r.seq).collect::<Vec<_>>(),
+                        want.iter().map(|r| r.seq).collect::<Vec<_>>()
+                    );
+                    let scan = snap.scan();
+                    assert!(scan.problems.is_empty(), "{:?}", scan.problems);
+                    images += 1;
                 }
             }
         }
+        images
+    }
+
+    /// The last record cut after every byte, written header first or
+    /// payload first, over three fills: old bytes, zeros, random.
+    #[test]
+    fn torn_last_record_is_ignored_at_every_cut() {
+        let every = |flen: usize| (0..=flen).collect::<Vec<_>>();
+        for (cap, n, len) in [(4096, 40, 0), (4096, 40, 64), (4096, 9, 1000), (16384, 30, 4095)] {
+            torn_sweep(6, cap, n, len, &every);
+        }
+    }
+
+    /// J1 (RELIABILITY.md) for the sizes the small sweep above leaves out:
+    /// a 4097-byte payload cut at every byte; 64 KiB and 1 MiB payloads cut
+    /// at every page boundary ±1 and at random points (4,096 of them with
+    /// `MONITORD_LONG=1`, tier 3; fewer by default); each size with another
+    /// record kind. 0 torn records accepted, 0 panics.
+    #[test]
+    fn j1_torn_large_records_at_page_boundaries_and_random_cuts() {
+        let long = std::env::var_os("MONITORD_LONG").is_some_and(|v| v == "1");
+        let started = std::time::Instant::now();
+        let every = |flen: usize| (0..=flen).collect::<Vec<_>>();
+        // Every `pages`-th page boundary ±1, the header's edges, the end
+        // and `random` points.
+        let sampled = |pages: usize, random: usize| {
+            move |flen: usize| {
+                let mut cuts: Vec<usize> = (0..=flen.div_ceil(4096))
+                    .step_by(pages)
+                    .flat_map(|page| {
+                        let at = page * 4096;
+                        [at.saturating_sub(1), at, at + 1]
+                    })
+                    .chain([HDR - 1, HDR, HDR + 1, flen - 1, flen])
+                    .chain(
+                        payload(flen as u64, random * 4)
+                            .chunks(4)
+                            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize % (flen + 1)),
+                    )
+                    .filter(|&b| b <= flen)
+                    .collect();
+                cuts.sort_unstable();
+                cuts.dedup();
+                cuts
+            }
+        };
+        let mut images = torn_sweep(1, 16384, 12, 4097, &every);
+        eprintln!("J1: 4097 B: {images} images, {:?}", started.elapsed());
+        let (pages, random) = if long { (1, 4096) } else { (1, 128) };
+        images += torn_sweep(2, 4 * 65536, 9, 65536, &sampled(pages, random));
+        eprintln!("J1: + 64 KiB: {images} images, {:?}", started.elapsed());
+        let (pages, random) = if long { (1, 4096) } else { (32, 8) };
+        images += torn_sweep(3, 2 * 1024 * 1024 + 65536, 3, 1024 * 1024, &sampled(pages, random));
+        eprintln!("J1: + 1 MiB: {images} torn images read in {:?}", started.elapsed());
     }
 
     #[test]

@@ -18,4 +18,5 @@ mod maps;
 mod replay;
 mod restore;
 mod run;
+mod security;
 mod soak;
