@@ -66,6 +66,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod control;
+pub mod credentials;
 pub mod daemon;
 pub mod diff;
 pub mod event;

@@ -18,6 +18,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::credentials::Opener;
 use crate::diff::{self, Patch};
 use crate::event::{self, Backend, Dirty, Source};
 use crate::history::Entry;
@@ -166,6 +167,8 @@ struct Tree {
     cwd: PathBuf,
     skip: Option<(u64, u64)>,
     events: Box<dyn Source>,
+    /// Opens files with the target's rights (see [`crate::credentials`]).
+    opener: Opener,
 }
 
 impl Tree {
@@ -187,7 +190,11 @@ impl Tree {
             target: target.pid(),
         };
         let events = event::start(settings.backend, &root, options)?;
-        Ok(Tree { root, id, cwd, skip, events })
+        let opener = match target.creds() {
+            Some(creds) => Opener::for_target(&creds),
+            None => Opener::Direct,
+        };
+        Ok(Tree { root, id, cwd, skip, events, opener })
     }
 }
 
@@ -332,7 +339,7 @@ impl Sampler {
                         continue;
                     }
                     let path = tree::join(rel, name);
-                    let (node, content) = match tree::observe_entry(dir, name, max) {
+                    let (node, content) = match tree::observe_entry(dir, name, max, &watched.opener) {
                         Observed::File(content) => (Node::File, content),
                         Observed::Symlink(target) => (Node::Symlink, target),
                         other => {
@@ -640,7 +647,7 @@ impl Sampler {
             match dirty {
                 Dirty::Path(path) => {
                     if !observed.contains_key(path) && !self.settings.excludes.is_excluded_anywhere(path) {
-                        let seen = tree::observe(watch.tree.root.as_fd(), path, max);
+                        let seen = tree::observe(watch.tree.root.as_fd(), path, max, &watch.tree.opener);
                         if matches!(seen, Observed::Dir) {
                             // A path that is a directory now: compare its subtree.
                             self.observe_subtree(path, &mut observed);
@@ -842,7 +849,7 @@ impl Sampler {
                 for (name, is_dir) in entries {
                     if !*is_dir {
                         let path = tree::join(rel, name);
-                        let seen = tree::observe_entry(fd, name, max);
+                        let seen = tree::observe_entry(fd, name, max, &watch.tree.opener);
                         observed.insert(path, seen);
                     }
                 }

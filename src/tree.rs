@@ -18,6 +18,7 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, readlinkat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 
+use crate::credentials::Opener;
 use crate::text;
 
 /// Errors of the tree module that are not per-file observations.
@@ -182,23 +183,23 @@ pub fn open_dir(root: BorrowedFd<'_>, rel: &[u8]) -> Result<OwnedFd, Errno> {
 
 /// Observe one path of the tree (see the module doc for how it is
 /// confined).
-pub fn observe(root: BorrowedFd<'_>, rel: &[u8], max_size: u64) -> Observed {
+pub fn observe(root: BorrowedFd<'_>, rel: &[u8], max_size: u64, opener: &Opener) -> Observed {
     if rel.is_empty() {
         return Observed::Dir;
     }
     let (parent, name) = split(rel);
     if parent.is_empty() {
-        return observe_entry(root, name, max_size);
+        return observe_entry(root, name, max_size, opener);
     }
     match open_dir(root, parent) {
-        Ok(dir) => observe_entry(dir.as_fd(), name, max_size),
+        Ok(dir) => observe_entry(dir.as_fd(), name, max_size, opener),
         Err(Errno::EACCES) => Observed::Unreadable(Errno::EACCES as i32),
         Err(_) => Observed::Absent,
     }
 }
 
 /// Observe the entry `name` (one component) of the directory `dir`.
-pub fn observe_entry(dir: BorrowedFd<'_>, name: &[u8], max_size: u64) -> Observed {
+pub fn observe_entry(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &Opener) -> Observed {
     let stat = match fstatat(dir, bytes_as_path(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(stat) => stat,
         Err(Errno::ENOENT | Errno::ENOTDIR) => return Observed::Absent,
@@ -212,10 +213,10 @@ pub fn observe_entry(dir: BorrowedFd<'_>, name: &[u8], max_size: u64) -> Observe
                 Observed::Symlink(target.into_vec())
             }
             Err(Errno::ENOENT) => Observed::Absent,
-            Err(Errno::EINVAL) => observe_entry(dir, name, max_size),
+            Err(Errno::EINVAL) => observe_entry(dir, name, max_size, opener),
             Err(errno) => Observed::Unreadable(errno as i32),
         },
-        SFlag::S_IFREG => read_regular(dir, name, max_size),
+        SFlag::S_IFREG => read_regular(dir, name, max_size, opener),
         _ => Observed::Special,
     }
 }
@@ -224,13 +225,14 @@ fn file_type(stat: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())
 }
 
-fn read_regular(dir: BorrowedFd<'_>, name: &[u8], max_size: u64) -> Observed {
-    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
-    let fd = match openat(dir, bytes_as_path(name), flags, Mode::empty()) {
+fn read_regular(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &Opener) -> Observed {
+    // Opened with the target's rights when monitord has more (see
+    // `credentials`); read here.
+    let fd = match opener.open(dir, name) {
         Ok(fd) => fd,
         Err(Errno::ENOENT | Errno::ENOTDIR) => return Observed::Absent,
         // It became a symlink after the fstatat: look again.
-        Err(Errno::ELOOP) => return observe_entry(dir, name, max_size),
+        Err(Errno::ELOOP) => return observe_entry(dir, name, max_size, opener),
         Err(errno) => return Observed::Unreadable(errno as i32),
     };
     let stat = match fstat(&fd) {
@@ -239,7 +241,7 @@ fn read_regular(dir: BorrowedFd<'_>, name: &[u8], max_size: u64) -> Observed {
     };
     if file_type(&stat) != SFlag::S_IFREG {
         // Swapped for a FIFO, device or directory between the two calls.
-        return observe_entry(dir, name, max_size);
+        return observe_entry(dir, name, max_size, opener);
     }
     let size = u64::try_from(stat.st_size).unwrap_or(0);
     if size > max_size {
@@ -384,11 +386,14 @@ mod tests {
         let root = root_of(tree.path());
         let max = 1 << 20;
         let target = outside.path().join("secret").into_os_string().into_encoded_bytes();
-        assert_eq!(observe(root.as_fd(), b"link", max), Observed::Symlink(target));
-        assert_eq!(observe(root.as_fd(), b"dirlink/secret", max), Observed::Absent);
-        assert_eq!(observe(root.as_fd(), b"plain.txt", max), Observed::File(b"hello\n".to_vec()));
-        assert_eq!(observe(root.as_fd(), b"../x", max), Observed::Absent);
-        assert_eq!(observe(root.as_fd(), b"missing", max), Observed::Absent);
+        assert_eq!(observe(root.as_fd(), b"link", max, &Opener::Direct), Observed::Symlink(target));
+        assert_eq!(observe(root.as_fd(), b"dirlink/secret", max, &Opener::Direct), Observed::Absent);
+        assert_eq!(
+            observe(root.as_fd(), b"plain.txt", max, &Opener::Direct),
+            Observed::File(b"hello\n".to_vec())
+        );
+        assert_eq!(observe(root.as_fd(), b"../x", max, &Opener::Direct), Observed::Absent);
+        assert_eq!(observe(root.as_fd(), b"missing", max, &Opener::Direct), Observed::Absent);
     }
 
     #[test]
@@ -399,10 +404,10 @@ mod tests {
         nix::unistd::mkfifo(&tree.path().join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
         fs::create_dir(tree.path().join("d")).unwrap();
         let root = root_of(tree.path());
-        assert_eq!(observe(root.as_fd(), b"bin", 1000), Observed::Binary);
-        assert_eq!(observe(root.as_fd(), b"big.txt", 50), Observed::TooLarge(100));
-        assert_eq!(observe(root.as_fd(), b"fifo", 1000), Observed::Special);
-        assert_eq!(observe(root.as_fd(), b"d", 1000), Observed::Dir);
+        assert_eq!(observe(root.as_fd(), b"bin", 1000, &Opener::Direct), Observed::Binary);
+        assert_eq!(observe(root.as_fd(), b"big.txt", 50, &Opener::Direct), Observed::TooLarge(100));
+        assert_eq!(observe(root.as_fd(), b"fifo", 1000, &Opener::Direct), Observed::Special);
+        assert_eq!(observe(root.as_fd(), b"d", 1000, &Opener::Direct), Observed::Dir);
     }
 
     #[test]

@@ -139,6 +139,11 @@ impl Target {
             .map_err(|errno| self.map_errno(errno, "cwd"))
     }
 
+    /// The process's filesystem identity (uid, gid, groups) now.
+    pub fn creds(&self) -> Option<crate::credentials::Creds> {
+        crate::credentials::Creds::parse_status(&self.read_proc_file("status").ok()?)
+    }
+
     /// A pidfd for this process (pidfd_open(2)): readable once it exits.
     /// `None` when the kernel has no pidfd_open or the process is gone.
     pub fn pidfd(&self) -> Option<OwnedFd> {

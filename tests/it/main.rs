@@ -8,6 +8,7 @@ mod harness;
 mod backends;
 mod cli;
 mod control;
+mod creds;
 mod daemon;
 mod files;
 mod follow;
