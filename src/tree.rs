@@ -178,7 +178,29 @@ pub fn open_dir(root: BorrowedFd<'_>, rel: &[u8]) -> Result<OwnedFd, Errno> {
                 | ResolveFlag::RESOLVE_NO_MAGICLINKS,
         );
     let path: &[u8] = if rel.is_empty() { b"." } else { rel };
-    openat2(root, bytes_as_path(path), how)
+    match openat2(root, bytes_as_path(path), how) {
+        // Kernels before 5.6 (and tools such as valgrind) lack openat2.
+        Err(Errno::ENOSYS) => open_dir_by_components(root, rel),
+        other => other,
+    }
+}
+
+/// [`open_dir`] without openat2: one `openat(O_NOFOLLOW | O_DIRECTORY)`
+/// per component, refusing `.`, `..` and empty components, so the walk can
+/// neither follow a symlink nor leave the tree.
+fn open_dir_by_components(root: BorrowedFd<'_>, rel: &[u8]) -> Result<OwnedFd, Errno> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    let mut dir = openat(root, ".", flags, Mode::empty())?;
+    if rel.is_empty() {
+        return Ok(dir);
+    }
+    for component in rel.split(|&b| b == b'/') {
+        if component.is_empty() || component == b"." || component == b".." {
+            return Err(Errno::EXDEV);
+        }
+        dir = openat(dir.as_fd(), bytes_as_path(component), flags, Mode::empty())?;
+    }
+    Ok(dir)
 }
 
 /// Observe one path of the tree (see the module doc for how it is
@@ -450,5 +472,19 @@ mod tests {
         assert!(!is_safe_relative(&[b'n'; 256]));
         let deep = [&[b'n'; 255][..], b"/"].concat().repeat(17);
         assert!(is_safe_relative(&deep[..4095]) && !is_safe_relative(&deep[..4097]));
+    }
+
+    #[test]
+    fn without_openat2_directories_open_component_by_component() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("a/link")).unwrap();
+        let root = std::fs::File::open(dir.path()).unwrap();
+        let root = root.as_fd();
+        assert!(open_dir_by_components(root, b"").is_ok());
+        assert!(open_dir_by_components(root, b"a/b").is_ok());
+        assert!(matches!(open_dir_by_components(root, b"a/link"), Err(Errno::ELOOP | Errno::ENOTDIR)));
+        assert_eq!(open_dir_by_components(root, b"a/../..").err(), Some(Errno::EXDEV));
+        assert_eq!(open_dir_by_components(root, b"missing").err(), Some(Errno::ENOENT));
     }
 }
