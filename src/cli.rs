@@ -19,11 +19,13 @@ Exit status: 0 success; 1 the operation failed (bad PID, damage found, an
 error reply); 2 usage error; 3 no daemon answered.";
 
 /// Follow a process and keep a replayable history of the text files in its
-/// working directory.
+/// working directory and of its memory map.
 ///
 /// The first sample is a full backup of every regular text file; every later
 /// sample stores only what changed, as reversible line diffs, in a fixed-size
-/// ring-buffer journal (ring.bin). Any recorded state can be restored.
+/// ring-buffer journal (ring.bin), with the mappings added to and removed from
+/// /proc/PID/maps and the process's CPU, memory, thread and fd counts. Any
+/// recorded state can be restored.
 #[derive(Debug, Parser)]
 #[command(
     name = "monitord",
