@@ -138,14 +138,21 @@ fn redirect(log: i32) {
 }
 
 /// Reap `pid` (our child) and say how it ended; `None` when it is not our
-/// child or has not exited.
-pub fn reap(pid: i32) -> Option<Exit> {
+/// child or (with `block` false) has not exited yet.
+pub fn reap(pid: i32, block: bool) -> Option<Exit> {
+    let flags = if block { 0 } else { libc::WNOHANG };
     let mut status = 0;
     // SAFETY: rusage is plain data; all-zero is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 with pointers to live locals.
-    let rc = unsafe { libc::wait4(pid, &raw mut status, libc::WNOHANG, &raw mut usage) };
-    if rc != pid {
+    loop {
+        // SAFETY: wait4 with pointers to live locals.
+        let rc = unsafe { libc::wait4(pid, &raw mut status, flags, &raw mut usage) };
+        if rc == pid {
+            break;
+        }
+        if rc < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+            continue;
+        }
         return None;
     }
     let ms = |tv: libc::timeval| (tv.tv_sec as u64) * 1000 + (tv.tv_usec as u64) / 1000;

@@ -175,6 +175,7 @@ impl Monitor {
     /// SIGINT and SIGTERM on to it, and stop once it has ended.
     pub fn set_child(&mut self, pid: i32) {
         self.child = Some(pid);
+        self.sampler.reap_target();
     }
 
     /// The flag the FIFO listener raises while it handles a request, so a
@@ -255,6 +256,12 @@ impl Monitor {
     ) -> Result<(), crate::sampler::Error> {
         let mut next_tick = Instant::now() + self.period;
         loop {
+            // A command of ours has ended and its exit is recorded (a tick
+            // may notice it before the pidfd does).
+            if self.child.is_some() && self.sampler.pid() == 0 {
+                self.command_exit = self.sampler.exit().cloned();
+                break;
+            }
             let timeout = next_tick.saturating_duration_since(Instant::now());
             match messages.recv_timeout(timeout) {
                 Ok(Msg::Line(line, origin)) => {
@@ -272,7 +279,7 @@ impl Monitor {
                     if signo == libc::SIGINT || signo == libc::SIGTERM {
                         match self.child {
                             // The command gets the signal; we stop when it ends.
-                            Some(child) if self.command_exit.is_none() => {
+                            Some(child) if self.sampler.pid() == child => {
                                 // SAFETY: kill(2) on our own child, not yet reaped.
                                 unsafe { libc::kill(child, signo) };
                             }
@@ -283,14 +290,6 @@ impl Monitor {
                     self.on_signal(signo)?;
                 }
                 Ok(Msg::Exited(pid)) => {
-                    if self.child == Some(pid)
-                        && let Some(exit) = crate::launch::reap(pid)
-                    {
-                        self.command_exit = Some(exit.clone());
-                        self.sampler.set_exit(exit);
-                        self.sample()?;
-                        break;
-                    }
                     if pid == self.sampler.pid() {
                         self.sample()?;
                     }
@@ -418,6 +417,8 @@ impl Monitor {
         };
         self.show(&committed);
         self.watch_exit();
+        // A command we started is no longer what we follow.
+        self.child = None;
         let cwd = self.sampler.cwd().map(|p| human::sanitize(p.as_os_str().as_encoded_bytes()));
         let seq = committed.last().map_or(0, |c| c.seq);
         Ok(Reply::ok(format!("pid: {pid}\ncwd: {}\nbaseline: {seq}\n", cwd.unwrap_or_default())))

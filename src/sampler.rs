@@ -149,6 +149,8 @@ pub struct Sampler {
     mirror_behind: bool,
     /// How the target ended, when we are its parent and have reaped it.
     exit: Option<crate::journal::record::Exit>,
+    /// The target is our child: reap it when it ends.
+    reap: bool,
     counters: Counters,
     probe: Probe,
 }
@@ -232,6 +234,7 @@ impl Sampler {
             pid: 0,
             mirror_behind: false,
             exit: None,
+            reap: false,
             counters: Counters::default(),
         };
         let baseline = sampler.rebase(Watch { target, tree }, None)?;
@@ -249,6 +252,7 @@ impl Sampler {
     pub fn follow(&mut self, target: Target) -> Result<Vec<Committed>, Error> {
         let tree = Tree::open(&target, &self.settings)?;
         let mut out = self.sample()?;
+        self.reap = false;
         let body = Body::Pid { old: self.pid, new: target.pid() };
         out.extend(self.rebase(Watch { target, tree }, Some(body))?);
         Ok(out)
@@ -270,6 +274,7 @@ impl Sampler {
         self.pending.clear();
         self.writers.clear();
         self.rescan_reasons.clear();
+        self.exit = None;
         out.push(self.baseline()?);
         Ok(out)
     }
@@ -279,10 +284,16 @@ impl Sampler {
         self.pid
     }
 
-    /// Say how the target ended (its parent reaped it); the next sample
-    /// writes it in the `exit` record.
-    pub fn set_exit(&mut self, exit: crate::journal::record::Exit) {
-        self.exit = Some(exit);
+    /// The target is our child (a command we started): when it ends, reap
+    /// it, so the `exit` record carries its status and resource use.
+    pub fn reap_target(&mut self) {
+        self.reap = true;
+    }
+
+    /// How the target ended, once a sample has recorded its exit (known
+    /// only when we reaped it).
+    pub fn exit(&self) -> Option<&crate::journal::record::Exit> {
+        self.exit.as_ref()
     }
 
     /// A pidfd of the followed process, for noticing its exit at once.
@@ -541,7 +552,12 @@ impl Sampler {
         out.push(committed);
         if let Some(watch) = &self.watch {
             if !watch.target.is_alive() {
-                let exit = self.exit.take().unwrap_or_default();
+                let exit = if self.reap {
+                    crate::launch::reap(watch.target.pid(), true).unwrap_or_default()
+                } else {
+                    Default::default()
+                };
+                self.exit = Some(exit.clone());
                 out.push(self.commit(Body::Exit(exit), |_| Ok(()))?);
                 self.watch = None;
                 self.pid = 0;
