@@ -15,6 +15,7 @@ mod fullness;
 mod history;
 mod journal;
 mod maps;
+mod pidreuse;
 mod replay;
 mod restore;
 mod run;
