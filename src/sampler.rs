@@ -756,20 +756,43 @@ impl Sampler {
             });
             found.updates.push((path.clone(), None));
         }
-        // Every old path leaves the mirror before any new one is put: when a
-        // directory and a link trade places (`d/f` -> `.d/f`, `.d` -> `d`),
-        // a new path can be the old path of another rename or lie below it.
-        found.updates.extend(renames.iter().map(|(_, from, _, _)| (from.clone(), None)));
-        for (path, from, node, content) in renames {
+        // A renamed file's new path is put in the mirror before its old
+        // path leaves it: the record holds no content for a rename, so a
+        // crash between the two must leave the content somewhere for
+        // start-up repair to finish the move. Only when a new path clashes
+        // with an old one (a directory and a link trading places: `d/f` ->
+        // `.d/f`, `.d` -> `d`) must every clashing old path leave first.
+        let overlaps = |a: &[u8], b: &[u8]| {
+            let under = |x: &[u8], y: &[u8]| x.len() > y.len() && x.starts_with(y) && x[y.len()] == b'/';
+            a == b || under(a, b) || under(b, a)
+        };
+        let clashes: Vec<bool> = renames
+            .iter()
+            .map(|(path, _, _, _)| renames.iter().any(|(_, from, _, _)| overlaps(path, from)))
+            .collect();
+        let (mut early, mut late) = (Vec::new(), Vec::new());
+        let before_renames = found.updates.len();
+        for ((path, from, node, content), clash) in renames.into_iter().zip(clashes) {
             found.changes.push(FileChange {
                 path: path.clone(),
                 change: Change::Renamed,
-                from: Some(from),
+                from: Some(from.clone()),
                 node,
                 patch: Patch::compute(&content, &content, deadline),
             });
-            found.updates.push((path, Some((node, content))));
+            if clash {
+                late.push((path, Some((node, content))))
+            } else {
+                early.push((path, Some((node, content))))
+            }
+            found.updates.push((from, None));
         }
+        // Deletions first (a new path may lie below a deleted file), then
+        // the puts that clash with nothing, the old paths, the rest.
+        let removals = found.updates.split_off(before_renames);
+        found.updates.extend(early);
+        found.updates.extend(removals);
+        found.updates.extend(late);
         let mut rest: Vec<(Vec<u8>, Node, Vec<u8>, Change)> = creations
             .into_iter()
             .map(|(p, n, c)| (p, n, c, Change::Created))

@@ -9,7 +9,11 @@
 //!    applied newest first, each checked against the hashes it carries;
 //!    when the epoch's baseline is still in the ring, the tree reached must
 //!    equal it, file by file. A mirror file that does not match the journal
-//!    is found by one check or the other.
+//!    is found by one check or the other. A crash between committing the
+//!    newest record and updating the mirror leaves the mirror behind by
+//!    that record, partly or wholly (the next start repairs it): the
+//!    newest epoch's mirror is rolled forward by its last sample, in
+//!    memory, before the replay, so that state is not taken for damage.
 //!
 //! The store's shared lock is held throughout, so a live monitor's commits
 //! are seen whole.
@@ -59,6 +63,9 @@ pub struct Report {
     pub epochs: usize,
     /// The last record was torn by a crash and ignored (not damage).
     pub torn_tail: bool,
+    /// Files of the newest sample the mirror had not caught up with (a
+    /// crash before the mirror was updated; not damage).
+    pub mirror_behind: usize,
 }
 
 fn problem(seq: Option<u64>, path: Option<String>, what: impl Into<String>) -> Problem {
@@ -99,16 +106,25 @@ pub fn verify(store_dir: &Path) -> Result<Report, store::Error> {
         }
     }
     report.records = records.len();
-    for group in records.chunk_by(|a, b| a.1.epoch == b.1.epoch) {
+    let groups: Vec<&[(u64, Record)]> = records.chunk_by(|a, b| a.1.epoch == b.1.epoch).collect();
+    for (i, group) in groups.iter().enumerate() {
         report.epochs += 1;
-        check_epoch(store_dir, group, &mut report.problems);
+        let newest = i + 1 == groups.len();
+        report.mirror_behind += check_epoch(store_dir, group, newest, &mut report.problems);
     }
     Ok(report)
 }
 
 /// Replay one epoch back from its mirror, and compare with its baseline.
-fn check_epoch(store_dir: &Path, records: &[(u64, Record)], problems: &mut Vec<Problem>) {
-    let Some((newest, first)) = records.last().map(|(seq, r)| (*seq, r)) else { return };
+/// Returns how many files of the mirror were behind the epoch's last
+/// sample (only looked for in the `newest_epoch`).
+fn check_epoch(
+    store_dir: &Path,
+    records: &[(u64, Record)],
+    newest_epoch: bool,
+    problems: &mut Vec<Problem>,
+) -> usize {
+    let Some((newest, first)) = records.last().map(|(seq, r)| (*seq, r)) else { return 0 };
     let epoch = first.epoch;
     let mut tree: TreeState = match Mirror::open_existing(store_dir, epoch).and_then(|m| m.load_all()) {
         Ok(tree) => tree,
@@ -118,8 +134,14 @@ fn check_epoch(store_dir: &Path, records: &[(u64, Record)], problems: &mut Vec<P
                 None,
                 format!("the mirror of epoch {epoch} cannot be read: {e}"),
             ));
-            return;
+            return 0;
         }
+    };
+    let behind = match records.last() {
+        Some((_, Record { body: Body::Sample(sample), .. })) if newest_epoch => {
+            roll_forward(&mut tree, &sample.files)
+        }
+        _ => 0,
     };
     for (seq, record) in records.iter().rev() {
         match &record.body {
@@ -130,16 +152,62 @@ fn check_epoch(store_dir: &Path, records: &[(u64, Record)], problems: &mut Vec<P
                         Some(e.path),
                         format!("{} (replaying back from mirror/{epoch})", e.what),
                     ));
-                    return;
+                    return behind;
                 }
             }
             Body::Baseline(baseline) => {
                 compare_with_baseline(*seq, epoch, &tree, baseline, problems);
-                return;
+                return behind;
             }
             _ => {}
         }
     }
+    behind
+}
+
+/// Bring `tree` (a mirror) up to date with its last sample, as start-up
+/// repair would: each change not yet in the mirror is applied forwards
+/// when it applies cleanly to what the mirror holds. Returns how many were.
+/// A change that does not apply is left for the replay to report.
+fn roll_forward(tree: &mut TreeState, changes: &[crate::journal::record::FileChange]) -> usize {
+    use crate::journal::record::Change;
+    let mut rolled = 0;
+    for change in changes {
+        let is_new = match tree.get(&change.path) {
+            Some((_, content)) => {
+                change.change != Change::Deleted && diff::hash(content) == change.patch.new_hash
+            }
+            None => change.change == Change::Deleted,
+        };
+        if is_new {
+            // A rename whose new path is in place: only the old one may be
+            // left (the mirror puts the new path first).
+            if let Some(from) = &change.from
+                && tree.get(from).is_some_and(|(node, content)| {
+                    *node == change.node && diff::hash(content) == change.patch.old_hash
+                })
+            {
+                tree.remove(from);
+                rolled += 1;
+            }
+            continue;
+        }
+        // Only the change's own paths are touched: keep them to undo a
+        // change that does not apply.
+        let paths: Vec<&Vec<u8>> = std::iter::once(&change.path).chain(change.from.as_ref()).collect();
+        let saved: Vec<_> = paths.iter().map(|p| ((*p).clone(), tree.get(*p).cloned())).collect();
+        if history::apply_forward(tree, std::slice::from_ref(change)).is_ok() {
+            rolled += 1;
+        } else {
+            for (path, entry) in saved {
+                match entry {
+                    Some(entry) => tree.insert(path, entry),
+                    None => tree.remove(&path),
+                };
+            }
+        }
+    }
+    rolled
 }
 
 fn compare_with_baseline(
@@ -179,5 +247,60 @@ fn compare_with_baseline(
             Some(sanitize(path)),
             format!("in mirror/{epoch} but not in the journal"),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::Patch;
+    use crate::journal::record::{Change, FileChange, Node};
+    use std::time::Duration;
+
+    fn change(path: &[u8], kind: Change, old: &[u8], new: &[u8]) -> FileChange {
+        let patch = Patch::compute(old, new, Duration::from_millis(100));
+        FileChange { path: path.to_vec(), change: kind, from: None, node: Node::File, patch }
+    }
+
+    fn state(files: &[(&[u8], &[u8])]) -> TreeState {
+        files.iter().map(|(p, c)| (p.to_vec(), (Node::File, c.to_vec()))).collect()
+    }
+
+    #[test]
+    fn a_mirror_half_way_through_the_last_sample_is_rolled_forward() {
+        let changes = vec![
+            change(b"a", Change::Modified, b"1\n", b"1\n2\n"),
+            change(b"b", Change::Modified, b"x\n", b"y\n"),
+            change(b"c", Change::Created, b"", b"new\n"),
+            change(b"d", Change::Deleted, b"gone\n", b""),
+        ];
+        // The crash came after `a` was written and before the rest.
+        let mut tree = state(&[(b"a", b"1\n2\n"), (b"b", b"x\n"), (b"d", b"gone\n")]);
+        assert_eq!(roll_forward(&mut tree, &changes), 3);
+        assert_eq!(tree, state(&[(b"a", b"1\n2\n"), (b"b", b"y\n"), (b"c", b"new\n")]));
+        // Up to date: nothing to do.
+        assert_eq!(roll_forward(&mut tree, &changes), 0);
+    }
+
+    #[test]
+    fn a_rename_put_but_not_yet_removed_is_finished() {
+        let mut renamed = change(b"new", Change::Renamed, b"same\n", b"same\n");
+        renamed.from = Some(b"old".to_vec());
+        let changes = vec![renamed];
+        let mut tree = state(&[(b"new", b"same\n"), (b"old", b"same\n")]);
+        assert_eq!(roll_forward(&mut tree, &changes), 1);
+        assert_eq!(tree, state(&[(b"new", b"same\n")]));
+        // Not yet put: moved.
+        let mut tree = state(&[(b"old", b"same\n")]);
+        assert_eq!(roll_forward(&mut tree, &changes), 1);
+        assert_eq!(tree, state(&[(b"new", b"same\n")]));
+    }
+
+    #[test]
+    fn a_mirror_that_matches_neither_side_is_left_for_the_replay() {
+        let changes = vec![change(b"b", Change::Modified, b"x\n", b"y\n")];
+        let mut tree = state(&[(b"b", b"garbage\n")]);
+        assert_eq!(roll_forward(&mut tree, &changes), 0);
+        assert_eq!(tree, state(&[(b"b", b"garbage\n")]));
     }
 }

@@ -18,7 +18,14 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     for problem in &report.problems {
         writeln!(stdout, "{problem}")?;
     }
-    let torn = if report.torn_tail { " (a torn last record from a crash was ignored)" } else { "" };
+    let mut torn =
+        if report.torn_tail { " (a torn last record from a crash was ignored)" } else { "" }.to_string();
+    if report.mirror_behind > 0 {
+        torn += &format!(
+            " (the mirror was {} file(s) behind the last record, as a crash leaves it; the next start repairs it)",
+            report.mirror_behind
+        );
+    }
     if report.problems.is_empty() {
         writeln!(
             stdout,

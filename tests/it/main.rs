@@ -16,6 +16,7 @@ mod fullness;
 mod history;
 mod journal;
 mod maps;
+mod pidreuse;
 mod replay;
 mod restore;
 mod run;
