@@ -22,13 +22,17 @@
 #      backup`. Both tools see exactly the same history.
 #   4. Times the restore of the oldest state (monitord: the baseline's seq;
 #      rdiff-backup: `--at <INCREMENTS>B`) and of the newest state, each the
-#      median of RUNS runs into a fresh directory, the page cache dropped
+#      median of RUNS runs (rdiff-backup's newest: one run, it is as slow
+#      as its oldest) into a fresh directory, the page cache dropped
 #      before every run when /proc/sys/vm/drop_caches is writable (the report
 #      says whether it was). Every restored tree is checked against a
 #      checksum of the original tree taken at that point
 #      (`find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum`).
 #   5. Prints a table: the times, the ratio (goal >= 10x), and what each
-#      tool's capture cost.
+#      tool's capture cost, with the load average (the machine may be
+#      shared; both tools run in turn on it, so the ratio is the figure).
+#
+# At full size a run takes 10-20 minutes, most of it rdiff-backup's.
 #
 # Knobs (environment): FILES (100000), DIRS (1000), INCREMENTS (5), K (100
 # files appended to per increment), RUNS (3), BENCH_TMPDIR (/tmp),
@@ -78,6 +82,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- page cache -------------------------------------------------------------
 DROPPED=no
@@ -143,12 +149,12 @@ awk -v n="$FILES" -v d="$DIRS" -v root="$TREE" 'BEGIN {
     system("mkdir -p" dirs)
     for (i = 0; i < n; i++) {
         path = sprintf("%s/d%04d/f%06d.txt", root, i % d, i)
-        for (l = 0; l < 20; l++)
+        for (l = 0; l < 21; l++)
             printf "%06d:%02d the quick brown fox jumps over the lazy dog; value %5d\n", i, l, (i * 31 + l * 7) % 99991 > path
         close(path)
     }
 }'
-TREE_MB=$(du -sm --apparent-size "$TREE" | cut -f1)
+TREE_MB=$(find "$TREE" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.1f", s / 1e6 }')
 say "  $(count "$TREE") files, $TREE_MB MB, in $(since "$t0") s"
 SUM_OLDEST=$(checksum "$TREE")
 
@@ -209,13 +215,13 @@ fi
 
 # --- restores ---------------------------------------------------------------
 FAILED=0
-# time_restore LABEL WANT_SUM CMD... (the command's last argument is DEST);
-# sets MEDIAN, and FAILED when a restored tree differs.
+# time_restore RUNS LABEL WANT_SUM CMD... (the command's last argument is
+# DEST); sets MEDIAN, and FAILED when a restored tree differs.
 time_restore() {
-    local label=$1 want=$2
-    shift 2
+    local runs=$1 label=$2 want=$3
+    shift 3
     local dest=${*: -1} times=() i t0 got
-    for i in $(seq 1 "$RUNS"); do
+    for i in $(seq 1 "$runs"); do
         rm -rf "$dest"
         drop_cache
         t0=$(now)
@@ -232,16 +238,16 @@ time_restore() {
     MEDIAN=$(median "${times[@]}")
 }
 
-say "restoring (median of $RUNS, page cache dropped: $DROPPED)"
-time_restore "monitord --at $OLDEST_SEQ" "$SUM_OLDEST" "$BIN" restore --store "$STORE" --at "$OLDEST_SEQ" "$WORK/dest"
+say "restoring (median of $RUNS, page cache dropped: $DROPPED; rdiff-backup's newest: one run)"
+time_restore "$RUNS" "monitord --at $OLDEST_SEQ" "$SUM_OLDEST" "$BIN" restore --store "$STORE" --at "$OLDEST_SEQ" "$WORK/dest"
 MD_OLD=$MEDIAN
-time_restore "monitord --at $NEWEST_SEQ" "$SUM_NEWEST" "$BIN" restore --store "$STORE" --at "$NEWEST_SEQ" "$WORK/dest"
+time_restore "$RUNS" "monitord --at $NEWEST_SEQ" "$SUM_NEWEST" "$BIN" restore --store "$STORE" --at "$NEWEST_SEQ" "$WORK/dest"
 MD_NEW=$MEDIAN
 RD_OLD= RD_NEW=
 if [[ $RDIFF == yes ]]; then
-    time_restore "rdiff-backup --at ${INCREMENTS}B" "$SUM_OLDEST" rdiff_restore "${INCREMENTS}B" "$REPO" "$WORK/dest"
+    time_restore "$RUNS" "rdiff-backup --at ${INCREMENTS}B" "$SUM_OLDEST" rdiff_restore "${INCREMENTS}B" "$REPO" "$WORK/dest"
     RD_OLD=$MEDIAN
-    time_restore "rdiff-backup --at now" "$SUM_NEWEST" rdiff_restore now "$REPO" "$WORK/dest"
+    time_restore 1 "rdiff-backup --at now" "$SUM_NEWEST" rdiff_restore now "$REPO" "$WORK/dest"
     RD_NEW=$MEDIAN
 fi
 
@@ -252,6 +258,8 @@ secs() { if [[ -n $1 ]]; then printf '%s s' "$1"; else printf 'n/a'; fi; }
 printf '\nrestore of a %s-file tree (%s MB, %s directories) after %s increments of %s appended files\n' \
     "$FILES" "$TREE_MB" "$DIRS" "$INCREMENTS" "$K"
 printf 'median of %s runs into a fresh directory; page cache dropped before each run: %s\n' "$RUNS" "$DROPPED"
+printf 'rdiff-backup newest: one run (each takes as long as its oldest restore)\n'
+printf 'load average at the start: %s; at the end: %s\n' "$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'rdiff-backup: %s\n\n' "${RDIFF_VERSION:-$RDIFF_WHY}"
 printf '%-34s %12s %14s %12s\n' "" "monitord" "rdiff-backup" "ratio"
 printf '%-34s %12s %14s %12s\n' "restore --at oldest (baseline)" "$(secs "$MD_OLD")" "$(secs "$RD_OLD")" "$(ratio "$MD_OLD" "$RD_OLD")"
