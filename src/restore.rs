@@ -206,16 +206,26 @@ pub fn write_tree(tree: &TreeState, dest: &Path) -> Result<(), Error> {
         }
         Err(_) => return Err(Error::DestNotEmpty(dest.to_path_buf())),
     }
+    // Directories made so far: each is created once, not once per file.
+    let mut made: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     for pass in [Node::File, Node::Symlink] {
         for (rel, (node, content)) in tree.iter().filter(|(_, (node, _))| *node == pass) {
-            if !is_safe_relative(rel) {
+            // An entry below another entry (below a symlink, say) would be
+            // written through it: a crafted journal could aim it anywhere.
+            let below_an_entry =
+                rel.iter().enumerate().any(|(i, &b)| b == b'/' && tree.contains_key(&rel[..i]));
+            if !is_safe_relative(rel) || below_an_entry {
                 // Enough of the name to recognise it on one line.
                 let shown = String::from_utf8_lossy(&rel[..rel.len().min(200)]).into_owned();
                 return Err(Error::UnsafePath(shown));
             }
             let path = dest.join(as_path(rel));
-            if let Some(parent) = path.parent() {
+            if let Some(parent) = path.parent()
+                && parent != dest
+                && !made.contains(parent)
+            {
                 DirBuilder::new().recursive(true).create(parent).map_err(write_err(parent))?;
+                made.insert(parent.to_path_buf());
             }
             match node {
                 Node::File => {
@@ -270,5 +280,16 @@ mod tests {
         tree.insert(b"a/passwd".to_vec(), (Node::File, b"owned".to_vec()));
         let _ = write_tree(&tree, &dir.path().join("out"));
         assert!(!outside.path().join("passwd").exists());
+    }
+
+    #[test]
+    fn a_symlink_below_a_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let mut tree = TreeState::new();
+        tree.insert(b"a".to_vec(), (Node::Symlink, outside.path().as_os_str().as_encoded_bytes().to_vec()));
+        tree.insert(b"a/b".to_vec(), (Node::Symlink, b"/etc/passwd".to_vec()));
+        assert!(matches!(write_tree(&tree, &dir.path().join("out")), Err(Error::UnsafePath(_))));
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written through the link");
     }
 }
