@@ -564,3 +564,14 @@ impl Drop for Shell {
         let _ = self.child.wait();
     }
 }
+
+/// A small recorded store: `a.txt` ("alpha") in `tree`, its baseline and
+/// one sample, the monitor stopped. Returns the target, still running.
+pub fn record_alpha(tree: &Path, store: &Path) -> Target {
+    std::fs::write(tree.join("a.txt"), "alpha\n").expect("write a.txt");
+    let target = Target::start(tree);
+    let mut m = Monitord::start(&target, store, &[]);
+    m.sample();
+    m.stop();
+    target
+}

@@ -111,11 +111,7 @@ fn reverse_replay_to_the_baseline_and_forward_again_round_trips(backend: &str) {
 fn restore_refuses_dropped_unknown_and_bad_points() {
     let tree = TempDir::new("monitord-tree-");
     let store = TempDir::new("monitord-store-");
-    fs::write(tree.path().join("a.txt"), "alpha\n").unwrap();
-    let target = Target::start(tree.path());
-    let mut m = Monitord::start(&target, store.path(), &[]);
-    m.sample();
-    m.stop();
+    let _target = record_alpha(tree.path(), store.path());
     let s = store.path().to_str().unwrap();
     let dest = TempDir::new("monitord-dest-");
     let out = dest.path().join("x");

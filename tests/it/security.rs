@@ -172,11 +172,7 @@ on_every_backend!(s1_s4_swap_race_leaks_nothing);
 fn s14_restore_refuses_crafted_ring_paths() {
     let tree = TempDir::new("monitord-tree-");
     let store = TempDir::new("monitord-store-");
-    fs::write(tree.path().join("a.txt"), "alpha\n").unwrap();
-    let target = Target::start(tree.path());
-    let mut m = Monitord::start(&target, store.path(), &[]);
-    m.sample();
-    m.stop();
+    let target = record_alpha(tree.path(), store.path());
 
     let work = TempDir::new("monitord-crafted-");
     let abs = work.path().join("abs");
