@@ -222,6 +222,23 @@ pub fn observe(root: BorrowedFd<'_>, rel: &[u8], max_size: u64, opener: &Opener)
 
 /// Observe the entry `name` (one component) of the directory `dir`.
 pub fn observe_entry(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &Opener) -> Observed {
+    observe_attempt(dir, name, max_size, opener, FLIP_RETRIES)
+}
+
+/// How many times an entry that keeps changing type between two system
+/// calls (a file swapped for a symlink and back) is looked at again before
+/// it is reported unreadable for this sample.
+const FLIP_RETRIES: u32 = 3;
+
+/// Look again at an entry that changed type under us, or give up.
+fn retry(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &Opener, tries: u32) -> Observed {
+    match tries.checked_sub(1) {
+        Some(left) => observe_attempt(dir, name, max_size, opener, left),
+        None => Observed::Unreadable(Errno::EAGAIN as i32),
+    }
+}
+
+fn observe_attempt(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &Opener, tries: u32) -> Observed {
     let stat = match fstatat(dir, bytes_as_path(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(stat) => stat,
         Err(Errno::ENOENT | Errno::ENOTDIR) => return Observed::Absent,
@@ -235,10 +252,10 @@ pub fn observe_entry(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &O
                 Observed::Symlink(target.into_vec())
             }
             Err(Errno::ENOENT) => Observed::Absent,
-            Err(Errno::EINVAL) => observe_entry(dir, name, max_size, opener),
+            Err(Errno::EINVAL) => retry(dir, name, max_size, opener, tries),
             Err(errno) => Observed::Unreadable(errno as i32),
         },
-        SFlag::S_IFREG => read_regular(dir, name, max_size, opener),
+        SFlag::S_IFREG => read_regular(dir, name, max_size, opener, tries),
         _ => Observed::Special,
     }
 }
@@ -247,14 +264,14 @@ fn file_type(stat: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())
 }
 
-fn read_regular(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &Opener) -> Observed {
+fn read_regular(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &Opener, tries: u32) -> Observed {
     // Opened with the target's rights when monitord has more (see
     // `credentials`); read here.
     let fd = match opener.open(dir, name) {
         Ok(fd) => fd,
         Err(Errno::ENOENT | Errno::ENOTDIR) => return Observed::Absent,
         // It became a symlink after the fstatat: look again.
-        Err(Errno::ELOOP) => return observe_entry(dir, name, max_size, opener),
+        Err(Errno::ELOOP) => return retry(dir, name, max_size, opener, tries),
         Err(errno) => return Observed::Unreadable(errno as i32),
     };
     let stat = match fstat(&fd) {
@@ -263,7 +280,7 @@ fn read_regular(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &Opener
     };
     if file_type(&stat) != SFlag::S_IFREG {
         // Swapped for a FIFO, device or directory between the two calls.
-        return observe_entry(dir, name, max_size, opener);
+        return retry(dir, name, max_size, opener, tries);
     }
     let size = u64::try_from(stat.st_size).unwrap_or(0);
     if size > max_size {
@@ -486,5 +503,17 @@ mod tests {
         assert!(matches!(open_dir_by_components(root, b"a/link"), Err(Errno::ELOOP | Errno::ENOTDIR)));
         assert_eq!(open_dir_by_components(root, b"a/../..").err(), Some(Errno::EXDEV));
         assert_eq!(open_dir_by_components(root, b"missing").err(), Some(Errno::ENOENT));
+    }
+
+    #[test]
+    fn an_entry_that_keeps_flipping_is_unreadable_after_the_retries() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), "x").unwrap();
+        let root = std::fs::File::open(dir.path()).unwrap();
+        assert_eq!(
+            retry(root.as_fd(), b"f", 100, &Opener::Direct, 0),
+            Observed::Unreadable(Errno::EAGAIN as i32)
+        );
+        assert_eq!(retry(root.as_fd(), b"f", 100, &Opener::Direct, 1), Observed::File(b"x".to_vec()));
     }
 }
