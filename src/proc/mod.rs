@@ -266,12 +266,18 @@ pub struct Stat {
     pub starttime: u64,
 }
 
-/// Parse `/proc/<pid>/stat`. The command name (field 2) may hold spaces
-/// and parentheses, so fields are counted from the last `)`.
-pub fn parse_stat(raw: &[u8]) -> Option<Stat> {
+/// The fields of a `/proc/<pid>/stat` line from field 3 (the state) on.
+/// The command name (field 2) may hold spaces and parentheses, so fields
+/// are counted from the last `)`. Field N is at index N - 3.
+pub fn stat_fields(raw: &[u8]) -> Option<impl Iterator<Item = &str>> {
     let close = raw.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(raw.get(close + 1..)?).ok()?;
-    let mut fields = rest.split_ascii_whitespace();
+    Some(rest.split_ascii_whitespace())
+}
+
+/// Parse `/proc/<pid>/stat` (see [`stat_fields`]).
+pub fn parse_stat(raw: &[u8]) -> Option<Stat> {
+    let mut fields = stat_fields(raw)?;
     let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
     // After the parent (field 4) come fields 5..; starttime is field 22.

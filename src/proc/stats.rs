@@ -57,15 +57,11 @@ pub struct StatFields {
     pub rss_pages: u64,
 }
 
-/// Parse the fields [`Stats`] needs from `/proc/<pid>/stat`. The command
-/// name (field 2) may hold spaces and parentheses, so fields are counted
-/// after the last `)`. Never panics; `None` when a field is missing or not
-/// a number.
+/// Parse the fields [`Stats`] needs from `/proc/<pid>/stat` (split by
+/// [`proc::stat_fields`]). Never panics; `None` when a field is missing or
+/// not a number.
 pub fn parse_stat(raw: &[u8]) -> Option<StatFields> {
-    let close = raw.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(raw.get(close + 1..)?).ok()?;
-    // Field 3 (the state) is the first after the name.
-    let fields: Vec<&str> = rest.split_ascii_whitespace().take(22).collect();
+    let fields: Vec<&str> = proc::stat_fields(raw)?.take(22).collect();
     let number = |field: usize| -> Option<u64> { fields.get(field - 3)?.parse().ok() };
     Some(StatFields {
         utime_ticks: number(14)?,
