@@ -89,6 +89,98 @@ pub fn apply_reverse(state: &mut TreeState, changes: &[FileChange]) -> Result<()
     Ok(())
 }
 
+/// Where [`roll_forward`] finds and puts entries: an in-memory tree
+/// (`verify`) or the mirror on disk (start-up repair).
+pub trait Entries {
+    /// Why an access failed.
+    type Error;
+    /// The entry at `path`, if any.
+    ///
+    /// # Errors
+    /// When it cannot be read.
+    fn get(&self, path: &[u8]) -> Result<Option<Entry>, Self::Error>;
+    /// Put `content` at `path`.
+    ///
+    /// # Errors
+    /// When it cannot be written.
+    fn put(&mut self, path: &[u8], node: Node, content: Vec<u8>) -> Result<(), Self::Error>;
+    /// Remove `path` (absent is fine).
+    ///
+    /// # Errors
+    /// When it cannot be removed.
+    fn remove(&mut self, path: &[u8]) -> Result<(), Self::Error>;
+}
+
+impl Entries for TreeState {
+    type Error = std::convert::Infallible;
+    fn get(&self, path: &[u8]) -> Result<Option<Entry>, Self::Error> {
+        Ok(BTreeMap::get(self, path).cloned())
+    }
+    fn put(&mut self, path: &[u8], node: Node, content: Vec<u8>) -> Result<(), Self::Error> {
+        self.insert(path.to_vec(), (node, content));
+        Ok(())
+    }
+    fn remove(&mut self, path: &[u8]) -> Result<(), Self::Error> {
+        BTreeMap::remove(self, path);
+        Ok(())
+    }
+}
+
+/// Bring `entries` (a mirror) up to date with the record it may have
+/// missed part of, after a crash between the journal commit and the mirror
+/// update: each change not yet in place is applied forwards when it applies
+/// cleanly (hash-checked) to what is there; a rename's new path is put
+/// before its old one goes, as the mirror does. A change that does not
+/// apply is left alone (replay then reports it). Returns how many changes
+/// were completed.
+///
+/// # Errors
+/// The first access `entries` refuses.
+pub fn roll_forward<S: Entries>(entries: &mut S, changes: &[FileChange]) -> Result<usize, S::Error> {
+    let mut rolled = 0;
+    for change in changes {
+        let current = entries.get(&change.path)?;
+        let is_new = match &current {
+            Some((_, content)) => {
+                change.change != Change::Deleted && diff::hash(content) == change.patch.new_hash
+            }
+            None => change.change == Change::Deleted,
+        };
+        if is_new {
+            // Only a rename's old path may be left.
+            if let Some(from) = &change.from
+                && entries.get(from)?.is_some_and(|(node, content)| {
+                    node == change.node && diff::hash(&content) == change.patch.old_hash
+                })
+            {
+                entries.remove(from)?;
+                rolled += 1;
+            }
+            continue;
+        }
+        let source = match &change.from {
+            Some(from) => entries.get(from)?,
+            None => current,
+        };
+        let old = match source {
+            Some((_, content)) => content,
+            None if change.change == Change::Created => Vec::new(),
+            None => continue,
+        };
+        let Ok(new) = change.patch.apply_forward(&old) else { continue };
+        if change.change == Change::Deleted {
+            entries.remove(&change.path)?;
+        } else {
+            entries.put(&change.path, change.node, new)?;
+        }
+        if let Some(from) = &change.from {
+            entries.remove(from)?;
+        }
+        rolled += 1;
+    }
+    Ok(rolled)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -280,6 +280,19 @@ pub fn remove_epoch(store: &Path, epoch: u64) -> Result<(), Error> {
     }
 }
 
+impl crate::history::Entries for Mirror {
+    type Error = Error;
+    fn get(&self, path: &[u8]) -> Result<Option<crate::history::Entry>, Error> {
+        self.read(path)
+    }
+    fn put(&mut self, path: &[u8], node: Node, content: Vec<u8>) -> Result<(), Error> {
+        Mirror::put(self, path, node, &content)
+    }
+    fn remove(&mut self, path: &[u8]) -> Result<(), Error> {
+        Mirror::remove(self, path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

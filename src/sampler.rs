@@ -125,7 +125,7 @@ pub struct Found {
     pub changes: Vec<FileChange>,
     /// Entries left out.
     pub skipped: Vec<Skipped>,
-    updates: Vec<(Vec<u8>, Option<Entry>)>,
+    updates: Vec<Update>,
     files_read: u64,
     bytes_read: u64,
 }
@@ -145,8 +145,9 @@ pub struct Sampler {
     writers: BTreeMap<Vec<u8>, (BTreeSet<i32>, bool)>,
     rescan_reasons: Vec<String>,
     pid: i32,
-    /// The mirror missed the last committed record (see [`Error::MirrorBehind`]).
-    mirror_behind: bool,
+    /// Mirror updates of the last committed record that could not be made
+    /// (see [`Error::MirrorBehind`]); made before anything else is recorded.
+    unapplied: Option<Vec<Update>>,
     /// How the target ended, when we are its parent and have reaped it.
     exit: Option<crate::journal::record::Exit>,
     /// The target is our child: reap it when it ends.
@@ -232,7 +233,7 @@ impl Sampler {
             writers: BTreeMap::new(),
             rescan_reasons: Vec::new(),
             pid: 0,
-            mirror_behind: false,
+            unapplied: None,
             exit: None,
             reap: false,
             counters: Counters::default(),
@@ -411,7 +412,6 @@ impl Sampler {
         let _guard = self.lock.lock(LockMode::Exclusive)?;
         let seq = self.ring.append(record.kind() as u16, time_us, &payload)?;
         if let Err(e) = then(&self.mirror) {
-            self.mirror_behind = true;
             return Err(match e {
                 Error::Mirror(source) => Error::MirrorBehind(source),
                 other => other,
@@ -420,24 +420,17 @@ impl Sampler {
         Ok(Committed { seq, time_us, record })
     }
 
-    /// After [`Error::MirrorBehind`]: roll the mirror forward from the
-    /// last committed record (which is the one it missed).
+    /// After [`Error::MirrorBehind`]: make the mirror updates the last
+    /// record missed (putting and removing again is harmless).
     fn catch_up(&mut self) -> Result<(), Error> {
-        if !self.mirror_behind {
-            return Ok(());
-        }
+        let Some(updates) = &self.unapplied else { return Ok(()) };
         let _guard = self.lock.lock(LockMode::Exclusive)?;
-        repair(&self.settings.store, &self.ring).map_err(|e| match e {
+        apply_updates(&self.mirror, updates).map_err(|e| match e {
             Error::Mirror(source) => Error::MirrorBehind(source),
             other => other,
         })?;
-        self.mirror_behind = false;
+        self.unapplied = None;
         Ok(())
-    }
-
-    /// Whether recording is paused until the mirror catches up.
-    pub fn is_behind(&self) -> bool {
-        self.mirror_behind
     }
 
     /// Remove the mirrors of epochs whose records have all left the ring,
@@ -530,19 +523,12 @@ impl Sampler {
         let (maps, stats) = self.probe.sample(self.watch.as_ref().map(|w| &w.target));
         let body = Body::Sample(Sample { files: changes, skipped, maps, stats, writers });
         let dirty_paths = self.pending.len() as u64;
-        let committed = self.commit(body, |mirror| {
-            for (path, entry) in &updates {
-                match entry {
-                    Some((node, content)) => mirror.put(path, *node, content)?,
-                    None => mirror.remove(path)?,
-                }
-            }
-            Ok(())
-        });
+        let committed = self.commit(body, |mirror| apply_updates(mirror, &updates));
         // Committed with the mirror behind: the journal holds the changes,
         // so the index follows them; the mirror catches up later.
         let committed = match committed {
             Err(Error::MirrorBehind(e)) => {
+                self.unapplied = Some(updates.clone());
                 self.settle(updates, dirty_paths, files_read, bytes_read);
                 return Err(Error::MirrorBehind(e));
             }
@@ -575,13 +561,7 @@ impl Sampler {
 
     /// Book a committed sample: the index follows its changes, the pending
     /// paths are done.
-    fn settle(
-        &mut self,
-        updates: Vec<(Vec<u8>, Option<Entry>)>,
-        dirty_paths: u64,
-        files_read: u64,
-        bytes_read: u64,
-    ) {
+    fn settle(&mut self, updates: Vec<Update>, dirty_paths: u64, files_read: u64, bytes_read: u64) {
         for (path, entry) in updates {
             match entry {
                 Some((node, content)) => {
@@ -906,6 +886,20 @@ impl Sampler {
     }
 }
 
+/// A mirror update: the path's new entry, or `None` to remove it.
+type Update = (Vec<u8>, Option<Entry>);
+
+/// Make `updates` in the mirror, in order.
+fn apply_updates(mirror: &Mirror, updates: &[Update]) -> Result<(), Error> {
+    for (path, entry) in updates {
+        match entry {
+            Some((node, content)) => mirror.put(path, *node, content)?,
+            None => mirror.remove(path)?,
+        }
+    }
+    Ok(())
+}
+
 fn skip_reason(observed: &Observed) -> Option<SkipReason> {
     match observed {
         Observed::TooLarge(size) => Some(SkipReason::TooLarge { size: *size }),
@@ -925,38 +919,6 @@ pub fn repair(store: &Path, ring: &Ring) -> Result<usize, Error> {
     let Some(last) = snapshot.frames().last() else { return Ok(0) };
     let Ok(record) = Record::decode(last.payload) else { return Ok(0) };
     let Body::Sample(sample) = &record.body else { return Ok(0) };
-    let Ok(mirror) = Mirror::open_existing(store, record.epoch) else { return Ok(0) };
-    let mut fixed = 0;
-    for change in &sample.files {
-        let current = mirror.read(&change.path)?;
-        let want_new = change.change != Change::Deleted;
-        let is_new = match &current {
-            Some((_, content)) => want_new && diff::hash(content) == change.patch.new_hash,
-            None => !want_new,
-        };
-        if is_new && change.from.as_ref().is_none_or(|from| matches!(mirror.read(from), Ok(None))) {
-            continue;
-        }
-        if let Some(from) = &change.from {
-            let old = mirror.read(from)?;
-            if let Some((node, content)) = old
-                && let Ok(new) = change.patch.apply_forward(&content)
-            {
-                mirror.put(&change.path, node, &new)?;
-                mirror.remove(from)?;
-                fixed += 1;
-            }
-            continue;
-        }
-        let old = current.map(|(_, c)| c).unwrap_or_default();
-        if let Ok(new) = change.patch.apply_forward(&old) {
-            if want_new {
-                mirror.put(&change.path, change.node, &new)?;
-            } else {
-                mirror.remove(&change.path)?;
-            }
-            fixed += 1;
-        }
-    }
-    Ok(fixed)
+    let Ok(mut mirror) = Mirror::open_existing(store, record.epoch) else { return Ok(0) };
+    Ok(crate::history::roll_forward(&mut mirror, &sample.files)?)
 }

@@ -166,48 +166,13 @@ fn check_epoch(
 }
 
 /// Bring `tree` (a mirror) up to date with its last sample, as start-up
-/// repair would: each change not yet in the mirror is applied forwards
-/// when it applies cleanly to what the mirror holds. Returns how many were.
-/// A change that does not apply is left for the replay to report.
+/// repair does ([`history::roll_forward`]). Returns how many changes were
+/// completed; one that does not apply is left for the replay to report.
 fn roll_forward(tree: &mut TreeState, changes: &[crate::journal::record::FileChange]) -> usize {
-    use crate::journal::record::Change;
-    let mut rolled = 0;
-    for change in changes {
-        let is_new = match tree.get(&change.path) {
-            Some((_, content)) => {
-                change.change != Change::Deleted && diff::hash(content) == change.patch.new_hash
-            }
-            None => change.change == Change::Deleted,
-        };
-        if is_new {
-            // A rename whose new path is in place: only the old one may be
-            // left (the mirror puts the new path first).
-            if let Some(from) = &change.from
-                && tree.get(from).is_some_and(|(node, content)| {
-                    *node == change.node && diff::hash(content) == change.patch.old_hash
-                })
-            {
-                tree.remove(from);
-                rolled += 1;
-            }
-            continue;
-        }
-        // Only the change's own paths are touched: keep them to undo a
-        // change that does not apply.
-        let paths: Vec<&Vec<u8>> = std::iter::once(&change.path).chain(change.from.as_ref()).collect();
-        let saved: Vec<_> = paths.iter().map(|p| ((*p).clone(), tree.get(*p).cloned())).collect();
-        if history::apply_forward(tree, std::slice::from_ref(change)).is_ok() {
-            rolled += 1;
-        } else {
-            for (path, entry) in saved {
-                match entry {
-                    Some(entry) => tree.insert(path, entry),
-                    None => tree.remove(&path),
-                };
-            }
-        }
+    match history::roll_forward(tree, changes) {
+        Ok(rolled) => rolled,
+        Err(never) => match never {},
     }
-    rolled
 }
 
 fn compare_with_baseline(
