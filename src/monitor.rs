@@ -106,8 +106,6 @@ pub struct Monitor {
     stalled: Option<String>,
     /// A command we started (`-- COMMAND`): our child, reaped here.
     child: Option<i32>,
-    /// How that command ended.
-    command_exit: Option<crate::journal::record::Exit>,
     listener_busy: Arc<AtomicBool>,
 }
 
@@ -133,7 +131,6 @@ impl Monitor {
             exit_watch: None,
             listener_busy: Arc::new(AtomicBool::new(false)),
             child: None,
-            command_exit: None,
             stalled: None,
         };
         monitor.watch_exit();
@@ -245,7 +242,8 @@ impl Monitor {
             stop_client,
             listener_busy: self.listener_busy,
             output: self.output,
-            command_exit: self.command_exit,
+            // The sampler reaped the command and recorded how it ended.
+            command_exit: self.child.and(self.sampler.exit().cloned()),
         })
     }
 
@@ -259,7 +257,6 @@ impl Monitor {
             // A command of ours has ended and its exit is recorded (a tick
             // may notice it before the pidfd does).
             if self.child.is_some() && self.sampler.pid() == 0 {
-                self.command_exit = self.sampler.exit().cloned();
                 break;
             }
             let timeout = next_tick.saturating_duration_since(Instant::now());
@@ -588,7 +585,7 @@ pub fn channel() -> (Sender<Msg>, Receiver<Msg>) {
 /// A thread waiting for a process to exit (its pidfd becomes readable).
 /// Dropping it stops the thread.
 struct ExitWatch {
-    stop: OwnedFd,
+    stop: Arc<OwnedFd>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -596,8 +593,8 @@ impl ExitWatch {
     fn start(pidfd: OwnedFd, on_exit: impl FnOnce() + Send + 'static) -> Option<ExitWatch> {
         use nix::sys::eventfd::{EfdFlags, EventFd};
         let stop = EventFd::from_flags(EfdFlags::EFD_CLOEXEC).ok()?;
-        let stop: OwnedFd = stop.into();
-        let stop_seen = stop.try_clone().ok()?;
+        let stop: Arc<OwnedFd> = Arc::new(stop.into());
+        let stop_seen = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("monitord-exit".into())
             .spawn(move || {
@@ -629,7 +626,7 @@ impl ExitWatch {
 
 impl Drop for ExitWatch {
     fn drop(&mut self) {
-        let _ = nix::unistd::write(&self.stop, &1u64.to_ne_bytes());
+        let _ = nix::unistd::write(&*self.stop, &1u64.to_ne_bytes());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

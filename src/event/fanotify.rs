@@ -95,7 +95,7 @@ impl Fanotify {
             cache: HashMap::new(),
             target: options.target,
             family: std::iter::once(options.target).collect(),
-            others: HashMap::new(),
+            others: std::collections::HashSet::new(),
             forks: crate::proc::forks::Forks::open().ok(),
             me: std::process::id() as i32,
             buf: vec![0u8; 256 * 1024],
@@ -118,7 +118,7 @@ struct Worker {
     /// The target and every descendant seen (by fork events or ancestry).
     family: std::collections::HashSet<i32>,
     /// Other PIDs already checked: not of the family.
-    others: HashMap<i32, ()>,
+    others: std::collections::HashSet<i32>,
     /// Fork events, so children that exit before their events are read
     /// are still known (None without CAP_NET_ADMIN: ancestry only).
     forks: Option<crate::proc::forks::Forks>,
@@ -219,7 +219,7 @@ impl Worker {
         if self.family.contains(&pid) {
             return true;
         }
-        if self.others.contains_key(&pid) {
+        if self.others.contains(&pid) {
             return false;
         }
         if crate::proc::is_descendant(pid, self.target) {
@@ -229,7 +229,7 @@ impl Worker {
         if self.others.len() >= CACHE_LIMIT {
             self.others.clear();
         }
-        self.others.insert(pid, ());
+        self.others.insert(pid);
         false
     }
 
