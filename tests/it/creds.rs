@@ -38,8 +38,7 @@ fn a_file_the_target_cannot_read_is_never_copied() {
 
     let records = dump_json(store.path());
     let baseline = &records[0];
-    let tracked: Vec<&str> =
-        baseline["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    let tracked: Vec<&str> = file_paths(baseline);
     assert_eq!(
         tracked,
         ["public.txt", "team.txt"],

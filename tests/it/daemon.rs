@@ -243,8 +243,7 @@ fn the_targets_exit_is_noticed_at_once_and_pid_follows_another_process() {
     assert_eq!(kinds[pid + 1], "baseline");
     let baseline = &records[pid + 1];
     assert_eq!(baseline["pid"], other.pid());
-    let files: Vec<&str> =
-        baseline["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    let files: Vec<&str> = file_paths(baseline);
     assert_eq!(files, ["other.txt"]);
     assert!(
         records[pid + 2..].iter().any(|r| changes(r) == [("new.txt".to_string(), "created".to_string())])
@@ -281,8 +280,7 @@ fn a_chdir_of_the_target_is_recorded_and_the_new_directory_baselined() {
     let cwd = records.iter().position(|r| r["kind"] == "cwd").unwrap();
     assert_eq!(records[cwd]["kind"], "cwd");
     assert_eq!(records[cwd + 1]["kind"], "baseline");
-    let files: Vec<&str> =
-        records[cwd + 1]["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    let files: Vec<&str> = file_paths(&records[cwd + 1]);
     assert_eq!(files, ["there.txt"]);
     let later: Vec<_> = records[cwd + 2..].iter().flat_map(changes).collect();
     assert_eq!(later, [("later.txt".to_string(), "created".to_string())]);

@@ -35,12 +35,7 @@ fn edit_append_create_delete_are_recorded(backend: &str) {
 
     let records = dump_json(store.path());
     assert_eq!(record(&records, 1)["kind"], "baseline");
-    let baseline: Vec<&str> = record(&records, 1)["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap())
-        .collect();
+    let baseline: Vec<&str> = file_paths(record(&records, 1));
     assert_eq!(baseline, ["a.txt", "b.txt"]);
     assert_eq!(changes(record(&records, edit)), [("a.txt".into(), "modified".into())]);
     let forward = record(&records, edit)["files"][0]["forward"].as_str().unwrap();
@@ -194,12 +189,7 @@ fn excluded_paths_and_a_store_inside_the_tree_are_left_out(backend: &str) {
     let again = m.sample();
     m.stop();
     let records = dump_json(&store);
-    let baseline: Vec<&str> = record(&records, 1)["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap())
-        .collect();
+    let baseline: Vec<&str> = file_paths(record(&records, 1));
     assert_eq!(baseline, ["keep.txt"]);
     assert_eq!(changes(record(&records, seq)), [("keep.txt".into(), "modified".into())]);
     assert!(changes(record(&records, again)).is_empty(), "the monitor's own writes are never recorded");

@@ -575,3 +575,13 @@ pub fn record_alpha(tree: &Path, store: &Path) -> Target {
     m.stop();
     target
 }
+
+/// The paths a record's `files` list names (a baseline's tracked files).
+pub fn file_paths(record: &Value) -> Vec<&str> {
+    record["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["path"].as_str().expect("a UTF-8 path"))
+        .collect()
+}

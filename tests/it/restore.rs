@@ -51,7 +51,9 @@ fn record_history(tree: &Path, m: &mut Monitord) -> Vec<(u64, Tree)> {
     states
 }
 
-fn restore_at_every_sample_equals_the_tree_as_it_was(backend: &str) {
+/// `record_history` on a two-file tree, monitored on `backend` and
+/// stopped: (tree, store, the state after each sample).
+fn recorded_history(backend: &str) -> (TempDir, TempDir, Vec<(u64, Tree)>) {
     let tree = TempDir::new("monitord-tree-");
     let store = TempDir::new("monitord-store-");
     fs::write(tree.path().join("a.txt"), "alpha\nbeta\n").unwrap();
@@ -60,20 +62,18 @@ fn restore_at_every_sample_equals_the_tree_as_it_was(backend: &str) {
     let mut m = Monitord::start_on(backend, &target, store.path(), &[]);
     let states = record_history(tree.path(), &mut m);
     m.stop();
+    (tree, store, states)
+}
+
+fn restore_at_every_sample_equals_the_tree_as_it_was(backend: &str) {
+    let (_tree, store, states) = recorded_history(backend);
     for (seq, expected) in &states {
         assert_eq!(&restored(store.path(), *seq), expected, "restore --at {seq}");
     }
 }
 
 fn reverse_replay_to_the_baseline_and_forward_again_round_trips(backend: &str) {
-    let tree = TempDir::new("monitord-tree-");
-    let store = TempDir::new("monitord-store-");
-    fs::write(tree.path().join("a.txt"), "alpha\nbeta\n").unwrap();
-    fs::write(tree.path().join("b.txt"), "bee\n").unwrap();
-    let target = Target::start(tree.path());
-    let mut m = Monitord::start_on(backend, &target, store.path(), &[]);
-    let states = record_history(tree.path(), &mut m);
-    m.stop();
+    let (_tree, store, states) = recorded_history(backend);
 
     let snapshot = Snapshot::read(&store.path().join("ring.bin")).unwrap();
     let samples: Vec<Record> = snapshot
