@@ -14,17 +14,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use monitord::diff::Patch;
 use monitord::text;
 
-/// Deterministic xorshift, so every run times the same inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// Source-like lines until `size` bytes.
 fn lines(size: usize) -> Vec<String> {

@@ -39,20 +39,9 @@ use ratatui::backend::TestBackend;
 const SAMPLES: usize = 300;
 const STEP_BUDGET: Duration = Duration::from_millis(16);
 
-/// Deterministic xorshift, so every run times the same store.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 fn source_file(n: usize, lines: usize) -> Vec<u8> {
     (0..lines)
