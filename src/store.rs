@@ -223,6 +223,14 @@ impl Drop for Guard<'_> {
     }
 }
 
+/// Whether a monitor runs on `store`: its pid file is locked.
+pub fn is_running(store: &Path) -> bool {
+    let Ok(file) = File::open(store.join(PID_FILE)) else { return false };
+    // SAFETY: flock on a file this function owns; a shared lock is refused
+    // while the monitor holds its exclusive one, and is dropped with `file`.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
+}
+
 /// `<store>/monitord.pid`: the running monitor's PID, held with an
 /// exclusive `flock` for the monitor's whole life. A flock belongs to the
 /// open file description, so it survives `fork` (an `fcntl` lock would
@@ -272,5 +280,24 @@ impl PidFile {
     pub fn release(self) {
         let _ = fs::remove_file(&self.path);
         drop(self.file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_pid_file_means_running_and_refuses_a_second_monitor() {
+        let dir = tempfile::tempdir().unwrap();
+        create(dir.path()).unwrap();
+        assert!(!is_running(dir.path()));
+        let held = PidFile::acquire(dir.path()).unwrap();
+        assert!(is_running(dir.path()));
+        let pid = std::process::id() as i32;
+        assert!(matches!(PidFile::acquire(dir.path()), Err(Error::InUse { pid: Some(p), .. }) if p == pid));
+        held.release();
+        assert!(!is_running(dir.path()));
+        assert!(!dir.path().join(PID_FILE).exists());
     }
 }

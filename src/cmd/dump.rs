@@ -120,13 +120,7 @@ fn follow(args: &DumpArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Whether no monitor holds the store's pid file (the store is the ring's
-/// directory).
+/// Whether no monitor writes the ring (the store is the ring's directory).
 fn writer_gone(ring: &Path) -> bool {
-    use std::os::fd::AsRawFd;
-    let pid_file = ring.parent().unwrap_or(Path::new(".")).join(store::PID_FILE);
-    let Ok(file) = std::fs::File::open(&pid_file) else { return true };
-    // SAFETY: flock on a file this function owns; a shared lock is refused
-    // while the monitor holds its exclusive one.
-    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) == 0 }
+    !store::is_running(ring.parent().unwrap_or(Path::new(".")))
 }
