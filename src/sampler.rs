@@ -520,6 +520,7 @@ impl Sampler {
         let found = self.find();
         let Found { changes, skipped, updates, files_read, bytes_read } = found;
         let writers = self.attribute(&changes);
+        let tracked = tracked_after(&changes);
         let (maps, stats) = self.probe.sample(self.watch.as_ref().map(|w| &w.target));
         let body = Body::Sample(Sample { files: changes, skipped, maps, stats, writers });
         let dirty_paths = self.pending.len() as u64;
@@ -528,13 +529,13 @@ impl Sampler {
         // so the index follows them; the mirror catches up later.
         let committed = match committed {
             Err(Error::MirrorBehind(e)) => {
-                self.unapplied = Some(updates.clone());
-                self.settle(updates, dirty_paths, files_read, bytes_read);
+                self.unapplied = Some(updates);
+                self.settle(tracked, dirty_paths, files_read, bytes_read);
                 return Err(Error::MirrorBehind(e));
             }
             other => other?,
         };
-        self.settle(updates, dirty_paths, files_read, bytes_read);
+        self.settle(tracked, dirty_paths, files_read, bytes_read);
         out.push(committed);
         if let Some(watch) = &self.watch {
             if !watch.target.is_alive() {
@@ -561,16 +562,18 @@ impl Sampler {
 
     /// Book a committed sample: the index follows its changes, the pending
     /// paths are done.
-    fn settle(&mut self, updates: Vec<Update>, dirty_paths: u64, files_read: u64, bytes_read: u64) {
-        for (path, entry) in updates {
+    fn settle(
+        &mut self,
+        tracked: Vec<(Vec<u8>, Option<Tracked>)>,
+        dirty_paths: u64,
+        files_read: u64,
+        bytes_read: u64,
+    ) {
+        for (path, entry) in tracked {
             match entry {
-                Some((node, content)) => {
-                    self.index.insert(path, Tracked { node, hash: diff::hash(&content) });
-                }
-                None => {
-                    self.index.remove(&path);
-                }
-            }
+                Some(entry) => self.index.insert(path, entry),
+                None => self.index.remove(&path),
+            };
         }
         self.pending.clear();
         self.writers.clear();
@@ -884,6 +887,22 @@ impl Sampler {
     pub fn flush(&self) -> Result<(), Error> {
         self.ring.flush().map_err(Error::from)
     }
+}
+
+/// What the index holds after `changes`, from their patches' hashes (the
+/// contents were hashed once already, by the patch): each path's new entry,
+/// or `None` when it is gone.
+fn tracked_after(changes: &[FileChange]) -> Vec<(Vec<u8>, Option<Tracked>)> {
+    let mut out = Vec::with_capacity(changes.len());
+    for change in changes {
+        if let Some(from) = &change.from {
+            out.push((from.clone(), None));
+        }
+        let entry = (change.change != Change::Deleted)
+            .then_some(Tracked { node: change.node, hash: change.patch.new_hash });
+        out.push((change.path.clone(), entry));
+    }
+    out
 }
 
 /// A mirror update: the path's new entry, or `None` to remove it.
