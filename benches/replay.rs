@@ -160,10 +160,11 @@ fn write_store(store: &Path, files: usize) -> (TreeState, TreeState) {
         ring.append(2, time_us, &record(epoch, Body::Sample(sample)).encode()).expect("append");
     }
     ring.flush().expect("flush");
-    let mirror = Mirror::open(store, epoch).expect("mirror");
+    let mut mirror = Mirror::open(store, epoch).expect("mirror");
     for (path, (node, content)) in &tree {
         mirror.put_new(path, *node, content).expect("mirror file");
     }
+    mirror.finish_baseline().expect("mirror pack");
     (baseline_tree, tree)
 }
 

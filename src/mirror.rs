@@ -2,6 +2,10 @@
 //! directory per epoch under `<store>/mirror/<epoch>/`, laid out like the
 //! tree itself (symlinks are stored as symlinks and never followed).
 //!
+//! A baseline writes its entries into one pack file beside the epoch's
+//! directory ([`pack`]); entries in the directory override the pack, and
+//! packed entries deleted later are listed beside it.
+//!
 //! Invariant: the mirror of the current epoch equals the tree as of the
 //! newest committed record. A sample's record is committed to the ring
 //! first and the mirror updated after it, each file replaced atomically
@@ -17,6 +21,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+mod pack;
 
 use crate::history::TreeState;
 use crate::journal::record::Node;
@@ -37,6 +43,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A pack's index does not hold together.
+    #[error("mirror pack {path} is damaged: {what}")]
+    Damaged {
+        /// The pack.
+        path: PathBuf,
+        /// What is wrong.
+        what: &'static str,
+    },
     /// A path from the journal is absolute or climbs out of the tree.
     #[error("unsafe path {0:?} in the journal: refusing to use it")]
     UnsafePath(String),
@@ -50,6 +64,10 @@ pub struct Mirror {
     /// The file the next [`Mirror::put`] of a file writes before it trades
     /// places with the mirror's copy.
     spare: PathBuf,
+    /// The baseline's entries.
+    pack: pack::Pack,
+    /// The pack while a baseline writes it.
+    writer: Option<pack::PackWriter>,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -59,14 +77,18 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Err
 }
 
 impl Mirror {
-    /// The mirror of `epoch` in `store` (created if missing).
+    /// A new, empty mirror for `epoch` in `store`, for its baseline to
+    /// fill; whatever an uncommitted baseline of the same epoch left
+    /// behind is removed first.
     ///
     /// # Errors
     /// [`Error::Io`] when the directory cannot be created.
     pub fn open(store: &Path, epoch: u64) -> Result<Mirror, Error> {
+        remove_epoch(store, epoch)?;
         let dir = epoch_dir(store, epoch);
         DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err("mkdir", &dir))?;
-        Ok(Mirror::at(store, dir))
+        let pack = pack::Pack::empty(&dir);
+        Ok(Mirror::at(store, dir, pack))
     }
 
     /// The mirror of `epoch`, which must already exist (for readers).
@@ -76,14 +98,15 @@ impl Mirror {
     pub fn open_existing(store: &Path, epoch: u64) -> Result<Mirror, Error> {
         let dir = epoch_dir(store, epoch);
         fs::symlink_metadata(&dir).map_err(io_err("open", &dir))?;
-        Ok(Mirror::at(store, dir))
+        let pack = pack::Pack::open(&dir)?;
+        Ok(Mirror::at(store, dir, pack))
     }
 
-    fn at(store: &Path, dir: PathBuf) -> Mirror {
+    fn at(store: &Path, dir: PathBuf, pack: pack::Pack) -> Mirror {
         let tmp = store.join(store::TMP_DIR);
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let spare = tmp.join(format!("spare-{}-{n}", std::process::id()));
-        Mirror { dir, tmp, spare }
+        Mirror { dir, tmp, spare, pack, writer: None }
     }
 
     fn path_of(&self, rel: &[u8]) -> Result<PathBuf, Error> {
@@ -99,7 +122,10 @@ impl Mirror {
     /// [`Error::Io`] for anything but "not found".
     pub fn read(&self, rel: &[u8]) -> Result<Option<(Node, Vec<u8>)>, Error> {
         let path = self.path_of(rel)?;
-        read_entry(&path)
+        match read_entry(&path)? {
+            Some(found) => Ok(Some(found)),
+            None => self.pack.get(rel),
+        }
     }
 
     /// Record `content` at `rel`, replacing it atomically.
@@ -167,23 +193,45 @@ impl Mirror {
         }
     }
 
-    /// Record `content` at `rel` directly (for a baseline, whose epoch is
-    /// not committed until every file is written).
+    /// Add `content` at `rel` to the baseline's pack (whose epoch is not
+    /// committed until every entry is written and [`Mirror::finish_baseline`]
+    /// has run).
     ///
     /// # Errors
     /// [`Error::Io`] naming the failing path.
-    pub fn put_new(&self, rel: &[u8], node: Node, content: &[u8]) -> Result<(), Error> {
-        let path = self.path_of(rel)?;
-        self.make_parent(&path)?;
-        write_node(&path, node, content)
+    pub fn put_new(&mut self, rel: &[u8], node: Node, content: &[u8]) -> Result<(), Error> {
+        if !is_safe_relative(rel) {
+            return Err(Error::UnsafePath(String::from_utf8_lossy(rel).into_owned()));
+        }
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self.writer.insert(pack::PackWriter::create(&self.dir)?),
+        };
+        writer.add(rel, node, content)
+    }
+
+    /// Finish the baseline's pack and start reading from it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the pack cannot be written or read back.
+    pub fn finish_baseline(&mut self) -> Result<(), Error> {
+        if let Some(writer) = self.writer.take() {
+            writer.finish()?;
+            self.pack = pack::Pack::open(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// Forget `rel`, and any parent directories it leaves empty.
     ///
     /// # Errors
     /// [`Error::Io`] for anything but "not found".
-    pub fn remove(&self, rel: &[u8]) -> Result<(), Error> {
+    pub fn remove(&mut self, rel: &[u8]) -> Result<(), Error> {
         let path = self.path_of(rel)?;
+        // The pack's entry first: until the entry in the directory is gone
+        // too, that one still counts, so a crash in between is rolled
+        // forward like any other.
+        self.pack.delete(rel)?;
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -208,6 +256,7 @@ impl Mirror {
     /// [`Error::Io`] when a directory or file cannot be read.
     pub fn load_all(&self) -> Result<TreeState, Error> {
         let mut all = TreeState::new();
+        self.pack.load_into(&mut all)?;
         let mut stack = vec![(self.dir.clone(), Vec::new())];
         while let Some((dir, rel)) = stack.pop() {
             for entry in fs::read_dir(&dir).map_err(io_err("read", &dir))? {
@@ -357,6 +406,15 @@ pub fn epochs(store: &Path) -> Vec<u64> {
 /// [`Error::Io`] when it cannot be removed.
 pub fn remove_epoch(store: &Path, epoch: u64) -> Result<(), Error> {
     let dir = epoch_dir(store, epoch);
+    let (packed, deleted) = pack::paths(&dir);
+    for file in [packed, deleted] {
+        match fs::remove_file(&file) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(Error::Io { op: "remove", path: file, source: e });
+            }
+            _ => {}
+        }
+    }
     match fs::remove_dir_all(&dir) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
             Err(Error::Io { op: "remove", path: dir, source: e })
@@ -386,7 +444,7 @@ mod tests {
     fn put_read_remove_round_trip() {
         let store = tempfile::tempdir().unwrap();
         store::create(store.path()).unwrap();
-        let mirror = Mirror::open(store.path(), 1).unwrap();
+        let mut mirror = Mirror::open(store.path(), 1).unwrap();
         mirror.put(b"a/b/c.txt", Node::File, b"hello\n").unwrap();
         mirror.put(b"link", Node::Symlink, b"/etc/passwd").unwrap();
         assert_eq!(mirror.read(b"a/b/c.txt").unwrap(), Some((Node::File, b"hello\n".to_vec())));
@@ -431,6 +489,84 @@ mod tests {
         drop(mirror);
         let left = fs::read_dir(store.path().join(store::TMP_DIR)).unwrap().count();
         assert_eq!(left, 0, "the spare file goes with the mirror");
+    }
+
+    #[test]
+    fn a_baseline_is_packed_and_later_changes_override_it() {
+        let store = tempfile::tempdir().unwrap();
+        store::create(store.path()).unwrap();
+        let mut mirror = Mirror::open(store.path(), 5).unwrap();
+        mirror.put_new(b"a.txt", Node::File, b"a\n").unwrap();
+        mirror.put_new(b"d/b.txt", Node::File, b"b\n").unwrap();
+        mirror.put_new(b"d/c.txt", Node::File, b"").unwrap();
+        mirror.put_new(b"link", Node::Symlink, b"a.txt").unwrap();
+        mirror.put_new(b"gone", Node::File, b"soon deleted\n").unwrap();
+        mirror.finish_baseline().unwrap();
+        let dir = epoch_dir(store.path(), 5);
+        assert!(dir.with_extension("pack").is_file());
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "no file per entry");
+        assert_eq!(mirror.read(b"d/b.txt").unwrap(), Some((Node::File, b"b\n".to_vec())));
+        assert_eq!(mirror.read(b"link").unwrap(), Some((Node::Symlink, b"a.txt".to_vec())));
+        assert_eq!(mirror.read(b"d/c.txt").unwrap(), Some((Node::File, Vec::new())));
+
+        mirror.put(b"a.txt", Node::File, b"a, changed\n").unwrap();
+        mirror.remove(b"gone").unwrap();
+        mirror.put(b"d/b.txt", Node::File, b"b, changed\n").unwrap();
+        mirror.remove(b"d/b.txt").unwrap();
+        mirror.put(b"new.txt", Node::File, b"new\n").unwrap();
+        // A deletion cut short by a crash: bytes after the last NUL.
+        let deleted = dir.with_extension("deleted");
+        let mut torn = fs::read(&deleted).unwrap();
+        torn.extend_from_slice(b"d/c.t");
+        fs::write(&deleted, &torn).unwrap();
+
+        let expect: TreeState = [
+            (b"a.txt".to_vec(), (Node::File, b"a, changed\n".to_vec())),
+            (b"d/c.txt".to_vec(), (Node::File, Vec::new())),
+            (b"link".to_vec(), (Node::Symlink, b"a.txt".to_vec())),
+            (b"new.txt".to_vec(), (Node::File, b"new\n".to_vec())),
+        ]
+        .into_iter()
+        .collect();
+        let mut reopened = Mirror::open_existing(store.path(), 5).unwrap();
+        assert_eq!(reopened.load_all().unwrap(), expect);
+        assert_eq!(reopened.read(b"gone").unwrap(), None);
+        assert_eq!(reopened.read(b"d/b.txt").unwrap(), None);
+        // The next deletion overwrites the torn bytes.
+        reopened.remove(b"link").unwrap();
+        let again = Mirror::open_existing(store.path(), 5).unwrap();
+        assert_eq!(again.read(b"link").unwrap(), None);
+        assert_eq!(again.read(b"d/c.txt").unwrap(), Some((Node::File, Vec::new())));
+        drop((mirror, reopened, again));
+
+        remove_epoch(store.path(), 5).unwrap();
+        assert_eq!(fs::read_dir(store.path().join(store::MIRROR_DIR)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_damaged_pack_is_named() {
+        let store = tempfile::tempdir().unwrap();
+        store::create(store.path()).unwrap();
+        let mut mirror = Mirror::open(store.path(), 2).unwrap();
+        mirror.put_new(b"a.txt", Node::File, b"a\n").unwrap();
+        mirror.finish_baseline().unwrap();
+        let pack = epoch_dir(store.path(), 2).with_extension("pack");
+        let good = fs::read(&pack).unwrap();
+        for cut in [0, 8, good.len() - 1] {
+            fs::write(&pack, &good[..cut]).unwrap();
+            assert!(
+                matches!(Mirror::open_existing(store.path(), 2), Err(Error::Damaged { .. })),
+                "cut at {cut}"
+            );
+        }
+        let mut bad = good.clone();
+        let at = bad.len() - 24;
+        bad[at] ^= 0x40; // the index offset
+        fs::write(&pack, &bad).unwrap();
+        assert!(Mirror::open_existing(store.path(), 2).is_err());
+        // A new baseline of the same epoch starts clean.
+        drop(Mirror::open(store.path(), 2).unwrap());
+        assert!(!pack.exists());
     }
 
     #[test]

@@ -339,7 +339,7 @@ impl Sampler {
         let mut index = BTreeMap::new();
         let mut failed: Option<mirror::Error> = None;
         let max = self.settings.max_file_size;
-        let mirror = &self.mirror;
+        let mirror = &mut self.mirror;
         tree::walk(
             watched.root.as_fd(),
             b"",
@@ -378,6 +378,7 @@ impl Sampler {
         if let Some(e) = failed {
             return Err(e.into());
         }
+        self.mirror.finish_baseline()?;
         files.sort_by(|a, b| a.path.cmp(&b.path));
         skipped.sort_by(|a, b| a.path.cmp(&b.path));
         let starttime = target.starttime();
@@ -404,14 +405,14 @@ impl Sampler {
     fn commit(
         &mut self,
         body: Body,
-        then: impl FnOnce(&Mirror) -> Result<(), Error>,
+        then: impl FnOnce(&mut Mirror) -> Result<(), Error>,
     ) -> Result<Committed, Error> {
         let record = Record { version: FORMAT_VERSION, epoch: self.epoch, pid: self.pid, body };
         let time_us = now_us();
         let payload = record.encode();
         let _guard = self.lock.lock(LockMode::Exclusive)?;
         let seq = self.ring.append(record.kind() as u16, time_us, &payload)?;
-        if let Err(e) = then(&self.mirror) {
+        if let Err(e) = then(&mut self.mirror) {
             return Err(match e {
                 Error::Mirror(source) => Error::MirrorBehind(source),
                 other => other,
@@ -425,7 +426,7 @@ impl Sampler {
     fn catch_up(&mut self) -> Result<(), Error> {
         let Some(updates) = &self.unapplied else { return Ok(()) };
         let _guard = self.lock.lock(LockMode::Exclusive)?;
-        apply_updates(&self.mirror, updates).map_err(|e| match e {
+        apply_updates(&mut self.mirror, updates).map_err(|e| match e {
             Error::Mirror(source) => Error::MirrorBehind(source),
             other => other,
         })?;
@@ -909,7 +910,7 @@ fn tracked_after(changes: &[FileChange]) -> Vec<(Vec<u8>, Option<Tracked>)> {
 type Update = (Vec<u8>, Option<Entry>);
 
 /// Make `updates` in the mirror, in order.
-fn apply_updates(mirror: &Mirror, updates: &[Update]) -> Result<(), Error> {
+fn apply_updates(mirror: &mut Mirror, updates: &[Update]) -> Result<(), Error> {
     for (path, entry) in updates {
         match entry {
             Some((node, content)) => mirror.put(path, *node, content)?,

@@ -1,0 +1,284 @@
+//! The packed baseline: every entry of an epoch's baseline in one file,
+//! `<store>/mirror/<epoch>.pack`, rather than one mirror file each.
+//! Creating 100,000 small files costs far more than writing the same bytes
+//! once (inode allocation, directory updates), and reading them back for a
+//! restore costs one random read each on a cold cache.
+//!
+//! The pack is written once, while the baseline is taken, and never changed
+//! afterwards; the baseline record commits it. Later samples update the
+//! epoch's directory (entries there override the pack), and the packed
+//! entries they delete are listed in `<store>/mirror/<epoch>.deleted`.
+//!
+//! Layout of the pack (integers little-endian):
+//!
+//! ```text
+//! offset 0   magic  b"MDPACK\0\x01"              8 bytes
+//!        8   contents, back to back               Σ len
+//!        I   index, one entry per path:
+//!              node u8 (0 file, 1 symlink), path_len u32,
+//!              offset u64, len u64, path bytes
+//!  end - 24  footer: I u64, entries u64, b"MDPACKIX"
+//! ```
+//!
+//! A pack without its footer is one whose baseline never committed; no
+//! reader is ever pointed at it. `.deleted` holds NUL-terminated paths,
+//! appended one at a time; bytes after the last NUL (a write cut short by
+//! a crash) are ignored and overwritten by the next deletion.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{Error, io_err};
+use crate::history::TreeState;
+use crate::journal::record::Node;
+use crate::tree::is_safe_relative;
+
+const MAGIC: &[u8; 8] = b"MDPACK\0\x01";
+const FOOTER_MAGIC: &[u8; 8] = b"MDPACKIX";
+const FOOTER_LEN: u64 = 24;
+/// node, path length, offset, length.
+const INDEX_HEAD: usize = 1 + 4 + 8 + 8;
+
+/// Where a packed entry's content is.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    node: Node,
+    offset: u64,
+    len: u64,
+}
+
+/// A committed pack and the deletions made since, for reading.
+#[derive(Debug, Default)]
+pub struct Pack {
+    file: Option<File>,
+    path: PathBuf,
+    index: HashMap<Vec<u8>, Slot>,
+    deleted: HashSet<Vec<u8>>,
+    deleted_path: PathBuf,
+    /// Bytes of `.deleted` up to and including its last NUL.
+    deleted_len: u64,
+}
+
+/// The paths of an epoch's pack and deletion list beside its directory.
+pub fn paths(epoch_dir: &Path) -> (PathBuf, PathBuf) {
+    (epoch_dir.with_extension("pack"), epoch_dir.with_extension("deleted"))
+}
+
+impl Pack {
+    /// No pack (an epoch whose baseline is still being written, or one
+    /// recorded before packs existed: everything is in its directory).
+    pub fn empty(epoch_dir: &Path) -> Pack {
+        let (path, deleted_path) = paths(epoch_dir);
+        Pack { path, deleted_path, ..Pack::default() }
+    }
+
+    /// The pack of the epoch whose directory is `epoch_dir`, if it has one.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be read, [`Error::Damaged`] when its
+    /// index does not hold together.
+    pub fn open(epoch_dir: &Path) -> Result<Pack, Error> {
+        let mut pack = Pack::empty(epoch_dir);
+        let file = match File::open(&pack.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(pack),
+            Err(e) => return Err(Error::Io { op: "open", path: pack.path, source: e }),
+        };
+        pack.index = read_index(&file, &pack.path)?;
+        pack.file = Some(file);
+        match fs::read(&pack.deleted_path) {
+            Ok(bytes) => {
+                let complete = bytes.iter().rposition(|&b| b == 0).map_or(0, |i| i + 1);
+                pack.deleted = bytes[..complete]
+                    .split(|&b| b == 0)
+                    .filter(|p| !p.is_empty())
+                    .map(<[u8]>::to_vec)
+                    .collect();
+                pack.deleted_len = complete as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Io { op: "read", path: pack.deleted_path, source: e }),
+        }
+        Ok(pack)
+    }
+
+    /// The packed entry at `rel`, unless it was deleted since.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the pack cannot be read.
+    pub fn get(&self, rel: &[u8]) -> Result<Option<(Node, Vec<u8>)>, Error> {
+        let (Some(file), Some(slot)) = (&self.file, self.live(rel)) else { return Ok(None) };
+        let mut content = vec![0; slot.len as usize];
+        file.read_exact_at(&mut content, slot.offset).map_err(io_err("read", &self.path))?;
+        Ok(Some((slot.node, content)))
+    }
+
+    fn live(&self, rel: &[u8]) -> Option<Slot> {
+        self.index.get(rel).filter(|_| !self.deleted.contains(rel)).copied()
+    }
+
+    /// Record that the packed entry at `rel` is gone (nothing to do when
+    /// the pack never had it).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `.deleted` cannot be written.
+    pub fn delete(&mut self, rel: &[u8]) -> Result<(), Error> {
+        if self.live(rel).is_none() {
+            return Ok(());
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&self.deleted_path)
+            .map_err(io_err("open", &self.deleted_path))?;
+        let mut line = Vec::with_capacity(rel.len() + 1);
+        line.extend_from_slice(rel);
+        line.push(0);
+        file.write_all_at(&line, self.deleted_len).map_err(io_err("write", &self.deleted_path))?;
+        self.deleted_len += line.len() as u64;
+        self.deleted.insert(rel.to_vec());
+        Ok(())
+    }
+
+    /// Add every live packed entry to `all`, reading the contents in one
+    /// go.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the pack cannot be read.
+    pub fn load_into(&self, all: &mut TreeState) -> Result<(), Error> {
+        let Some(file) = &self.file else { return Ok(()) };
+        let end = self.index.values().map(|s| s.offset + s.len).max().unwrap_or(0);
+        let start = MAGIC.len() as u64;
+        let mut contents = vec![0; end.saturating_sub(start) as usize];
+        file.read_exact_at(&mut contents, start).map_err(io_err("read", &self.path))?;
+        for (rel, slot) in &self.index {
+            if self.deleted.contains(rel) {
+                continue;
+            }
+            let from = (slot.offset - start) as usize;
+            all.insert(rel.clone(), (slot.node, contents[from..from + slot.len as usize].to_vec()));
+        }
+        Ok(())
+    }
+}
+
+fn read_index(file: &File, path: &Path) -> Result<HashMap<Vec<u8>, Slot>, Error> {
+    let damaged = |what: &'static str| Error::Damaged { path: path.to_path_buf(), what };
+    let size = file.metadata().map_err(io_err("stat", path))?.len();
+    if size < MAGIC.len() as u64 + FOOTER_LEN {
+        return Err(damaged("shorter than its header and footer"));
+    }
+    let mut footer = [0u8; FOOTER_LEN as usize];
+    file.read_exact_at(&mut footer, size - FOOTER_LEN).map_err(io_err("read", path))?;
+    let word = |i: usize| u64::from_le_bytes(footer[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+    if &footer[16..] != FOOTER_MAGIC {
+        return Err(damaged("no footer (its baseline never finished)"));
+    }
+    let (index_at, count) = (word(0), word(1));
+    let index_end = size - FOOTER_LEN;
+    if index_at < MAGIC.len() as u64 || index_at > index_end {
+        return Err(damaged("index offset out of range"));
+    }
+    let mut bytes = vec![0; (index_end - index_at) as usize];
+    file.read_exact_at(&mut bytes, index_at).map_err(io_err("read", path))?;
+    let mut index = HashMap::with_capacity(count.min(bytes.len() as u64 / INDEX_HEAD as u64) as usize);
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        if rest.len() < INDEX_HEAD {
+            return Err(damaged("index entry cut short"));
+        }
+        let node = match rest[0] {
+            0 => Node::File,
+            1 => Node::Symlink,
+            _ => return Err(damaged("unknown entry kind")),
+        };
+        let path_len = u32::from_le_bytes(rest[1..5].try_into().unwrap_or_default()) as usize;
+        let offset = u64::from_le_bytes(rest[5..13].try_into().unwrap_or_default());
+        let len = u64::from_le_bytes(rest[13..21].try_into().unwrap_or_default());
+        let Some(rel) = rest.get(INDEX_HEAD..INDEX_HEAD + path_len) else {
+            return Err(damaged("index path cut short"));
+        };
+        if offset < MAGIC.len() as u64 || offset.checked_add(len).is_none_or(|end| end > index_at) {
+            return Err(damaged("entry outside the contents"));
+        }
+        if !is_safe_relative(rel) {
+            return Err(Error::UnsafePath(String::from_utf8_lossy(rel).into_owned()));
+        }
+        index.insert(rel.to_vec(), Slot { node, offset, len });
+        rest = &rest[INDEX_HEAD + path_len..];
+    }
+    if index.len() as u64 != count {
+        return Err(damaged("index entry count does not match its footer"));
+    }
+    Ok(index)
+}
+
+/// A pack being written by a baseline.
+#[derive(Debug)]
+pub struct PackWriter {
+    out: BufWriter<File>,
+    path: PathBuf,
+    offset: u64,
+    index: Vec<u8>,
+    count: u64,
+}
+
+impl PackWriter {
+    /// Start the pack beside `epoch_dir` (replacing an unfinished one).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be created.
+    pub fn create(epoch_dir: &Path) -> Result<PackWriter, Error> {
+        let (path, _) = paths(epoch_dir);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(io_err("create", &path))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(MAGIC).map_err(io_err("write", &path))?;
+        Ok(PackWriter { out, path, offset: MAGIC.len() as u64, index: Vec::new(), count: 0 })
+    }
+
+    /// Append one entry.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the write fails (a full disk, say).
+    pub fn add(&mut self, rel: &[u8], node: Node, content: &[u8]) -> Result<(), Error> {
+        self.out.write_all(content).map_err(io_err("write", &self.path))?;
+        self.index.push(match node {
+            Node::File => 0,
+            Node::Symlink => 1,
+        });
+        self.index.extend_from_slice(&(rel.len() as u32).to_le_bytes());
+        self.index.extend_from_slice(&self.offset.to_le_bytes());
+        self.index.extend_from_slice(&(content.len() as u64).to_le_bytes());
+        self.index.extend_from_slice(rel);
+        self.offset += content.len() as u64;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Write the index and footer; the pack is then ready to be committed.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a write fails.
+    pub fn finish(mut self) -> Result<(), Error> {
+        let mut footer = Vec::with_capacity(FOOTER_LEN as usize);
+        footer.extend_from_slice(&self.offset.to_le_bytes());
+        footer.extend_from_slice(&self.count.to_le_bytes());
+        footer.extend_from_slice(FOOTER_MAGIC);
+        let index = std::mem::take(&mut self.index);
+        self.out.write_all(&index).map_err(io_err("write", &self.path))?;
+        self.out.write_all(&footer).map_err(io_err("write", &self.path))?;
+        self.out.flush().map_err(io_err("write", &self.path))
+    }
+}
