@@ -107,11 +107,12 @@ impl Launched {
                     }
                 }
                 let err = nix::unistd::execvpe(&program, &argv, &envp).err();
-                eprintln!(
+                let why = format!(
                     "monitord: cannot run {}: {}",
                     program.to_string_lossy(),
                     err.map_or_else(String::new, |e| e.desc().to_string())
                 );
+                crate::log::to_stderr(crate::log::Level::Error, &why);
                 // SAFETY: as above.
                 unsafe { libc::_exit(127) }
             }

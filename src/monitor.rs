@@ -78,6 +78,18 @@ impl Output {
             Output::Quiet => {}
         }
     }
+
+    /// Write a warning: something went wrong and monitoring goes on. In
+    /// the foreground (even `--quiet`) it goes to stderr, prefixed `<4>`
+    /// for the journal; in a daemon, to the log.
+    pub fn warn(&mut self, text: &str) {
+        match self {
+            Output::Log(log) => log.write(text),
+            Output::Terminal { .. } | Output::Quiet => {
+                crate::log::to_stderr(crate::log::Level::Warning, text)
+            }
+        }
+    }
 }
 
 fn write_terminal(stderr: bool, bytes: &[u8]) {
@@ -203,7 +215,7 @@ impl Monitor {
                 // record); try again every period until the mirror catches up.
                 let reason = crate::render::error_chain(&e);
                 if self.stalled.as_deref() != Some(reason.as_str()) {
-                    self.note(&format!("{reason}; retrying every period"));
+                    self.output.warn(&format!("{reason}; retrying every period"));
                     self.stalled = Some(reason);
                 }
                 return Ok(0);
@@ -234,8 +246,10 @@ impl Monitor {
     pub fn run(mut self, messages: &Receiver<Msg>) -> Result<Stopped, crate::sampler::Error> {
         let mut stop_client = None;
         let result = self.run_loop(messages, &mut stop_client);
-        if let Err(e) = &result {
-            self.note(&format!("stopped on error: {e}"));
+        // In the foreground the error reaches stderr through the caller; a
+        // daemon's stderr is /dev/null, so it says why in its log.
+        if let (Err(e), Output::Log(log)) = (&result, &mut self.output) {
+            log.write(&format!("stopped on error: {e}"));
         }
         result?;
         Ok(Stopped {

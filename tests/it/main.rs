@@ -22,3 +22,4 @@ mod restore;
 mod run;
 mod security;
 mod soak;
+mod stderr;
