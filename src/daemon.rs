@@ -210,9 +210,9 @@ fn keep_only(ready: Ready) -> Result<Ready, (OwnedFd, Error)> {
 }
 
 /// Every handler back to its default, an empty mask, then ignore the
-/// signals a daemon must never be stopped by.
+/// signals a daemon must never be stopped or killed by.
 fn reset_signals() {
-    for signo in 1..libc::SIGRTMAX() {
+    for signo in 1..=libc::SIGRTMAX() {
         if signo == libc::SIGKILL || signo == libc::SIGSTOP {
             continue;
         }
@@ -226,7 +226,12 @@ fn reset_signals() {
         }
     }
     let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    for sig in [Signal::SIGPIPE, Signal::SIGTTIN, Signal::SIGTTOU, Signal::SIGTSTP] {
+    // SIGPIPE: a vanished reader is an EPIPE to handle, not a death. The
+    // job-control signals would stop a daemon nobody can continue from a
+    // terminal. SIGALRM: monitord sets no timer, and the default action of
+    // a stray one is to terminate.
+    let ignored = [Signal::SIGPIPE, Signal::SIGTTIN, Signal::SIGTTOU, Signal::SIGTSTP, Signal::SIGALRM];
+    for sig in ignored {
         // SAFETY: installing SIG_IGN runs no code of ours.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }

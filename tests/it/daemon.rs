@@ -57,7 +57,7 @@ fn the_daemon_is_detached_as_daemon7_says() {
         |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string()).unwrap();
     let bits = |sigs: &[i32]| sigs.iter().fold(0u64, |m, s| m | 1 << (s - 1));
     let blocked = bits(&[libc::SIGHUP, libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2]);
-    let ignored = bits(&[libc::SIGPIPE, libc::SIGTTIN, libc::SIGTTOU, libc::SIGTSTP]);
+    let ignored = bits(&[libc::SIGPIPE, libc::SIGTTIN, libc::SIGTTOU, libc::SIGTSTP, libc::SIGALRM]);
     // Standard signals only: glibc keeps 32 and 33 for itself and refuses
     // to change their disposition.
     let standard = |hex: String| u64::from_str_radix(&hex, 16).unwrap() & 0x7fff_ffff;
@@ -166,7 +166,7 @@ fn signals_do_what_the_manual_says_and_nothing_else() {
     };
 
     // Ignored: the daemon stays, not stopped, and takes no sample.
-    for sig in [libc::SIGPIPE, libc::SIGTTIN, libc::SIGTTOU, libc::SIGTSTP] {
+    for sig in [libc::SIGPIPE, libc::SIGTTIN, libc::SIGTTOU, libc::SIGTSTP, libc::SIGALRM] {
         kill(sig);
     }
     std::thread::sleep(Duration::from_millis(100));
