@@ -119,6 +119,11 @@ pub struct Monitor {
     /// A command we started (`-- COMMAND`): our child, reaped here.
     child: Option<i32>,
     listener_busy: Arc<AtomicBool>,
+    /// Samples taken at the period's ticks (the others were asked for:
+    /// `sample`, SIGUSR2, the target's exit).
+    period_samples: u64,
+    /// Ticks skipped because the loop fell more than a period behind.
+    missed_periods: u64,
 }
 
 impl Monitor {
@@ -144,6 +149,8 @@ impl Monitor {
             listener_busy: Arc::new(AtomicBool::new(false)),
             child: None,
             stalled: None,
+            period_samples: 0,
+            missed_periods: 0,
         };
         monitor.watch_exit();
         monitor
@@ -273,8 +280,17 @@ impl Monitor {
             if self.child.is_some() && self.sampler.pid() == 0 {
                 break;
             }
-            let timeout = next_tick.saturating_duration_since(Instant::now());
-            match messages.recv_timeout(timeout) {
+            // A due tick goes first: `recv_timeout` hands out queued
+            // messages before it times out, so a steady stream of commands
+            // or signals would otherwise hold the tick back until periods
+            // are lost.
+            let now = Instant::now();
+            let next = if now >= next_tick {
+                Err(RecvTimeoutError::Timeout)
+            } else {
+                messages.recv_timeout(next_tick - now)
+            };
+            match next {
                 Ok(Msg::Line(line, origin)) => {
                     let (reply, stop) = self.handle_line(&line, &mut next_tick)?;
                     if stop && let Origin::Client(tx) = origin {
@@ -307,12 +323,16 @@ impl Monitor {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if !self.paused {
+                        let before = self.sampler.counters().samples;
                         self.sample()?;
+                        self.period_samples += self.sampler.counters().samples.saturating_sub(before);
                     }
                     next_tick += self.period;
                     let now = Instant::now();
                     if next_tick < now {
                         // Fell behind (a slow sample): skip, don't burst.
+                        let behind = (now - next_tick).as_nanos() / self.period.as_nanos().max(1);
+                        self.missed_periods += u64::try_from(behind).unwrap_or(u64::MAX).saturating_add(1);
                         next_tick = now + self.period;
                     }
                 }
@@ -458,6 +478,8 @@ impl Monitor {
                 self.stalled.as_ref().map_or_else(|| "ok".to_string(), |why| format!("paused: {why}")),
             ),
             ("samples", counters.samples.to_string()),
+            ("period_samples", self.period_samples.to_string()),
+            ("missed_periods", self.missed_periods.to_string()),
             ("oldest_seq", info.oldest_seq.to_string()),
             ("newest_seq", newest.to_string()),
             ("ring_used", info.used_bytes.to_string()),
