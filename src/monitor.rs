@@ -2,7 +2,7 @@
 //! every period, control commands and signals in between) and shuts down
 //! in order. Threads: the event thread (owned by the sampler), a signal
 //! thread reading the signalfd, the control FIFO's listener, in `-i` a
-//! stdin reader, and a watcher of the target's pidfd; each sends messages
+//! stdin reader, and a watcher of the target's exit; each sends messages
 //! to this loop, which alone touches the ring and the mirror.
 
 use std::io::Write;
@@ -19,7 +19,7 @@ use crate::control::{self, Command};
 use crate::journal::record::Record;
 use crate::journal::{self, Snapshot};
 use crate::log::Log;
-use crate::proc::Target;
+use crate::proc::{ExitNotice, Target};
 use crate::render::human;
 use crate::sampler::{Committed, Sampler};
 
@@ -41,7 +41,8 @@ pub enum Msg {
     Line(Vec<u8>, Origin),
     /// A signal number from the signalfd.
     Signal(i32),
-    /// The process with this PID exited (its pidfd became readable).
+    /// The process with this PID exited (its pidfd became readable, or a
+    /// check found it gone).
     Exited(i32),
 }
 
@@ -200,13 +201,13 @@ impl Monitor {
         Arc::clone(&self.listener_busy)
     }
 
-    /// (Re)start the watcher of the followed process's pidfd.
+    /// (Re)start the watcher of the followed process's exit.
     fn watch_exit(&mut self) {
         self.exit_watch = None;
         let pid = self.sampler.pid();
-        if let Some(fd) = self.sampler.pidfd() {
+        if let Some(notice) = self.sampler.exit_notice() {
             let tx = self.tx.clone();
-            self.exit_watch = ExitWatch::start(fd, move || {
+            self.exit_watch = ExitWatch::start(notice, move || {
                 let _ = tx.send(Msg::Exited(pid));
             });
         }
@@ -618,15 +619,19 @@ pub fn channel() -> (Sender<Msg>, Receiver<Msg>) {
     unbounded()
 }
 
-/// A thread waiting for a process to exit (its pidfd becomes readable).
+/// A thread waiting for a process to exit: its pidfd becomes readable, or,
+/// without a pidfd, a check every [`EXIT_POLL_INTERVAL`] finds it gone.
 /// Dropping it stops the thread.
 struct ExitWatch {
     stop: Arc<OwnedFd>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// How often a process without a pidfd is checked.
+const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 impl ExitWatch {
-    fn start(pidfd: OwnedFd, on_exit: impl FnOnce() + Send + 'static) -> Option<ExitWatch> {
+    fn start(notice: ExitNotice, on_exit: impl FnOnce() + Send + 'static) -> Option<ExitWatch> {
         use nix::sys::eventfd::{EfdFlags, EventFd};
         let stop = EventFd::from_flags(EfdFlags::EFD_CLOEXEC).ok()?;
         let stop: Arc<OwnedFd> = Arc::new(stop.into());
@@ -635,21 +640,31 @@ impl ExitWatch {
             .name("monitord-exit".into())
             .spawn(move || {
                 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+                let timeout = match &notice {
+                    ExitNotice::Pidfd(_) => PollTimeout::NONE,
+                    ExitNotice::Poll(_) => {
+                        PollTimeout::try_from(EXIT_POLL_INTERVAL).unwrap_or(PollTimeout::MAX)
+                    }
+                };
                 loop {
-                    let mut fds = [
-                        PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
-                        PollFd::new(stop_seen.as_fd(), PollFlags::POLLIN),
-                    ];
-                    match poll(&mut fds, PollTimeout::NONE) {
+                    let mut fds = vec![PollFd::new(stop_seen.as_fd(), PollFlags::POLLIN)];
+                    if let ExitNotice::Pidfd(pidfd) = &notice {
+                        fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+                    }
+                    match poll(&mut fds, timeout) {
                         Err(nix::errno::Errno::EINTR) => continue,
                         Err(_) => return,
                         Ok(_) => {}
                     }
                     let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-                    if ready(&fds[1]) {
+                    if ready(&fds[0]) {
                         return;
                     }
-                    if ready(&fds[0]) {
+                    let exited = match &notice {
+                        ExitNotice::Pidfd(_) => fds.get(1).is_some_and(ready),
+                        ExitNotice::Poll(target) => !target.is_alive(),
+                    };
+                    if exited {
                         on_exit();
                         return;
                     }
@@ -666,5 +681,55 @@ impl Drop for ExitWatch {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Start a child, watch it with `notice`, kill it: the watch reports
+    /// the exit, and a watch dropped before an exit reports nothing.
+    fn exit_is_reported(notice: impl Fn(&Target) -> ExitNotice) {
+        let mut child = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+        let target = Target::open(child.id() as i32).unwrap();
+        let (tx, rx) = bounded(1);
+        let watch = ExitWatch::start(notice(&target), move || tx.send(()).unwrap()).unwrap();
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "no exit yet");
+        child.kill().unwrap();
+        let started = Instant::now();
+        rx.recv_timeout(Duration::from_secs(5)).expect("the exit is reported");
+        assert!(started.elapsed() < EXIT_POLL_INTERVAL * 5, "{:?}", started.elapsed());
+        drop(watch);
+        child.wait().unwrap();
+
+        let mut other = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+        let target = Target::open(other.id() as i32).unwrap();
+        let (tx, rx) = bounded(1);
+        let watch = ExitWatch::start(notice(&target), move || tx.send(()).unwrap()).unwrap();
+        let dropped = Instant::now();
+        drop(watch);
+        assert!(dropped.elapsed() < Duration::from_secs(1), "dropping stops the thread at once");
+        other.kill().unwrap();
+        other.wait().unwrap();
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "a stopped watch says nothing");
+    }
+
+    #[test]
+    fn a_pidfd_reports_the_exit() {
+        let me = Target::open(std::process::id() as i32).unwrap();
+        if !matches!(me.exit_notice(), Some(ExitNotice::Pidfd(_))) {
+            eprintln!("SKIPPED: no pidfd_open here (Linux < 5.3, or under valgrind)");
+            return;
+        }
+        exit_is_reported(|target| match target.exit_notice() {
+            Some(notice @ ExitNotice::Pidfd(_)) => notice,
+            other => panic!("pidfd_open worked a moment ago: {other:?}"),
+        });
+    }
+
+    #[test]
+    fn without_a_pidfd_polling_reports_the_exit() {
+        exit_is_reported(|target| ExitNotice::Poll(target.try_clone().unwrap()));
     }
 }
