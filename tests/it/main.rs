@@ -23,3 +23,4 @@ mod run;
 mod security;
 mod soak;
 mod stderr;
+mod valgrind;
