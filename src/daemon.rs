@@ -14,7 +14,13 @@
 //! file, ring, FIFO, baseline) after detaching and reports the outcome
 //! through [`Ready`], so every start-up error reaches the launcher's stderr
 //! and no daemon is left behind when one happens.
+//!
+//! The daemon also sanitises its environment (daemon(7), step 4): it keeps
+//! only the variables [`keeps_variable`] allows. A command started with
+//! `-d -- COMMAND` is not the daemon: it is given the launcher's
+//! environment as it was (see [`crate::launch`]).
 
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -146,13 +152,14 @@ fn wait_for_word(read_end: OwnedFd) -> Result<(), Error> {
 }
 
 /// The daemon(7) steps after the double fork: close inherited fds, reset
-/// signal handlers and mask, umask, cwd and stdio.
+/// signal handlers and mask, environment, umask, cwd and stdio.
 fn become_daemon(ready: Ready) -> Result<Ready, (Ready, Error)> {
     let ready = match keep_only(ready) {
         Ok(ready) => ready,
         Err(e) => return Err((Ready { fd: e.0 }, e.1)),
     };
     reset_signals();
+    sanitize_environment();
     nix::sys::stat::umask(Mode::from_bits_truncate(0o077));
     if let Err(errno) = nix::unistd::chdir("/") {
         return Err((ready, sys("chdir /")(errno)));
@@ -203,9 +210,9 @@ fn keep_only(ready: Ready) -> Result<Ready, (OwnedFd, Error)> {
 }
 
 /// Every handler back to its default, an empty mask, then ignore the
-/// signals a daemon must never be stopped by.
+/// signals a daemon must never be stopped or killed by.
 fn reset_signals() {
-    for signo in 1..libc::SIGRTMAX() {
+    for signo in 1..=libc::SIGRTMAX() {
         if signo == libc::SIGKILL || signo == libc::SIGSTOP {
             continue;
         }
@@ -219,9 +226,64 @@ fn reset_signals() {
         }
     }
     let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    for sig in [Signal::SIGPIPE, Signal::SIGTTIN, Signal::SIGTTOU, Signal::SIGTSTP] {
+    // SIGPIPE: a vanished reader is an EPIPE to handle, not a death. The
+    // job-control signals would stop a daemon nobody can continue from a
+    // terminal. SIGALRM: monitord sets no timer, and the default action of
+    // a stray one is to terminate.
+    let ignored = [Signal::SIGPIPE, Signal::SIGTTIN, Signal::SIGTTOU, Signal::SIGTSTP, Signal::SIGALRM];
+    for sig in ignored {
         // SAFETY: installing SIG_IGN runs no code of ours.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
+}
+
+/// Whether a build lets the environment steer a daemon: debug builds (the
+/// ones the tests run) keep `MONITORD_TEST_*` and `FAILPOINTS`, release
+/// builds drop them.
+pub const STEERABLE: bool = cfg!(debug_assertions);
+
+/// Whether a daemon keeps the environment variable `name`: an allow-list.
+///
+/// Kept: `PATH`, `HOME`, `LANG`, `LC_*` and `TZ`, which the C library and
+/// the time formatting read, and `XDG_STATE_HOME`, which places the default
+/// store (resolved after detaching, once the PID to follow is known). With
+/// `steerable` (see [`STEERABLE`]) also `MONITORD_TEST_*` and `FAILPOINTS`.
+///
+/// Dropped: everything else, notably `LD_*` and `MALLOC_*` (the dynamic
+/// loader's and the allocator's knobs), `NOTIFY_SOCKET` (a daemon reports
+/// readiness through the launcher's exit, as `Type=forking` expects; only a
+/// foreground monitor speaks sd_notify) and `JOURNAL_STREAM` (it names the
+/// launcher's stderr, which the daemon has replaced with /dev/null).
+pub fn keeps_variable(name: &OsStr, steerable: bool) -> bool {
+    const KEPT: [&[u8]; 5] = [b"PATH", b"HOME", b"LANG", b"TZ", b"XDG_STATE_HOME"];
+    let name = name.as_encoded_bytes();
+    if KEPT.contains(&name) || (name.starts_with(b"LC_") && name.len() > 3) {
+        return true;
+    }
+    steerable && (name == b"FAILPOINTS" || (name.starts_with(b"MONITORD_TEST_") && name.len() > 14))
+}
+
+/// The variables of `vars` a daemon keeps (see [`keeps_variable`]), in
+/// their order.
+pub fn sanitized_environment(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+    steerable: bool,
+) -> Vec<(OsString, OsString)> {
+    vars.into_iter().filter(|(name, _)| keeps_variable(name, steerable)).collect()
+}
+
+/// Replace the process's environment with [`sanitized_environment`].
+fn sanitize_environment() {
+    let kept = sanitized_environment(std::env::vars_os(), STEERABLE);
+    // SAFETY: changing the environment is sound only while no other thread
+    // can read it: this runs in the daemon right after the double fork,
+    // before any thread exists (see `detach`). clearenv also drops entries
+    // that `remove_var` would refuse (a name holding `=`).
+    unsafe { libc::clearenv() };
+    for (name, value) in kept {
+        // SAFETY: as above. The names are allow-listed (no `=`, no NUL) and
+        // the values came from the environment (no NUL).
+        unsafe { std::env::set_var(name, value) };
     }
 }
 
@@ -240,4 +302,66 @@ fn stdio_to_dev_null() -> Result<(), Error> {
         std::mem::forget(null);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_allow_list_keeps_locale_and_path_and_drops_loader_knobs() {
+        // (name, kept in a release build, kept in a debug/test build)
+        let table: &[(&str, bool, bool)] = &[
+            ("PATH", true, true),
+            ("HOME", true, true),
+            ("LANG", true, true),
+            ("LC_ALL", true, true),
+            ("LC_CTYPE", true, true),
+            ("LC_TIME", true, true),
+            ("TZ", true, true),
+            ("XDG_STATE_HOME", true, true),
+            ("LC_", false, false),
+            ("LD_PRELOAD", false, false),
+            ("LD_LIBRARY_PATH", false, false),
+            ("LD_AUDIT", false, false),
+            ("MALLOC_CHECK_", false, false),
+            ("MALLOC_ARENA_MAX", false, false),
+            ("GLIBC_TUNABLES", false, false),
+            ("NOTIFY_SOCKET", false, false),
+            ("JOURNAL_STREAM", false, false),
+            ("MONITORD_TEST_SEED", false, true),
+            ("MONITORD_TEST_", false, false),
+            ("FAILPOINTS", false, true),
+            ("MONITORD_LONG", false, false),
+            ("RUST_BACKTRACE", false, false),
+            ("IFS", false, false),
+            ("SHELL", false, false),
+            ("TERM", false, false),
+            ("PATHEXT", false, false),
+            ("path", false, false),
+            ("HOMEDIR", false, false),
+            ("", false, false),
+        ];
+        for &(name, release, debug) in table {
+            assert_eq!(keeps_variable(OsStr::new(name), false), release, "{name} in a release build");
+            assert_eq!(keeps_variable(OsStr::new(name), true), debug, "{name} in a debug build");
+        }
+    }
+
+    #[test]
+    fn sanitizing_keeps_the_allowed_variables_in_order_with_their_values() {
+        let vars = [("LD_PRELOAD", "/tmp/x.so"), ("PATH", "/bin"), ("MONITORD_TEST_X", "1"), ("TZ", "UTC")]
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let kept = |steerable| -> Vec<(String, String)> {
+            sanitized_environment(vars.clone(), steerable)
+                .into_iter()
+                .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
+                .collect()
+        };
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert_eq!(kept(false), pairs(&[("PATH", "/bin"), ("TZ", "UTC")]));
+        assert_eq!(kept(true), pairs(&[("PATH", "/bin"), ("MONITORD_TEST_X", "1"), ("TZ", "UTC")]));
+    }
 }

@@ -3,12 +3,15 @@
 //! collect how it ended (`wait4`: status and resource use).
 //!
 //! ```text
-//! monitord ── fork ──▶ child: (stdio) read 1 byte from the go pipe ── execvp
+//! monitord ── fork ──▶ child: (stdio) read 1 byte from the go pipe ── execvpe
 //!    │ baseline of the child's cwd (= ours)        ▲
 //!    └──────────── write 1 byte ───────────────────┘
 //! ```
 //!
-//! [`Launched::fork`] must run before any thread exists.
+//! [`Launched::fork`] must run before any thread exists. The command gets
+//! the environment it is given, which is the user's: a daemon sanitises its
+//! own environment when it detaches, but the command it runs is the user's
+//! program and sees everything the user set (`LD_PRELOAD` included).
 
 use std::ffi::{CString, OsString};
 use std::io::{Read, Write};
@@ -26,8 +29,8 @@ use crate::journal::record::{Exit, Rusage};
 /// Errors starting the command.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An argument holds a NUL byte.
-    #[error("the command line holds a NUL byte")]
+    /// An argument or an environment variable holds a NUL byte.
+    #[error("the command line or its environment holds a NUL byte")]
     Nul,
     /// No command was given.
     #[error("no command given after --")]
@@ -51,15 +54,22 @@ pub struct Launched {
 }
 
 impl Launched {
-    /// Fork a child that will run `command` in the current directory once
-    /// [`Launched::go`] is called.
+    /// Fork a child that will run `command` in the current directory, with
+    /// the environment `env`, once [`Launched::go`] is called. `PATH` is
+    /// searched as the calling process's environment sets it.
     ///
     /// # Errors
     /// [`Error`] when the command line is unusable or fork fails.
-    pub fn fork(command: &[OsString]) -> Result<Launched, Error> {
+    pub fn fork(command: &[OsString], env: &[(OsString, OsString)]) -> Result<Launched, Error> {
         let argv: Vec<CString> = command
             .iter()
             .map(|a| CString::new(a.as_bytes()).map_err(|_| Error::Nul))
+            .collect::<Result<_, _>>()?;
+        let envp: Vec<CString> = env
+            .iter()
+            .map(|(name, value)| {
+                CString::new([name.as_bytes(), b"=", value.as_bytes()].concat()).map_err(|_| Error::Nul)
+            })
             .collect::<Result<_, _>>()?;
         let Some(program) = argv.first().cloned() else { return Err(Error::Empty) };
         let (wait_end, go) =
@@ -96,12 +106,13 @@ impl Launched {
                         Err(_) => unsafe { libc::_exit(127) },
                     }
                 }
-                let err = nix::unistd::execvp(&program, &argv).err();
-                eprintln!(
+                let err = nix::unistd::execvpe(&program, &argv, &envp).err();
+                let why = format!(
                     "monitord: cannot run {}: {}",
                     program.to_string_lossy(),
                     err.map_or_else(String::new, |e| e.desc().to_string())
                 );
+                crate::log::to_stderr(crate::log::Level::Error, &why);
                 // SAFETY: as above.
                 unsafe { libc::_exit(127) }
             }

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             if broken_pipe {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("monitord: {err:#}");
+            monitord::log::to_stderr(monitord::log::Level::Error, &format!("monitord: {err:#}"));
             ExitCode::from(monitord::cmd::exit::FAILED)
         }
     }

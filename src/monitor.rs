@@ -2,7 +2,7 @@
 //! every period, control commands and signals in between) and shuts down
 //! in order. Threads: the event thread (owned by the sampler), a signal
 //! thread reading the signalfd, the control FIFO's listener, in `-i` a
-//! stdin reader, and a watcher of the target's pidfd; each sends messages
+//! stdin reader, and a watcher of the target's exit; each sends messages
 //! to this loop, which alone touches the ring and the mirror.
 
 use std::io::Write;
@@ -19,7 +19,7 @@ use crate::control::{self, Command};
 use crate::journal::record::Record;
 use crate::journal::{self, Snapshot};
 use crate::log::Log;
-use crate::proc::Target;
+use crate::proc::{ExitNotice, Target};
 use crate::render::human;
 use crate::sampler::{Committed, Sampler};
 
@@ -41,7 +41,8 @@ pub enum Msg {
     Line(Vec<u8>, Origin),
     /// A signal number from the signalfd.
     Signal(i32),
-    /// The process with this PID exited (its pidfd became readable).
+    /// The process with this PID exited (its pidfd became readable, or a
+    /// check found it gone).
     Exited(i32),
 }
 
@@ -78,6 +79,18 @@ impl Output {
             Output::Quiet => {}
         }
     }
+
+    /// Write a warning: something went wrong and monitoring goes on. In
+    /// the foreground (even `--quiet`) it goes to stderr, prefixed `<4>`
+    /// for the journal; in a daemon, to the log.
+    pub fn warn(&mut self, text: &str) {
+        match self {
+            Output::Log(log) => log.write(text),
+            Output::Terminal { .. } | Output::Quiet => {
+                crate::log::to_stderr(crate::log::Level::Warning, text)
+            }
+        }
+    }
 }
 
 fn write_terminal(stderr: bool, bytes: &[u8]) {
@@ -107,6 +120,11 @@ pub struct Monitor {
     /// A command we started (`-- COMMAND`): our child, reaped here.
     child: Option<i32>,
     listener_busy: Arc<AtomicBool>,
+    /// Samples taken at the period's ticks (the others were asked for:
+    /// `sample`, SIGUSR2, the target's exit).
+    period_samples: u64,
+    /// Ticks skipped because the loop fell more than a period behind.
+    missed_periods: u64,
 }
 
 impl Monitor {
@@ -132,6 +150,8 @@ impl Monitor {
             listener_busy: Arc::new(AtomicBool::new(false)),
             child: None,
             stalled: None,
+            period_samples: 0,
+            missed_periods: 0,
         };
         monitor.watch_exit();
         monitor
@@ -181,13 +201,13 @@ impl Monitor {
         Arc::clone(&self.listener_busy)
     }
 
-    /// (Re)start the watcher of the followed process's pidfd.
+    /// (Re)start the watcher of the followed process's exit.
     fn watch_exit(&mut self) {
         self.exit_watch = None;
         let pid = self.sampler.pid();
-        if let Some(fd) = self.sampler.pidfd() {
+        if let Some(notice) = self.sampler.exit_notice() {
             let tx = self.tx.clone();
-            self.exit_watch = ExitWatch::start(fd, move || {
+            self.exit_watch = ExitWatch::start(notice, move || {
                 let _ = tx.send(Msg::Exited(pid));
             });
         }
@@ -203,7 +223,7 @@ impl Monitor {
                 // record); try again every period until the mirror catches up.
                 let reason = crate::render::error_chain(&e);
                 if self.stalled.as_deref() != Some(reason.as_str()) {
-                    self.note(&format!("{reason}; retrying every period"));
+                    self.output.warn(&format!("{reason}; retrying every period"));
                     self.stalled = Some(reason);
                 }
                 return Ok(0);
@@ -234,8 +254,10 @@ impl Monitor {
     pub fn run(mut self, messages: &Receiver<Msg>) -> Result<Stopped, crate::sampler::Error> {
         let mut stop_client = None;
         let result = self.run_loop(messages, &mut stop_client);
-        if let Err(e) = &result {
-            self.note(&format!("stopped on error: {e}"));
+        // In the foreground the error reaches stderr through the caller; a
+        // daemon's stderr is /dev/null, so it says why in its log.
+        if let (Err(e), Output::Log(log)) = (&result, &mut self.output) {
+            log.write(&format!("stopped on error: {e}"));
         }
         result?;
         Ok(Stopped {
@@ -259,8 +281,17 @@ impl Monitor {
             if self.child.is_some() && self.sampler.pid() == 0 {
                 break;
             }
-            let timeout = next_tick.saturating_duration_since(Instant::now());
-            match messages.recv_timeout(timeout) {
+            // A due tick goes first: `recv_timeout` hands out queued
+            // messages before it times out, so a steady stream of commands
+            // or signals would otherwise hold the tick back until periods
+            // are lost.
+            let now = Instant::now();
+            let next = if now >= next_tick {
+                Err(RecvTimeoutError::Timeout)
+            } else {
+                messages.recv_timeout(next_tick - now)
+            };
+            match next {
                 Ok(Msg::Line(line, origin)) => {
                     let (reply, stop) = self.handle_line(&line, &mut next_tick)?;
                     if stop && let Origin::Client(tx) = origin {
@@ -293,12 +324,16 @@ impl Monitor {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if !self.paused {
+                        let before = self.sampler.counters().samples;
                         self.sample()?;
+                        self.period_samples += self.sampler.counters().samples.saturating_sub(before);
                     }
                     next_tick += self.period;
                     let now = Instant::now();
                     if next_tick < now {
                         // Fell behind (a slow sample): skip, don't burst.
+                        let behind = (now - next_tick).as_nanos() / self.period.as_nanos().max(1);
+                        self.missed_periods += u64::try_from(behind).unwrap_or(u64::MAX).saturating_add(1);
                         next_tick = now + self.period;
                     }
                 }
@@ -444,6 +479,8 @@ impl Monitor {
                 self.stalled.as_ref().map_or_else(|| "ok".to_string(), |why| format!("paused: {why}")),
             ),
             ("samples", counters.samples.to_string()),
+            ("period_samples", self.period_samples.to_string()),
+            ("missed_periods", self.missed_periods.to_string()),
             ("oldest_seq", info.oldest_seq.to_string()),
             ("newest_seq", newest.to_string()),
             ("ring_used", info.used_bytes.to_string()),
@@ -582,15 +619,19 @@ pub fn channel() -> (Sender<Msg>, Receiver<Msg>) {
     unbounded()
 }
 
-/// A thread waiting for a process to exit (its pidfd becomes readable).
+/// A thread waiting for a process to exit: its pidfd becomes readable, or,
+/// without a pidfd, a check every [`EXIT_POLL_INTERVAL`] finds it gone.
 /// Dropping it stops the thread.
 struct ExitWatch {
     stop: Arc<OwnedFd>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// How often a process without a pidfd is checked.
+const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 impl ExitWatch {
-    fn start(pidfd: OwnedFd, on_exit: impl FnOnce() + Send + 'static) -> Option<ExitWatch> {
+    fn start(notice: ExitNotice, on_exit: impl FnOnce() + Send + 'static) -> Option<ExitWatch> {
         use nix::sys::eventfd::{EfdFlags, EventFd};
         let stop = EventFd::from_flags(EfdFlags::EFD_CLOEXEC).ok()?;
         let stop: Arc<OwnedFd> = Arc::new(stop.into());
@@ -599,21 +640,31 @@ impl ExitWatch {
             .name("monitord-exit".into())
             .spawn(move || {
                 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+                let timeout = match &notice {
+                    ExitNotice::Pidfd(_) => PollTimeout::NONE,
+                    ExitNotice::Poll(_) => {
+                        PollTimeout::try_from(EXIT_POLL_INTERVAL).unwrap_or(PollTimeout::MAX)
+                    }
+                };
                 loop {
-                    let mut fds = [
-                        PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
-                        PollFd::new(stop_seen.as_fd(), PollFlags::POLLIN),
-                    ];
-                    match poll(&mut fds, PollTimeout::NONE) {
+                    let mut fds = vec![PollFd::new(stop_seen.as_fd(), PollFlags::POLLIN)];
+                    if let ExitNotice::Pidfd(pidfd) = &notice {
+                        fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+                    }
+                    match poll(&mut fds, timeout) {
                         Err(nix::errno::Errno::EINTR) => continue,
                         Err(_) => return,
                         Ok(_) => {}
                     }
                     let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-                    if ready(&fds[1]) {
+                    if ready(&fds[0]) {
                         return;
                     }
-                    if ready(&fds[0]) {
+                    let exited = match &notice {
+                        ExitNotice::Pidfd(_) => fds.get(1).is_some_and(ready),
+                        ExitNotice::Poll(target) => !target.is_alive(),
+                    };
+                    if exited {
                         on_exit();
                         return;
                     }
@@ -630,5 +681,55 @@ impl Drop for ExitWatch {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Start a child, watch it with `notice`, kill it: the watch reports
+    /// the exit, and a watch dropped before an exit reports nothing.
+    fn exit_is_reported(notice: impl Fn(&Target) -> ExitNotice) {
+        let mut child = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+        let target = Target::open(child.id() as i32).unwrap();
+        let (tx, rx) = bounded(1);
+        let watch = ExitWatch::start(notice(&target), move || tx.send(()).unwrap()).unwrap();
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "no exit yet");
+        child.kill().unwrap();
+        let started = Instant::now();
+        rx.recv_timeout(Duration::from_secs(5)).expect("the exit is reported");
+        assert!(started.elapsed() < EXIT_POLL_INTERVAL * 5, "{:?}", started.elapsed());
+        drop(watch);
+        child.wait().unwrap();
+
+        let mut other = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+        let target = Target::open(other.id() as i32).unwrap();
+        let (tx, rx) = bounded(1);
+        let watch = ExitWatch::start(notice(&target), move || tx.send(()).unwrap()).unwrap();
+        let dropped = Instant::now();
+        drop(watch);
+        assert!(dropped.elapsed() < Duration::from_secs(1), "dropping stops the thread at once");
+        other.kill().unwrap();
+        other.wait().unwrap();
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "a stopped watch says nothing");
+    }
+
+    #[test]
+    fn a_pidfd_reports_the_exit() {
+        let me = Target::open(std::process::id() as i32).unwrap();
+        if !matches!(me.exit_notice(), Some(ExitNotice::Pidfd(_))) {
+            eprintln!("SKIPPED: no pidfd_open here (Linux < 5.3, or under valgrind)");
+            return;
+        }
+        exit_is_reported(|target| match target.exit_notice() {
+            Some(notice @ ExitNotice::Pidfd(_)) => notice,
+            other => panic!("pidfd_open worked a moment ago: {other:?}"),
+        });
+    }
+
+    #[test]
+    fn without_a_pidfd_polling_reports_the_exit() {
+        exit_is_reported(|target| ExitNotice::Poll(target.try_clone().unwrap()));
     }
 }

@@ -297,9 +297,9 @@ impl Sampler {
         self.exit.as_ref()
     }
 
-    /// A pidfd of the followed process, for noticing its exit at once.
-    pub fn pidfd(&self) -> Option<OwnedFd> {
-        self.watch.as_ref().and_then(|w| w.target.pidfd())
+    /// How to notice the followed process's exit between samples.
+    pub fn exit_notice(&self) -> Option<crate::proc::ExitNotice> {
+        self.watch.as_ref().and_then(|w| w.target.exit_notice())
     }
 
     /// The directory watched (`None` without a target).

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::cli::CtlArgs;
 use crate::control::client::{self, Error};
+use crate::log::{Level, to_stderr};
 use crate::store;
 
 use super::exit;
@@ -20,7 +21,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
     let store_dir = match store::resolve(args.store.as_deref()) {
         Ok(dir) => dir,
         Err(e @ store::Error::NoneFound { .. }) => {
-            eprintln!("monitord: {e}");
+            to_stderr(Level::Error, &format!("monitord: {e}"));
             return Ok(ExitCode::from(exit::NO_DAEMON));
         }
         Err(e) => return Err(e.into()),
@@ -35,11 +36,12 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Ok(reply) => {
-            eprint!("monitord: {}", reply.text.strip_prefix("error: ").unwrap_or(&reply.text));
+            let reason = reply.text.strip_prefix("error: ").unwrap_or(&reply.text);
+            to_stderr(Level::Error, &format!("monitord: {reason}"));
             Ok(ExitCode::from(exit::FAILED))
         }
         Err(e @ (Error::NoDaemon(_) | Error::Timeout { .. })) => {
-            eprintln!("monitord: {e}");
+            to_stderr(Level::Error, &format!("monitord: {e}"));
             Ok(ExitCode::from(exit::NO_DAEMON))
         }
         Err(e) => Err(e.into()),

@@ -50,8 +50,11 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
     };
     let here = std::env::current_dir().context("cannot read the current directory")?;
     let what = (excludes, record);
+    // A command runs with the user's environment, not the daemon's
+    // sanitised one: take it before detaching.
+    let user_env: Vec<_> = std::env::vars_os().collect();
     if !args.daemon {
-        let (pid, launched) = target_pid(args, None)?;
+        let (pid, launched) = target_pid(args, None, &user_env)?;
         let running = start(args, pid, what, store_arg, false, launched)?;
         notify::notify("READY=1");
         return finish(running);
@@ -60,7 +63,7 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
         Detached::Launcher => return Ok(ExitCode::SUCCESS),
         Detached::Daemon(ready) => ready,
     };
-    let started = target_pid(args, Some(&here))
+    let started = target_pid(args, Some(&here), &user_env)
         .and_then(|(pid, launched)| start(args, pid, what, store_arg, true, launched));
     let running = match started {
         Ok(running) => running,
@@ -73,10 +76,14 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
     finish(running)
 }
 
-/// The PID to follow: the one given, or a command forked now (held until
-/// the baseline is taken). A daemon forks it in `here`, the directory
-/// monitord was started from.
-fn target_pid(args: &MonitorArgs, here: Option<&Path>) -> anyhow::Result<(i32, Option<Launched>)> {
+/// The PID to follow: the one given, or a command forked now with the
+/// environment `env` (held until the baseline is taken). A daemon forks it
+/// in `here`, the directory monitord was started from.
+fn target_pid(
+    args: &MonitorArgs,
+    here: Option<&Path>,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> anyhow::Result<(i32, Option<Launched>)> {
     if args.command.is_empty() {
         let Some(pid) = args.pid else { bail!("no PID given") };
         return Ok((pid, None));
@@ -84,7 +91,7 @@ fn target_pid(args: &MonitorArgs, here: Option<&Path>) -> anyhow::Result<(i32, O
     if let Some(dir) = here {
         std::env::set_current_dir(dir).with_context(|| format!("cannot change to {}", dir.display()))?;
     }
-    let launched = Launched::fork(&args.command);
+    let launched = Launched::fork(&args.command, env);
     if here.is_some() {
         std::env::set_current_dir("/").context("cannot change to /")?;
     }

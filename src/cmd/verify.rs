@@ -38,6 +38,8 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     stdout.flush()?;
-    eprintln!("monitord: {} problem(s) found in {}{torn}", report.problems.len(), store_dir.display());
+    let found =
+        format!("monitord: {} problem(s) found in {}{torn}", report.problems.len(), store_dir.display());
+    crate::log::to_stderr(crate::log::Level::Error, &found);
     Ok(ExitCode::from(super::exit::FAILED))
 }

@@ -144,18 +144,36 @@ impl Target {
         crate::credentials::Creds::parse_status(&self.read_proc_file("status").ok()?)
     }
 
-    /// A pidfd for this process (pidfd_open(2)): readable once it exits.
-    /// `None` when the kernel has no pidfd_open or the process is gone.
-    pub fn pidfd(&self) -> Option<OwnedFd> {
+    /// A second handle on the same process (the pinned directory is
+    /// duplicated, so it can never name a later process either).
+    ///
+    /// # Errors
+    /// [`Error::Proc`] when the fd cannot be duplicated (EMFILE).
+    pub fn try_clone(&self) -> Result<Target, Error> {
+        let proc_dir =
+            self.proc_dir.try_clone().map_err(|source| Error::Proc { pid: self.pid, what: "", source })?;
+        Ok(Target { pid: self.pid, starttime: self.starttime, proc_dir })
+    }
+
+    /// How to learn that this process has exited: a pidfd (pidfd_open(2),
+    /// Linux 5.3), readable once it exits; or, where the call does not
+    /// exist (older kernels, and valgrind, which answers ENOSYS for calls
+    /// it does not know) or refuses this PID, a second handle to check
+    /// every so often. `None` when the process is already gone: the next
+    /// sample notices that.
+    pub fn exit_notice(&self) -> Option<ExitNotice> {
         // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1;
         // no memory is passed.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
-        let fd = std::os::fd::RawFd::try_from(fd).ok().filter(|&fd| fd >= 0)?;
-        // SAFETY: the kernel just returned this fd to us and nobody else owns it.
-        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        // The PID might have been reused before the call: the pidfd is ours
+        let notice = match std::os::fd::RawFd::try_from(fd).ok().filter(|&fd| fd >= 0) {
+            // SAFETY: the kernel just returned this fd to us and nobody else owns it.
+            Some(fd) => ExitNotice::Pidfd(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }),
+            None if Errno::last() == Errno::ESRCH => return None,
+            None => ExitNotice::Poll(self.try_clone().ok()?),
+        };
+        // The PID might have been reused before the call: a pidfd is ours
         // only if the process pinned by `proc_dir` is still alive.
-        self.is_alive().then_some(fd)
+        self.is_alive().then_some(notice)
     }
 
     /// Whether this very process (not a reuse of its PID) is still alive
@@ -230,6 +248,16 @@ impl Target {
         File::from(fd).read_to_end(&mut buf).ok()?;
         parse_stat(&buf).map(|s| s.state)
     }
+}
+
+/// How a watcher learns that a followed process has exited (see
+/// [`Target::exit_notice`]).
+#[derive(Debug)]
+pub enum ExitNotice {
+    /// A pidfd: it becomes readable when the process exits.
+    Pidfd(OwnedFd),
+    /// No pidfd: ask [`Target::is_alive`] every so often.
+    Poll(Target),
 }
 
 /// Whether `pid` is `ancestor` or descends from it (following parent PIDs

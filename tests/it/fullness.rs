@@ -2,47 +2,9 @@
 //! message, nothing recorded earlier is damaged, and recording resumes,
 //! losing nothing, once space returns.
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::*;
-
-/// A small tmpfs mounted for the test; unmounted on drop.
-struct Tmpfs {
-    dir: TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = TempDir::new("monitord-tmpfs-");
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
-            return None;
-        }
-        Some(Tmpfs { dir })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
-    }
-}
-
-/// Fill the filesystem holding `dir` with one file; returns its path.
-fn fill(dir: &std::path::Path) -> std::path::PathBuf {
-    use std::io::Write;
-    let path = dir.join("filler");
-    let mut file = std::fs::File::create(&path).unwrap();
-    let chunk = vec![0u8; 4096];
-    while file.write_all(&chunk).is_ok() {}
-    path
-}
 
 #[test]
 fn a_full_store_pauses_recording_and_loses_nothing() {

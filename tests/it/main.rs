@@ -22,3 +22,5 @@ mod restore;
 mod run;
 mod security;
 mod soak;
+mod stderr;
+mod valgrind;

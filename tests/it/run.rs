@@ -96,3 +96,33 @@ fn a_daemon_runs_the_command_detached_with_its_output_in_the_store() {
     let exit = records.last().unwrap();
     assert_eq!((exit["kind"].as_str(), exit["code"].as_i64()), (Some("exit"), Some(0)));
 }
+
+#[test]
+fn a_daemons_command_gets_the_users_whole_environment() {
+    // The daemon drops LD_*, MALLOC_* and the rest from its own
+    // environment; the command it runs is the user's and keeps them.
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let out = Command::new(bin())
+        .args(["-d", "--period", "50", "--store", store.path().to_str().unwrap()])
+        .args(["--", "sh", "-c", "env; sleep 0.2"])
+        .env("LD_MONITORD_PROBE", "for the loader")
+        .env("MALLOC_MONITORD_PROBE", "for the allocator")
+        .env("MONITORD_PROBE", "anything else")
+        .current_dir(tree.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until("the daemon to stop after the command", Duration::from_secs(20), || {
+        !store.path().join("monitord.pid").exists()
+    });
+    let env = std::fs::read_to_string(store.path().join("command.log")).unwrap();
+    for line in [
+        "LD_MONITORD_PROBE=for the loader",
+        "MALLOC_MONITORD_PROBE=for the allocator",
+        "MONITORD_PROBE=anything else",
+        &format!("PATH={}", std::env::var("PATH").unwrap()),
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line} missing from the command's environment:\n{env}");
+    }
+}
