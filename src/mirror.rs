@@ -1,27 +1,35 @@
-//! The mirror: the newest recorded content of every tracked entry, one
-//! directory per epoch under `<store>/mirror/<epoch>/`, laid out like the
-//! tree itself (symlinks are stored as symlinks and never followed).
+//! The mirror: the newest recorded content of every tracked entry, per
+//! epoch, under `<store>/mirror/`:
 //!
-//! A baseline writes its entries into one pack file beside the epoch's
-//! directory ([`pack`]); entries in the directory override the pack, and
-//! packed entries deleted later are listed beside it.
+//! - `<epoch>.pack`: the baseline, every entry in one file ([`pack`]);
+//! - `<epoch>.log`: every update since, appended ([`log`]); the newest
+//!   entry for a path wins over the pack;
+//! - `<epoch>/`: a directory laid out like the tree. It marks the epoch,
+//!   and in stores written before packs and logs existed it holds the
+//!   entries themselves (symlinks stored as symlinks, never followed):
+//!   they are still read, below the log and above the pack.
 //!
 //! Invariant: the mirror of the current epoch equals the tree as of the
 //! newest committed record. A sample's record is committed to the ring
-//! first and the mirror updated after it, each file replaced atomically
-//! (written in `<store>/tmp/`, then renamed into place), under the store's
-//! exclusive lock. A crash between the two leaves files at the state before
-//! the last record; [`crate::sampler::repair`] rolls them forward on the next start.
-//! A baseline is the other way round: its mirror is written first and the
-//! baseline record commits it, so a crash leaves an epoch directory with
-//! no record, which start-up removes.
+//! first and the mirror updated after it, under the store's exclusive
+//! lock. A crash between the two leaves the mirror at the state before the
+//! last record (an append cut short is dropped by the next scan);
+//! [`crate::sampler::repair`] rolls it forward on the next start.
+//! A baseline is the other way round: its pack is written first and the
+//! baseline record commits it, so a crash leaves an epoch with no record,
+//! which start-up removes.
+//!
+//! When the log has grown past the pack (and past [`COMPACT_AFTER`]), the
+//! whole mirror is written into a new pack, renamed over the old one, and
+//! the log emptied. A crash between those two steps replays the old log
+//! onto the new pack, which gives the same state.
 
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
+mod log;
 mod pack;
 
 use crate::history::TreeState;
@@ -56,24 +64,34 @@ pub enum Error {
     UnsafePath(String),
 }
 
-/// One epoch's mirror directory.
+/// The log is folded into a new pack once it is bigger than the pack and
+/// than this many bytes.
+pub const COMPACT_AFTER: u64 = 64 << 20;
+
+/// One epoch's mirror.
 #[derive(Debug)]
 pub struct Mirror {
     dir: PathBuf,
-    tmp: PathBuf,
-    /// The file the next [`Mirror::put`] of a file writes before it trades
-    /// places with the mirror's copy.
-    spare: PathBuf,
+    /// The epoch directory holds entries (a store from before packs).
+    legacy: bool,
     /// The baseline's entries.
     pack: pack::Pack,
+    /// The updates since.
+    log: log::Log,
     /// The pack while a baseline writes it.
     writer: Option<pack::PackWriter>,
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
     move |source| Error::Io { op, path: path.to_path_buf(), source }
+}
+
+fn check_path(rel: &[u8]) -> Result<(), Error> {
+    if is_safe_relative(rel) {
+        Ok(())
+    } else {
+        Err(Error::UnsafePath(String::from_utf8_lossy(rel).into_owned()))
+    }
 }
 
 impl Mirror {
@@ -87,110 +105,64 @@ impl Mirror {
         remove_epoch(store, epoch)?;
         let dir = epoch_dir(store, epoch);
         DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err("mkdir", &dir))?;
-        let pack = pack::Pack::empty(&dir);
-        Ok(Mirror::at(store, dir, pack))
+        Ok(Mirror {
+            pack: pack::Pack::empty(&dir),
+            log: log::Log::empty(&dir),
+            legacy: false,
+            writer: None,
+            dir,
+        })
     }
 
-    /// The mirror of `epoch`, which must already exist (for readers).
+    /// The mirror of `epoch`, which must already exist (for readers, and
+    /// for the repair after a crash).
     ///
     /// # Errors
-    /// [`Error::Io`] when it does not.
+    /// [`Error::Io`] when it does not, [`Error::Damaged`] when its pack is.
     pub fn open_existing(store: &Path, epoch: u64) -> Result<Mirror, Error> {
         let dir = epoch_dir(store, epoch);
-        fs::symlink_metadata(&dir).map_err(io_err("open", &dir))?;
-        let pack = pack::Pack::open(&dir)?;
-        Ok(Mirror::at(store, dir, pack))
-    }
-
-    fn at(store: &Path, dir: PathBuf, pack: pack::Pack) -> Mirror {
-        let tmp = store.join(store::TMP_DIR);
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let spare = tmp.join(format!("spare-{}-{n}", std::process::id()));
-        Mirror { dir, tmp, spare, pack, writer: None }
-    }
-
-    fn path_of(&self, rel: &[u8]) -> Result<PathBuf, Error> {
-        if !is_safe_relative(rel) {
-            return Err(Error::UnsafePath(String::from_utf8_lossy(rel).into_owned()));
-        }
-        Ok(self.dir.join(as_path(rel)))
+        let legacy = fs::read_dir(&dir).map_err(io_err("open", &dir))?.next().is_some();
+        Ok(Mirror { pack: pack::Pack::open(&dir)?, log: log::Log::open(&dir)?, legacy, writer: None, dir })
     }
 
     /// The recorded entry at `rel`, if any.
     ///
     /// # Errors
-    /// [`Error::Io`] for anything but "not found".
+    /// [`Error::Io`] when the mirror cannot be read.
     pub fn read(&self, rel: &[u8]) -> Result<Option<(Node, Vec<u8>)>, Error> {
-        let path = self.path_of(rel)?;
-        match read_entry(&path)? {
-            Some(found) => Ok(Some(found)),
-            None => self.pack.get(rel),
+        check_path(rel)?;
+        if let Some(newest) = self.log.get(rel)? {
+            return Ok(newest);
         }
+        if self.legacy
+            && let Some(found) = read_entry(&self.dir.join(as_path(rel)))?
+        {
+            return Ok(Some(found));
+        }
+        self.pack.get(rel)
     }
 
-    /// Record `content` at `rel`, replacing it atomically.
-    ///
-    /// A file's new content is written into a spare file in `<store>/tmp/`,
-    /// which then trades places with the mirror's file (`RENAME_EXCHANGE`):
-    /// the old inode becomes the next spare. No inode is created or freed
-    /// on this path, and the old file's data never has to be flushed, which
-    /// ext4 does for a rename that replaces a file (`auto_da_alloc`): on
-    /// ext4 that makes an update about 25 times cheaper. Readers still see
-    /// the old content or the new one, never a mixture.
+    /// Record `content` at `rel`: one append to the log.
     ///
     /// # Errors
     /// [`Error::Io`] naming the failing path.
-    pub fn put(&self, rel: &[u8], node: Node, content: &[u8]) -> Result<(), Error> {
-        let path = self.path_of(rel)?;
-        if node == Node::File {
-            return self.put_file(&path, content);
-        }
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.tmp.join(format!("put-{}-{n}", std::process::id()));
-        if let Err(e) = write_node(&tmp, node, content) {
-            // A full disk leaves no half-written temp file behind.
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        self.make_parent(&path)?;
-        fs::rename(&tmp, &path).map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            Error::Io { op: "rename", path: path.clone(), source: e }
-        })
+    pub fn put(&mut self, rel: &[u8], node: Node, content: &[u8]) -> Result<(), Error> {
+        check_path(rel)?;
+        self.log.append(rel, Some((node, content)))?;
+        self.compact_if_due()
     }
 
-    fn put_file(&self, path: &Path, content: &[u8]) -> Result<(), Error> {
-        let spare = &self.spare;
-        let file = match open_spare(spare) {
-            Ok(file) => file,
-            Err(_) => {
-                // The spare is a directory or a symlink (what the last
-                // exchange took out of the tree), or cannot be reused.
-                remove_any(spare)?;
-                open_spare(spare).map_err(io_err("create", spare))?
-            }
-        };
-        file.write_all_at(content, 0).map_err(io_err("write", spare))?;
-        file.set_len(content.len() as u64).map_err(io_err("truncate", spare))?;
-        drop(file);
-        match rename_exchange(spare, path) {
-            Ok(()) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ENOENT | libc::ENOTDIR | libc::EINVAL | libc::ENOSYS)
-                ) =>
-            {
-                // Nothing to trade with yet (a new path, or a parent still
-                // missing), or a filesystem without exchange: move it in.
-                self.make_parent(path)?;
-                if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-                    fs::remove_dir_all(path).map_err(io_err("remove", path))?;
-                }
-                fs::rename(spare, path).map_err(io_err("rename", path))
-            }
-            Err(e) => Err(Error::Io { op: "rename", path: path.to_path_buf(), source: e }),
+    /// Forget `rel`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the log cannot be written.
+    pub fn remove(&mut self, rel: &[u8]) -> Result<(), Error> {
+        check_path(rel)?;
+        if self.read(rel)?.is_none() {
+            return Ok(());
         }
+        self.log.append(rel, None)?;
+        self.compact_if_due()
     }
 
     /// Add `content` at `rel` to the baseline's pack (whose epoch is not
@@ -200,12 +172,10 @@ impl Mirror {
     /// # Errors
     /// [`Error::Io`] naming the failing path.
     pub fn put_new(&mut self, rel: &[u8], node: Node, content: &[u8]) -> Result<(), Error> {
-        if !is_safe_relative(rel) {
-            return Err(Error::UnsafePath(String::from_utf8_lossy(rel).into_owned()));
-        }
+        check_path(rel)?;
         let writer = match &mut self.writer {
             Some(writer) => writer,
-            None => self.writer.insert(pack::PackWriter::create(&self.dir)?),
+            None => self.writer.insert(pack::PackWriter::create(&pack::paths(&self.dir))?),
         };
         writer.add(rel, node, content)
     }
@@ -222,34 +192,6 @@ impl Mirror {
         Ok(())
     }
 
-    /// Forget `rel`, and any parent directories it leaves empty.
-    ///
-    /// # Errors
-    /// [`Error::Io`] for anything but "not found".
-    pub fn remove(&mut self, rel: &[u8]) -> Result<(), Error> {
-        let path = self.path_of(rel)?;
-        // The pack's entry first: until the entry in the directory is gone
-        // too, that one still counts, so a crash in between is rolled
-        // forward like any other.
-        self.pack.delete(rel)?;
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) if e.kind() == io::ErrorKind::IsADirectory => {
-                fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
-            }
-            Err(e) => return Err(Error::Io { op: "remove", path, source: e }),
-        }
-        let mut parent = path.parent();
-        while let Some(dir) = parent {
-            if dir == self.dir || fs::remove_dir(dir).is_err() {
-                break;
-            }
-            parent = dir.parent();
-        }
-        Ok(())
-    }
-
     /// Every entry of this mirror, by relative path.
     ///
     /// # Errors
@@ -257,79 +199,56 @@ impl Mirror {
     pub fn load_all(&self) -> Result<TreeState, Error> {
         let mut all = TreeState::new();
         self.pack.load_into(&mut all)?;
-        let mut stack = vec![(self.dir.clone(), Vec::new())];
-        while let Some((dir, rel)) = stack.pop() {
-            for entry in fs::read_dir(&dir).map_err(io_err("read", &dir))? {
-                let entry = entry.map_err(io_err("read", &dir))?;
-                let name = entry.file_name().into_encoded_bytes();
-                let child_rel = crate::tree::join(&rel, &name);
-                let kind = entry.file_type().map_err(io_err("stat", &dir))?;
-                if kind.is_dir() {
-                    stack.push((entry.path(), child_rel));
-                } else if let Some(found) = read_entry(&entry.path())? {
-                    all.insert(child_rel, found);
-                }
-            }
+        if self.legacy {
+            load_directory(&self.dir, &mut all)?;
         }
+        self.log.apply_to(&mut all)?;
         Ok(all)
     }
 
-    fn make_parent(&self, path: &Path) -> Result<(), Error> {
-        let Some(parent) = path.parent() else { return Ok(()) };
-        if parent == self.dir {
+    fn compact_if_due(&mut self) -> Result<(), Error> {
+        // A store from before packs keeps its directory: a new pack would
+        // sit below the entries there.
+        if self.legacy || self.log.len() <= COMPACT_AFTER.max(self.pack.size()) {
             return Ok(());
         }
-        match DirBuilder::new().recursive(true).mode(0o700).create(parent) {
-            Ok(()) => Ok(()),
-            Err(_) => {
-                // A file is in the way where a directory is now needed (a
-                // path that was a file became a directory in the tree):
-                // remove the stale file and try again.
-                let mut ancestor = Some(parent);
-                while let Some(dir) = ancestor {
-                    if dir == self.dir {
-                        break;
-                    }
-                    if fs::symlink_metadata(dir).map(|m| !m.is_dir()).unwrap_or(false) {
-                        fs::remove_file(dir).map_err(io_err("remove", dir))?;
-                        break;
-                    }
-                    ancestor = dir.parent();
-                }
-                DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(io_err("mkdir", parent))
+        self.compact()
+    }
+
+    /// Write the whole mirror into a new pack, put it in place of the old
+    /// one, then empty the log.
+    fn compact(&mut self) -> Result<(), Error> {
+        let all = self.load_all()?;
+        let fresh = self.dir.with_extension("pack.new");
+        let mut writer = pack::PackWriter::create(&fresh)?;
+        for (rel, (node, content)) in &all {
+            writer.add(rel, *node, content)?;
+        }
+        writer.finish()?;
+        let packed = pack::paths(&self.dir);
+        fs::rename(&fresh, &packed).map_err(io_err("rename", &packed))?;
+        self.pack = pack::Pack::open(&self.dir)?;
+        self.log.clear()
+    }
+}
+
+/// Add the entries stored as files below `dir` (a store from before packs).
+fn load_directory(dir: &Path, all: &mut TreeState) -> Result<(), Error> {
+    let mut stack = vec![(dir.to_path_buf(), Vec::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        for entry in fs::read_dir(&dir).map_err(io_err("read", &dir))? {
+            let entry = entry.map_err(io_err("read", &dir))?;
+            let name = entry.file_name().into_encoded_bytes();
+            let child_rel = crate::tree::join(&rel, &name);
+            let kind = entry.file_type().map_err(io_err("stat", &dir))?;
+            if kind.is_dir() {
+                stack.push((entry.path(), child_rel));
+            } else if let Some(found) = read_entry(&entry.path())? {
+                all.insert(child_rel, found);
             }
         }
     }
-}
-
-/// Swap the entries at `a` and `b` atomically (both must exist).
-fn rename_exchange(a: &Path, b: &Path) -> io::Result<()> {
-    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-    renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE).map_err(io::Error::from)
-}
-
-fn open_spare(path: &Path) -> io::Result<fs::File> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-}
-
-/// Remove whatever is at `path`: a file, a symlink or a directory tree.
-fn remove_any(path: &Path) -> Result<(), Error> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path).map_err(io_err("remove", path)),
-        Ok(_) => fs::remove_file(path).map_err(io_err("remove", path)),
-        Err(_) => Ok(()),
-    }
-}
-
-impl Drop for Mirror {
-    fn drop(&mut self) {
-        let _ = remove_any(&self.spare);
-    }
+    Ok(())
 }
 
 fn read_entry(path: &Path) -> Result<Option<(Node, Vec<u8>)>, Error> {
@@ -349,38 +268,6 @@ fn read_entry(path: &Path) -> Result<Option<(Node, Vec<u8>)>, Error> {
     }
     let content = fs::read(path).map_err(io_err("read", path))?;
     Ok(Some((Node::File, content)))
-}
-
-fn write_node(path: &Path, node: Node, content: &[u8]) -> Result<(), Error> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path).map_err(io_err("remove", path))?,
-        Ok(_) if node == Node::Symlink => fs::remove_file(path).map_err(io_err("remove", path))?,
-        _ => {}
-    }
-    match node {
-        Node::Symlink => std::os::unix::fs::symlink(as_path(content), path).map_err(io_err("symlink", path)),
-        Node::File => {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(path)
-                .or_else(|_| {
-                    // A symlink stands where a file now goes.
-                    let _ = fs::remove_file(path);
-                    OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                        .open(path)
-                })
-                .map_err(io_err("create", path))?;
-            file.write_all(content).map_err(io_err("write", path))
-        }
-    }
 }
 
 /// The directory of an epoch's mirror.
@@ -406,8 +293,7 @@ pub fn epochs(store: &Path) -> Vec<u64> {
 /// [`Error::Io`] when it cannot be removed.
 pub fn remove_epoch(store: &Path, epoch: u64) -> Result<(), Error> {
     let dir = epoch_dir(store, epoch);
-    let (packed, deleted) = pack::paths(&dir);
-    for file in [packed, deleted] {
+    for file in [pack::paths(&dir), log::path(&dir), dir.with_extension("pack.new")] {
         match fs::remove_file(&file) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(Error::Io { op: "remove", path: file, source: e });
@@ -460,35 +346,48 @@ mod tests {
     }
 
     #[test]
-    fn file_becoming_a_directory_is_handled() {
+    fn a_store_from_before_packs_is_read_from_its_directory() {
         let store = tempfile::tempdir().unwrap();
         store::create(store.path()).unwrap();
-        let mirror = Mirror::open(store.path(), 1).unwrap();
-        mirror.put(b"a", Node::File, b"x").unwrap();
-        mirror.put(b"a/b", Node::File, b"y").unwrap();
-        assert_eq!(mirror.read(b"a/b").unwrap(), Some((Node::File, b"y".to_vec())));
+        let dir = epoch_dir(store.path(), 4);
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(dir.join("sub/old.txt"), "old\n").unwrap();
+        fs::write(dir.join("stays.txt"), "stays\n").unwrap();
+        std::os::unix::fs::symlink("stays.txt", dir.join("link")).unwrap();
+        let mut mirror = Mirror::open_existing(store.path(), 4).unwrap();
+        assert_eq!(mirror.read(b"sub/old.txt").unwrap(), Some((Node::File, b"old\n".to_vec())));
+        assert_eq!(mirror.read(b"link").unwrap(), Some((Node::Symlink, b"stays.txt".to_vec())));
+        mirror.put(b"sub/old.txt", Node::File, b"new\n").unwrap();
+        mirror.remove(b"link").unwrap();
+        let all = Mirror::open_existing(store.path(), 4).unwrap().load_all().unwrap();
+        let expect: TreeState = [
+            (b"stays.txt".to_vec(), (Node::File, b"stays\n".to_vec())),
+            (b"sub/old.txt".to_vec(), (Node::File, b"new\n".to_vec())),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(all, expect);
     }
 
     #[test]
-    fn a_file_replaces_any_kind_of_entry_in_place() {
+    fn the_newest_entry_wins_whatever_it_replaces() {
         let store = tempfile::tempdir().unwrap();
         store::create(store.path()).unwrap();
-        let mirror = Mirror::open(store.path(), 1).unwrap();
+        let mut mirror = Mirror::open(store.path(), 1).unwrap();
         mirror.put(b"f", Node::File, b"a longer first version\n").unwrap();
         mirror.put(b"f", Node::File, b"short\n").unwrap();
         assert_eq!(mirror.read(b"f").unwrap(), Some((Node::File, b"short\n".to_vec())));
-        mirror.put(b"d/inner", Node::File, b"x").unwrap();
-        mirror.put(b"d", Node::File, b"now a file").unwrap();
-        assert_eq!(mirror.read(b"d").unwrap(), Some((Node::File, b"now a file".to_vec())));
         mirror.put(b"l", Node::Symlink, b"f").unwrap();
-        mirror.put(b"l", Node::File, b"now a file too").unwrap();
-        mirror.put(b"f", Node::File, b"third\n").unwrap();
-        assert_eq!(mirror.read(b"l").unwrap(), Some((Node::File, b"now a file too".to_vec())));
-        assert_eq!(mirror.read(b"f").unwrap(), Some((Node::File, b"third\n".to_vec())));
-        assert_eq!(mirror.load_all().unwrap().len(), 3);
-        drop(mirror);
-        let left = fs::read_dir(store.path().join(store::TMP_DIR)).unwrap().count();
-        assert_eq!(left, 0, "the spare file goes with the mirror");
+        mirror.put(b"l", Node::File, b"now a file").unwrap();
+        mirror.remove(b"f").unwrap();
+        mirror.put(b"f", Node::Symlink, b"l").unwrap();
+        let reopened = Mirror::open_existing(store.path(), 1).unwrap();
+        for m in [&mirror, &reopened] {
+            assert_eq!(m.read(b"l").unwrap(), Some((Node::File, b"now a file".to_vec())));
+            assert_eq!(m.read(b"f").unwrap(), Some((Node::Symlink, b"l".to_vec())));
+            assert_eq!(m.load_all().unwrap().len(), 2);
+        }
+        assert_eq!(fs::read_dir(epoch_dir(store.path(), 1)).unwrap().count(), 0, "nothing per entry");
     }
 
     #[test]
@@ -504,7 +403,6 @@ mod tests {
         mirror.finish_baseline().unwrap();
         let dir = epoch_dir(store.path(), 5);
         assert!(dir.with_extension("pack").is_file());
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "no file per entry");
         assert_eq!(mirror.read(b"d/b.txt").unwrap(), Some((Node::File, b"b\n".to_vec())));
         assert_eq!(mirror.read(b"link").unwrap(), Some((Node::Symlink, b"a.txt".to_vec())));
         assert_eq!(mirror.read(b"d/c.txt").unwrap(), Some((Node::File, Vec::new())));
@@ -514,11 +412,7 @@ mod tests {
         mirror.put(b"d/b.txt", Node::File, b"b, changed\n").unwrap();
         mirror.remove(b"d/b.txt").unwrap();
         mirror.put(b"new.txt", Node::File, b"new\n").unwrap();
-        // A deletion cut short by a crash: bytes after the last NUL.
-        let deleted = dir.with_extension("deleted");
-        let mut torn = fs::read(&deleted).unwrap();
-        torn.extend_from_slice(b"d/c.t");
-        fs::write(&deleted, &torn).unwrap();
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "no file per entry");
 
         let expect: TreeState = [
             (b"a.txt".to_vec(), (Node::File, b"a, changed\n".to_vec())),
@@ -528,19 +422,56 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let mut reopened = Mirror::open_existing(store.path(), 5).unwrap();
+        assert_eq!(mirror.load_all().unwrap(), expect);
+        let reopened = Mirror::open_existing(store.path(), 5).unwrap();
         assert_eq!(reopened.load_all().unwrap(), expect);
         assert_eq!(reopened.read(b"gone").unwrap(), None);
         assert_eq!(reopened.read(b"d/b.txt").unwrap(), None);
-        // The next deletion overwrites the torn bytes.
-        reopened.remove(b"link").unwrap();
-        let again = Mirror::open_existing(store.path(), 5).unwrap();
-        assert_eq!(again.read(b"link").unwrap(), None);
-        assert_eq!(again.read(b"d/c.txt").unwrap(), Some((Node::File, Vec::new())));
-        drop((mirror, reopened, again));
+        drop((mirror, reopened));
 
         remove_epoch(store.path(), 5).unwrap();
         assert_eq!(fs::read_dir(store.path().join(store::MIRROR_DIR)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_grown_log_is_folded_into_a_new_pack_and_a_crash_in_between_is_harmless() {
+        let store = tempfile::tempdir().unwrap();
+        store::create(store.path()).unwrap();
+        let mut mirror = Mirror::open(store.path(), 3).unwrap();
+        mirror.put_new(b"keep.txt", Node::File, b"kept\n").unwrap();
+        mirror.put_new(b"drop.txt", Node::File, b"dropped\n").unwrap();
+        mirror.finish_baseline().unwrap();
+        mirror.remove(b"drop.txt").unwrap();
+        let dir = epoch_dir(store.path(), 3);
+        let log_path = log::path(&dir);
+        let big = vec![b'x'; 1 << 20];
+        let mut rounds = 0;
+        while fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0) + (big.len() as u64) <= COMPACT_AFTER {
+            mirror.put(b"big.txt", Node::File, &big).unwrap();
+            rounds += 1;
+        }
+        // The log as it was before the append that folds it, which takes
+        // it just past the limit.
+        let before = fs::read(&log_path).unwrap();
+        let last = vec![b'y'; (COMPACT_AFTER - before.len() as u64) as usize];
+        mirror.put(b"big.txt", Node::File, &last).unwrap();
+        assert_eq!(rounds, 63, "no fold before the limit");
+        assert_eq!(fs::metadata(&log_path).unwrap().len(), 0, "the log is emptied");
+        let expect: TreeState = [
+            (b"big.txt".to_vec(), (Node::File, last.clone())),
+            (b"keep.txt".to_vec(), (Node::File, b"kept\n".to_vec())),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(mirror.load_all().unwrap(), expect);
+        assert_eq!(Mirror::open_existing(store.path(), 3).unwrap().load_all().unwrap(), expect);
+        // A crash after the new pack was renamed into place but before the
+        // log was emptied: the old log replays onto the new pack, and the
+        // repair appends the last entry again.
+        fs::write(&log_path, &before).unwrap();
+        let mut crashed = Mirror::open_existing(store.path(), 3).unwrap();
+        crashed.put(b"big.txt", Node::File, &last).unwrap();
+        assert_eq!(crashed.load_all().unwrap(), expect);
     }
 
     #[test]
@@ -573,7 +504,7 @@ mod tests {
     fn unsafe_paths_are_refused() {
         let store = tempfile::tempdir().unwrap();
         store::create(store.path()).unwrap();
-        let mirror = Mirror::open(store.path(), 1).unwrap();
+        let mut mirror = Mirror::open(store.path(), 1).unwrap();
         assert!(matches!(mirror.put(b"../escape", Node::File, b"x"), Err(Error::UnsafePath(_))));
         assert!(matches!(mirror.read(b"/etc/passwd"), Err(Error::UnsafePath(_))));
     }

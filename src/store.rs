@@ -144,10 +144,7 @@ pub fn create(store: &Path) -> Result<(), Error> {
     let tmp = store.join(TMP_DIR);
     if let Ok(entries) = fs::read_dir(&tmp) {
         for entry in entries.flatten() {
-            // A spare mirror file can be a directory a crash left behind.
-            if fs::remove_file(entry.path()).is_err() {
-                let _ = fs::remove_dir_all(entry.path());
-            }
+            let _ = fs::remove_file(entry.path());
         }
     }
     Ok(())

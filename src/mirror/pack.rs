@@ -5,9 +5,9 @@
 //! restore costs one random read each on a cold cache.
 //!
 //! The pack is written once, while the baseline is taken, and never changed
-//! afterwards; the baseline record commits it. Later samples update the
-//! epoch's directory (entries there override the pack), and the packed
-//! entries they delete are listed in `<store>/mirror/<epoch>.deleted`.
+//! afterwards; the baseline record commits it. Later samples append to the
+//! epoch's log, whose entries override the pack's. Compaction writes a
+//! whole new pack under another name and renames it into place.
 //!
 //! Layout of the pack (integers little-endian):
 //!
@@ -21,12 +21,10 @@
 //! ```
 //!
 //! A pack without its footer is one whose baseline never committed; no
-//! reader is ever pointed at it. `.deleted` holds NUL-terminated paths,
-//! appended one at a time; bytes after the last NUL (a write cut short by
-//! a crash) are ignored and overwritten by the next deletion.
+//! reader is ever pointed at it.
 
-use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -50,29 +48,25 @@ struct Slot {
     len: u64,
 }
 
-/// A committed pack and the deletions made since, for reading.
+/// A committed pack, for reading.
 #[derive(Debug, Default)]
 pub struct Pack {
     file: Option<File>,
     path: PathBuf,
+    size: u64,
     index: HashMap<Vec<u8>, Slot>,
-    deleted: HashSet<Vec<u8>>,
-    deleted_path: PathBuf,
-    /// Bytes of `.deleted` up to and including its last NUL.
-    deleted_len: u64,
 }
 
-/// The paths of an epoch's pack and deletion list beside its directory.
-pub fn paths(epoch_dir: &Path) -> (PathBuf, PathBuf) {
-    (epoch_dir.with_extension("pack"), epoch_dir.with_extension("deleted"))
+/// The path of an epoch's pack, beside its directory.
+pub fn paths(epoch_dir: &Path) -> PathBuf {
+    epoch_dir.with_extension("pack")
 }
 
 impl Pack {
     /// No pack (an epoch whose baseline is still being written, or one
     /// recorded before packs existed: everything is in its directory).
     pub fn empty(epoch_dir: &Path) -> Pack {
-        let (path, deleted_path) = paths(epoch_dir);
-        Pack { path, deleted_path, ..Pack::default() }
+        Pack { path: paths(epoch_dir), ..Pack::default() }
     }
 
     /// The pack of the epoch whose directory is `epoch_dir`, if it has one.
@@ -87,66 +81,29 @@ impl Pack {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(pack),
             Err(e) => return Err(Error::Io { op: "open", path: pack.path, source: e }),
         };
-        pack.index = read_index(&file, &pack.path)?;
+        pack.size = file.metadata().map_err(io_err("stat", &pack.path))?.len();
+        pack.index = read_index(&file, pack.size, &pack.path)?;
         pack.file = Some(file);
-        match fs::read(&pack.deleted_path) {
-            Ok(bytes) => {
-                let complete = bytes.iter().rposition(|&b| b == 0).map_or(0, |i| i + 1);
-                pack.deleted = bytes[..complete]
-                    .split(|&b| b == 0)
-                    .filter(|p| !p.is_empty())
-                    .map(<[u8]>::to_vec)
-                    .collect();
-                pack.deleted_len = complete as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::Io { op: "read", path: pack.deleted_path, source: e }),
-        }
         Ok(pack)
     }
 
-    /// The packed entry at `rel`, unless it was deleted since.
+    /// The packed entry at `rel`.
     ///
     /// # Errors
     /// [`Error::Io`] when the pack cannot be read.
     pub fn get(&self, rel: &[u8]) -> Result<Option<(Node, Vec<u8>)>, Error> {
-        let (Some(file), Some(slot)) = (&self.file, self.live(rel)) else { return Ok(None) };
+        let (Some(file), Some(slot)) = (&self.file, self.index.get(rel)) else { return Ok(None) };
         let mut content = vec![0; slot.len as usize];
         file.read_exact_at(&mut content, slot.offset).map_err(io_err("read", &self.path))?;
         Ok(Some((slot.node, content)))
     }
 
-    fn live(&self, rel: &[u8]) -> Option<Slot> {
-        self.index.get(rel).filter(|_| !self.deleted.contains(rel)).copied()
+    /// The pack's size in bytes (0 when there is none).
+    pub fn size(&self) -> u64 {
+        self.size
     }
 
-    /// Record that the packed entry at `rel` is gone (nothing to do when
-    /// the pack never had it).
-    ///
-    /// # Errors
-    /// [`Error::Io`] when `.deleted` cannot be written.
-    pub fn delete(&mut self, rel: &[u8]) -> Result<(), Error> {
-        if self.live(rel).is_none() {
-            return Ok(());
-        }
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&self.deleted_path)
-            .map_err(io_err("open", &self.deleted_path))?;
-        let mut line = Vec::with_capacity(rel.len() + 1);
-        line.extend_from_slice(rel);
-        line.push(0);
-        file.write_all_at(&line, self.deleted_len).map_err(io_err("write", &self.deleted_path))?;
-        self.deleted_len += line.len() as u64;
-        self.deleted.insert(rel.to_vec());
-        Ok(())
-    }
-
-    /// Add every live packed entry to `all`, reading the contents in one
-    /// go.
+    /// Add every packed entry to `all`, reading the contents in one go.
     ///
     /// # Errors
     /// [`Error::Io`] when the pack cannot be read.
@@ -157,9 +114,6 @@ impl Pack {
         let mut contents = vec![0; end.saturating_sub(start) as usize];
         file.read_exact_at(&mut contents, start).map_err(io_err("read", &self.path))?;
         for (rel, slot) in &self.index {
-            if self.deleted.contains(rel) {
-                continue;
-            }
             let from = (slot.offset - start) as usize;
             all.insert(rel.clone(), (slot.node, contents[from..from + slot.len as usize].to_vec()));
         }
@@ -167,9 +121,8 @@ impl Pack {
     }
 }
 
-fn read_index(file: &File, path: &Path) -> Result<HashMap<Vec<u8>, Slot>, Error> {
+fn read_index(file: &File, size: u64, path: &Path) -> Result<HashMap<Vec<u8>, Slot>, Error> {
     let damaged = |what: &'static str| Error::Damaged { path: path.to_path_buf(), what };
-    let size = file.metadata().map_err(io_err("stat", path))?.len();
     if size < MAGIC.len() as u64 + FOOTER_LEN {
         return Err(damaged("shorter than its header and footer"));
     }
@@ -229,12 +182,12 @@ pub struct PackWriter {
 }
 
 impl PackWriter {
-    /// Start the pack beside `epoch_dir` (replacing an unfinished one).
+    /// Start a pack at `path` (replacing an unfinished one).
     ///
     /// # Errors
     /// [`Error::Io`] when it cannot be created.
-    pub fn create(epoch_dir: &Path) -> Result<PackWriter, Error> {
-        let (path, _) = paths(epoch_dir);
+    pub fn create(path: &Path) -> Result<PackWriter, Error> {
+        let path = path.to_path_buf();
         let file = OpenOptions::new()
             .write(true)
             .create(true)

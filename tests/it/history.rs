@@ -90,9 +90,14 @@ fn verify_finds_and_names_each_kind_of_damage() {
     assert_eq!(code, 1);
     assert!(out.contains("seq 1: damaged record"), "{out}");
 
-    // A mirror file that does not match the journal.
+    // A mirror entry that does not match the journal: a byte of c.txt's
+    // content in the mirror's log changed.
     let (code, out) = damaged(|store| {
-        std::fs::write(store.join("mirror/1/c.txt"), "not what was recorded\n").unwrap();
+        let log = store.join("mirror/1.log");
+        let mut bytes = std::fs::read(&log).unwrap();
+        let at = bytes.windows(2).rposition(|w| w == b"c\n").expect("c.txt's content in the log");
+        bytes[at] = b'x';
+        std::fs::write(&log, bytes).unwrap();
     });
     assert_eq!(code, 1);
     assert!(out.contains("seq 3: c.txt: "), "{out}");

@@ -1,0 +1,307 @@
+//! The mirror's change log: every update made after an epoch's baseline,
+//! appended to one file, `<store>/mirror/<epoch>.log`. A sample's mirror
+//! update is one write at the end of that file, whatever the tree and
+//! whatever the filesystem: no file is created, renamed or removed on the
+//! sampling path.
+//!
+//! Each entry (integers little-endian):
+//!
+//! ```text
+//! magic u32 "MDLG", kind u8 (0 file, 1 symlink, 2 deleted),
+//! path_len u32, len u64, check u64 (XXH3-64 of everything else),
+//! path bytes, content bytes (len of them; none for a deletion)
+//! ```
+//!
+//! The newest entry for a path wins. The scan stops at the first entry that
+//! is cut short or fails its check: that is where a crash interrupted an
+//! append, and the next append overwrites it.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{Error, io_err};
+use crate::history::{Entry, TreeState};
+use crate::journal::record::Node;
+use crate::tree::is_safe_relative;
+
+const MAGIC: &[u8; 4] = b"MDLG";
+const HEAD: usize = 4 + 1 + 4 + 8 + 8;
+const DELETED: u8 = 2;
+
+/// What the log says about a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Loc {
+    /// Its newest content, `len` bytes at `offset`.
+    Entry { node: Node, offset: u64, len: u64 },
+    /// It was deleted.
+    Deleted,
+}
+
+/// An epoch's change log, indexed by path.
+#[derive(Debug)]
+pub struct Log {
+    path: PathBuf,
+    /// Read-only until the first append, then read-write.
+    file: Option<File>,
+    writable: bool,
+    /// Bytes of whole, checked entries.
+    len: u64,
+    index: HashMap<Vec<u8>, Loc>,
+}
+
+/// The log's path beside the epoch directory.
+pub fn path(epoch_dir: &Path) -> PathBuf {
+    epoch_dir.with_extension("log")
+}
+
+impl Log {
+    /// No log yet (a new epoch).
+    pub fn empty(epoch_dir: &Path) -> Log {
+        Log { path: path(epoch_dir), file: None, writable: false, len: 0, index: HashMap::new() }
+    }
+
+    /// The log of the epoch whose directory is `epoch_dir`, scanned.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it exists but cannot be read.
+    pub fn open(epoch_dir: &Path) -> Result<Log, Error> {
+        let mut log = Log::empty(epoch_dir);
+        let file = match File::open(&log.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(log),
+            Err(e) => return Err(Error::Io { op: "open", path: log.path, source: e }),
+        };
+        let bytes = read_all(&file, &log.path)?;
+        log.len = scan(&bytes, |rel, loc| {
+            log.index.insert(rel.to_vec(), loc);
+        });
+        log.file = Some(file);
+        Ok(log)
+    }
+
+    /// `Some(entry)` when the log has the newest word on `rel` (`None`
+    /// inside: deleted); `None` when it never mentions it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the log cannot be read.
+    pub fn get(&self, rel: &[u8]) -> Result<Option<Option<Entry>>, Error> {
+        match (self.index.get(rel), &self.file) {
+            (None, _) => Ok(None),
+            (Some(Loc::Deleted), _) => Ok(Some(None)),
+            (Some(Loc::Entry { node, offset, len }), Some(file)) => {
+                let mut content = vec![0; *len as usize];
+                file.read_exact_at(&mut content, *offset).map_err(io_err("read", &self.path))?;
+                Ok(Some(Some((*node, content))))
+            }
+            (Some(Loc::Entry { .. }), None) => Ok(None),
+        }
+    }
+
+    /// Append `rel`'s new entry, or its deletion.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the write fails (a full disk, say); the log is
+    /// then as it was.
+    pub fn append(&mut self, rel: &[u8], entry: Option<(Node, &[u8])>) -> Result<(), Error> {
+        if !self.writable {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&self.path)
+                .map_err(io_err("open", &self.path))?;
+            self.file = Some(file);
+            self.writable = true;
+        }
+        let (kind, node, content) = match entry {
+            Some((Node::File, content)) => (0, Node::File, content),
+            Some((Node::Symlink, content)) => (1, Node::Symlink, content),
+            None => (DELETED, Node::File, &[][..]),
+        };
+        let bytes = encode(kind, rel, content);
+        let Some(file) = &self.file else { return Ok(()) };
+        file.write_all_at(&bytes, self.len).map_err(io_err("write", &self.path))?;
+        let offset = self.len + (HEAD + rel.len()) as u64;
+        self.len += bytes.len() as u64;
+        let loc = if kind == DELETED {
+            Loc::Deleted
+        } else {
+            Loc::Entry { node, offset, len: content.len() as u64 }
+        };
+        self.index.insert(rel.to_vec(), loc);
+        Ok(())
+    }
+
+    /// Bytes of whole entries in the log.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Apply the log's newest word on every path it mentions to `all`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the log cannot be read.
+    pub fn apply_to(&self, all: &mut TreeState) -> Result<(), Error> {
+        let Some(file) = &self.file else { return Ok(()) };
+        let mut bytes = vec![0; self.len as usize];
+        file.read_exact_at(&mut bytes, 0).map_err(io_err("read", &self.path))?;
+        for (rel, loc) in &self.index {
+            match *loc {
+                Loc::Deleted => {
+                    all.remove(rel);
+                }
+                Loc::Entry { node, offset, len } => {
+                    let content = bytes[offset as usize..(offset + len) as usize].to_vec();
+                    all.insert(rel.clone(), (node, content));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Empty the log (its entries are now in the pack).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be truncated.
+    pub fn clear(&mut self) -> Result<(), Error> {
+        if let Some(file) = &self.file {
+            file.set_len(0).map_err(io_err("truncate", &self.path))?;
+        }
+        self.len = 0;
+        self.index.clear();
+        Ok(())
+    }
+}
+
+fn read_all(file: &File, path: &Path) -> Result<Vec<u8>, Error> {
+    let size = file.metadata().map_err(io_err("stat", path))?.len();
+    let mut bytes = vec![0; size as usize];
+    file.read_exact_at(&mut bytes, 0).map_err(io_err("read", path))?;
+    Ok(bytes)
+}
+
+fn check(kind: u8, rel: &[u8], content: &[u8]) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&[kind]);
+    hasher.update(&(rel.len() as u32).to_le_bytes());
+    hasher.update(&(content.len() as u64).to_le_bytes());
+    hasher.update(rel);
+    hasher.update(content);
+    hasher.digest()
+}
+
+fn encode(kind: u8, rel: &[u8], content: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEAD + rel.len() + content.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.push(kind);
+    bytes.extend_from_slice(&(rel.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&(content.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&check(kind, rel, content).to_le_bytes());
+    bytes.extend_from_slice(rel);
+    bytes.extend_from_slice(content);
+    bytes
+}
+
+/// Walk the whole, checked entries of `bytes`, calling `found` for each in
+/// order; returns where they end.
+fn scan(bytes: &[u8], mut found: impl FnMut(&[u8], Loc)) -> u64 {
+    let mut at = 0usize;
+    while let Some(head) = bytes.get(at..at + HEAD) {
+        let kind = head[4];
+        let path_len = u32::from_le_bytes([head[5], head[6], head[7], head[8]]) as usize;
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&head[9..17]);
+        let len = u64::from_le_bytes(word);
+        word.copy_from_slice(&head[17..25]);
+        let want = u64::from_le_bytes(word);
+        let Ok(len_usize) = usize::try_from(len) else { break };
+        let Some(end) = (at + HEAD).checked_add(path_len).and_then(|e| e.checked_add(len_usize)) else {
+            break;
+        };
+        let Some(body) = bytes.get(at + HEAD..end) else { break };
+        let (rel, content) = body.split_at(path_len);
+        if &head[..4] != MAGIC
+            || kind > DELETED
+            || check(kind, rel, content) != want
+            || !is_safe_relative(rel)
+        {
+            break;
+        }
+        let loc = match kind {
+            DELETED => Loc::Deleted,
+            0 => Loc::Entry { node: Node::File, offset: (at + HEAD + path_len) as u64, len },
+            _ => Loc::Entry { node: Node::Symlink, offset: (at + HEAD + path_len) as u64, len },
+        };
+        found(rel, loc);
+        at = end;
+    }
+    at as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_torn_tail_is_dropped_and_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let epoch = dir.path().join("1");
+        let mut log = Log::empty(&epoch);
+        log.append(b"a", Some((Node::File, b"one\n"))).unwrap();
+        log.append(b"b", Some((Node::Symlink, b"a"))).unwrap();
+        log.append(b"a", Some((Node::File, b"two\n"))).unwrap();
+        log.append(b"c", None).unwrap();
+        let whole = log.len();
+        let bytes = std::fs::read(path(&epoch)).unwrap();
+        assert_eq!(bytes.len() as u64, whole);
+        // Every cut in the last entry loses that entry only.
+        let last_start = whole as usize - (HEAD + 1);
+        for cut in last_start..whole as usize {
+            std::fs::write(path(&epoch), &bytes[..cut]).unwrap();
+            let reopened = Log::open(&epoch).unwrap();
+            assert_eq!(reopened.len(), last_start as u64, "cut at {cut}");
+            assert_eq!(reopened.get(b"a").unwrap(), Some(Some((Node::File, b"two\n".to_vec()))));
+            assert_eq!(reopened.get(b"c").unwrap(), None);
+        }
+        let mut reopened = Log::open(&epoch).unwrap();
+        reopened.append(b"c", Some((Node::File, b"three\n"))).unwrap();
+        let again = Log::open(&epoch).unwrap();
+        assert_eq!(again.get(b"c").unwrap(), Some(Some((Node::File, b"three\n".to_vec()))));
+        assert_eq!(again.get(b"b").unwrap(), Some(Some((Node::Symlink, b"a".to_vec()))));
+        let mut all = TreeState::new();
+        all.insert(b"c".to_vec(), (Node::File, b"old".to_vec()));
+        all.insert(b"z".to_vec(), (Node::File, b"packed".to_vec()));
+        again.apply_to(&mut all).unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[&b"c".to_vec()].1, b"three\n");
+    }
+
+    proptest! {
+        #[test]
+        fn scanning_hostile_bytes_never_panics_and_stays_in_bounds(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let end = scan(&bytes, |_, loc| {
+                if let Loc::Entry { offset, len, .. } = loc {
+                    assert!(offset + len <= bytes.len() as u64);
+                }
+            });
+            prop_assert!(end <= bytes.len() as u64);
+        }
+
+        #[test]
+        fn a_flipped_bit_ends_the_scan_at_its_entry(flip in 0usize..(2 * (HEAD + 3 + 5) * 8)) {
+            let mut bytes = encode(0, b"abc", b"hello");
+            bytes.extend_from_slice(&encode(0, b"abc", b"world"));
+            bytes[flip / 8] ^= 1 << (flip % 8);
+            let mut seen = Vec::new();
+            scan(&bytes, |_, loc| seen.push(loc));
+            let entry = HEAD + 3 + 5;
+            prop_assert_eq!(seen.len(), usize::from(flip / 8 >= entry));
+        }
+    }
+}
