@@ -70,6 +70,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod diff;
 pub mod event;
+pub mod failpoint;
 pub mod history;
 pub mod journal;
 pub mod launch;
