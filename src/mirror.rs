@@ -127,7 +127,7 @@ impl Mirror {
             return Err(e);
         }
         self.make_parent(&path)?;
-        fs::rename(&tmp, &path).map_err(|e| {
+        rename(&tmp, &path).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             Error::Io { op: "rename", path: path.clone(), source: e }
         })
@@ -144,7 +144,9 @@ impl Mirror {
                 open_spare(spare).map_err(io_err("create", spare))?
             }
         };
-        file.write_all_at(content, 0).map_err(io_err("write", spare))?;
+        crate::failpoint::check("mirror.write")
+            .and_then(|()| file.write_all_at(content, 0))
+            .map_err(io_err("write", spare))?;
         file.set_len(content.len() as u64).map_err(io_err("truncate", spare))?;
         drop(file);
         match rename_exchange(spare, path) {
@@ -161,7 +163,7 @@ impl Mirror {
                 if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
                     fs::remove_dir_all(path).map_err(io_err("remove", path))?;
                 }
-                fs::rename(spare, path).map_err(io_err("rename", path))
+                rename(spare, path).map_err(io_err("rename", path))
             }
             Err(e) => Err(Error::Io { op: "rename", path: path.to_path_buf(), source: e }),
         }
@@ -184,7 +186,7 @@ impl Mirror {
     /// [`Error::Io`] for anything but "not found".
     pub fn remove(&self, rel: &[u8]) -> Result<(), Error> {
         let path = self.path_of(rel)?;
-        match fs::remove_file(&path) {
+        match crate::failpoint::check("mirror.remove").and_then(|()| fs::remove_file(&path)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) if e.kind() == io::ErrorKind::IsADirectory => {
@@ -256,7 +258,14 @@ impl Mirror {
 /// Swap the entries at `a` and `b` atomically (both must exist).
 fn rename_exchange(a: &Path, b: &Path) -> io::Result<()> {
     use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    crate::failpoint::check("mirror.rename")?;
     renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE).map_err(io::Error::from)
+}
+
+/// Move `from` to `to`, replacing what is there.
+fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    crate::failpoint::check("mirror.rename")?;
+    fs::rename(from, to)
 }
 
 fn open_spare(path: &Path) -> io::Result<fs::File> {
@@ -309,7 +318,9 @@ fn write_node(path: &Path, node: Node, content: &[u8]) -> Result<(), Error> {
         _ => {}
     }
     match node {
-        Node::Symlink => std::os::unix::fs::symlink(as_path(content), path).map_err(io_err("symlink", path)),
+        Node::Symlink => crate::failpoint::check("mirror.write")
+            .and_then(|()| std::os::unix::fs::symlink(as_path(content), path))
+            .map_err(io_err("symlink", path)),
         Node::File => {
             let mut file = OpenOptions::new()
                 .write(true)
@@ -329,7 +340,9 @@ fn write_node(path: &Path, node: Node, content: &[u8]) -> Result<(), Error> {
                         .open(path)
                 })
                 .map_err(io_err("create", path))?;
-            file.write_all(content).map_err(io_err("write", path))
+            crate::failpoint::check("mirror.write")
+                .and_then(|()| file.write_all(content))
+                .map_err(io_err("write", path))
         }
     }
 }
