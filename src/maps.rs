@@ -635,6 +635,9 @@ pub fn write_anchor(store_dir: &Path, epoch: u64, seq: u64, text: &[u8]) -> Resu
 pub struct MapsProbe {
     previous: Vec<u8>,
     buffer: Vec<u8>,
+    /// The last [`MapsProbe::sample`] moved `previous` on (the old map is
+    /// in `buffer` until the next read).
+    moved: bool,
     /// (epoch, seq) of the anchor last written.
     anchored: Option<(u64, u64)>,
 }
@@ -653,6 +656,7 @@ impl MapsProbe {
     pub fn baseline(&mut self, target: &Target) -> Result<Vec<Vec<u8>>, Error> {
         self.read(target)?;
         std::mem::swap(&mut self.previous, &mut self.buffer);
+        self.moved = false;
         Ok(lines(&self.previous).map(<[u8]>::to_vec).collect())
     }
 
@@ -663,8 +667,17 @@ impl MapsProbe {
     /// [`Error::Read`] or [`Error::Empty`]; the previous map is kept, so
     /// the next successful sample carries the whole change.
     pub fn sample(&mut self, target: &Target) -> Result<MapsDelta, Error> {
+        self.moved = false;
         self.read(target)?;
         self.take_delta()
+    }
+
+    /// Forget the last [`MapsProbe::sample`]: its delta was not recorded,
+    /// so the next sample must carry that change again.
+    pub fn unsample(&mut self) {
+        if std::mem::take(&mut self.moved) {
+            std::mem::swap(&mut self.previous, &mut self.buffer);
+        }
     }
 
     /// Diff the buffer against the previous text and make it the previous.
@@ -674,6 +687,7 @@ impl MapsProbe {
         }
         let delta = diff(&self.previous, &self.buffer);
         std::mem::swap(&mut self.previous, &mut self.buffer);
+        self.moved = true;
         Ok(delta)
     }
 
