@@ -804,6 +804,25 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
     }
 
     #[test]
+    fn an_unrecorded_delta_is_carried_by_the_next_sample() {
+        let old = b"10-20 r--p 0 00:00 0 /a\n".to_vec();
+        let new = b"10-20 r--p 0 00:00 0 /a\n30-40 rw-p 0 00:00 0\n".to_vec();
+        let mut probe = MapsProbe { previous: old.clone(), ..MapsProbe::new() };
+        probe.buffer = new.clone();
+        let first = probe.take_delta().unwrap();
+        assert_eq!(first.added, vec![b"30-40 rw-p 0 00:00 0".to_vec()]);
+        // The record holding `first` was not written.
+        probe.unsample();
+        assert_eq!(probe.current(), old.as_slice());
+        probe.buffer = new;
+        assert_eq!(probe.take_delta().unwrap(), first, "the same change again");
+        // Taking back twice, or after no change, changes nothing.
+        probe.unsample();
+        probe.unsample();
+        assert_eq!(probe.current(), old.as_slice());
+    }
+
+    #[test]
     fn a_changed_field_is_removed_and_added() {
         let old = b"10-20 r--p 0 00:00 0 /a\n30-40 rw-p 0 00:00 0\n";
         let new = b"10-20 r-xp 0 00:00 0 /a\n30-40 rw-p 0 00:00 0\n50-60 rw-p 0 00:00 0\n";
