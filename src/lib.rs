@@ -24,6 +24,8 @@
 //!   memory map ([`maps`]: full at a baseline, added/removed lines at a
 //!   sample) and the statistics ([`proc::stats`]), read through the pinned
 //!   `/proc/<pid>` directory.
+//! - The writes and reads a monitor must survive a failure of carry named
+//!   fault injection points ([`failpoint`]), compiled in for the tests only.
 //! - Readers ([`restore`], [`verify`], [`replay`]) copy the ring with plain
 //!   reads, safe while the sampler writes; [`replay`] moves an in-memory
 //!   tree one record at a time with the same patches restore applies.
@@ -70,6 +72,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod diff;
 pub mod event;
+pub mod failpoint;
 pub mod history;
 pub mod journal;
 pub mod launch;

@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Fault injection (only in a build with the `failpoints` feature).
+    if let Err(err) = monitord::failpoint::setup() {
+        eprintln!("monitord: {err}");
+        return ExitCode::from(monitord::cmd::exit::USAGE);
+    }
     let cli = monitord::cli::Cli::parse();
     match monitord::cmd::run(cli) {
         Ok(code) => code,

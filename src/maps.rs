@@ -635,6 +635,9 @@ pub fn write_anchor(store_dir: &Path, epoch: u64, seq: u64, text: &[u8]) -> Resu
 pub struct MapsProbe {
     previous: Vec<u8>,
     buffer: Vec<u8>,
+    /// The last [`MapsProbe::sample`] moved `previous` on (the old map is
+    /// in `buffer` until the next read).
+    moved: bool,
     /// (epoch, seq) of the anchor last written.
     anchored: Option<(u64, u64)>,
 }
@@ -653,6 +656,7 @@ impl MapsProbe {
     pub fn baseline(&mut self, target: &Target) -> Result<Vec<Vec<u8>>, Error> {
         self.read(target)?;
         std::mem::swap(&mut self.previous, &mut self.buffer);
+        self.moved = false;
         Ok(lines(&self.previous).map(<[u8]>::to_vec).collect())
     }
 
@@ -663,8 +667,17 @@ impl MapsProbe {
     /// [`Error::Read`] or [`Error::Empty`]; the previous map is kept, so
     /// the next successful sample carries the whole change.
     pub fn sample(&mut self, target: &Target) -> Result<MapsDelta, Error> {
+        self.moved = false;
         self.read(target)?;
         self.take_delta()
+    }
+
+    /// Forget the last [`MapsProbe::sample`]: its delta was not recorded,
+    /// so the next sample must carry that change again.
+    pub fn unsample(&mut self) {
+        if std::mem::take(&mut self.moved) {
+            std::mem::swap(&mut self.previous, &mut self.buffer);
+        }
     }
 
     /// Diff the buffer against the previous text and make it the previous.
@@ -674,6 +687,7 @@ impl MapsProbe {
         }
         let delta = diff(&self.previous, &self.buffer);
         std::mem::swap(&mut self.previous, &mut self.buffer);
+        self.moved = true;
         Ok(delta)
     }
 
@@ -787,6 +801,25 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         // Compare the retained text with itself: the unchanged path.
         probe.buffer = probe.previous.clone();
         assert_eq!(probe.take_delta().unwrap(), MapsDelta::default());
+    }
+
+    #[test]
+    fn an_unrecorded_delta_is_carried_by_the_next_sample() {
+        let old = b"10-20 r--p 0 00:00 0 /a\n".to_vec();
+        let new = b"10-20 r--p 0 00:00 0 /a\n30-40 rw-p 0 00:00 0\n".to_vec();
+        let mut probe = MapsProbe { previous: old.clone(), ..MapsProbe::new() };
+        probe.buffer = new.clone();
+        let first = probe.take_delta().unwrap();
+        assert_eq!(first.added, vec![b"30-40 rw-p 0 00:00 0".to_vec()]);
+        // The record holding `first` was not written.
+        probe.unsample();
+        assert_eq!(probe.current(), old.as_slice());
+        probe.buffer = new;
+        assert_eq!(probe.take_delta().unwrap(), first, "the same change again");
+        // Taking back twice, or after no change, changes nothing.
+        probe.unsample();
+        probe.unsample();
+        assert_eq!(probe.current(), old.as_slice());
     }
 
     #[test]

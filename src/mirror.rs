@@ -226,7 +226,9 @@ impl Mirror {
         }
         writer.finish()?;
         let packed = pack::paths(&self.dir);
-        fs::rename(&fresh, &packed).map_err(io_err("rename", &packed))?;
+        crate::failpoint::check("mirror.rename")
+            .and_then(|()| fs::rename(&fresh, &packed))
+            .map_err(io_err("rename", &packed))?;
         self.pack = pack::Pack::open(&self.dir)?;
         self.log.clear()
     }
@@ -472,6 +474,36 @@ mod tests {
         let mut crashed = Mirror::open_existing(store.path(), 3).unwrap();
         crashed.put(b"big.txt", Node::File, &last).unwrap();
         assert_eq!(crashed.load_all().unwrap(), expect);
+    }
+
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn a_failed_compaction_keeps_the_log_and_is_tried_again() {
+        let store = tempfile::tempdir().unwrap();
+        store::create(store.path()).unwrap();
+        let mut mirror = Mirror::open(store.path(), 6).unwrap();
+        mirror.put_new(b"a.txt", Node::File, b"a\n").unwrap();
+        mirror.finish_baseline().unwrap();
+        let big = vec![b'x'; (COMPACT_AFTER / 2) as usize];
+        mirror.put(b"big.txt", Node::File, &big).unwrap();
+        // This test is the only user of the point: no other test is hit.
+        crate::failpoint::cfg("mirror.rename", "1*return").unwrap();
+        let failed = mirror.put(b"big.txt", Node::File, &big);
+        assert!(matches!(&failed, Err(Error::Io { op: "rename", .. })), "{failed:?}");
+        let log_path = log::path(&epoch_dir(store.path(), 6));
+        assert!(fs::metadata(&log_path).unwrap().len() > COMPACT_AFTER, "the log is kept");
+        let expect = |m: &Mirror| {
+            let all = m.load_all().unwrap();
+            assert_eq!(all.len(), 2);
+            assert_eq!(all[&b"big.txt".to_vec()].1, big);
+        };
+        expect(&mirror);
+        expect(&Mirror::open_existing(store.path(), 6).unwrap());
+        // The next update folds it.
+        mirror.put(b"a.txt", Node::File, b"a2\n").unwrap();
+        assert_eq!(fs::metadata(&log_path).unwrap().len(), 0);
+        expect(&Mirror::open_existing(store.path(), 6).unwrap());
+        assert!(!epoch_dir(store.path(), 6).with_extension("pack.new").exists());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! stdin reader, and a watcher of the target's exit; each sends messages
 //! to this loop, which alone touches the ring and the mirror.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -22,6 +23,22 @@ use crate::log::Log;
 use crate::proc::{ExitNotice, Target};
 use crate::render::human;
 use crate::sampler::{Committed, Sampler};
+
+/// Why a monitor stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A sample could not be recorded, in a way that cannot be retried.
+    #[error(transparent)]
+    Sampler(#[from] crate::sampler::Error),
+    /// Asked to stop while recording was paused by a failure: the changes
+    /// since then are not in the journal.
+    #[error("the last changes were not recorded ({0})")]
+    Stalled(String),
+}
+
+/// How many distinct fault lines are remembered, so each is written to the
+/// output once.
+const MAX_NOTED_FAULTS: usize = 256;
 
 /// Where a control line came from, and so where its reply goes.
 #[derive(Debug)]
@@ -44,6 +61,9 @@ pub enum Msg {
     /// The process with this PID exited (its pidfd became readable, or a
     /// check found it gone).
     Exited(i32),
+    /// Another thread survived a failure (a reply it could not write):
+    /// counted and shown by `status`, and written to the output.
+    Fault(String),
 }
 
 /// Where the monitor's own output goes.
@@ -115,8 +135,15 @@ pub struct Monitor {
     store: PathBuf,
     tx: Sender<Msg>,
     exit_watch: Option<ExitWatch>,
-    /// Why recording is paused (the mirror could not follow the journal).
+    /// Why recording is paused (the journal or the mirror refused a write).
     stalled: Option<String>,
+    /// Failures survived since start: writes retried, files read again,
+    /// directories rescanned, replies given up.
+    errors: u64,
+    /// The newest of them, one line.
+    last_error: Option<String>,
+    /// Fault lines already written to the output.
+    noted_faults: HashSet<String>,
     /// A command we started (`-- COMMAND`): our child, reaped here.
     child: Option<i32>,
     listener_busy: Arc<AtomicBool>,
@@ -152,6 +179,9 @@ impl Monitor {
             stalled: None,
             period_samples: 0,
             missed_periods: 0,
+            errors: 0,
+            last_error: None,
+            noted_faults: HashSet::new(),
         };
         monitor.watch_exit();
         monitor
@@ -213,25 +243,66 @@ impl Monitor {
         }
     }
 
+    /// Count a failure the monitor survived and keep it for `status`;
+    /// write it to the output the first time it is seen.
+    fn fault(&mut self, text: &str) {
+        let text = human::sanitize(text.as_bytes());
+        self.errors += 1;
+        if self.noted_faults.len() >= MAX_NOTED_FAULTS {
+            self.noted_faults.clear();
+        }
+        if self.noted_faults.insert(text.clone()) {
+            self.note(&text);
+        }
+        self.last_error = Some(text);
+    }
+
+    /// Show the records the sampler committed in a call that then failed,
+    /// and count the failures the sampler and the event thread survived
+    /// (after each call to the sampler, and once after the baseline).
+    pub fn report_faults(&mut self) {
+        let unshown = self.sampler.take_unshown();
+        if !unshown.is_empty() {
+            self.show(&unshown);
+        }
+        for fault in self.sampler.take_faults() {
+            self.fault(&fault);
+        }
+    }
+
+    /// Recording cannot go on for now (`e` is transient: a full disk, an
+    /// I/O error): pause it, say why once, count the failure. Nothing is
+    /// lost while the target's changes stay pending; every period tries
+    /// again. Returns the reason.
+    fn stall(&mut self, e: &crate::sampler::Error) -> String {
+        let chain = crate::render::error_chain(e);
+        let reason =
+            if chain.starts_with("recording paused") { chain } else { format!("recording paused: {chain}") };
+        let reason = human::sanitize(reason.as_bytes());
+        self.errors += 1;
+        self.last_error = Some(reason.clone());
+        if self.stalled.as_deref() != Some(reason.as_str()) {
+            self.output.warn(&format!("{reason}; retrying every period"));
+            self.stalled = Some(reason.clone());
+        }
+        reason
+    }
+
     /// Sample now and show what was committed.
     fn sample(&mut self) -> Result<u64, crate::sampler::Error> {
         let had_target = self.sampler.pid();
-        let committed = match self.sampler.sample() {
+        let sampled = self.sampler.sample();
+        self.report_faults();
+        let committed = match sampled {
             Ok(committed) => committed,
-            Err(e @ crate::sampler::Error::MirrorBehind(_)) => {
-                // A full disk, say: nothing is lost (the journal has the
-                // record); try again every period until the mirror catches up.
-                let reason = crate::render::error_chain(&e);
-                if self.stalled.as_deref() != Some(reason.as_str()) {
-                    self.output.warn(&format!("{reason}; retrying every period"));
-                    self.stalled = Some(reason);
-                }
+            Err(e) if e.is_transient() => {
+                self.stall(&e);
                 return Ok(0);
             }
             Err(e) => return Err(e),
         };
         if self.stalled.take().is_some() {
-            self.note("recording resumed: the mirror is up to date");
+            self.note("recording resumed: nothing pending was lost");
         }
         self.show(&committed);
         if had_target != 0 && self.sampler.pid() == 0 {
@@ -250,8 +321,10 @@ impl Monitor {
     /// only once everything is released: see [`Stopped::answer`].
     ///
     /// # Errors
-    /// [`crate::sampler::Error`] when a sample cannot be recorded.
-    pub fn run(mut self, messages: &Receiver<Msg>) -> Result<Stopped, crate::sampler::Error> {
+    /// [`Error::Sampler`] when a sample cannot be recorded and retrying
+    /// cannot help, or the ring cannot be flushed; [`Error::Stalled`] when
+    /// recording was still paused by a failure at the stop.
+    pub fn run(mut self, messages: &Receiver<Msg>) -> Result<Stopped, Error> {
         let mut stop_client = None;
         let result = self.run_loop(messages, &mut stop_client);
         // In the foreground the error reaches stderr through the caller; a
@@ -273,7 +346,7 @@ impl Monitor {
         &mut self,
         messages: &Receiver<Msg>,
         stop_client: &mut Option<(Sender<Reply>, Reply)>,
-    ) -> Result<(), crate::sampler::Error> {
+    ) -> Result<(), Error> {
         let mut next_tick = Instant::now() + self.period;
         loop {
             // A command of ours has ended and its exit is recorded (a tick
@@ -322,6 +395,7 @@ impl Monitor {
                         self.sample()?;
                     }
                 }
+                Ok(Msg::Fault(text)) => self.fault(&text),
                 Err(RecvTimeoutError::Timeout) => {
                     if !self.paused {
                         let before = self.sampler.counters().samples;
@@ -343,7 +417,11 @@ impl Monitor {
         if !self.paused {
             self.sample()?;
         }
-        self.sampler.flush()
+        self.sampler.flush()?;
+        match self.stalled.take() {
+            Some(reason) => Err(Error::Stalled(reason)),
+            None => Ok(()),
+        }
     }
 
     fn deliver(&mut self, line: &[u8], origin: Origin, reply: Reply) {
@@ -436,14 +514,25 @@ impl Monitor {
             Ok(target) => target,
             Err(e) => return Ok(Reply::error(format!("cannot follow pid {pid}: {e}"))),
         };
-        let committed = match self.sampler.follow(target) {
+        let followed = self.sampler.follow(target);
+        self.report_faults();
+        let committed = match followed {
             Ok(committed) => committed,
-            Err(
-                e @ (crate::sampler::Error::Proc(_)
-                | crate::sampler::Error::Event(_)
-                | crate::sampler::Error::MirrorBehind(_)),
-            ) => {
+            Err(e @ (crate::sampler::Error::Proc(_) | crate::sampler::Error::Event(_))) => {
                 return Ok(Reply::error(format!("cannot follow pid {pid}: {e}")));
+            }
+            Err(e) if e.is_transient() => {
+                let reason = self.stall(&e);
+                if self.sampler.pid() != pid {
+                    return Ok(Reply::error(format!("cannot follow pid {pid}: {reason}")));
+                }
+                // The `pid` record is in: the new process is followed, and
+                // its baseline is taken as soon as it can be recorded.
+                self.watch_exit();
+                self.child = None;
+                return Ok(Reply::error(format!(
+                    "following pid {pid}, but its baseline is not recorded yet: {reason}"
+                )));
             }
             Err(e) => return Err(e),
         };
@@ -478,6 +567,8 @@ impl Monitor {
                 "recording",
                 self.stalled.as_ref().map_or_else(|| "ok".to_string(), |why| format!("paused: {why}")),
             ),
+            ("errors", self.errors.to_string()),
+            ("last_error", self.last_error.clone().unwrap_or_else(|| "-".to_string())),
             ("samples", counters.samples.to_string()),
             ("period_samples", self.period_samples.to_string()),
             ("missed_periods", self.missed_periods.to_string()),
@@ -600,17 +691,25 @@ pub fn spawn_signals(fd: nix::sys::signalfd::SignalFd, tx: Sender<Msg>) {
 /// a waiting client gets the loop's reply.
 pub fn spawn_fifo(fd: OwnedFd, tx: Sender<Msg>, busy: Arc<AtomicBool>) {
     let _ = std::thread::Builder::new().name("monitord-ctl".into()).spawn(move || {
-        control::fifo::listen(fd, &busy, |command, wants_reply| {
-            if !wants_reply {
-                let _ = tx.send(Msg::Line(command.to_vec(), Origin::Fifo));
-                return Reply::ok("");
-            }
-            let (reply_tx, reply_rx) = bounded(1);
-            if tx.send(Msg::Line(command.to_vec(), Origin::Client(reply_tx))).is_err() {
-                return Reply::error("the monitor is shutting down");
-            }
-            reply_rx.recv().unwrap_or_else(|_| Reply::error("the monitor is shutting down"))
-        });
+        let faults = tx.clone();
+        control::fifo::listen(
+            fd,
+            &busy,
+            |command, wants_reply| {
+                if !wants_reply {
+                    let _ = tx.send(Msg::Line(command.to_vec(), Origin::Fifo));
+                    return Reply::ok("");
+                }
+                let (reply_tx, reply_rx) = bounded(1);
+                if tx.send(Msg::Line(command.to_vec(), Origin::Client(reply_tx))).is_err() {
+                    return Reply::error("the monitor is shutting down");
+                }
+                reply_rx.recv().unwrap_or_else(|_| Reply::error("the monitor is shutting down"))
+            },
+            |fault| {
+                let _ = faults.send(Msg::Fault(fault));
+            },
+        );
     });
 }
 

@@ -61,6 +61,19 @@ pub enum Error {
     Proc(#[from] crate::proc::Error),
 }
 
+impl Error {
+    /// Whether the next sample may succeed where this one failed: a write
+    /// to the journal or the mirror was refused (a full disk, an I/O
+    /// error), and the sampler kept what it needs to try again (the
+    /// pending paths, the mirror updates, the baseline to take).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::MirrorBehind(_) | Error::Mirror(_) | Error::Journal(journal::Error::Write { .. })
+        )
+    }
+}
+
 /// Settings of a sampler.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -128,6 +141,8 @@ pub struct Found {
     updates: Vec<Update>,
     files_read: u64,
     bytes_read: u64,
+    /// Files whose read failed for a reason that may pass, with the errno.
+    unread: BTreeMap<Vec<u8>, i32>,
 }
 
 /// The sampler's state.
@@ -150,6 +165,17 @@ pub struct Sampler {
     unapplied: Option<Vec<Update>>,
     /// How the target ended, when we are its parent and have reaped it.
     exit: Option<crate::journal::record::Exit>,
+    /// The current epoch has no committed baseline yet (recording it
+    /// failed): the next sample takes it first.
+    needs_baseline: bool,
+    /// Files that could not be read for a reason that may pass (an I/O
+    /// error), by path: read again at every sample until they can be.
+    unread: BTreeMap<Vec<u8>, i32>,
+    /// Failures survived since the last [`Sampler::take_faults`], one line
+    /// each.
+    faults: Vec<String>,
+    /// See [`Sampler::take_unshown`].
+    unshown: Vec<Committed>,
     /// The target is our child: reap it when it ends.
     reap: bool,
     counters: Counters,
@@ -235,11 +261,15 @@ impl Sampler {
             pid: 0,
             unapplied: None,
             exit: None,
+            needs_baseline: false,
+            unread: BTreeMap::new(),
+            faults: Vec::new(),
+            unshown: Vec::new(),
             reap: false,
             counters: Counters::default(),
         };
-        let baseline = sampler.rebase(Watch { target, tree }, None)?;
-        Ok((sampler, baseline))
+        let baseline = sampler.rebase(Watch { target, tree })?;
+        Ok((sampler, vec![baseline]))
     }
 
     /// Follow another process from now on: a last sample of the current
@@ -253,31 +283,50 @@ impl Sampler {
     pub fn follow(&mut self, target: Target) -> Result<Vec<Committed>, Error> {
         let tree = Tree::open(&target, &self.settings)?;
         let mut out = self.sample()?;
-        self.reap = false;
         let body = Body::Pid { old: self.pid, new: target.pid() };
-        out.extend(self.rebase(Watch { target, tree }, Some(body))?);
+        // The old process is let go only once the `pid` record is in.
+        match self.commit(body, |_| Ok(())) {
+            Ok(lead) => out.push(lead),
+            Err(e) => return Err(self.unshown_then(out, e)),
+        }
+        self.reap = false;
+        match self.rebase(Watch { target, tree }) {
+            Ok(baseline) => out.push(baseline),
+            Err(e) => return Err(self.unshown_then(out, e)),
+        }
         Ok(out)
     }
 
-    /// Start a new epoch on `watch`: write `lead` (a `pid` or `cwd` record)
-    /// in the old epoch, then the new tree's baseline.
-    fn rebase(&mut self, watch: Watch, lead: Option<Body>) -> Result<Vec<Committed>, Error> {
-        let mut out = Vec::new();
-        if let Some(body) = lead {
-            out.push(self.commit(body, |_| Ok(()))?);
-        }
-        let epoch = self.ring.info().next_seq;
-        self.mirror = Mirror::open(&self.settings.store, epoch)?;
-        self.epoch = epoch;
+    /// Keep `out`, committed by a call that then failed with `e`, for
+    /// [`Sampler::take_unshown`]; returns `e`.
+    fn unshown_then(&mut self, mut out: Vec<Committed>, e: Error) -> Error {
+        out.append(&mut self.unshown);
+        self.unshown = out;
+        e
+    }
+
+    /// Records committed by a call that then failed (a sample whose mirror
+    /// update failed, say), for display: that call returned no records.
+    pub fn take_unshown(&mut self) -> Vec<Committed> {
+        std::mem::take(&mut self.unshown)
+    }
+
+    /// Start a new epoch on `watch` (after the `pid` or `cwd` record that
+    /// says why, in the old epoch) and take its baseline. From here on the
+    /// new tree is followed: a baseline that cannot be recorded now is
+    /// taken by the next sample instead.
+    fn rebase(&mut self, watch: Watch) -> Result<Committed, Error> {
+        self.epoch = self.ring.info().next_seq;
         self.pid = watch.target.pid();
         self.watch = Some(watch);
         self.index.clear();
         self.pending.clear();
         self.writers.clear();
         self.rescan_reasons.clear();
+        self.unread.clear();
         self.exit = None;
-        out.push(self.baseline()?);
-        Ok(out)
+        self.needs_baseline = true;
+        self.baseline()
     }
 
     /// The PID followed (0 once it has exited).
@@ -332,7 +381,16 @@ impl Sampler {
         self.ring.path()
     }
 
+    /// Copy the whole tree into a fresh mirror of the current epoch and
+    /// commit the baseline record.
     fn baseline(&mut self) -> Result<Committed, Error> {
+        if self.watch.is_none() {
+            return Err(Error::NoTarget);
+        }
+        // The epoch has no record yet: whatever its mirror holds is left
+        // from a baseline that failed (or a crash during one).
+        mirror::remove_epoch(&self.settings.store, self.epoch)?;
+        self.mirror = Mirror::open(&self.settings.store, self.epoch)?;
         let Some(Watch { target, tree: watched }) = &self.watch else { return Err(Error::NoTarget) };
         let mut files = Vec::new();
         let mut skipped = Vec::new();
@@ -381,6 +439,15 @@ impl Sampler {
         self.mirror.finish_baseline()?;
         files.sort_by(|a, b| a.path.cmp(&b.path));
         skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        let unread: BTreeMap<Vec<u8>, i32> = skipped
+            .iter()
+            .filter_map(|s| match s.reason {
+                SkipReason::Unreadable { errno } if worth_reading_again(errno) => {
+                    Some((s.path.clone(), errno))
+                }
+                _ => None,
+            })
+            .collect();
         let starttime = target.starttime();
         let (maps, stats) = self.probe.baseline(Some(target));
         let body = Body::Baseline(Baseline {
@@ -392,8 +459,12 @@ impl Sampler {
             stats,
         });
         let committed = self.commit(body, |_| Ok(()))?;
+        self.needs_baseline = false;
         self.probe.keep_anchor(&self.settings.store, self.epoch, committed.seq, self.ring.info().oldest_seq);
         self.index = index;
+        self.note_unread(&unread);
+        self.pending.extend(unread.keys().cloned().map(Dirty::Path));
+        self.unread = unread;
         // Events that arrived while walking may name files the walk already
         // saw; comparing them again at the next sample is harmless.
         self.collect_garbage();
@@ -412,7 +483,14 @@ impl Sampler {
         let payload = record.encode();
         let _guard = self.lock.lock(LockMode::Exclusive)?;
         let seq = self.ring.append(record.kind() as u16, time_us, &payload)?;
+        if let Some(e) = self.ring.take_flush_error() {
+            self.faults.push(format!(
+                "{}; the records stay in memory and are written back later",
+                crate::render::error_chain(&e)
+            ));
+        }
         if let Err(e) = then(&mut self.mirror) {
+            self.unshown.push(Committed { seq, time_us, record });
             return Err(match e {
                 Error::Mirror(source) => Error::MirrorBehind(source),
                 other => other,
@@ -499,10 +577,24 @@ impl Sampler {
     /// paths are kept for the next attempt.
     pub fn sample(&mut self) -> Result<Vec<Committed>, Error> {
         let mut out = Vec::new();
+        match self.sample_into(&mut out) {
+            Ok(()) => Ok(out),
+            Err(e) => Err(self.unshown_then(out, e)),
+        }
+    }
+
+    fn sample_into(&mut self, out: &mut Vec<Committed>) -> Result<(), Error> {
         if self.watch.is_none() {
-            return Ok(out);
+            return Ok(());
         }
         self.catch_up()?;
+        if self.needs_baseline {
+            // The baseline walks the whole tree: nothing is left to rescan.
+            self.rescan_reasons.clear();
+            self.pending.clear();
+            self.writers.clear();
+            out.push(self.baseline()?);
+        }
         self.collect();
         if !self.rescan_reasons.is_empty() {
             let paths: Vec<Vec<u8>> = self
@@ -519,7 +611,7 @@ impl Sampler {
             self.counters.rescans += 1;
         }
         let found = self.find();
-        let Found { changes, skipped, updates, files_read, bytes_read } = found;
+        let Found { changes, skipped, updates, files_read, bytes_read, unread } = found;
         let writers = self.attribute(&changes);
         let tracked = tracked_after(&changes);
         let (maps, stats) = self.probe.sample(self.watch.as_ref().map(|w| &w.target));
@@ -531,19 +623,27 @@ impl Sampler {
         let committed = match committed {
             Err(Error::MirrorBehind(e)) => {
                 self.unapplied = Some(updates);
-                self.settle(tracked, dirty_paths, files_read, bytes_read);
+                self.settle(tracked, dirty_paths, files_read, bytes_read, unread);
                 return Err(Error::MirrorBehind(e));
             }
-            other => other?,
+            Err(e) => {
+                // Nothing recorded: the pending paths stay for the next
+                // attempt, and so must the map this record would have moved past.
+                self.probe.unsample();
+                return Err(e);
+            }
+            Ok(committed) => committed,
         };
-        self.settle(tracked, dirty_paths, files_read, bytes_read);
+        self.settle(tracked, dirty_paths, files_read, bytes_read, unread);
         out.push(committed);
         if let Some(watch) = &self.watch {
             if !watch.target.is_alive() {
-                let exit = if self.reap {
-                    crate::launch::reap(watch.target.pid(), true).unwrap_or_default()
-                } else {
-                    Default::default()
+                // Reaped once only: an exit record that could not be
+                // written is written again with the same status.
+                let exit = match &self.exit {
+                    Some(exit) => exit.clone(),
+                    None if self.reap => crate::launch::reap(watch.target.pid(), true).unwrap_or_default(),
+                    None => Default::default(),
                 };
                 self.exit = Some(exit.clone());
                 out.push(self.commit(Body::Exit(exit), |_| Ok(()))?);
@@ -558,17 +658,19 @@ impl Sampler {
             self.probe.keep_anchor(&self.settings.store, self.epoch, last.seq, self.ring.info().oldest_seq);
         }
         self.collect_garbage();
-        Ok(out)
+        Ok(())
     }
 
     /// Book a committed sample: the index follows its changes, the pending
-    /// paths are done.
+    /// paths are done but for the files that could not be read, which the
+    /// next sample reads again.
     fn settle(
         &mut self,
         tracked: Vec<(Vec<u8>, Option<Tracked>)>,
         dirty_paths: u64,
         files_read: u64,
         bytes_read: u64,
+        unread: BTreeMap<Vec<u8>, i32>,
     ) {
         for (path, entry) in tracked {
             match entry {
@@ -577,6 +679,9 @@ impl Sampler {
             };
         }
         self.pending.clear();
+        self.note_unread(&unread);
+        self.pending.extend(unread.keys().cloned().map(Dirty::Path));
+        self.unread = unread;
         self.writers.clear();
         self.counters.samples += 1;
         self.counters.files_read = files_read;
@@ -592,8 +697,37 @@ impl Sampler {
         let Ok(tree) = Tree::open(&watch.target, &self.settings) else { return Ok(Vec::new()) };
         let old = watch.tree.cwd.clone().into_os_string().into_encoded_bytes();
         let new = tree.cwd.clone().into_os_string().into_encoded_bytes();
-        let Some(Watch { target, .. }) = self.watch.take() else { return Ok(Vec::new()) };
-        self.rebase(Watch { target, tree }, Some(Body::Cwd { old, new }))
+        // The old tree is let go only once the `cwd` record is in: when it
+        // cannot be written, the next sample notices the move again.
+        let lead = self.commit(Body::Cwd { old, new }, |_| Ok(()))?;
+        let Some(Watch { target, .. }) = self.watch.take() else { return Ok(vec![lead]) };
+        match self.rebase(Watch { target, tree }) {
+            Ok(baseline) => Ok(vec![lead, baseline]),
+            Err(e) => Err(self.unshown_then(vec![lead], e)),
+        }
+    }
+
+    /// Report the files that could not be read, the first time each fails.
+    fn note_unread(&mut self, unread: &BTreeMap<Vec<u8>, i32>) {
+        for (path, errno) in unread {
+            if !self.unread.contains_key(path) {
+                self.faults.push(format!(
+                    "cannot read {}: {}; reading it again at every sample",
+                    crate::render::human::sanitize(path),
+                    std::io::Error::from_raw_os_error(*errno)
+                ));
+            }
+        }
+    }
+
+    /// The failures survived since the last call (by the sampler and the
+    /// event thread), one line each, oldest first.
+    pub fn take_faults(&mut self) -> Vec<String> {
+        let mut faults = std::mem::take(&mut self.faults);
+        if let Some(shared) = self.event_shared() {
+            faults.extend(shared.take_faults());
+        }
+        faults
     }
 
     /// The writers of each change, from the events of the period: the
@@ -665,14 +799,24 @@ impl Sampler {
         let mut modified = Vec::new();
         for (path, seen) in observed {
             let old = self.index.get(&path).copied();
-            if let Some(reason) = skip_reason(&seen) {
+            // A file still failing to be read was listed when it first failed.
+            let listed = matches!(seen, Observed::Unreadable(_)) && self.unread.contains_key(&path);
+            if let Some(reason) = skip_reason(&seen)
+                && !listed
+            {
                 found.skipped.push(Skipped { path: path.clone(), reason });
             }
             let new = match seen {
                 Observed::File(content) => Some((Node::File, content)),
                 Observed::Symlink(target) => Some((Node::Symlink, target)),
-                // An unreadable entry keeps its recorded state.
-                Observed::Unreadable(_) => continue,
+                // An unreadable entry keeps its recorded state; when the
+                // reason may pass, it is read again at the next sample.
+                Observed::Unreadable(errno) => {
+                    if worth_reading_again(errno) {
+                        found.unread.insert(path, errno);
+                    }
+                    continue;
+                }
                 _ => None,
             };
             if let Some((_, content)) = &new {
@@ -918,6 +1062,26 @@ fn apply_updates(mirror: &mut Mirror, updates: &[Update]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Whether a read that failed with `errno` may work at the next sample
+/// without any event saying so: an I/O error, a race with a writer, a
+/// shortage of memory or fds. A permission denied is left to the event a
+/// `chmod` raises.
+fn worth_reading_again(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::EIO
+            | libc::EAGAIN
+            | libc::EINTR
+            | libc::ENOMEM
+            | libc::ENFILE
+            | libc::EMFILE
+            | libc::EBUSY
+            | libc::ENOBUFS
+            | libc::ESTALE
+            | libc::ETIMEDOUT
+    )
 }
 
 fn skip_reason(observed: &Observed) -> Option<SkipReason> {

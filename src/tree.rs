@@ -299,6 +299,7 @@ fn read_regular(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &Opener
 /// Read a whole file of expected `size`, giving up (None) past `max` bytes.
 fn read_limited(fd: &OwnedFd, size: u64, max: u64) -> io::Result<Option<Vec<u8>>> {
     use std::io::Read;
+    crate::failpoint::check("tree.read")?;
     let cap = usize::try_from(size.min(max)).unwrap_or(0);
     let mut content = Vec::with_capacity(cap + 1);
     let file = std::fs::File::from(fd.try_clone()?);

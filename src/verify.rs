@@ -15,6 +15,9 @@
 //!    newest epoch's mirror is rolled forward by its last sample, in
 //!    memory, before the replay, so that state is not taken for damage.
 //!
+//! A store with neither a ring nor a mirror (a monitor that failed to
+//! start before its journal existed) holds no record and is sound.
+//!
 //! The store's shared lock is held throughout, so a live monitor's commits
 //! are seen whole.
 
@@ -82,6 +85,13 @@ pub fn verify(store_dir: &Path) -> Result<Report, store::Error> {
     let ring_path = store_dir.join(store::RING_FILE);
     let lock = LockFile::open(store_dir)?;
     let _guard = lock.lock(LockMode::Shared)?;
+    if std::fs::symlink_metadata(&ring_path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        && crate::mirror::epochs(store_dir).is_empty()
+    {
+        // A monitor that failed to start before its journal existed:
+        // nothing was recorded, so nothing can be damaged.
+        return Ok(report);
+    }
     let snapshot = match Snapshot::read(&ring_path) {
         Ok(snapshot) => snapshot,
         Err(e) => {

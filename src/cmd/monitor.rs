@@ -141,6 +141,26 @@ fn start(
     let store_dir: PathBuf =
         store_dir.canonicalize().with_context(|| format!("cannot resolve store {}", store_dir.display()))?;
     let pid_file = PidFile::acquire(&store_dir)?;
+    match start_locked(args, target, (excludes, record), store_dir, daemon, launched) {
+        Ok((monitor, messages)) => Ok(Running { monitor, messages, pid_file }),
+        Err(e) => {
+            // Nothing runs: leave no pid file behind.
+            pid_file.release();
+            Err(e)
+        }
+    }
+}
+
+/// [`start`] once the store's pid file is held.
+fn start_locked(
+    args: &MonitorArgs,
+    target: Target,
+    (excludes, record): (Excludes, Recording),
+    store_dir: PathBuf,
+    daemon: bool,
+    launched: Option<Launched>,
+) -> anyhow::Result<(Monitor, crossbeam_channel::Receiver<Msg>)> {
+    let pid = target.pid();
     let ring = Ring::open_or_create(&store_dir.join(store::RING_FILE), args.ring_size)?;
     let ctl = control::fifo::open_or_create(&store_dir.join(store::CTL_FILE))?;
     let output = if daemon {
@@ -182,6 +202,7 @@ fn start(
         ));
     }
     monitor.show(&baseline);
+    monitor.report_faults();
     monitor::spawn_signals(signal_fd, tx.clone());
     monitor::spawn_fifo(ctl, tx.clone(), monitor.listener_busy());
     match launched {
@@ -194,5 +215,5 @@ fn start(
         None if !daemon => monitor::spawn_stdin(tx),
         None => {}
     }
-    Ok(Running { monitor, messages: rx, pid_file })
+    Ok((monitor, rx))
 }

@@ -94,8 +94,14 @@ pub fn open_or_create(path: &Path) -> Result<OwnedFd, Error> {
 /// forever, answer each with `answer`, and deliver replies. `answer`
 /// receives the command bytes and whether a client waits for the reply.
 /// `busy` is raised while input is being handled and lowered once every
-/// reply to it has been written.
-pub fn listen(fd: OwnedFd, busy: &AtomicBool, mut answer: impl FnMut(&[u8], bool) -> Reply) {
+/// reply to it has been written. A reply that cannot be written is given
+/// up (the client times out) and described to `report`.
+pub fn listen(
+    fd: OwnedFd,
+    busy: &AtomicBool,
+    mut answer: impl FnMut(&[u8], bool) -> Reply,
+    mut report: impl FnMut(String),
+) {
     let mut buf: Vec<u8> = Vec::with_capacity(2 * wire::MAX_REQUEST);
     let mut chunk = vec![0u8; 65536];
     let mut discarding = false;
@@ -117,7 +123,7 @@ pub fn listen(fd: OwnedFd, busy: &AtomicBool, mut answer: impl FnMut(&[u8], bool
             if std::mem::take(&mut discarding) {
                 continue;
             }
-            handle(&line[..line.len() - 1], &mut answer);
+            handle(&line[..line.len() - 1], &mut answer, &mut report);
         }
         if buf.len() > wire::MAX_REQUEST + MAX_LINE {
             // An over-long line: answer it once (the parser rejects it by
@@ -130,7 +136,7 @@ pub fn listen(fd: OwnedFd, busy: &AtomicBool, mut answer: impl FnMut(&[u8], bool
     }
 }
 
-fn handle(line: &[u8], answer: &mut impl FnMut(&[u8], bool) -> Reply) {
+fn handle(line: &[u8], answer: &mut impl FnMut(&[u8], bool) -> Reply, report: &mut impl FnMut(String)) {
     let request = wire::parse_request(line);
     let Some(reply_to) = request.reply_to else {
         answer(request.command, false);
@@ -140,7 +146,12 @@ fn handle(line: &[u8], answer: &mut impl FnMut(&[u8], bool) -> Reply) {
     let reply_fd = open_reply(path);
     let reply = answer(request.command, reply_fd.is_some());
     if let Some(fd) = reply_fd {
-        let _ = write_all_by(&fd, &wire::encode_reply(&reply), Instant::now() + REPLY_DEADLINE);
+        let written = crate::failpoint::check("control.reply")
+            .and_then(|()| write_all_by(&fd, &wire::encode_reply(&reply), Instant::now() + REPLY_DEADLINE));
+        if let Err(e) = written {
+            let path = crate::render::human::sanitize(reply_to);
+            report(format!("cannot write the reply to {path}: {e}"));
+        }
     }
 }
 

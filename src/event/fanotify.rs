@@ -67,6 +67,10 @@ impl Fanotify {
         }
         // SAFETY: the kernel just returned this fd; nothing else owns it.
         let group = unsafe { OwnedFd::from_raw_fd(fd) };
+        if let Err(e) = crate::failpoint::check("events.watch_add") {
+            let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+            return Err(Error::Fanotify { what: "fanotify_mark", errno });
+        }
         // SAFETY: fanotify_mark on fds we own; a null path means "the object
         // `root` refers to".
         let rc = unsafe {

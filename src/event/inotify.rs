@@ -29,6 +29,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify as Kernel, WatchDescri
 
 use super::thread::{self, Queue, Reader, Threaded};
 use super::{Dirty, Error, Event, Source};
+use crate::render::human::sanitize;
 use crate::tree::{self, Excludes};
 
 /// The inotify backend.
@@ -72,7 +73,7 @@ impl Inotify {
         let (queue, events) = thread::queue(capacity);
         let root = root.try_clone().map_err(Error::Thread)?;
         let mut worker = Worker { kernel, root, excludes, skip, paths: HashMap::new() };
-        worker.watch_tree(b"", &queue);
+        worker.watch_tree(b"", &queue, true);
         Ok(Box::new(Threaded::spawn("monitord-events", worker, queue, events)?))
     }
 }
@@ -95,6 +96,29 @@ impl Reader for Worker {
                 Err(Errno::EINTR) => continue,
                 Err(_) => return,
             }
+        }
+    }
+
+    /// Watch again the directories that could not be watched. Each one is
+    /// then compared whole, for what changed while it had no watch; those
+    /// still failing stay rescanned every sample (and are not reported
+    /// again).
+    fn retry(&mut self, queue: &Queue) {
+        let dirs = queue.shared.unwatched();
+        if dirs.is_empty() {
+            return;
+        }
+        if let Ok(mut unwatched) = queue.shared.unwatched.lock() {
+            unwatched.clear();
+        }
+        let mut done: Vec<&[u8]> = Vec::new();
+        for dir in &dirs {
+            if done.iter().any(|d| tree::is_within(dir, d)) {
+                continue;
+            }
+            self.watch_tree(dir, queue, false);
+            queue.push(Event { dirty: Dirty::Subtree(dir.clone()), pid: None, by_target: false });
+            done.push(dir);
         }
     }
 }
@@ -130,7 +154,7 @@ impl Worker {
                 self.unwatch_tree(&path, queue);
             }
             if mask.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO) {
-                self.watch_tree(&path, queue);
+                self.watch_tree(&path, queue, true);
             }
             if mask.intersects(
                 AddWatchFlags::IN_CREATE
@@ -145,8 +169,10 @@ impl Worker {
         push(Dirty::Path(path));
     }
 
-    /// Add watches to `start` and every directory below it.
-    fn watch_tree(&mut self, start: &[u8], queue: &Queue) {
+    /// Add watches to `start` and every directory below it. A directory
+    /// that cannot be watched is rescanned every sample instead, and said
+    /// so when `report`.
+    fn watch_tree(&mut self, start: &[u8], queue: &Queue, report: bool) {
         let mut added = Vec::new();
         let failed = std::cell::RefCell::new(Vec::new());
         let kernel = &self.kernel;
@@ -157,7 +183,11 @@ impl Worker {
             self.skip,
             &mut |rel, dir, _| {
                 let proc_path = format!("/proc/self/fd/{}", dir.as_raw_fd());
-                match kernel.add_watch(proc_path.as_str(), MASK) {
+                let watch = match crate::failpoint::check("events.watch_add") {
+                    Ok(()) => kernel.add_watch(proc_path.as_str(), MASK),
+                    Err(e) => Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+                };
+                match watch {
                     Ok(wd) => added.push((wd, rel.to_vec())),
                     Err(errno) => failed.borrow_mut().push((rel.to_vec(), errno)),
                 }
@@ -177,7 +207,14 @@ impl Worker {
                 Ok(set) => set,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            for (rel, _) in failed {
+            for (rel, errno) in failed {
+                if report {
+                    let dir = if rel.is_empty() { ".".to_string() } else { sanitize(&rel) };
+                    queue.shared.fault(format!(
+                        "cannot watch directory {dir}: {}; rescanning it every sample",
+                        std::io::Error::from(errno)
+                    ));
+                }
                 unwatched.insert(rel);
             }
         }

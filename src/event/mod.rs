@@ -164,7 +164,13 @@ pub struct Shared {
     pub last_scan_us: AtomicU64,
     /// Entries examined by the last scan (poll backend).
     pub last_scan_entries: AtomicU64,
+    /// Failures the event thread survived (a directory it could not
+    /// watch), one line each, not yet taken by the sampler.
+    pub faults: Mutex<Vec<String>>,
 }
+
+/// How many fault lines [`Shared`] keeps until the sampler takes them.
+const MAX_FAULTS: usize = 64;
 
 impl Shared {
     /// Mark that events were lost.
@@ -176,6 +182,27 @@ impl Shared {
     /// Take (and clear) the overflow flag.
     pub fn take_overflow(&self) -> bool {
         self.overflowed.swap(false, Ordering::AcqRel)
+    }
+
+    /// Report a failure the event thread survived (the oldest lines are
+    /// dropped past a few dozen: the sampler takes them every sample).
+    pub fn fault(&self, text: String) {
+        let mut faults = match self.faults.lock() {
+            Ok(faults) => faults,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if faults.len() >= MAX_FAULTS {
+            faults.remove(0);
+        }
+        faults.push(text);
+    }
+
+    /// Take the failures reported since the last call.
+    pub fn take_faults(&self) -> Vec<String> {
+        match self.faults.lock() {
+            Ok(mut faults) => std::mem::take(&mut *faults),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
     }
 
     /// Directories without a watch, to rescan.

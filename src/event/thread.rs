@@ -22,6 +22,9 @@ pub(super) trait Reader: Send + 'static {
     fn fd(&self) -> BorrowedFd<'_>;
     /// Read the kernel queue until it is empty, pushing events to `queue`.
     fn read_all(&mut self, queue: &Queue);
+    /// At each sample barrier, before it is answered: try again what
+    /// failed earlier (directories that could not be watched).
+    fn retry(&mut self, _queue: &Queue) {}
 }
 
 /// The sending side of the dirty-path queue. A full queue is an overflow
@@ -106,6 +109,7 @@ fn run(reader: &mut impl Reader, queue: &Queue, wake: &EventFd, requests: &Recei
             for request in requests.try_iter() {
                 match request {
                     Request::Sync(reply) => {
+                        reader.retry(queue);
                         let _ = reply.send(());
                     }
                     Request::Stop => return,

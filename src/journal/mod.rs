@@ -306,6 +306,18 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Writing a record failed; the ring is unchanged. A record's bytes go
+    /// to the shared mapping, which reports no errno (a failing disk shows
+    /// at msync), so this is what an injected fault
+    /// ([`crate::failpoint`], `ring.append`) returns.
+    #[error("cannot write a record to ring {}", path.display())]
+    Write {
+        /// The ring file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// msync or fsync failed.
     #[error("cannot sync ring {}", path.display())]
     Sync {

@@ -55,6 +55,8 @@ pub struct Ring {
     last_crc: u32,
     recovery: Recovery,
     async_flush_failed: bool,
+    /// The first failed write-back not yet taken (see [`Ring::take_flush_error`]).
+    flush_error: Option<Error>,
 }
 
 impl Ring {
@@ -178,12 +180,19 @@ impl Ring {
             last_crc: 0,
             recovery: Recovery { created: true, header_next_seq: 1, chain_next_seq: 1, torn_tail: false },
             async_flush_failed: false,
+            flush_error: None,
         };
         // Fill both slots so that either one alone is a valid header.
         ring.write_header();
         ring.write_header();
-        ring.flush()?;
-        sync_parent_dir(path).map_err(|source| Error::Sync { path: path.to_owned(), source })?;
+        let synced = ring.flush().and_then(|()| {
+            sync_parent_dir(path).map_err(|source| Error::Sync { path: path.to_owned(), source })
+        });
+        if let Err(e) = synced {
+            // A header that may not be on disk: no ring is left half made.
+            remove_unfinished(path);
+            return Err(e);
+        }
         Ok(ring)
     }
 
@@ -222,9 +231,12 @@ impl Ring {
             last_crc: end.last_crc,
             recovery,
             async_flush_failed: false,
+            flush_error: None,
         };
         ring.write_header();
-        ring.map.flush_range(0, PAGE).map_err(|source| Error::Sync { path: path.to_owned(), source })?;
+        crate::failpoint::check("ring.msync")
+            .and_then(|()| ring.map.flush_range(0, PAGE))
+            .map_err(|source| Error::Sync { path: path.to_owned(), source })?;
         Ok(ring)
     }
 
@@ -249,6 +261,11 @@ impl Ring {
                 max: self.max_payload(),
             });
         };
+        // Nothing below can fail with an errno (the writes go to the shared
+        // mapping); an injected fault stands for one here, before any byte
+        // of the record is written, so the ring is unchanged.
+        crate::failpoint::check("ring.append")
+            .map_err(|source| Error::Write { path: self.path.clone(), source })?;
         let seq = self.state.next_seq;
         let tail = self.state.tail as usize;
         let wraps = tail + flen > cap;
@@ -315,19 +332,42 @@ impl Ring {
         self.state.used_bytes += needed as u64;
         self.write_header();
 
-        // Step 5: ask for write-back of what was touched.
-        let mut ok = self.map.flush_async_range(PAGE + pos, flen).is_ok();
-        if wraps {
-            ok &= self.map.flush_async_range(PAGE + tail, cap - tail).is_ok();
+        // Step 5: ask for write-back of what was touched. The record is
+        // committed whatever this says: a failure is kept for
+        // [`Ring::take_flush_error`], and the next msync tries again.
+        let wrapped = if wraps { cap - tail } else { 0 };
+        let ranges = [(PAGE + pos, flen), (PAGE + tail, wrapped), (0, PAGE)];
+        let mut written_back = crate::failpoint::check("ring.msync");
+        if written_back.is_ok() {
+            for (offset, len) in ranges.into_iter().filter(|&(_, len)| len > 0) {
+                if let Err(e) = self.map.flush_async_range(offset, len) {
+                    written_back = Err(e);
+                }
+            }
         }
-        ok &= self.map.flush_async_range(0, PAGE).is_ok();
-        self.async_flush_failed |= !ok;
+        if let Err(source) = written_back {
+            self.async_flush_failed = true;
+            self.flush_error.get_or_insert(Error::Sync { path: self.path.clone(), source });
+        }
         Ok(seq)
     }
 
     /// msync the whole map synchronously (called on clean shutdown).
+    ///
+    /// # Errors
+    /// [`Error::Sync`] when msync fails: records may not be on disk.
     pub fn flush(&self) -> Result<(), Error> {
-        self.map.flush().map_err(|source| Error::Sync { path: self.path.clone(), source })
+        crate::failpoint::check("ring.msync")
+            .and_then(|()| self.map.flush())
+            .map_err(|source| Error::Sync { path: self.path.clone(), source })
+    }
+
+    /// The first write-back after an append that failed since the last
+    /// call, if any. The records stay committed in the page cache (readers
+    /// see them); whether they reach the disk is known at the next
+    /// successful msync ([`Ring::flush`]).
+    pub fn take_flush_error(&mut self) -> Option<Error> {
+        self.flush_error.take()
     }
 
     /// The ring's counters.

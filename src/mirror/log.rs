@@ -125,7 +125,11 @@ impl Log {
         };
         let bytes = encode(kind, rel, content);
         let Some(file) = &self.file else { return Ok(()) };
-        file.write_all_at(&bytes, self.len).map_err(io_err("write", &self.path))?;
+        let (op, point) =
+            if kind == DELETED { ("remove", "mirror.remove") } else { ("write", "mirror.write") };
+        crate::failpoint::check(point)
+            .and_then(|()| file.write_all_at(&bytes, self.len))
+            .map_err(io_err(op, &self.path))?;
         let offset = self.len + (HEAD + rel.len()) as u64;
         self.len += bytes.len() as u64;
         let loc = if kind == DELETED {

@@ -206,7 +206,9 @@ impl PackWriter {
     /// # Errors
     /// [`Error::Io`] when the write fails (a full disk, say).
     pub fn add(&mut self, rel: &[u8], node: Node, content: &[u8]) -> Result<(), Error> {
-        self.out.write_all(content).map_err(io_err("write", &self.path))?;
+        crate::failpoint::check("mirror.write")
+            .and_then(|()| self.out.write_all(content))
+            .map_err(io_err("write", &self.path))?;
         self.index.push(match node {
             Node::File => 0,
             Node::Symlink => 1,

@@ -71,6 +71,12 @@ impl Probe {
         (maps, self.stats(target))
     }
 
+    /// The record the last [`Probe::sample`] went into was not written:
+    /// the next sample carries its map change again.
+    pub fn unsample(&mut self) {
+        self.maps.unsample();
+    }
+
     /// After record `seq` of `epoch` is committed: keep the store's newest
     /// map ([`crate::maps::Anchor`]) when it is due. Best effort: a failure
     /// only limits how far back the map can be rebuilt once the baseline
