@@ -435,8 +435,12 @@ mod tests {
         assert_eq!(fs::read_dir(store.path().join(store::MIRROR_DIR)).unwrap().count(), 0);
     }
 
+    /// Held by the tests that compact: the failpoint one sets is global.
+    static COMPACTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn a_grown_log_is_folded_into_a_new_pack_and_a_crash_in_between_is_harmless() {
+        let _one_at_a_time = COMPACTING.lock().unwrap_or_else(|e| e.into_inner());
         let store = tempfile::tempdir().unwrap();
         store::create(store.path()).unwrap();
         let mut mirror = Mirror::open(store.path(), 3).unwrap();
@@ -479,6 +483,7 @@ mod tests {
     #[cfg(feature = "failpoints")]
     #[test]
     fn a_failed_compaction_keeps_the_log_and_is_tried_again() {
+        let _one_at_a_time = COMPACTING.lock().unwrap_or_else(|e| e.into_inner());
         let store = tempfile::tempdir().unwrap();
         store::create(store.path()).unwrap();
         let mut mirror = Mirror::open(store.path(), 6).unwrap();
@@ -486,7 +491,6 @@ mod tests {
         mirror.finish_baseline().unwrap();
         let big = vec![b'x'; (COMPACT_AFTER / 2) as usize];
         mirror.put(b"big.txt", Node::File, &big).unwrap();
-        // This test is the only user of the point: no other test is hit.
         crate::failpoint::cfg("mirror.rename", "1*return").unwrap();
         let failed = mirror.put(b"big.txt", Node::File, &big);
         assert!(matches!(&failed, Err(Error::Io { op: "rename", .. })), "{failed:?}");
