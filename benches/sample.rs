@@ -13,8 +13,8 @@
 //! so the changes come from another process, as they do in use. The trees
 //! and the stores live in temporary directories under `/tmp`. A control run
 //! then repeats the baseline and the samples with the stores on tmpfs
-//! (`/dev/shm`), to tell the sampler's own work from the cost of creating
-//! mirror files on the tree's filesystem.
+//! (`/dev/shm`), to tell the sampler's own work from the cost of the
+//! store's writes (ring, mirror pack and log) on the tree's filesystem.
 //!
 //! CPU time is the whole process's (`getrusage(RUSAGE_SELF)`), so the
 //! inotify event thread's work is counted; a child's CPU (`find`, `tar`)
@@ -786,7 +786,7 @@ fn main() {
         println!();
         println!(
             "control: the same with the stores on {} ({}), not a goal: what the sampler costs when \
-             creating mirror files is cheap",
+             the store's writes are cheap",
             fs_type(shm),
             shm.display()
         );
