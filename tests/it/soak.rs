@@ -81,3 +81,41 @@ fn pid_switches_and_commands_leak_no_fd_thread_or_watch() {
     let (code, out, _) = run(&["verify", "--store", store.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out));
 }
+
+/// The `anon_inode:inotify` fds `pid` holds.
+fn inotify_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|link| link.as_os_str() == "anon_inode:inotify")
+        .count()
+}
+
+/// RELIABILITY L3: more PID switches than `max_user_instances` (128 by
+/// default) allows inotify instances: no EMFILE, and one instance at the
+/// end, as at the start.
+#[test]
+fn more_pid_switches_than_inotify_instances_keep_one_instance() {
+    const SWITCHES: usize = 200;
+    let trees = [TempDir::new("monitord-tree-"), TempDir::new("monitord-tree-")];
+    for tree in &trees {
+        std::fs::create_dir_all(tree.path().join("sub")).unwrap();
+        std::fs::write(tree.path().join("f.txt"), "x\n").unwrap();
+    }
+    let targets = [Target::start(trees[0].path()), Target::start(trees[1].path())];
+    let store = TempDir::new("monitord-store-");
+    let daemon = Daemon::start(targets[0].pid(), store.path(), 1000, &["--ring-size", "1M"]);
+    let d = daemon.pid;
+    assert_eq!(inotify_fds(d), 1, "one inotify instance at the start");
+    for i in 0..SWITCHES {
+        let (code, _, err) = daemon.ctl(&["pid", &targets[(i + 1) % 2].pid().to_string()]);
+        assert_eq!(code, 0, "switch {i}: {err}");
+    }
+    let status = daemon.status();
+    assert_eq!(status["pid"], targets[0].pid().to_string(), "back on the first target");
+    assert_eq!(inotify_fds(d), 1, "one inotify instance after {SWITCHES} switches");
+    assert_eq!(status["watches"], "2", "one watch per directory of the current tree (., sub)");
+    eprintln!("L3: {SWITCHES} PID switches, 1 inotify instance before and after");
+    assert_eq!(daemon.ctl(&["stop"]).0, 0);
+    daemon.wait_gone(Duration::from_secs(20));
+}
