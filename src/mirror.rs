@@ -142,6 +142,17 @@ impl Mirror {
         self.pack.get(rel)
     }
 
+    /// Whether the mirror holds an entry at `rel` (its content unread).
+    fn contains(&self, rel: &[u8]) -> bool {
+        if let Some(present) = self.log.says(rel) {
+            return present;
+        }
+        if self.legacy && fs::symlink_metadata(self.dir.join(as_path(rel))).is_ok_and(|meta| !meta.is_dir()) {
+            return true;
+        }
+        self.pack.contains(rel)
+    }
+
     /// Record `content` at `rel`: one append to the log.
     ///
     /// # Errors
@@ -158,7 +169,7 @@ impl Mirror {
     /// [`Error::Io`] when the log cannot be written.
     pub fn remove(&mut self, rel: &[u8]) -> Result<(), Error> {
         check_path(rel)?;
-        if self.read(rel)?.is_none() {
+        if !self.contains(rel) {
             return Ok(());
         }
         self.log.append(rel, None)?;
@@ -175,7 +186,7 @@ impl Mirror {
         check_path(rel)?;
         let writer = match &mut self.writer {
             Some(writer) => writer,
-            None => self.writer.insert(pack::PackWriter::create(&pack::paths(&self.dir))?),
+            None => self.writer.insert(pack::PackWriter::create(&pack::path(&self.dir))?),
         };
         writer.add(rel, node, content)
     }
@@ -219,13 +230,13 @@ impl Mirror {
     /// one, then empty the log.
     fn compact(&mut self) -> Result<(), Error> {
         let all = self.load_all()?;
-        let fresh = self.dir.with_extension("pack.new");
+        let fresh = pack::staging_path(&self.dir);
         let mut writer = pack::PackWriter::create(&fresh)?;
         for (rel, (node, content)) in &all {
             writer.add(rel, *node, content)?;
         }
         writer.finish()?;
-        let packed = pack::paths(&self.dir);
+        let packed = pack::path(&self.dir);
         crate::failpoint::check("mirror.rename")
             .and_then(|()| fs::rename(&fresh, &packed))
             .map_err(io_err("rename", &packed))?;
@@ -295,7 +306,7 @@ pub fn epochs(store: &Path) -> Vec<u64> {
 /// [`Error::Io`] when it cannot be removed.
 pub fn remove_epoch(store: &Path, epoch: u64) -> Result<(), Error> {
     let dir = epoch_dir(store, epoch);
-    for file in [pack::paths(&dir), log::path(&dir), dir.with_extension("pack.new")] {
+    for file in [pack::path(&dir), log::path(&dir), pack::staging_path(&dir)] {
         match fs::remove_file(&file) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(Error::Io { op: "remove", path: file, source: e });

@@ -384,14 +384,11 @@ impl Sampler {
     /// Copy the whole tree into a fresh mirror of the current epoch and
     /// commit the baseline record.
     fn baseline(&mut self) -> Result<Committed, Error> {
-        if self.watch.is_none() {
-            return Err(Error::NoTarget);
-        }
-        // The epoch has no record yet: whatever its mirror holds is left
-        // from a baseline that failed (or a crash during one).
-        mirror::remove_epoch(&self.settings.store, self.epoch)?;
-        self.mirror = Mirror::open(&self.settings.store, self.epoch)?;
         let Some(Watch { target, tree: watched }) = &self.watch else { return Err(Error::NoTarget) };
+        // The epoch has no record yet: whatever its mirror holds is left
+        // from a baseline that failed (or a crash during one), and
+        // `Mirror::open` removes it.
+        self.mirror = Mirror::open(&self.settings.store, self.epoch)?;
         let mut files = Vec::new();
         let mut skipped = Vec::new();
         let mut index = BTreeMap::new();
@@ -462,9 +459,7 @@ impl Sampler {
         self.needs_baseline = false;
         self.probe.keep_anchor(&self.settings.store, self.epoch, committed.seq, self.ring.info().oldest_seq);
         self.index = index;
-        self.note_unread(&unread);
-        self.pending.extend(unread.keys().cloned().map(Dirty::Path));
-        self.unread = unread;
+        self.keep_unread(unread);
         // Events that arrived while walking may name files the walk already
         // saw; comparing them again at the next sample is harmless.
         self.collect_garbage();
@@ -679,9 +674,7 @@ impl Sampler {
             };
         }
         self.pending.clear();
-        self.note_unread(&unread);
-        self.pending.extend(unread.keys().cloned().map(Dirty::Path));
-        self.unread = unread;
+        self.keep_unread(unread);
         self.writers.clear();
         self.counters.samples += 1;
         self.counters.files_read = files_read;
@@ -705,6 +698,14 @@ impl Sampler {
             Ok(baseline) => Ok(vec![lead, baseline]),
             Err(e) => Err(self.unshown_then(vec![lead], e)),
         }
+    }
+
+    /// Take `unread` as the files that could not be read: each is reported
+    /// the first time it fails and read again at the next sample.
+    fn keep_unread(&mut self, unread: BTreeMap<Vec<u8>, i32>) {
+        self.note_unread(&unread);
+        self.pending.extend(unread.keys().cloned().map(Dirty::Path));
+        self.unread = unread;
     }
 
     /// Report the files that could not be read, the first time each fails.

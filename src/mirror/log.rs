@@ -100,6 +100,12 @@ impl Log {
         }
     }
 
+    /// What the log says of `rel` without reading its content: `Some(true)`
+    /// present, `Some(false)` deleted, `None` never mentioned.
+    pub fn says(&self, rel: &[u8]) -> Option<bool> {
+        self.index.get(rel).map(|loc| *loc != Loc::Deleted)
+    }
+
     /// Append `rel`'s new entry, or its deletion.
     ///
     /// # Errors

@@ -54,19 +54,27 @@ pub struct Pack {
     file: Option<File>,
     path: PathBuf,
     size: u64,
+    /// Where the contents end and the index begins.
+    contents_end: u64,
     index: HashMap<Vec<u8>, Slot>,
 }
 
 /// The path of an epoch's pack, beside its directory.
-pub fn paths(epoch_dir: &Path) -> PathBuf {
+pub fn path(epoch_dir: &Path) -> PathBuf {
     epoch_dir.with_extension("pack")
+}
+
+/// Where a compaction writes the epoch's next pack before renaming it over
+/// [`path`].
+pub fn staging_path(epoch_dir: &Path) -> PathBuf {
+    epoch_dir.with_extension("pack.new")
 }
 
 impl Pack {
     /// No pack (an epoch whose baseline is still being written, or one
     /// recorded before packs existed: everything is in its directory).
     pub fn empty(epoch_dir: &Path) -> Pack {
-        Pack { path: paths(epoch_dir), ..Pack::default() }
+        Pack { path: path(epoch_dir), ..Pack::default() }
     }
 
     /// The pack of the epoch whose directory is `epoch_dir`, if it has one.
@@ -82,7 +90,7 @@ impl Pack {
             Err(e) => return Err(Error::Io { op: "open", path: pack.path, source: e }),
         };
         pack.size = file.metadata().map_err(io_err("stat", &pack.path))?.len();
-        pack.index = read_index(&file, pack.size, &pack.path)?;
+        (pack.index, pack.contents_end) = read_index(&file, pack.size, &pack.path)?;
         pack.file = Some(file);
         Ok(pack)
     }
@@ -98,6 +106,11 @@ impl Pack {
         Ok(Some((slot.node, content)))
     }
 
+    /// Whether the pack holds `rel`.
+    pub fn contains(&self, rel: &[u8]) -> bool {
+        self.index.contains_key(rel)
+    }
+
     /// The pack's size in bytes (0 when there is none).
     pub fn size(&self) -> u64 {
         self.size
@@ -109,9 +122,8 @@ impl Pack {
     /// [`Error::Io`] when the pack cannot be read.
     pub fn load_into(&self, all: &mut TreeState) -> Result<(), Error> {
         let Some(file) = &self.file else { return Ok(()) };
-        let end = self.index.values().map(|s| s.offset + s.len).max().unwrap_or(0);
         let start = MAGIC.len() as u64;
-        let mut contents = vec![0; end.saturating_sub(start) as usize];
+        let mut contents = vec![0; (self.contents_end - start) as usize];
         file.read_exact_at(&mut contents, start).map_err(io_err("read", &self.path))?;
         for (rel, slot) in &self.index {
             let from = (slot.offset - start) as usize;
@@ -121,7 +133,8 @@ impl Pack {
     }
 }
 
-fn read_index(file: &File, size: u64, path: &Path) -> Result<HashMap<Vec<u8>, Slot>, Error> {
+/// The index of the pack in `file` and where its contents end.
+fn read_index(file: &File, size: u64, path: &Path) -> Result<(HashMap<Vec<u8>, Slot>, u64), Error> {
     let damaged = |what: &'static str| Error::Damaged { path: path.to_path_buf(), what };
     if size < MAGIC.len() as u64 + FOOTER_LEN {
         return Err(damaged("shorter than its header and footer"));
@@ -168,7 +181,7 @@ fn read_index(file: &File, size: u64, path: &Path) -> Result<HashMap<Vec<u8>, Sl
     if index.len() as u64 != count {
         return Err(damaged("index entry count does not match its footer"));
     }
-    Ok(index)
+    Ok((index, index_at))
 }
 
 /// A pack being written by a baseline.
