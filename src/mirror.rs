@@ -59,6 +59,27 @@ pub enum Error {
         /// What is wrong.
         what: &'static str,
     },
+    /// One entry of a pack or log does not match its recorded check.
+    #[error("mirror file {file} is damaged at {entry}: {what}")]
+    EntryDamaged {
+        /// The pack or log.
+        file: PathBuf,
+        /// The entry's path in the tree (printable).
+        entry: String,
+        /// What does not match.
+        what: String,
+    },
+    /// A log has a damaged entry with intact entries after it: not a
+    /// crash's torn tail, but damage that hides later updates.
+    #[error("mirror log {path} is damaged at offset {offset}: intact entries resume at offset {resumes}")]
+    LogDamaged {
+        /// The log.
+        path: PathBuf,
+        /// Where its entries stop checking.
+        offset: u64,
+        /// Where an intact entry follows.
+        resumes: u64,
+    },
     /// A path from the journal is absolute or climbs out of the tree.
     #[error("unsafe path {0:?} in the journal: refusing to use it")]
     UnsafePath(String),

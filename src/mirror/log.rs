@@ -14,7 +14,10 @@
 //!
 //! The newest entry for a path wins. The scan stops at the first entry that
 //! is cut short or fails its check: that is where a crash interrupted an
-//! append, and the next append overwrites it.
+//! append, and the next append overwrites it. An intact entry anywhere
+//! after that point means the stop was not a torn tail but damage in the
+//! middle, which would silently hide every later update: opening such a
+//! log is an error ([`Error::LogDamaged`]).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -66,7 +69,8 @@ impl Log {
     /// The log of the epoch whose directory is `epoch_dir`, scanned.
     ///
     /// # Errors
-    /// [`Error::Io`] when it exists but cannot be read.
+    /// [`Error::Io`] when it exists but cannot be read,
+    /// [`Error::LogDamaged`] when an entry in its middle fails its check.
     pub fn open(epoch_dir: &Path) -> Result<Log, Error> {
         let mut log = Log::empty(epoch_dir);
         let file = match File::open(&log.path) {
@@ -78,6 +82,9 @@ impl Log {
         log.len = scan(&bytes, |rel, loc| {
             log.index.insert(rel.to_vec(), loc);
         });
+        if let Some(resumes) = intact_entry_after(&bytes, log.len as usize) {
+            return Err(Error::LogDamaged { path: log.path, offset: log.len, resumes: resumes as u64 });
+        }
         log.file = Some(file);
         Ok(log)
     }
@@ -217,6 +224,20 @@ fn encode(kind: u8, rel: &[u8], content: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// The offset of the first intact entry that starts after `stop` (where
+/// the scan of `bytes` stopped), if there is one.
+fn intact_entry_after(bytes: &[u8], stop: usize) -> Option<usize> {
+    let mut from = stop + 1;
+    while let Some(found) = bytes.get(from..)?.windows(MAGIC.len()).position(|w| w == MAGIC) {
+        let at = from + found;
+        if scan(&bytes[at..], |_, _| {}) > 0 {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 /// Walk the whole, checked entries of `bytes`, calling `found` for each in
 /// order; returns where they end.
 fn scan(bytes: &[u8], mut found: impl FnMut(&[u8], Loc)) -> u64 {
@@ -290,6 +311,33 @@ mod tests {
         again.apply_to(&mut all).unwrap();
         assert_eq!(all.len(), 4);
         assert_eq!(all[&b"c".to_vec()].1, b"three\n");
+    }
+
+    #[test]
+    fn damage_before_an_intact_entry_is_an_error_not_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let epoch = dir.path().join("1");
+        let mut log = Log::empty(&epoch);
+        log.append(b"a", Some((Node::File, b"one\n"))).unwrap();
+        log.append(b"b", Some((Node::File, b"two\n"))).unwrap();
+        let mut bytes = std::fs::read(path(&epoch)).unwrap();
+        // Every bit of the first entry.
+        for bit in 0..(HEAD + 1 + 4) * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            std::fs::write(path(&epoch), &damaged).unwrap();
+            match Log::open(&epoch) {
+                Err(Error::LogDamaged { offset: 0, resumes, .. }) => {
+                    assert_eq!(resumes, (HEAD + 1 + 4) as u64)
+                }
+                other => panic!("bit {bit}: {other:?}"),
+            }
+        }
+        // Damage in the last entry is a torn tail: dropped.
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(path(&epoch), &bytes).unwrap();
+        assert_eq!(Log::open(&epoch).unwrap().len(), (HEAD + 1 + 4) as u64);
     }
 
     proptest! {

@@ -12,13 +12,19 @@
 //! Layout of the pack (integers little-endian):
 //!
 //! ```text
-//! offset 0   magic  b"MDPACK\0\x01"              8 bytes
+//! offset 0   magic  b"MDPACK\0\x02"              8 bytes
 //!        8   contents, back to back               Σ len
 //!        I   index, one entry per path:
 //!              node u8 (0 file, 1 symlink), path_len u32,
-//!              offset u64, len u64, path bytes
+//!              offset u64, len u64, hash u64, path bytes
 //!  end - 24  footer: I u64, entries u64, b"MDPACKIX"
 //! ```
+//!
+//! `hash` is [`crate::diff::hash`] of the entry's content, the hash the
+//! journal records for it: every read checks it, so a pack damaged on disk
+//! is an error naming the entry, never wrong content. Packs of version 1
+//! (magic ending in `\x01`) have no `hash` in their index and are read as
+//! before.
 //!
 //! A pack without its footer is one whose baseline never committed; no
 //! reader is ever pointed at it.
@@ -34,11 +40,15 @@ use crate::history::TreeState;
 use crate::journal::record::Node;
 use crate::tree::is_safe_relative;
 
-const MAGIC: &[u8; 8] = b"MDPACK\0\x01";
+const MAGIC: &[u8; 8] = b"MDPACK\0\x02";
+/// The first version: no content hashes in the index.
+const MAGIC_V1: &[u8; 8] = b"MDPACK\0\x01";
 const FOOTER_MAGIC: &[u8; 8] = b"MDPACKIX";
 const FOOTER_LEN: u64 = 24;
-/// node, path length, offset, length.
-const INDEX_HEAD: usize = 1 + 4 + 8 + 8;
+/// node, path length, offset, length (version 1).
+const INDEX_HEAD_V1: usize = 1 + 4 + 8 + 8;
+/// node, path length, offset, length, hash.
+const INDEX_HEAD: usize = INDEX_HEAD_V1 + 8;
 
 /// Where a packed entry's content is.
 #[derive(Clone, Copy, Debug)]
@@ -46,6 +56,25 @@ struct Slot {
     node: Node,
     offset: u64,
     len: u64,
+    /// The content's hash (none in a version 1 pack).
+    hash: Option<u64>,
+}
+
+impl Slot {
+    /// `content` as read for `rel`, checked against the recorded hash.
+    fn check(&self, pack: &Path, rel: &[u8], content: &[u8]) -> Result<(), Error> {
+        match self.hash {
+            Some(want) if crate::diff::hash(content) != want => Err(Error::EntryDamaged {
+                file: pack.to_path_buf(),
+                entry: String::from_utf8_lossy(rel).into_owned(),
+                what: format!(
+                    "its content hashes to {:016x}, the pack recorded {want:016x}",
+                    crate::diff::hash(content)
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A committed pack, for reading.
@@ -103,6 +132,7 @@ impl Pack {
         let (Some(file), Some(slot)) = (&self.file, self.index.get(rel)) else { return Ok(None) };
         let mut content = vec![0; slot.len as usize];
         file.read_exact_at(&mut content, slot.offset).map_err(io_err("read", &self.path))?;
+        slot.check(&self.path, rel, &content)?;
         Ok(Some((slot.node, content)))
     }
 
@@ -119,7 +149,8 @@ impl Pack {
     /// Add every packed entry to `all`, reading the contents in one go.
     ///
     /// # Errors
-    /// [`Error::Io`] when the pack cannot be read.
+    /// [`Error::Io`] when the pack cannot be read, [`Error::EntryDamaged`]
+    /// when an entry does not match its hash.
     pub fn load_into(&self, all: &mut TreeState) -> Result<(), Error> {
         let Some(file) = &self.file else { return Ok(()) };
         let start = MAGIC.len() as u64;
@@ -127,7 +158,9 @@ impl Pack {
         file.read_exact_at(&mut contents, start).map_err(io_err("read", &self.path))?;
         for (rel, slot) in &self.index {
             let from = (slot.offset - start) as usize;
-            all.insert(rel.clone(), (slot.node, contents[from..from + slot.len as usize].to_vec()));
+            let content = &contents[from..from + slot.len as usize];
+            slot.check(&self.path, rel, content)?;
+            all.insert(rel.clone(), (slot.node, content.to_vec()));
         }
         Ok(())
     }
@@ -139,6 +172,14 @@ fn read_index(file: &File, size: u64, path: &Path) -> Result<(HashMap<Vec<u8>, S
     if size < MAGIC.len() as u64 + FOOTER_LEN {
         return Err(damaged("shorter than its header and footer"));
     }
+    let mut magic = [0u8; 8];
+    file.read_exact_at(&mut magic, 0).map_err(io_err("read", path))?;
+    let hashed = match &magic {
+        m if m == MAGIC => true,
+        m if m == MAGIC_V1 => false,
+        _ => return Err(damaged("not a mirror pack (bad magic)")),
+    };
+    let head = if hashed { INDEX_HEAD } else { INDEX_HEAD_V1 };
     let mut footer = [0u8; FOOTER_LEN as usize];
     file.read_exact_at(&mut footer, size - FOOTER_LEN).map_err(io_err("read", path))?;
     let word = |i: usize| u64::from_le_bytes(footer[i * 8..i * 8 + 8].try_into().unwrap_or_default());
@@ -152,10 +193,10 @@ fn read_index(file: &File, size: u64, path: &Path) -> Result<(HashMap<Vec<u8>, S
     }
     let mut bytes = vec![0; (index_end - index_at) as usize];
     file.read_exact_at(&mut bytes, index_at).map_err(io_err("read", path))?;
-    let mut index = HashMap::with_capacity(count.min(bytes.len() as u64 / INDEX_HEAD as u64) as usize);
+    let mut index = HashMap::with_capacity(count.min(bytes.len() as u64 / head as u64) as usize);
     let mut rest = bytes.as_slice();
     while !rest.is_empty() {
-        if rest.len() < INDEX_HEAD {
+        if rest.len() < head {
             return Err(damaged("index entry cut short"));
         }
         let node = match rest[0] {
@@ -166,7 +207,8 @@ fn read_index(file: &File, size: u64, path: &Path) -> Result<(HashMap<Vec<u8>, S
         let path_len = u32::from_le_bytes(rest[1..5].try_into().unwrap_or_default()) as usize;
         let offset = u64::from_le_bytes(rest[5..13].try_into().unwrap_or_default());
         let len = u64::from_le_bytes(rest[13..21].try_into().unwrap_or_default());
-        let Some(rel) = rest.get(INDEX_HEAD..INDEX_HEAD + path_len) else {
+        let hash = hashed.then(|| u64::from_le_bytes(rest[21..29].try_into().unwrap_or_default()));
+        let Some(rel) = rest.get(head..head + path_len) else {
             return Err(damaged("index path cut short"));
         };
         if offset < MAGIC.len() as u64 || offset.checked_add(len).is_none_or(|end| end > index_at) {
@@ -175,8 +217,8 @@ fn read_index(file: &File, size: u64, path: &Path) -> Result<(HashMap<Vec<u8>, S
         if !is_safe_relative(rel) {
             return Err(Error::UnsafePath(String::from_utf8_lossy(rel).into_owned()));
         }
-        index.insert(rel.to_vec(), Slot { node, offset, len });
-        rest = &rest[INDEX_HEAD + path_len..];
+        index.insert(rel.to_vec(), Slot { node, offset, len, hash });
+        rest = &rest[head + path_len..];
     }
     if index.len() as u64 != count {
         return Err(damaged("index entry count does not match its footer"));
@@ -229,6 +271,7 @@ impl PackWriter {
         self.index.extend_from_slice(&(rel.len() as u32).to_le_bytes());
         self.index.extend_from_slice(&self.offset.to_le_bytes());
         self.index.extend_from_slice(&(content.len() as u64).to_le_bytes());
+        self.index.extend_from_slice(&crate::diff::hash(content).to_le_bytes());
         self.index.extend_from_slice(rel);
         self.offset += content.len() as u64;
         self.count += 1;
@@ -248,5 +291,66 @@ impl PackWriter {
         self.out.write_all(&index).map_err(io_err("write", &self.path))?;
         self.out.write_all(&footer).map_err(io_err("write", &self.path))?;
         self.out.flush().map_err(io_err("write", &self.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pack as the first release wrote it: no hashes in the index.
+    fn version_1_pack(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut bytes = MAGIC_V1.to_vec();
+        let mut index = Vec::new();
+        for (rel, content) in entries {
+            index.push(0);
+            index.extend_from_slice(&(rel.len() as u32).to_le_bytes());
+            index.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            index.extend_from_slice(&(content.len() as u64).to_le_bytes());
+            index.extend_from_slice(rel);
+            bytes.extend_from_slice(content);
+        }
+        let index_at = bytes.len() as u64;
+        bytes.extend_from_slice(&index);
+        bytes.extend_from_slice(&index_at.to_le_bytes());
+        bytes.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(FOOTER_MAGIC);
+        bytes
+    }
+
+    #[test]
+    fn a_version_1_pack_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let epoch = dir.path().join("1");
+        std::fs::write(path(&epoch), version_1_pack(&[(b"a", b"one\n"), (b"d/b", b"two\n")])).unwrap();
+        let pack = Pack::open(&epoch).unwrap();
+        assert_eq!(pack.get(b"d/b").unwrap(), Some((Node::File, b"two\n".to_vec())));
+        let mut all = TreeState::new();
+        pack.load_into(&mut all).unwrap();
+        assert_eq!(all.len(), 2);
+    }
+
+    #[test]
+    fn every_flipped_content_bit_is_an_error_naming_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let epoch = dir.path().join("1");
+        let mut writer = PackWriter::create(&path(&epoch)).unwrap();
+        writer.add(b"a.txt", Node::File, b"alpha\n").unwrap();
+        writer.add(b"b.txt", Node::File, b"beta\n").unwrap();
+        writer.finish().unwrap();
+        let clean = std::fs::read(path(&epoch)).unwrap();
+        let contents = MAGIC.len()..MAGIC.len() + 11;
+        for bit in contents.start * 8..contents.end * 8 {
+            let mut damaged = clean.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            std::fs::write(path(&epoch), &damaged).unwrap();
+            let pack = Pack::open(&epoch).unwrap();
+            let name: &[u8] = if bit / 8 < MAGIC.len() + 6 { b"a.txt" } else { b"b.txt" };
+            match pack.get(name) {
+                Err(Error::EntryDamaged { entry, .. }) => assert_eq!(entry.as_bytes(), name),
+                other => panic!("bit {bit}: {other:?}"),
+            }
+            assert!(pack.load_into(&mut TreeState::new()).is_err(), "bit {bit}");
+        }
     }
 }
