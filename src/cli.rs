@@ -16,7 +16,15 @@ While monitoring in the foreground, type control commands on stdin
 (help, status, sample, diff, history K, period MS, pause, resume, stop).
 
 Exit status: 0 success; 1 the operation failed (bad PID, damage found, an
-error reply); 2 usage error; 3 no daemon answered.";
+error reply); 2 usage error; 3 no daemon answered.
+
+Damage: everything a reader returns is checked against the checksums and
+hashes the journal recorded. dump, log, show, restore, maps and replay name
+each damaged stretch of the ring on stderr (one line: its offset, the seqs
+lost, where intact records resume) and go on with the intact records after
+it; a command whose answer is incomplete exits 1. A point that depends on a
+damaged record, or a mirror that does not hold what the journal recorded, is
+an error naming it, and restore writes nothing.";
 
 /// Follow a process and keep a replayable history of the text files in its
 /// working directory and of its memory map.
@@ -281,8 +289,18 @@ pub fn completions(shell: Shell) -> Vec<u8> {
     out
 }
 
+const RESTORE_HELP: &str = "\
+Every entry is checked against the hash the journal recorded for it before
+anything is written: a damaged mirror or ring is a one-line error naming what
+is damaged, exit 1, and DEST is left empty.
+
+An entry whose content at the point is not known (the target could not read
+it when it last changed) is left out and named on stderr (with --json, in
+left_out); the restore then exits 1, as the tree is incomplete.";
+
 /// `monitord restore`.
 #[derive(Debug, Args)]
+#[command(after_long_help = RESTORE_HELP)]
 pub struct RestoreArgs {
     /// The store [default: the most recently written store in the default location].
     #[arg(long, value_name = "DIR")]
@@ -298,6 +316,11 @@ pub struct RestoreArgs {
     /// Directory to create (must not exist, or be empty).
     #[arg(value_name = "DEST", required_unless_present = "path")]
     pub dest: Option<PathBuf>,
+    /// Print a JSON summary on stdout: seq, dest, entries, and left_out
+    /// (entries whose content at the point is not known: path, reason,
+    /// errno, since).
+    #[arg(long, conflicts_with = "path")]
+    pub json: bool,
 }
 
 /// `monitord maps`.

@@ -7,15 +7,16 @@
 //! mirror, so a live monitor's commit (ring and mirror together) is seen
 //! whole or not at all.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::history::{self, TreeState};
-use crate::journal::record::{Body, Node, Record};
+use crate::journal::record::{Body, Change, Node, Record, SkipReason};
 use crate::journal::{self, Snapshot};
 use crate::mirror::{self, Mirror};
+use crate::render::human::sanitize;
 use crate::store::{self, LockMode};
 use crate::tree::{as_path, is_safe_relative};
 
@@ -73,6 +74,37 @@ pub enum Error {
         #[source]
         source: history::Error,
     },
+    /// The point's record was lost to damage in the ring.
+    #[error("seq {seq} is in a damaged stretch of the ring ({damage})")]
+    Lost {
+        /// Asked for.
+        seq: u64,
+        /// The first damage found.
+        damage: String,
+    },
+    /// A record the point depends on is damaged.
+    #[error(
+        "seq {seq} cannot be rebuilt: records {from}..={to} after it are damaged in the ring, \
+         and restoring needs every later record of its epoch (points after them can be restored)"
+    )]
+    DamagedAfter {
+        /// Asked for.
+        seq: u64,
+        /// First missing record.
+        from: u64,
+        /// Last missing record.
+        to: u64,
+    },
+    /// The mirror does not hold what the journal recorded.
+    #[error("the mirror of epoch {epoch} is damaged: {path} {what}")]
+    MirrorMismatch {
+        /// The epoch.
+        epoch: u64,
+        /// The path (printable).
+        path: String,
+        /// What differs.
+        what: String,
+    },
     /// DEST is not empty.
     #[error("{0} exists and is not an empty directory")]
     DestNotEmpty(PathBuf),
@@ -124,15 +156,38 @@ impl At {
 pub struct State {
     /// The record the tree is as of.
     pub seq: u64,
-    /// The tree.
+    /// The tree: every entry whose content at `seq` is known.
     pub tree: TreeState,
+    /// Entries whose content at `seq` is not known, left out of `tree`.
+    pub left_out: Vec<LeftOut>,
+    /// Damaged stretches of the ring; the tree was rebuilt from intact
+    /// records that do not depend on them.
+    pub damage: Vec<journal::Damage>,
+}
+
+/// An entry that existed at the point but whose content there is not
+/// known: the target could not read it when it last changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftOut {
+    /// Its path.
+    pub path: Vec<u8>,
+    /// The record that found it unreadable.
+    pub since: u64,
+    /// Why it could not be read.
+    pub reason: SkipReason,
 }
 
 /// The tracked tree as of `at`.
 ///
+/// Everything returned is checked against the journal: the mirror the
+/// tree starts from must hold, for every path, the content (by hash) that
+/// the journal's records of the epoch say it holds, and every reverse
+/// patch checks its own hashes. Damage is an error, never a wrong tree.
+///
 /// # Errors
-/// Any [`Error`]: the point is not in the ring, or the journal does not
-/// replay.
+/// Any [`Error`]: the point is not in the ring, the records it depends on
+/// are damaged, the mirror does not match the journal, or the journal does
+/// not replay.
 pub fn state_at(store_dir: &Path, at: At) -> Result<State, Error> {
     let ring = store_dir.join(store::RING_FILE);
     if !ring.exists() {
@@ -143,7 +198,9 @@ pub fn state_at(store_dir: &Path, at: At) -> Result<State, Error> {
     let _guard = lock.lock(LockMode::Shared)?;
     let snapshot = Snapshot::read(&ring)?;
     let info = snapshot.info();
-    let frames: Vec<_> = snapshot.frames().collect();
+    // Every intact record, including those after a damaged stretch.
+    let scan = snapshot.scan();
+    let frames = scan.frames;
     let (oldest, newest) = match (frames.first(), frames.last()) {
         (Some(first), Some(last)) => (first.seq, last.seq),
         _ => (info.next_seq, info.next_seq.saturating_sub(1)),
@@ -165,24 +222,162 @@ pub fn state_at(store_dir: &Path, at: At) -> Result<State, Error> {
     let decode = |frame: &journal::Frame<'_>| {
         Record::decode(frame.payload).map_err(|source| Error::Decode { seq: frame.seq, source })
     };
-    let index = frames.iter().position(|f| f.seq == seq).ok_or(Error::Dropped { seq, oldest })?;
+    let Some(index) = frames.iter().position(|f| f.seq == seq) else {
+        return Err(match scan.problems.first() {
+            Some(damage) => Error::Lost { seq, damage: damage.to_string() },
+            None => Error::Dropped { seq, oldest },
+        });
+    };
     let epoch = decode(&frames[index])?.epoch;
-    let mut later = Vec::new();
-    for frame in &frames[index + 1..] {
+    // The epoch's records still in the ring, oldest first; `at` indexes
+    // the point among them.
+    let mut records = Vec::new();
+    for frame in frames[..index].iter().rev() {
+        match Record::decode(frame.payload) {
+            Ok(record) if record.epoch == epoch => records.push((frame.seq, record)),
+            _ => break,
+        }
+    }
+    records.reverse();
+    let at_index = records.len();
+    let mut end = index;
+    for frame in &frames[index..] {
         let record = decode(frame)?;
         if record.epoch != epoch {
             break;
         }
-        later.push((frame.seq, record));
+        records.push((frame.seq, record));
+        end += 1;
     }
+    // Restoring walks back from the mirror (the epoch as of its newest
+    // record) through every later record: none may be missing, nor any
+    // record right after the epoch's last one (it may have been the
+    // epoch's).
+    let after = frames.get(end).map(|f| f.seq);
+    let later_seqs = records[at_index..].iter().map(|(s, _)| *s).chain(after);
+    let mut previous = None;
+    for next in later_seqs {
+        if let Some(prev) = previous
+            && next != prev + 1
+        {
+            return Err(Error::DamagedAfter { seq, from: prev + 1, to: next - 1 });
+        }
+        previous = Some(next);
+    }
+    let newest_epoch = after.is_none();
     let mut tree = Mirror::open_existing(store_dir, epoch)?.load_all()?;
-    for (seq, record) in later.iter().rev() {
+    if newest_epoch && let Some((_, Record { body: Body::Sample(sample), .. })) = records.last() {
+        // A crash between committing the last record and updating the
+        // mirror leaves the mirror behind it (the next start repairs it).
+        if let Err(never) = history::roll_forward(&mut tree, &sample.files) {
+            match never {}
+        }
+    }
+    check_mirror(epoch, &tree, &records)?;
+    for (seq, record) in records[at_index + 1..].iter().rev() {
         if let Body::Sample(sample) = &record.body {
             history::apply_reverse(&mut tree, &sample.files)
                 .map_err(|source| Error::Replay { seq: *seq, source })?;
         }
     }
-    Ok(State { seq, tree })
+    let left_out = unknown_at(&records[..=at_index]);
+    for entry in &left_out {
+        tree.remove(&entry.path);
+    }
+    Ok(State { seq, tree, left_out, damage: scan.problems })
+}
+
+/// Check `tree`, the mirror of `epoch` as of its newest record, against
+/// what the epoch's `records` say: the hash of every path a record names,
+/// and (when the baseline is among them) that no other path is there.
+fn check_mirror(epoch: u64, tree: &TreeState, records: &[(u64, Record)]) -> Result<(), Error> {
+    /// An entry's kind and hash, or `None` for gone; and the record that
+    /// said so.
+    type Said = (Option<(Node, u64)>, u64);
+    let mut expect: HashMap<&[u8], Said> = HashMap::new();
+    let mut complete = false;
+    let mut previous: Option<u64> = None;
+    for (seq, record) in records {
+        if previous.is_some_and(|p| *seq != p + 1) {
+            // Records missing in between: what they changed is unknown.
+            expect.clear();
+            complete = false;
+        }
+        previous = Some(*seq);
+        match &record.body {
+            Body::Baseline(baseline) => {
+                expect = baseline
+                    .files
+                    .iter()
+                    .map(|f| (f.path.as_slice(), (Some((f.node, f.hash)), *seq)))
+                    .collect();
+                complete = true;
+            }
+            Body::Sample(sample) => {
+                for change in &sample.files {
+                    for path in std::iter::once(&change.path).chain(&change.from) {
+                        if !is_safe_relative(path) {
+                            return Err(Error::UnsafePath(sanitize(&path[..path.len().min(200)])));
+                        }
+                    }
+                    if let Some(from) = &change.from {
+                        expect.insert(from, (None, *seq));
+                    }
+                    let entry =
+                        (change.change != Change::Deleted).then_some((change.node, change.patch.new_hash));
+                    expect.insert(&change.path, (entry, *seq));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mismatch = |path: &[u8], what: String| Error::MirrorMismatch { epoch, path: sanitize(path), what };
+    for (path, (want, seq)) in &expect {
+        match (want, tree.get(*path)) {
+            (Some((node, hash)), Some((found, content))) => {
+                let found_hash = crate::diff::hash(content);
+                if found != node || found_hash != *hash {
+                    return Err(mismatch(
+                        path,
+                        format!("holds content with hash {found_hash:016x}, seq {seq} recorded {hash:016x}"),
+                    ));
+                }
+            }
+            (Some(_), None) => return Err(mismatch(path, format!("missing, seq {seq} recorded it"))),
+            (None, Some(_)) => return Err(mismatch(path, format!("present, seq {seq} recorded it gone"))),
+            (None, None) => {}
+        }
+    }
+    if complete && let Some(extra) = tree.keys().find(|p| !expect.contains_key(p.as_slice())) {
+        return Err(mismatch(extra, "present, but no record of the epoch names it".to_string()));
+    }
+    Ok(())
+}
+
+/// The entries whose content at the last of `records` is not known: found
+/// unreadable by a record, and not read since (a later change of the path
+/// is a successful read).
+fn unknown_at(records: &[(u64, Record)]) -> Vec<LeftOut> {
+    let mut unknown: BTreeMap<&[u8], (u64, &SkipReason)> = BTreeMap::new();
+    for (seq, record) in records {
+        if let Body::Sample(sample) = &record.body {
+            for change in &sample.files {
+                unknown.remove(change.path.as_slice());
+                if let Some(from) = &change.from {
+                    unknown.remove(from.as_slice());
+                }
+            }
+            for skipped in &sample.skipped {
+                if matches!(skipped.reason, SkipReason::Unreadable { .. }) {
+                    unknown.insert(&skipped.path, (*seq, &skipped.reason));
+                }
+            }
+        }
+    }
+    unknown
+        .into_iter()
+        .map(|(path, (since, reason))| LeftOut { path: path.to_vec(), since, reason: reason.clone() })
+        .collect()
 }
 
 /// Write `tree` into `dest`, which must not exist or be an empty

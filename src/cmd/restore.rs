@@ -1,12 +1,17 @@
 //! `monitord restore --at SEQ|TIME DEST`: rebuild the tracked tree as it
 //! was at a sample.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use serde_json::json;
 
 use crate::cli::RestoreArgs;
+use crate::journal::record::SkipReason;
+use crate::render::human::sanitize;
+use crate::render::json;
 use crate::restore::{self, At};
 use crate::store;
 
@@ -19,17 +24,59 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     let store_dir = store::resolve(args.store.as_deref())?;
     let at = At::parse(&args.at)?;
     let state = restore::state_at(&store_dir, at)?;
+    super::warn_damage(&store_dir.join(store::RING_FILE), &state.damage);
     if let Some(path) = &args.path {
         let key = path.trim_start_matches("./").as_bytes();
+        if let Some(unknown) = state.left_out.iter().find(|l| l.path == key) {
+            bail!("{}", left_out_line(unknown, state.seq));
+        }
         let Some((_, content)) = state.tree.get(key) else {
             bail!("{path} is not in the tree at seq {}", state.seq);
         };
-        use std::io::Write;
         std::io::stdout().write_all(content).context("cannot write to stdout")?;
         return Ok(ExitCode::SUCCESS);
     }
     let Some(dest) = &args.dest else { bail!("DEST is required") };
     restore::write_tree(&state.tree, Path::new(dest))?;
-    eprintln!("restored {} entries as of seq {} into {}", state.tree.len(), state.seq, dest.display());
-    Ok(ExitCode::SUCCESS)
+    for unknown in &state.left_out {
+        crate::log::to_stderr(
+            crate::log::Level::Warning,
+            &format!("monitord: {}", left_out_line(unknown, state.seq)),
+        );
+    }
+    if args.json {
+        let left_out: Vec<_> = state
+            .left_out
+            .iter()
+            .map(|l| {
+                let (reason, errno) = match l.reason {
+                    SkipReason::Unreadable { errno } => ("unreadable", Some(errno)),
+                    SkipReason::TooLarge { .. } => ("too_large", None),
+                };
+                json!({"path": json::bytes(&l.path), "reason": reason, "errno": errno, "since": l.since})
+            })
+            .collect();
+        let summary = json!({
+            "seq": state.seq,
+            "dest": json::bytes(dest.as_os_str().as_encoded_bytes()),
+            "entries": state.tree.len(),
+            "left_out": left_out,
+        });
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{summary}").context("cannot write to stdout")?;
+    } else {
+        eprintln!("restored {} entries as of seq {} into {}", state.tree.len(), state.seq, dest.display());
+    }
+    // A tree missing entries it should hold is not a successful restore.
+    Ok(super::reader_exit(!state.left_out.is_empty()))
+}
+
+/// The line that says why an entry was left out of the tree at `seq`.
+fn left_out_line(unknown: &restore::LeftOut, seq: u64) -> String {
+    format!(
+        "{}: left out: its content at seq {seq} is not known ({} since seq {})",
+        sanitize(&unknown.path),
+        unknown.reason,
+        unknown.since
+    )
 }
