@@ -108,6 +108,17 @@ pub enum Error {
         /// The epoch (its baseline's sequence number).
         epoch: u64,
     },
+    /// Records between the point and where its map is rebuilt from are
+    /// missing (a damaged stretch of the ring).
+    #[error("the map at seq {seq} cannot be rebuilt: records {from}..={to} are damaged or missing")]
+    Missing {
+        /// Asked for.
+        seq: u64,
+        /// The first record rebuilding needs.
+        from: u64,
+        /// The last.
+        to: u64,
+    },
     /// The anchor file could not be written.
     #[error("cannot write the newest map {path}")]
     Anchor {
@@ -535,6 +546,11 @@ pub fn map_at(records: &[(u64, Record)], seq: u64, anchor: Option<&Anchor>) -> R
             _ => None,
         })
     };
+    // Every record between where the map starts and `seq` must be held.
+    let held = |from: u64, to: u64| {
+        let count = records.iter().filter(|(s, _)| (from..=to).contains(s)).count() as u64;
+        if from <= to && count != to - from + 1 { Err(Error::Missing { seq, from, to }) } else { Ok(()) }
+    };
     let with_seq = |s: u64| {
         move |e| match e {
             Error::Replay { line, .. } => Error::Replay { seq: s, line },
@@ -545,19 +561,25 @@ pub fn map_at(records: &[(u64, Record)], seq: u64, anchor: Option<&Anchor>) -> R
         Body::Baseline(b) if *s == epoch => Some(b),
         _ => None,
     });
+    // From the baseline when every record up to `seq` is held; otherwise
+    // from the anchor (a damaged stretch may lie between the two).
+    let usable_anchor = anchor.filter(|a| a.epoch == epoch && a.seq + 1 >= oldest && a.seq <= newest);
     if let Some(baseline) = baseline {
-        let mut map = Map::from_lines(&baseline.maps);
-        for (s, delta) in deltas(epoch + 1..=seq) {
-            map.apply_forward(delta).map_err(with_seq(s))?;
+        let from_baseline = held(epoch, seq);
+        if from_baseline.is_ok() || usable_anchor.is_none() {
+            from_baseline?;
+            let mut map = Map::from_lines(&baseline.maps);
+            for (s, delta) in deltas(epoch + 1..=seq) {
+                map.apply_forward(delta).map_err(with_seq(s))?;
+            }
+            return Ok(map);
         }
-        return Ok(map);
     }
     // Every record between the anchor and `seq` must be held: a stale
     // anchor (a crash before its rewrite) must not yield a wrong map.
-    let anchor = anchor
-        .filter(|a| a.epoch == epoch && a.seq + 1 >= oldest && a.seq <= newest)
-        .ok_or(Error::BaselineDropped { seq, epoch })?;
+    let anchor = usable_anchor.ok_or(Error::BaselineDropped { seq, epoch })?;
     let mut map = anchor.map.clone();
+    held(seq.min(anchor.seq + 1), seq.max(anchor.seq))?;
     if seq >= anchor.seq {
         for (s, delta) in deltas(anchor.seq + 1..=seq) {
             map.apply_forward(delta).map_err(with_seq(s))?;

@@ -44,14 +44,15 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
             info.opens
         )?;
     }
+    let scan = snapshot.scan();
     let mut buf = Vec::new();
-    for frame in snapshot.frames() {
+    for frame in &scan.frames {
         buf.clear();
         write_record(frame.seq, frame.time_us, frame.payload, args.json, color, &mut buf)?;
         out.write_all(&buf).context("cannot write to stdout")?;
     }
     out.flush().context("cannot write to stdout")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(super::reader_exit(super::warn_damage(&args.ring, &scan.problems)))
 }
 
 /// One record, as JSON or human text.

@@ -20,10 +20,12 @@ use crate::store;
 /// When the ring cannot be read or stdout fails.
 pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
     let store_dir = store::resolve(args.store.as_deref())?;
-    let snapshot = Snapshot::read(&store_dir.join(store::RING_FILE))?;
+    let ring = store_dir.join(store::RING_FILE);
+    let snapshot = Snapshot::read(&ring)?;
+    let scan = snapshot.scan();
     let mut out = BufWriter::new(std::io::stdout().lock());
     let tz = jiff::tz::TimeZone::system();
-    for frame in snapshot.frames() {
+    for frame in &scan.frames {
         let record = Record::decode(frame.payload);
         let line = match (&record, args.json) {
             (Ok(record), true) => json_line(frame.seq, frame.time_us, record).to_string(),
@@ -36,7 +38,7 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "{line}").context("cannot write to stdout")?;
     }
     out.flush().context("cannot write to stdout")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(super::reader_exit(super::warn_damage(&ring, &scan.problems)))
 }
 
 /// Figures of one record: (files, lines added, lines removed, maps added,

@@ -33,14 +33,19 @@ pub fn run(args: &MapsArgs) -> anyhow::Result<ExitCode> {
         let _guard = lock.lock(LockMode::Shared)?;
         (maps::read_anchor(&store_dir), Snapshot::read(&ring)?)
     };
-    let records = snapshot
-        .frames()
+    let scan = snapshot.scan();
+    let records = scan
+        .frames
+        .iter()
         .map(|frame| {
             Record::decode(frame.payload)
                 .map(|record| (frame.seq, record))
                 .with_context(|| format!("record {} cannot be decoded", frame.seq))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // A map is rebuilt from the records around the point; damage elsewhere
+    // does not change it, damage in between is an error of map_at.
+    super::warn_damage(&ring, &scan.problems);
     let map = maps::map_at(&records, args.at, anchor.as_ref())?;
     if map.is_empty() {
         bail!("no memory map was recorded at seq {} (the monitor ran without --record maps)", args.at);

@@ -11,9 +11,11 @@ pub mod restore;
 pub mod show;
 pub mod verify;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
+use crate::journal::Damage;
 
 /// Exit codes (SPEC §3), in one place.
 pub mod exit {
@@ -50,4 +52,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         None => monitor::run(&cli.monitor),
     }
+}
+
+/// Say on stderr, one line each, which damaged stretches of `ring` a
+/// reader skipped; the reader goes on with the intact records after them.
+/// Returns whether there were any (the command's answer is then
+/// incomplete, and it exits 1 at the end).
+pub fn warn_damage(ring: &Path, damage: &[Damage]) -> bool {
+    for stretch in damage {
+        crate::log::to_stderr(
+            crate::log::Level::Warning,
+            &format!("monitord: {}: damaged at {stretch}; skipped, intact records follow", ring.display()),
+        );
+    }
+    !damage.is_empty()
+}
+
+/// The exit code of a reader that skipped damage (`incomplete`) or not.
+pub fn reader_exit(incomplete: bool) -> ExitCode {
+    if incomplete { ExitCode::from(exit::FAILED) } else { ExitCode::SUCCESS }
 }

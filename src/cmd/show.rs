@@ -31,6 +31,17 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
             let (a, b) = (parse_seq(a)?, parse_seq(b)?);
             let from = restore::state_at(&store_dir, At::Seq(a))?;
             let to = restore::state_at(&store_dir, At::Seq(b))?;
+            for state in [&from, &to] {
+                if let Some(unknown) = state.left_out.first() {
+                    bail!(
+                        "{}: its content at seq {} is not known ({} since seq {})",
+                        human::sanitize(&unknown.path),
+                        state.seq,
+                        unknown.reason,
+                        unknown.since
+                    );
+                }
+            }
             let changes = net_changes(&from.tree, &to.tree);
             let (added, removed) = human::line_counts(&changes);
             out.extend_from_slice(
@@ -40,9 +51,14 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
         }
         None => {
             let seq = parse_seq(&args.what)?;
-            let snapshot = Snapshot::read(&store_dir.join(store::RING_FILE))?;
+            let ring = store_dir.join(store::RING_FILE);
+            let snapshot = Snapshot::read(&ring)?;
             let info = snapshot.info();
-            let Some(frame) = snapshot.frames().find(|f| f.seq == seq) else {
+            let scan = snapshot.scan();
+            let Some(frame) = scan.frames.iter().find(|f| f.seq == seq) else {
+                if super::warn_damage(&ring, &scan.problems) {
+                    bail!("seq {seq} is not among the intact records of the ring");
+                }
                 bail!(
                     "seq {seq} is not in the ring (it holds {}..{})",
                     info.oldest_seq,

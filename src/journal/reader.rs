@@ -189,6 +189,9 @@ impl Snapshot {
                     frames.push(f.frame());
                     f.len
                 }
+                // Most of a ring not yet written is zeros: go straight to
+                // the next place a frame could start.
+                Err(FrameProblem::NoMarker) => to_next_marker(data, pos),
                 _ => FRAME_ALIGN_USIZE,
             };
             let step = step.min(budget);
@@ -198,12 +201,16 @@ impl Snapshot {
 
         let mut torn_tail = false;
         if !resumed.is_empty() || frames.len() > end.chain_len {
-            problems.push(Damage {
-                offset: file_off(end.stop_pos),
-                expected_seq: end.next_seq,
-                what: format!("chain breaks: {}", end.why),
-            });
-            problems.extend(resumed);
+            let mut rest = resumed.into_iter().peekable();
+            // A break whose records resume later is one stretch: one line.
+            let what = match rest.next_if(|r| r.expected_seq == end.next_seq) {
+                Some(resume) => {
+                    format!("chain breaks ({}): {} (offset {})", end.why, resume.what, resume.offset)
+                }
+                None => format!("chain breaks: {}", end.why),
+            };
+            problems.push(Damage { offset: file_off(end.stop_pos), expected_seq: end.next_seq, what });
+            problems.extend(rest);
         } else if end.next_seq < self.header.next_seq {
             problems.push(Damage {
                 offset: file_off(end.stop_pos),
@@ -223,6 +230,18 @@ impl Snapshot {
 }
 
 const FRAME_ALIGN_USIZE: usize = super::layout::FRAME_ALIGN as usize;
+
+/// Bytes from `pos` (frame-aligned) to the next frame-aligned offset of
+/// `data` that starts with the frame marker, or to the end of `data`.
+fn to_next_marker(data: &[u8], pos: usize) -> usize {
+    let marker = FRAME_MARKER.to_le_bytes();
+    let rest = data.get(pos..).unwrap_or_default();
+    rest.chunks_exact(FRAME_ALIGN_USIZE)
+        .skip(1)
+        .position(|chunk| chunk[..marker.len()] == marker)
+        .map_or(rest.len(), |i| (i + 1) * FRAME_ALIGN_USIZE)
+        .max(FRAME_ALIGN_USIZE)
+}
 
 /// The data area of a file image whose header was validated.
 fn data_area(bytes: &[u8]) -> &[u8] {
@@ -705,10 +724,16 @@ mod tests {
         assert_eq!(chain.last().map(|r| r.seq), Some(victim.seq - 1));
         let scan = snap.scan();
         assert!(!scan.torn_tail);
-        assert_eq!(scan.problems.len(), 2, "{:?}", scan.problems);
+        // One stretch, one problem: where it breaks, what is missing, where
+        // intact records resume.
+        assert_eq!(scan.problems.len(), 1, "{:?}", scan.problems);
         assert_eq!(scan.problems[0].expected_seq, victim.seq);
         assert_eq!(scan.problems[0].offset, HEADER_PAGE + *start as u64, "{}", scan.problems[0]);
-        assert!(scan.problems[1].what.contains("missing"), "{}", scan.problems[1]);
+        let what = &scan.problems[0].what;
+        assert!(
+            what.contains("chain breaks") && what.contains("missing") && what.contains("resume"),
+            "{what}"
+        );
         let seqs: Vec<u64> = scan.frames.iter().map(|f| f.seq).collect();
         let want: Vec<u64> = live.iter().map(|(r, _, _)| r.seq).filter(|&s| s != victim.seq).collect();
         assert_eq!(seqs, want);

@@ -141,7 +141,8 @@ impl Source for StoreSource {
         let snapshot = Snapshot::read(&self.dir.join(store::RING_FILE))?;
         let mut oldest = None;
         let mut entries = Vec::new();
-        for frame in snapshot.frames() {
+        // Intact records after a damaged stretch are shown too.
+        for frame in snapshot.scan().frames {
             oldest.get_or_insert(frame.seq);
             if after.is_some_and(|after| frame.seq <= after) {
                 continue;
@@ -266,7 +267,9 @@ impl<S: Source> Replay<S> {
             return false;
         }
         let next = &self.entries[self.cursor + 1];
-        let applied = next.record.epoch == self.epoch
+        // Records lost to damage between the two: rebuild instead.
+        let applied = next.seq == self.entries[self.cursor].seq + 1
+            && next.record.epoch == self.epoch
             && !matches!(next.record.body, Body::Baseline(_))
             && history::apply_forward(&mut self.tree, next.files()).is_ok();
         self.cursor += 1;
@@ -283,7 +286,8 @@ impl<S: Source> Replay<S> {
         }
         let here = &self.entries[self.cursor];
         let before = &self.entries[self.cursor - 1];
-        let applied = here.record.epoch == self.epoch
+        let applied = here.seq == before.seq + 1
+            && here.record.epoch == self.epoch
             && before.record.epoch == self.epoch
             && !matches!(here.record.body, Body::Baseline(_))
             && history::apply_reverse(&mut self.tree, here.files()).is_ok();
@@ -604,6 +608,23 @@ pub(crate) mod tests {
         assert_eq!(replay.current().seq, 1);
         assert_eq!(paths(&replay), ["a.txt", "src/b.rs"]);
         assert_eq!(replay.content_of(b"a.txt"), Some(&b"one\n"[..]));
+    }
+
+    #[test]
+    fn a_record_lost_to_damage_is_not_stepped_over() {
+        // Record 3 is gone: stepping from 2 to 4 must not leave 3's
+        // changes (src/c.rs, the rename) out of the tree.
+        let mut source = two_epochs();
+        source.entries.remove(2);
+        let mut replay = Replay::open(source.clone()).unwrap();
+        let mut fresh = source;
+        while replay.current().seq < 4 {
+            assert!(replay.step_forward());
+        }
+        assert_eq!(replay.tree(), &fresh.state_at(4).unwrap());
+        assert!(replay.step_back());
+        assert_eq!(replay.current().seq, 2);
+        assert_eq!(replay.tree(), &fresh.state_at(2).unwrap_or_default());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod cli;
 mod control;
 mod creds;
 mod daemon;
+mod damage;
 mod faults;
 mod files;
 mod follow;
