@@ -19,10 +19,10 @@ pub fn fanotify_works(tree: &std::path::Path) -> bool {
         .output()
         .unwrap();
     if !out.status.success() {
-        eprintln!(
-            "SKIPPED: the kernel refuses fanotify here: {}",
+        skip_or_fail(&format!(
+            "the kernel refuses fanotify here: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        );
+        ));
         return false;
     }
     let _ = ctl(store.path(), &["stop"]);

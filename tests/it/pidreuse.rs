@@ -25,7 +25,7 @@ fn can_steer_pids() -> bool {
     let current = match fs::read_to_string(NS_LAST_PID) {
         Ok(text) => text,
         Err(e) => {
-            eprintln!("SKIPPED: cannot read {NS_LAST_PID}: {e}");
+            skip_or_fail(&format!("cannot read {NS_LAST_PID}: {e}"));
             return false;
         }
     };
@@ -37,9 +37,9 @@ fn can_steer_pids() -> bool {
     {
         Ok(()) => true,
         Err(e) => {
-            eprintln!(
-                "SKIPPED: cannot write {NS_LAST_PID} (needs CAP_SYS_ADMIN over the PID namespace): {e}"
-            );
+            skip_or_fail(&format!(
+                "cannot write {NS_LAST_PID} (needs CAP_SYS_ADMIN over the PID namespace): {e}"
+            ));
             false
         }
     }

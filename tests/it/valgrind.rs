@@ -28,7 +28,7 @@ fn figure(log: &str, label: &str) -> Option<u64> {
 #[test]
 fn a_monitor_run_under_valgrind_leaks_nothing_and_makes_no_memory_error() {
     if Command::new("valgrind").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: valgrind is not on PATH");
+        skip_or_fail("valgrind is not on PATH");
         return;
     }
     let started = Instant::now();
