@@ -19,6 +19,7 @@ mod history;
 mod journal;
 mod maps;
 mod pidreuse;
+mod readme;
 mod replay;
 mod restore;
 mod run;
