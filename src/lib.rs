@@ -81,6 +81,7 @@ pub mod maps;
 pub mod mirror;
 pub mod monitor;
 pub mod notify;
+pub mod point;
 pub mod proc;
 pub mod render;
 pub mod replay;
