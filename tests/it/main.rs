@@ -14,6 +14,7 @@ mod damage;
 mod faults;
 mod files;
 mod follow;
+mod formats;
 mod fullness;
 mod history;
 mod journal;

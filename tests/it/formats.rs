@@ -1,0 +1,119 @@
+//! Stores written by earlier releases stay readable by every command: the
+//! store in `tests/fixtures/release-1/` was written by the first release,
+//! and what that release printed for it is checked in beside it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::harness::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// A writable copy of the fixture's store (readers take its lock).
+fn copy_store(name: &str) -> TempDir {
+    let copy = TempDir::new("monitord-old-store-");
+    let from = fixture(name).join("store");
+    for entry in walk(&from) {
+        let rel = entry.strip_prefix(&from).unwrap();
+        let to = copy.path().join(rel);
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(&entry, &to).unwrap();
+    }
+    // The directory that marks epoch 1 (git keeps no empty directory).
+    fs::create_dir_all(copy.path().join("mirror/1")).unwrap();
+    copy
+}
+
+/// Every file and symlink below `dir` (symlinks not followed).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(walk(&entry.path()));
+        } else {
+            out.push(entry.path());
+        }
+    }
+    out
+}
+
+/// Every field of `old` is in `new` with the same value (new fields may
+/// be added; none may change or go).
+fn assert_extends(old: &Value, new: &Value, at: &str) {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            for (key, value) in o {
+                let found = n.get(key).unwrap_or_else(|| panic!("{at}.{key} is gone: {new}"));
+                assert_extends(value, found, &format!("{at}.{key}"));
+            }
+        }
+        (Value::Array(o), Value::Array(n)) => {
+            assert_eq!(o.len(), n.len(), "{at}: {old} vs {new}");
+            for (i, (a, b)) in o.iter().zip(n).enumerate() {
+                assert_extends(a, b, &format!("{at}[{i}]"));
+            }
+        }
+        _ => assert_eq!(old, new, "{at}"),
+    }
+}
+
+/// Bytes in the fixture's notation: UTF-8 as is, anything else as
+/// `bytes:<base64>`.
+fn notation(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => format!("bytes:{}", base64::engine::general_purpose::STANDARD.encode(bytes)),
+    }
+}
+
+#[test]
+fn a_first_release_store_reads_as_that_release_read_it() {
+    let store = copy_store("release-1");
+    let s = store.path().to_str().unwrap();
+    let ran = monitord(&["verify", "--store", s]);
+    ran.expect_success();
+
+    let ring = store.path().join("ring.bin");
+    let ran = monitord(&["dump", "--json", ring.to_str().unwrap()]);
+    ran.expect_success();
+    let old = fs::read_to_string(fixture("release-1/dump.jsonl")).unwrap();
+    let new = ran.text();
+    assert_eq!(old.lines().count(), new.lines().count());
+    for (i, (o, n)) in old.lines().zip(new.lines()).enumerate() {
+        let (o, n): (Value, Value) = (serde_json::from_str(o).unwrap(), serde_json::from_str(n).unwrap());
+        assert_extends(&o, &n, &format!("record {i}"));
+    }
+
+    let trees: BTreeMap<String, BTreeMap<String, String>> =
+        serde_json::from_str(&fs::read_to_string(fixture("release-1/trees.json")).unwrap()).unwrap();
+    assert_eq!(trees.len(), 7);
+    for (seq, want) in &trees {
+        let dest = TempDir::new("monitord-old-restore-");
+        let out = dest.path().join("t");
+        monitord(&["restore", "--store", s, "--at", seq, out.to_str().unwrap()]).expect_success();
+        // Read names raw: the harness's snapshot is lossy for non-UTF-8 ones.
+        let mut got = BTreeMap::new();
+        for path in walk(&out) {
+            let rel = path.strip_prefix(&out).unwrap().as_os_str().as_encoded_bytes();
+            let content = match fs::read_link(&path) {
+                Ok(target) => format!("-> {}", target.display()).into_bytes(),
+                Err(_) => fs::read(&path).unwrap(),
+            };
+            got.insert(notation(rel), notation(&content));
+        }
+        assert_eq!(&got, want, "restore --at {seq}");
+    }
+
+    for seq in [1, 7] {
+        let ran = monitord(&["maps", "--store", s, "--at", &seq.to_string()]);
+        ran.expect_success();
+        assert_eq!(ran.text(), fs::read_to_string(fixture(&format!("release-1/maps-{seq}.txt"))).unwrap());
+    }
+}
