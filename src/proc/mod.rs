@@ -8,6 +8,7 @@
 //! `ESRCH` instead (proc(5)).
 
 pub mod forks;
+pub mod maps;
 pub mod probe;
 pub mod stats;
 
