@@ -83,6 +83,7 @@ pub mod mirror;
 pub mod monitor;
 pub mod notify;
 pub mod proc;
+pub mod relpath;
 pub mod render;
 pub mod replay;
 pub mod restore;
