@@ -67,6 +67,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod control;
 pub mod credentials;

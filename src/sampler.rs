@@ -16,8 +16,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use crate::clock::now_us;
 use crate::credentials::Opener;
 use crate::diff::{self, Patch};
 use crate::event::{self, Backend, Dirty, Source};
@@ -225,11 +226,6 @@ impl Tree {
         };
         Ok(Tree { root, id, cwd, skip, events, opener })
     }
-}
-
-/// Microseconds since the Unix epoch, now.
-pub fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 impl Sampler {
