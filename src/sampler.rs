@@ -29,8 +29,8 @@ use crate::journal::record::{
 };
 use crate::journal::{self, Ring, RingInfo};
 use crate::mirror::{self, Mirror};
-use crate::proc::Target;
 use crate::proc::probe::{Probe, Recording};
+use crate::proc::{Target, child};
 use crate::store::{self, LockFile, LockMode};
 use crate::tree::{self, Excludes, Observed};
 
@@ -633,7 +633,7 @@ impl Sampler {
                 // written is written again with the same status.
                 let exit = match &self.exit {
                     Some(exit) => exit.clone(),
-                    None if self.reap => crate::launch::reap(watch.target.pid(), true).unwrap_or_default(),
+                    None if self.reap => child::reap(watch.target.pid(), true).unwrap_or_default(),
                     None => Default::default(),
                 };
                 self.exit = Some(exit.clone());
