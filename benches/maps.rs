@@ -32,8 +32,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use monitord::maps::{self, MapsProbe};
+use monitord::maps;
 use monitord::proc::Target;
+use monitord::proc::maps::MapsProbe;
 use monitord::proc::probe::{Probe, Recording};
 
 const HELPER: &str = r#"

@@ -31,11 +31,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use monitord::clock;
 use monitord::diff::Patch;
 use monitord::journal::Ring;
 use monitord::journal::record::{Body, Change, FORMAT_VERSION, FileChange, Node, Record, Sample};
 use monitord::proc::Target;
-use monitord::sampler::{self, Committed, Sampler, Settings};
+use monitord::sampler::{Committed, Sampler, Settings};
 use monitord::store;
 use monitord::tree::Excludes;
 
@@ -561,7 +562,7 @@ fn fill_dump_ring(path: &Path) -> u64 {
         pool.push(Patch::compute(old.as_bytes(), new.as_bytes(), deadline));
     }
     let mut ring = Ring::open_or_create(path, DUMP_RING_SIZE).expect("create dump ring");
-    let mut time_us = sampler::now_us();
+    let mut time_us = clock::now_us();
     while ring.info().dropped_records == 0 {
         let files = (0..K)
             .map(|_| FileChange {

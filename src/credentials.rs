@@ -117,7 +117,7 @@ fn open_at(dir: RawFd, name: &[u8]) -> Result<OwnedFd, Errno> {
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
     // SAFETY: the caller keeps `dir` open for the duration of the call.
     let dir = unsafe { BorrowedFd::borrow_raw(dir) };
-    nix::fcntl::openat(dir, crate::tree::as_path(name), flags, nix::sys::stat::Mode::empty())
+    nix::fcntl::openat(dir, crate::relpath::as_path(name), flags, nix::sys::stat::Mode::empty())
 }
 
 /// Give the calling thread `creds` as its filesystem identity.

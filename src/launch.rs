@@ -1,6 +1,7 @@
 //! `monitord -- COMMAND`: start a command held at the door, so the
 //! baseline is taken before its first instruction, then let it run, and
-//! collect how it ended (`wait4`: status and resource use).
+//! collect how it ended (`wait4`: status and resource use, by
+//! [`crate::proc::child::reap`]).
 //!
 //! ```text
 //! monitord ── fork ──▶ child: (stdio) read 1 byte from the go pipe ── execvpe
@@ -24,7 +25,7 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
 use nix::unistd::{ForkResult, fork};
 
-use crate::journal::record::{Exit, Rusage};
+use crate::journal::record::Exit;
 
 /// Errors starting the command.
 #[derive(Debug, thiserror::Error)]
@@ -146,45 +147,6 @@ fn redirect(log: i32) {
         libc::dup2(log, 1);
         libc::dup2(log, 2);
     }
-}
-
-/// Reap `pid` (our child) and say how it ended; `None` when it is not our
-/// child or (with `block` false) has not exited yet.
-pub fn reap(pid: i32, block: bool) -> Option<Exit> {
-    let flags = if block { 0 } else { libc::WNOHANG };
-    let mut status = 0;
-    // SAFETY: rusage is plain data; all-zero is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: wait4 with pointers to live locals.
-        let rc = unsafe { libc::wait4(pid, &raw mut status, flags, &raw mut usage) };
-        if rc == pid {
-            break;
-        }
-        if rc < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
-            continue;
-        }
-        return None;
-    }
-    let ms = |tv: libc::timeval| (tv.tv_sec as u64) * 1000 + (tv.tv_usec as u64) / 1000;
-    let count = |v: libc::c_long| u64::try_from(v).unwrap_or(0);
-    let rusage = Rusage {
-        utime_ms: ms(usage.ru_utime),
-        stime_ms: ms(usage.ru_stime),
-        maxrss_kib: count(usage.ru_maxrss),
-        inblock: count(usage.ru_inblock),
-        oublock: count(usage.ru_oublock),
-        nvcsw: count(usage.ru_nvcsw),
-        nivcsw: count(usage.ru_nivcsw),
-    };
-    let (code, signal) = if libc::WIFEXITED(status) {
-        (Some(libc::WEXITSTATUS(status)), None)
-    } else if libc::WIFSIGNALED(status) {
-        (None, Some(libc::WTERMSIG(status)))
-    } else {
-        (None, None)
-    };
-    Some(Exit { code, signal, rusage: Some(rusage) })
 }
 
 /// The exit status a shell would report for `exit`: the code, or 128 + N

@@ -21,9 +21,10 @@
 //!   the mirror ([`mirror`]); it is the only writer of both.
 //! - Control lines are parsed by [`control`] and answered by [`monitor`].
 //! - Each baseline and sample also asks one [`proc::probe::Probe`] for the
-//!   memory map ([`maps`]: full at a baseline, added/removed lines at a
-//!   sample) and the statistics ([`proc::stats`]), read through the pinned
-//!   `/proc/<pid>` directory.
+//!   memory map ([`proc::maps`] reads it: full at a baseline, added/removed
+//!   lines at a sample; [`maps`] parses, diffs and rebuilds it) and the
+//!   statistics ([`proc::stats`]), read through the pinned `/proc/<pid>`
+//!   directory.
 //! - The writes and reads a monitor must survive a failure of carry named
 //!   fault injection points ([`failpoint`]), compiled in for the tests only.
 //! - Readers ([`restore`], [`verify`], [`replay`]) copy the ring with plain
@@ -66,6 +67,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod control;
 pub mod credentials;
@@ -83,6 +85,7 @@ pub mod monitor;
 pub mod notify;
 pub mod point;
 pub mod proc;
+pub mod relpath;
 pub mod render;
 pub mod replay;
 pub mod restore;

@@ -108,7 +108,7 @@ impl Log {
     /// Append `text`, each of its lines prefixed with the time. Write
     /// errors are ignored: there is nowhere else to report them.
     pub fn write(&mut self, text: &str) {
-        let stamp = crate::render::rfc3339_us(crate::sampler::now_us());
+        let stamp = crate::render::rfc3339_us(crate::clock::now_us());
         let mut out = String::with_capacity(text.len() + 40);
         for line in text.lines() {
             out.push_str(&stamp);

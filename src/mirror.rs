@@ -34,8 +34,8 @@ mod pack;
 
 use crate::history::TreeState;
 use crate::journal::record::Node;
+use crate::relpath::{as_path, is_safe_relative};
 use crate::store;
-use crate::tree::{as_path, is_safe_relative};
 
 /// Errors of the mirror.
 #[derive(Debug, thiserror::Error)]
@@ -273,7 +273,7 @@ fn load_directory(dir: &Path, all: &mut TreeState) -> Result<(), Error> {
         for entry in fs::read_dir(&dir).map_err(io_err("read", &dir))? {
             let entry = entry.map_err(io_err("read", &dir))?;
             let name = entry.file_name().into_encoded_bytes();
-            let child_rel = crate::tree::join(&rel, &name);
+            let child_rel = crate::relpath::join(&rel, &name);
             let kind = entry.file_type().map_err(io_err("stat", &dir))?;
             if kind.is_dir() {
                 stack.push((entry.path(), child_rel));

@@ -16,8 +16,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use crate::clock::now_us;
 use crate::credentials::Opener;
 use crate::diff::{self, Patch};
 use crate::event::{self, Backend, Dirty, Source};
@@ -28,8 +29,8 @@ use crate::journal::record::{
 };
 use crate::journal::{self, Ring, RingInfo};
 use crate::mirror::{self, Mirror};
-use crate::proc::Target;
 use crate::proc::probe::{Probe, Recording};
+use crate::proc::{Target, child};
 use crate::store::{self, LockFile, LockMode};
 use crate::tree::{self, Excludes, Observed};
 
@@ -225,11 +226,6 @@ impl Tree {
         };
         Ok(Tree { root, id, cwd, skip, events, opener })
     }
-}
-
-/// Microseconds since the Unix epoch, now.
-pub fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 impl Sampler {
@@ -637,7 +633,7 @@ impl Sampler {
                 // written is written again with the same status.
                 let exit = match &self.exit {
                     Some(exit) => exit.clone(),
-                    None if self.reap => crate::launch::reap(watch.target.pid(), true).unwrap_or_default(),
+                    None if self.reap => child::reap(watch.target.pid(), true).unwrap_or_default(),
                     None => Default::default(),
                 };
                 self.exit = Some(exit.clone());

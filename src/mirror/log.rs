@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use super::{Error, io_err};
 use crate::history::{Entry, TreeState};
 use crate::journal::record::Node;
-use crate::tree::is_safe_relative;
+use crate::relpath::is_safe_relative;
 
 const MAGIC: &[u8; 4] = b"MDLG";
 const HEAD: usize = 4 + 1 + 4 + 8 + 8;

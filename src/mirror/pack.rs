@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use super::{Error, io_err};
 use crate::history::TreeState;
 use crate::journal::record::Node;
-use crate::tree::is_safe_relative;
+use crate::relpath::is_safe_relative;
 
 const MAGIC: &[u8; 8] = b"MDPACK\0\x02";
 /// The first version: no content hashes in the index.

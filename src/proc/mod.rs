@@ -7,7 +7,9 @@
 //! the PID over: once the original exits, reads through the old fd fail with
 //! `ESRCH` instead (proc(5)).
 
+pub mod child;
 pub mod forks;
+pub mod maps;
 pub mod probe;
 pub mod stats;
 

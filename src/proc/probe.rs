@@ -1,5 +1,5 @@
 //! What the sampler reads from `/proc/<pid>` besides the tree, as chosen
-//! by `--record`: the memory map ([`crate::maps`]) and the statistics
+//! by `--record`: the memory map ([`super::maps`]) and the statistics
 //! ([`super::stats`]). The sampler holds one [`Probe`] and calls it where
 //! it builds a baseline or a sample.
 //!
@@ -12,8 +12,8 @@
 use std::path::Path;
 
 use crate::journal::record::{MapsDelta, Stats};
-use crate::maps::MapsProbe;
 use crate::proc::Target;
+use crate::proc::maps::MapsProbe;
 use crate::proc::stats::StatsProbe;
 
 /// What a monitor records (`--record files,maps,stats`).
