@@ -204,14 +204,60 @@ pub struct DumpArgs {
 
 /// `monitord log`.
 #[derive(Debug, Args)]
+#[command(after_long_help = LOG_HELP)]
 pub struct LogArgs {
     /// The store [default: the most recently written store in the default location].
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// JSON Lines: seq, time, kind, pid, files, lines_added, lines_removed,
-    /// maps_added, maps_removed, rss_kib.
+    /// maps_added, maps_removed, rss_kib, changes; a run of samples that
+    /// changed nothing is {"kind": "idle", "from", "to", "samples"}.
     #[arg(long)]
     pub json: bool,
+    /// Print each record's diffs under its line, like git log -p.
+    #[arg(short = 'p', long = "patch")]
+    pub patch: bool,
+    /// List every sample, also each one that changed nothing.
+    #[arg(long)]
+    pub all: bool,
+    /// Start at this point (a seq, a time, -10min, "10 min ago", @MARK; see POINTS).
+    #[arg(long, value_name = "POINT", value_parser = parse_point)]
+    pub since: Option<crate::point::Point>,
+    /// End at this point.
+    #[arg(long, value_name = "POINT", value_parser = parse_point)]
+    pub until: Option<crate::point::Point>,
+    /// Only changes that alter how many lines contain STRING (git's -S).
+    #[arg(short = 'S', value_name = "STRING", conflicts_with = "regex")]
+    pub pickaxe: Option<String>,
+    /// Only changes that add or remove a line matching REGEX (git's -G).
+    #[arg(short = 'G', value_name = "REGEX", value_parser = parse_regex)]
+    pub regex: Option<regex::bytes::Regex>,
+    /// Only records that touch these paths (a directory: what is below it;
+    /// a file is followed back across its renames).
+    #[arg(last = true, value_name = "PATH")]
+    pub paths: Vec<std::ffi::OsString>,
+}
+
+const LOG_HELP: &str = "\
+Points (--since, --until, and wherever a point is taken):
+  42, #42                         a sequence number
+  2026-11-27T05:01:23.839012Z     a time as dump --json prints it (exact)
+  '2026-11-27 05:01:23', 05:01    local time (a bare time is today)
+  -10min, '10 min ago', 2h ago    relative to now
+  yesterday, today, now           midnight yesterday, midnight today, now
+  @NAME                           the record written by mark NAME
+
+A time in --since keeps the records at or after it, in --until those at or
+before it; a seq or a mark must name a record the ring holds.";
+
+/// A point, for clap.
+fn parse_point(text: &str) -> Result<crate::point::Point, String> {
+    crate::point::parse_now(text).map_err(|e| e.to_string())
+}
+
+/// A regex, for clap (its error quoted).
+fn parse_regex(text: &str) -> Result<regex::bytes::Regex, String> {
+    regex::bytes::Regex::new(text).map_err(|e| e.to_string())
 }
 
 /// `monitord show`.

@@ -85,6 +85,7 @@ pub mod monitor;
 pub mod notify;
 pub mod point;
 pub mod proc;
+pub mod query;
 pub mod relpath;
 pub mod render;
 pub mod replay;

@@ -1,48 +1,153 @@
-//! `monitord log [--store DIR] [--json]`: one line per record, newest
+//! `monitord log`: one line per record that changed something, newest
 //! last: seq, local time, kind, files changed with +/- lines, map changes
-//! and RSS. Reads a copy of the ring, so it works while the monitor writes.
+//! and RSS; a run of samples that changed nothing is one line. Filters
+//! (`--since`/`--until`, `-- PATH…`, `-S`, `-G`) and `-p` as git log has
+//! them. Reads a copy of the ring, so it works while the monitor writes.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::json;
 
 use crate::cli::LogArgs;
-use crate::journal::Snapshot;
 use crate::journal::record::{Body, Record};
+use crate::journal::{Frame, Snapshot};
+use crate::point::{self, Held, Point};
+use crate::query::{self, Kept, Paths, Pickaxe};
 use crate::render::{self, human};
 use crate::store;
 
-/// Print the log.
+/// Print the log of the store's ring.
 ///
 /// # Errors
-/// When the ring cannot be read or stdout fails.
+/// When the ring cannot be read, a point names no record, or stdout fails.
 pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
     let store_dir = store::resolve(args.store.as_deref())?;
     let ring = store_dir.join(store::RING_FILE);
     let snapshot = Snapshot::read(&ring)?;
     let scan = snapshot.scan();
-    let mut out = BufWriter::new(std::io::stdout().lock());
+    let range = range(&scan.frames, args.since.as_ref(), args.until.as_ref())?;
+    let frames = &scan.frames[range];
+    let decoded: Vec<_> = frames.iter().map(|f| Record::decode(f.payload)).collect();
+    let paths = Paths::new(args.paths.iter().map(|p| p.as_encoded_bytes().to_vec()));
+    let pickaxe = match (&args.pickaxe, &args.regex) {
+        (Some(text), _) => Some(Pickaxe::Occurrences(text.as_bytes().to_vec())),
+        (None, Some(regex)) => Some(Pickaxe::Lines(regex.clone())),
+        (None, None) => None,
+    };
+    let filtered = !paths.is_empty() || pickaxe.is_some();
+    let records: Vec<(u64, &Record)> =
+        frames.iter().zip(&decoded).filter_map(|(f, r)| r.as_ref().ok().map(|r| (f.seq, r))).collect();
+    let mut chosen = query::select(&records, &paths, pickaxe.as_ref()).into_iter();
+
+    let stdout = std::io::stdout();
+    let color = !args.json && args.patch && stdout.is_terminal();
+    let mut out = BufWriter::new(stdout.lock());
     let tz = jiff::tz::TimeZone::system();
-    for frame in &scan.frames {
-        let record = Record::decode(frame.payload);
-        let line = match (&record, args.json) {
-            (Ok(record), true) => json_line(frame.seq, frame.time_us, record).to_string(),
-            (Ok(record), false) => text_line(frame.seq, frame.time_us, record, &tz),
-            (Err(e), true) => {
-                json!({"seq": frame.seq, "kind": "undecodable", "error": e.to_string()}).to_string()
+    // A run of idle samples waiting to be printed: (first, last, count).
+    let mut idle: Option<(u64, u64, u64)> = None;
+    for (frame, record) in frames.iter().zip(&decoded) {
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                flush_idle(&mut idle, args.json, &mut out)?;
+                let line = if args.json {
+                    json!({"seq": frame.seq, "kind": "undecodable", "error": e.to_string()}).to_string()
+                } else {
+                    format!("{:>6}  undecodable record: {e}", frame.seq)
+                };
+                writeln!(out, "{line}").context("cannot write to stdout")?;
+                continue;
             }
-            (Err(e), false) => format!("{:>6}  undecodable record: {e}", frame.seq),
+        };
+        let Some(kept) = chosen.next().flatten() else { continue };
+        if !filtered && !args.all && query::is_idle(record) {
+            idle = Some(match idle {
+                Some((first, _, n)) => (first, frame.seq, n + 1),
+                None => (frame.seq, frame.seq, 1),
+            });
+            continue;
+        }
+        flush_idle(&mut idle, args.json, &mut out)?;
+        let line = if args.json {
+            json_line(frame.seq, frame.time_us, record).to_string()
+        } else {
+            text_line(frame.seq, frame.time_us, record, &tz)
         };
         writeln!(out, "{line}").context("cannot write to stdout")?;
+        if args.patch && !args.json {
+            let mut buf = Vec::new();
+            patch(record, &kept, color, &mut buf);
+            out.write_all(&buf).context("cannot write to stdout")?;
+        }
     }
+    flush_idle(&mut idle, args.json, &mut out)?;
     out.flush().context("cannot write to stdout")?;
     Ok(super::reader_exit(super::warn_damage(&ring, &scan.problems)))
 }
 
-/// Figures of one record: (files, lines added, lines removed, maps added,
-/// maps removed, RSS in KiB).
+/// The frames between `since` and `until`, as a range of indexes.
+fn range(
+    frames: &[Frame<'_>],
+    since: Option<&Point>,
+    until: Option<&Point>,
+) -> anyhow::Result<std::ops::Range<usize>> {
+    let held: Vec<Held> = frames.iter().map(|f| Held { seq: f.seq, time_us: f.time_us }).collect();
+    let now = jiff::Timestamp::now();
+    let marks = |_: &str| None;
+    let at_or_after =
+        |ts: &jiff::Timestamp| held.partition_point(|h| (h.time_us as i64) < ts.as_microsecond());
+    let at_or_before =
+        |ts: &jiff::Timestamp| held.partition_point(|h| (h.time_us as i64) <= ts.as_microsecond());
+    let index = |seq: u64| held.partition_point(|h| h.seq < seq);
+    let future = |p: &Point| match p {
+        Point::Time(ts) => *ts > now && held.last().is_none_or(|h| ts.as_microsecond() > h.time_us as i64),
+        _ => false,
+    };
+    let start = match since {
+        None => 0,
+        Some(p) if future(p) => point::resolve(p, &held, now, marks).map(index)?,
+        // A time range keeps what lies in it, whatever the ring holds.
+        Some(Point::Time(ts)) => at_or_after(ts),
+        Some(p) => point::resolve(p, &held, now, marks).map(index)?,
+    };
+    let end = match until {
+        None => held.len(),
+        Some(Point::Time(ts)) if !future(&Point::Time(*ts)) => at_or_before(ts),
+        Some(p) => point::resolve(p, &held, now, marks).map(|seq| index(seq) + 1)?,
+    };
+    Ok(start..end.max(start))
+}
+
+/// Print the pending run of idle samples: one line for a run, the usual
+/// line's shape for a single one.
+fn flush_idle(idle: &mut Option<(u64, u64, u64)>, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let Some((first, last, n)) = idle.take() else { return Ok(()) };
+    let line = if as_json {
+        json!({"kind": "idle", "from": first, "to": last, "samples": n}).to_string()
+    } else if n == 1 {
+        format!("{first:>6}  1 sample, no change")
+    } else {
+        format!("{:>6}  {n} samples, no change", format!("{first}..{last}"))
+    };
+    writeln!(out, "{line}").context("cannot write to stdout")
+}
+
+/// A record's diffs, only the kept changes when a filter chose them.
+fn patch(record: &Record, kept: &Kept, color: bool, out: &mut Vec<u8>) {
+    if let Body::Sample(sample) = &record.body {
+        let changes: Vec<_> = match kept {
+            Kept::All => sample.files.clone(),
+            Kept::Changes(indexes) => indexes.iter().filter_map(|&i| sample.files.get(i).cloned()).collect(),
+        };
+        human::render_changes(&changes, color, false, out);
+        if matches!(kept, Kept::All) {
+            human::render_maps(&sample.maps, color, out);
+        }
+    }
+}
+
 fn figures(record: &Record) -> (usize, usize, usize, usize, usize, Option<u64>) {
     match &record.body {
         Body::Sample(s) => {
@@ -107,5 +212,6 @@ fn json_line(seq: u64, time_us: u64, record: &Record) -> serde_json::Value {
         "maps_added": maps_added,
         "maps_removed": maps_removed,
         "rss_kib": rss,
+        "changes": {"files": files, "lines_added": added, "lines_removed": removed},
     })
 }

@@ -125,3 +125,93 @@ fn verify_finds_and_names_each_kind_of_damage() {
     assert_eq!(code, 1);
     assert!(out.contains("magic"), "{out}");
 }
+
+/// A store of a real run: a.txt edited, renamed to docs/b.txt, edited
+/// again; src/x.rs edited; idle samples in between.
+fn story(tree: &Path, store: &Path) -> Vec<serde_json::Value> {
+    std::fs::write(tree.join("a.txt"), "one\n").unwrap();
+    std::fs::create_dir(tree.join("src")).unwrap();
+    std::fs::write(tree.join("src/x.rs"), "fn x() {}\n").unwrap();
+    let target = Target::start(tree);
+    let mut m = Monitord::start(&target, store, &["--record", "files,stats"]);
+    std::fs::write(tree.join("a.txt"), "one\nTODO two\n").unwrap();
+    m.sample();
+    m.sample();
+    m.sample();
+    std::fs::create_dir(tree.join("docs")).unwrap();
+    std::fs::rename(tree.join("a.txt"), tree.join("docs/b.txt")).unwrap();
+    m.sample();
+    std::fs::write(tree.join("docs/b.txt"), "one\ntwo done\n").unwrap();
+    std::fs::write(tree.join("src/x.rs"), "fn x() { todo!() }\n").unwrap();
+    m.sample();
+    m.sample();
+    m.stop();
+    dump_json(store)
+}
+
+fn log_seqs(out: &str) -> Vec<String> {
+    // A record's line starts with its seq (right-aligned); diff lines under
+    // it start with a sign or a space followed by text.
+    out.lines()
+        .filter_map(|l| l.split_whitespace().next().filter(|w| w.starts_with(|c: char| c.is_ascii_digit())))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn log_collapses_idle_runs_follows_paths_and_digs_with_the_pickaxe() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let records = story(tree.path(), store.path());
+    let s = store.path().to_str().unwrap();
+    let seq = |i: usize| records[i]["seq"].as_u64().unwrap().to_string();
+    // 1 baseline, 2 edit, 3-4 idle, 5 rename, 6 edits, 7.. idle.
+    assert_eq!(records.len(), 8, "{records:#?}");
+
+    let out = monitord(&["log", "--store", s]).expect_success().text();
+    assert_eq!(log_seqs(&out), ["1", "2", "3..4", "5", "6", "7..8"], "{out}");
+    assert!(out.contains("2 samples, no change"), "{out}");
+    let out = monitord(&["log", "--all", "--store", s]).expect_success().text();
+    assert_eq!(log_seqs(&out).len(), 8, "{out}");
+    let out = monitord(&["log", "--json", "--store", s]).expect_success().text();
+    let idle: serde_json::Value = serde_json::from_str(out.lines().nth(2).unwrap()).unwrap();
+    assert_eq!(idle, serde_json::json!({"kind": "idle", "from": 3, "to": 4, "samples": 2}));
+    let second: serde_json::Value = serde_json::from_str(out.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(second["changes"], serde_json::json!({"files": 1, "lines_added": 1, "lines_removed": 0}));
+
+    // A file followed back across its rename to the baseline.
+    let out = monitord(&["log", "--store", s, "--", "docs/b.txt"]).expect_success().text();
+    assert_eq!(log_seqs(&out), ["1", "2", "5", "6"], "{out}");
+    let out = monitord(&["log", "-p", "--store", s, "--", "src"]).expect_success().text();
+    assert_eq!(log_seqs(&out), ["1", "6"], "{out}");
+    assert!(out.contains("+fn x() { todo!() }") && !out.contains("two done"), "only the path's diff: {out}");
+
+    // The pickaxe, as git has it.
+    let out = monitord(&["log", "--store", s, "-S", "TODO"]).expect_success().text();
+    assert_eq!(log_seqs(&out), ["2", "6"], "{out}");
+    let out = monitord(&["log", "--store", s, "-G", "^fn x"]).expect_success().text();
+    assert_eq!(log_seqs(&out), ["6"], "{out}");
+
+    // Points.
+    let out = monitord(&["log", "--store", s, "--since", "5", "--until", "#6"]).expect_success().text();
+    assert_eq!(log_seqs(&out), ["5", "6"], "{out}");
+    let time = records[4]["time"].as_str().unwrap();
+    let out = monitord(&["log", "--store", s, "--since", time]).expect_success().text();
+    assert_eq!(log_seqs(&out), ["5", "6", "7..8"], "{out}");
+    let out =
+        monitord(&["log", "--store", s, "--since", "10 min ago", "--until", "now"]).expect_success().text();
+    assert_eq!(log_seqs(&out).len(), 6, "{out}");
+    assert_eq!(seq(4), "5");
+
+    // Bad input: usage errors exit 2, points that name nothing exit 1.
+    let ran = monitord(&["log", "--store", s, "-G", "(unclosed"]);
+    ran.expect_code(2);
+    assert!(ran.stderr.contains("unclosed"), "the regex error is quoted: {}", ran.stderr);
+    monitord(&["log", "--store", s, "--since", "soonish"]).expect_code(2);
+    let ran = monitord(&["log", "--store", s, "--since", "99"]);
+    ran.expect_code(1);
+    assert!(ran.stderr.contains("after the newest record") && ran.stderr.contains("seq 8"), "{}", ran.stderr);
+    let ran = monitord(&["log", "--store", s, "--until", "2099-01-01T00:00:00Z"]);
+    ran.expect_code(1);
+    monitord(&["log", "--store", s, "-S", "a", "-G", "b"]).expect_code(2);
+}
