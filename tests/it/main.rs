@@ -16,6 +16,7 @@ mod follow;
 mod fullness;
 mod history;
 mod journal;
+mod links;
 mod maps;
 mod pidreuse;
 mod replay;
