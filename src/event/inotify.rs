@@ -24,6 +24,14 @@
 //!   suspected, and once the queue is read dry each suspect is kept if its
 //!   path still leads to its directory (same device and inode) and
 //!   dropped otherwise (moved out of the tree);
+//! - a write through a hard link outside the tree raises no event on the
+//!   tree's directories: a file with names outside the tree gets a watch
+//!   of its own (`IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE`), asked for by
+//!   the sampler ([`Source::watch_files`]) and dropped when the file goes
+//!   or its outside names do; its events name the inode
+//!   ([`Dirty::Inode`]), which the sampler turns into its names. A link
+//!   made from outside to a file that had one name raises no event in the
+//!   tree at all: the file is watched from its next change seen there;
 //! - the sample barrier: events for writes that returned before a sample
 //!   began are already in the kernel queue, so [`Source::sync`] makes the
 //!   thread read the queue dry before the sampler drains.
@@ -33,10 +41,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
 use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify as Kernel, WatchDescriptor};
+use nix::sys::stat::{Mode, SFlag, fstat};
 
 use super::thread::{self, Queue, Reader, Threaded};
-use super::{Dirty, Error, Event, Source};
+use super::{Dirty, Error, Event, Linked, Source};
 use crate::render::human::sanitize;
 use crate::tree::{self, Excludes};
 
@@ -53,6 +63,11 @@ struct Worker {
     /// Directory watches whose path may be stale (it, or a directory above
     /// it, moved away or was deleted): checked once the queue is read dry.
     suspects: HashSet<WatchDescriptor>,
+    /// Watches on files that have names outside the tree, and the inode
+    /// each watches.
+    files: HashMap<WatchDescriptor, (u64, u64)>,
+    /// The same, by inode.
+    file_wds: HashMap<(u64, u64), WatchDescriptor>,
 }
 
 /// A watched directory: its path below the root and its identity
@@ -74,6 +89,11 @@ const MASK: AddWatchFlags = AddWatchFlags::IN_MODIFY
     .union(AddWatchFlags::IN_ONLYDIR)
     .union(AddWatchFlags::from_bits_retain(libc::IN_EXCL_UNLINK));
 
+/// The watch on a file with names outside the tree: its writes, and its
+/// link count changing (`IN_ATTRIB`).
+const FILE_MASK: AddWatchFlags =
+    AddWatchFlags::IN_MODIFY.union(AddWatchFlags::IN_ATTRIB).union(AddWatchFlags::IN_CLOSE_WRITE);
+
 impl Inotify {
     /// Watch every directory below `root` (a directory fd, duplicated
     /// here) and start the event thread. Watches are in place when this
@@ -91,8 +111,16 @@ impl Inotify {
         let kernel = Kernel::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(Error::Init)?;
         let (queue, events) = thread::queue(capacity);
         let root = root.try_clone().map_err(Error::Thread)?;
-        let mut worker =
-            Worker { kernel, root, excludes, skip, dirs: HashMap::new(), suspects: HashSet::new() };
+        let mut worker = Worker {
+            kernel,
+            root,
+            excludes,
+            skip,
+            dirs: HashMap::new(),
+            suspects: HashSet::new(),
+            files: HashMap::new(),
+            file_wds: HashMap::new(),
+        };
         worker.watch_tree(b"", &queue, true);
         Ok(Box::new(Threaded::spawn("monitord-events", worker, queue, events)?))
     }
@@ -142,6 +170,41 @@ impl Reader for Worker {
             done.push(dir);
         }
     }
+
+    /// Watch exactly the files in `files` (each by one of its names in the
+    /// tree). A new watch is followed by a dirty inode: whatever was
+    /// written between the sampler's read and the watch is read then.
+    fn watch_files(&mut self, files: &[Linked], queue: &Queue) {
+        let wanted: HashSet<(u64, u64)> = files.iter().map(|f| (f.dev, f.ino)).collect();
+        let gone: Vec<((u64, u64), WatchDescriptor)> =
+            self.file_wds.iter().filter(|(id, _)| !wanted.contains(id)).map(|(id, wd)| (*id, *wd)).collect();
+        for (id, wd) in gone {
+            let _ = self.kernel.rm_watch(wd);
+            self.files.remove(&wd);
+            self.file_wds.remove(&id);
+        }
+        for file in files {
+            let id = (file.dev, file.ino);
+            if self.file_wds.contains_key(&id) {
+                continue;
+            }
+            match self.watch_file(&file.path, id) {
+                Ok(Some(wd)) => {
+                    self.files.insert(wd, id);
+                    self.file_wds.insert(id, wd);
+                    queue.push(Event { dirty: Dirty::Inode(id.0, id.1), pid: None, by_target: false });
+                }
+                // Gone or replaced since the sampler saw it: the event
+                // that did it tells the sampler, which asks again.
+                Ok(None) => {}
+                Err(errno) => queue.shared.fault(format!(
+                    "cannot watch file {}: {}; writes through its names outside the tree are missed",
+                    sanitize(&file.path),
+                    std::io::Error::from(errno)
+                )),
+            }
+        }
+    }
 }
 
 impl Worker {
@@ -149,6 +212,15 @@ impl Worker {
         let push = |dirty| queue.push(Event { dirty, pid: None, by_target: false });
         if mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
             queue.shared.overflow();
+            return;
+        }
+        if let Some(&id) = self.files.get(&wd) {
+            if mask.contains(AddWatchFlags::IN_IGNORED) {
+                self.files.remove(&wd);
+                self.file_wds.remove(&id);
+            } else {
+                push(Dirty::Inode(id.0, id.1));
+            }
             return;
         }
         if mask.contains(AddWatchFlags::IN_IGNORED) {
@@ -286,5 +358,20 @@ impl Worker {
             }
         }
         queue.shared.watches.store(self.dirs.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Watch the regular file at `path` if it is still the inode `id`;
+    /// `None` when it is not (any more).
+    fn watch_file(&self, path: &[u8], id: (u64, u64)) -> Result<Option<WatchDescriptor>, Errno> {
+        let (parent, name) = tree::split(path);
+        let Ok(dir) = tree::open_dir(self.root.as_fd(), parent) else { return Ok(None) };
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let Ok(fd) = openat(dir.as_fd(), tree::as_path(name), flags, Mode::empty()) else { return Ok(None) };
+        let Ok(stat) = fstat(&fd) else { return Ok(None) };
+        let regular = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG;
+        if !regular || (stat.st_dev, stat.st_ino) != id {
+            return Ok(None);
+        }
+        self.kernel.add_watch(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str(), FILE_MASK).map(Some)
     }
 }

@@ -1,5 +1,7 @@
-//! Entries that trade places (`renameat2(RENAME_EXCHANGE)`) are recorded
-//! under the names they have now, on every backend. Each sample restores
+//! Hard links and entries that trade places: a change made through one
+//! name of a file is a change of every name it has in the tree, and
+//! entries exchanged with `renameat2(RENAME_EXCHANGE)` are recorded under
+//! the names they have now, on every backend. Each sample restores
 //! to the tree as it was, and the store verifies.
 
 use std::fs;
@@ -63,6 +65,118 @@ impl Run {
 
 fn pair(path: &str, change: &str) -> (String, String) {
     (path.to_string(), change.to_string())
+}
+
+fn an_edit_through_one_link_changes_every_name_in_the_tree(backend: &str) {
+    let tree = TempDir::new("monitord-tree-");
+    let t = tree.path();
+    fs::create_dir_all(t.join("d1")).unwrap();
+    fs::create_dir_all(t.join("d2")).unwrap();
+    fs::write(t.join("d1/a.txt"), "one\n").unwrap();
+    fs::hard_link(t.join("d1/a.txt"), t.join("d2/b.txt")).unwrap();
+    fs::write(t.join("c.txt"), "see\n").unwrap();
+    fs::create_dir(t.join("more")).unwrap();
+    for i in 0..100 {
+        fs::write(t.join(format!("more/{i}.txt")), format!("{i}\n")).unwrap();
+    }
+    let mut r = Run::start(backend, tree);
+    let t = r.t().to_path_buf();
+    // Poll reads again what was written in the clock tick of its last
+    // scan (see its module doc): the event backends only.
+    let read_two = |r: &mut Run, what: &str| {
+        if backend != "poll" {
+            assert_eq!(r.m.status()["last_files_read"], "2", "{what}");
+        }
+    };
+
+    fs::write(t.join("d1/a.txt"), "one\ntwo\n").unwrap();
+    let through_a = r.sample();
+    read_two(&mut r, "the two names of the file, nothing else");
+    fs::write(t.join("d2/b.txt"), "one\ntwo\nthree\n").unwrap();
+    let through_b = r.sample();
+    // A new link to a file that had one name, then an edit through it.
+    fs::hard_link(t.join("c.txt"), t.join("d1/c2.txt")).unwrap();
+    r.sample();
+    read_two(&mut r, "the new name and the one it links to");
+    fs::write(t.join("d1/c2.txt"), "see\nsaw\n").unwrap();
+    let through_new_link = r.sample();
+    // A renamed link keeps sharing the edits.
+    fs::rename(t.join("d2/b.txt"), t.join("d2/renamed.txt")).unwrap();
+    r.sample();
+    fs::write(t.join("d1/a.txt"), "after the rename\n").unwrap();
+    let after_rename = r.sample();
+    // A deleted name leaves the others recorded.
+    fs::remove_file(t.join("d1/a.txt")).unwrap();
+    r.sample();
+    fs::write(t.join("d2/renamed.txt"), "alone now\n").unwrap();
+    r.sample();
+    // Three names, one of them in a directory created after the start.
+    fs::create_dir(t.join("d3")).unwrap();
+    fs::hard_link(t.join("c.txt"), t.join("d3/c3.txt")).unwrap();
+    fs::write(t.join("d3/c3.txt"), "three names\n").unwrap();
+    let three = r.sample();
+    fs::write(t.join("c.txt"), "through the first name\n").unwrap();
+    r.sample();
+
+    let records = r.check();
+    let both = [pair("d1/a.txt", "modified"), pair("d2/b.txt", "modified")];
+    assert_eq!(changes(record(&records, through_a)), both);
+    assert_eq!(changes(record(&records, through_b)), both);
+    assert_eq!(
+        changes(record(&records, through_new_link)),
+        [pair("c.txt", "modified"), pair("d1/c2.txt", "modified")]
+    );
+    assert_eq!(
+        changes(record(&records, after_rename)),
+        [pair("d1/a.txt", "modified"), pair("d2/renamed.txt", "modified")]
+    );
+    assert_eq!(
+        changes(record(&records, three)),
+        [pair("c.txt", "modified"), pair("d1/c2.txt", "modified"), pair("d3/c3.txt", "created")]
+    );
+}
+
+fn an_edit_through_a_link_outside_the_tree_is_recorded(backend: &str) {
+    let outside = TempDir::new("monitord-outside-");
+    let o = outside.path();
+    let tree = TempDir::new("monitord-tree-");
+    fs::write(o.join("x"), "x1\n").unwrap();
+    fs::hard_link(o.join("x"), tree.path().join("in.txt")).unwrap();
+    fs::write(tree.path().join("plain.txt"), "plain\n").unwrap();
+    let mut r = Run::start(backend, tree);
+    let t = r.t().to_path_buf();
+
+    fs::write(o.join("x"), "x1\nx2\n").unwrap();
+    let first = r.sample();
+    fs::write(o.join("x"), "x1\nx2\nx3\n").unwrap();
+    let again = r.sample();
+    // A link made after the start, from outside into the tree.
+    fs::write(o.join("y"), "y1\n").unwrap();
+    fs::hard_link(o.join("y"), t.join("y.txt")).unwrap();
+    r.sample();
+    fs::write(o.join("y"), "y1\ny2\n").unwrap();
+    let new_link = r.sample();
+    // The outside name goes: the file has one name, still followed.
+    fs::remove_file(o.join("x")).unwrap();
+    r.sample();
+    fs::write(t.join("in.txt"), "only here\n").unwrap();
+    r.sample();
+    // Linked again from outside while it has a watch of its own: the
+    // watch is kept while a name outside the tree remains.
+    fs::write(o.join("y"), "y1\ny2\ny3\n").unwrap();
+    fs::hard_link(t.join("y.txt"), o.join("y2")).unwrap();
+    fs::remove_file(o.join("y")).unwrap();
+    r.sample();
+    fs::write(o.join("y2"), "through the second outside name\n").unwrap();
+    let relinked = r.sample();
+
+    let records = r.check();
+    for seq in [first, again] {
+        assert_eq!(changes(record(&records, seq)), [pair("in.txt", "modified")], "seq {seq}");
+    }
+    for seq in [new_link, relinked] {
+        assert_eq!(changes(record(&records, seq)), [pair("y.txt", "modified")], "seq {seq}");
+    }
 }
 
 fn exchanged_directories_are_recorded_under_their_new_names(backend: &str) {
@@ -213,8 +327,29 @@ fn directories_moved_out_and_in_are_let_go_and_followed(backend: &str) {
 }
 
 on_every_backend!(
+    an_edit_through_one_link_changes_every_name_in_the_tree,
     directories_moved_out_and_in_are_let_go_and_followed,
     exchanged_directories_are_recorded_under_their_new_names,
     a_file_and_a_directory_exchanged_are_followed,
     two_files_exchanged_are_followed,
 );
+
+/// inotify and poll; fanotify drops the events of a directory outside the
+/// tree (see the backend's module doc).
+mod an_edit_through_a_link_outside_the_tree_is_recorded {
+    #[test]
+    fn inotify() {
+        super::an_edit_through_a_link_outside_the_tree_is_recorded("inotify")
+    }
+    #[test]
+    fn poll() {
+        super::an_edit_through_a_link_outside_the_tree_is_recorded("poll")
+    }
+    #[test]
+    #[ignore = "fanotify drops events whose directory is outside the tree: it needs the file's own handle (FAN_REPORT_FID)"]
+    fn fanotify() {
+        if crate::harness::fanotify_available() {
+            super::an_edit_through_a_link_outside_the_tree_is_recorded("fanotify")
+        }
+    }
+}
