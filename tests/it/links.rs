@@ -193,6 +193,11 @@ fn exchanged_directories_are_recorded_under_their_new_names(backend: &str) {
     fs::write(t.join("B/same.txt"), "same name in B\n").unwrap();
     fs::write(t.join("x/C/c.txt"), "c\n").unwrap();
     fs::write(t.join("y/D/deep/d.txt"), "d\n").unwrap();
+    let outside = TempDir::new("monitord-outside-");
+    let o = outside.path();
+    fs::create_dir_all(o.join("Z/zz")).unwrap();
+    fs::write(o.join("Z/z.txt"), "z\n").unwrap();
+    fs::write(o.join("Z/zz/deeper.txt"), "deeper\n").unwrap();
     let mut r = Run::start(backend, tree);
     let t = r.t().to_path_buf();
 
@@ -222,6 +227,13 @@ fn exchanged_directories_are_recorded_under_their_new_names(backend: &str) {
     exchange(&t.join("A"), &t.join("B"));
     fs::write(t.join("A/f1.txt"), "still A\n").unwrap();
     r.sample();
+    // With a directory outside the tree: one leaves as the other comes.
+    exchange(&t.join("B"), &o.join("Z"));
+    fs::write(t.join("B/z.txt"), "z\nedited in the tree\n").unwrap();
+    r.sample();
+    fs::write(o.join("Z/f2.txt"), "edited outside the tree\n").unwrap();
+    fs::write(t.join("B/zz/deeper.txt"), "deeper\nedited\n").unwrap();
+    let after_outside = r.sample();
 
     let records = r.check();
     let swapped = changes(record(&records, swap));
@@ -242,6 +254,7 @@ fn exchanged_directories_are_recorded_under_their_new_names(backend: &str) {
         changes(record(&records, nested)),
         [pair("x/C/deep/d.txt", "modified"), pair("y/D/c.txt", "modified")]
     );
+    assert_eq!(changes(record(&records, after_outside)), [pair("B/zz/deeper.txt", "modified")]);
 }
 
 fn a_file_and_a_directory_exchanged_are_followed(backend: &str) {
@@ -276,6 +289,7 @@ fn two_files_exchanged_are_followed(backend: &str) {
     fs::create_dir(t.join("sub")).unwrap();
     fs::write(t.join("one.txt"), "first\n").unwrap();
     fs::write(t.join("sub/two.txt"), "second\n").unwrap();
+    fs::hard_link(t.join("one.txt"), t.join("link.txt")).unwrap();
     let mut r = Run::start(backend, tree);
     let t = r.t().to_path_buf();
 
@@ -284,6 +298,9 @@ fn two_files_exchanged_are_followed(backend: &str) {
     fs::write(t.join("one.txt"), "second\nedited as one\n").unwrap();
     fs::write(t.join("sub/two.txt"), "first\nedited as two\n").unwrap();
     let edits = r.sample();
+    // The name linked to one.txt's file now shares sub/two.txt's edits.
+    fs::write(t.join("link.txt"), "first\nedited as link\n").unwrap();
+    let through_link = r.sample();
     exchange(&t.join("one.txt"), &t.join("sub/two.txt"));
     exchange(&t.join("one.txt"), &t.join("sub/two.txt"));
     r.sample();
@@ -295,7 +312,11 @@ fn two_files_exchanged_are_followed(backend: &str) {
     );
     assert_eq!(
         changes(record(&records, edits)),
-        [pair("one.txt", "modified"), pair("sub/two.txt", "modified")]
+        [pair("link.txt", "modified"), pair("one.txt", "modified"), pair("sub/two.txt", "modified")]
+    );
+    assert_eq!(
+        changes(record(&records, through_link)),
+        [pair("link.txt", "modified"), pair("sub/two.txt", "modified")]
     );
 }
 
