@@ -1109,15 +1109,24 @@ impl Sampler {
                 }
             }
         }
-        // The names of each linked inode read now, known or just read.
+        // Each linked inode read now that has a name new to the map (an
+        // unknown name can only be older than a new one: a link made to a
+        // file seen with one name), its link count and its names, known
+        // or just read. A link count grown by names outside the tree
+        // alone is not searched for.
         let mut known: BTreeMap<Id, (u64, BTreeSet<&Vec<u8>>)> = BTreeMap::new();
+        let mut fresh: BTreeSet<Id> = BTreeSet::new();
         for (path, inode) in &seen.inodes {
             if let Some(inode) = inode.filter(|i| i.nlink > 1) {
                 let entry = known.entry(inode.id()).or_default();
                 entry.0 = entry.0.max(inode.nlink);
                 entry.1.insert(path);
+                if self.links.of_path(path) != Some(inode.id()) {
+                    fresh.insert(inode.id());
+                }
             }
         }
+        known.retain(|id, _| fresh.contains(id));
         for (id, (_, names)) in known.iter_mut() {
             for name in self.links.names(*id) {
                 let moved = seen.inodes.get(name).is_some_and(|i| i.is_none_or(|i| i.id() != *id));
