@@ -1129,7 +1129,8 @@ impl Sampler {
         known.retain(|id, _| fresh.contains(id));
         for (id, (_, names)) in known.iter_mut() {
             for name in self.links.names(*id) {
-                let moved = seen.inodes.get(name).is_some_and(|i| i.is_none_or(|i| i.id() != *id));
+                let moved = seen.observed.contains_key(name)
+                    && seen.inodes.get(name).copied().flatten().is_none_or(|i| i.id() != *id);
                 if !moved {
                     names.insert(name);
                 }
