@@ -347,7 +347,43 @@ fn directories_moved_out_and_in_are_let_go_and_followed(backend: &str) {
     }
 }
 
+fn repeated_exchanges_never_lose_track(backend: &str) {
+    let tree = TempDir::new("monitord-tree-");
+    let t = tree.path();
+    let dirs = ["A", "B", "C", "A/in", "B/in", "C/in"];
+    for dir in dirs {
+        fs::create_dir_all(t.join(dir)).unwrap();
+        fs::write(t.join(dir).join("own.txt"), format!("{dir}\n")).unwrap();
+    }
+    let mut r = Run::start(backend, tree);
+    let t = r.t().to_path_buf();
+    // Each exchange keeps the shape: three directories with one inside.
+    let pairs = [("A", "B"), ("B/in", "C/in"), ("A", "C"), ("A/in", "B/in"), ("C", "B"), ("C/in", "A/in")];
+    for round in 0..24 {
+        let (a, b) = pairs[round % pairs.len()];
+        exchange(&t.join(a), &t.join(b));
+        if round % 3 == 0 {
+            // Twice in one period.
+            let (c, d) = pairs[(round + 1) % pairs.len()];
+            exchange(&t.join(c), &t.join(d));
+        }
+        for dir in dirs {
+            let file = t.join(dir).join("own.txt");
+            let mut content = fs::read(&file).unwrap();
+            content.extend_from_slice(format!("round {round} as {dir}\n").as_bytes());
+            fs::write(&file, content).unwrap();
+        }
+        r.sample();
+    }
+    let status = r.m.status();
+    r.check();
+    if backend == "inotify" {
+        assert_eq!(status["watches"], "7", "the root and six directories: {status:?}");
+    }
+}
+
 on_every_backend!(
+    repeated_exchanges_never_lose_track,
     an_edit_through_one_link_changes_every_name_in_the_tree,
     directories_moved_out_and_in_are_let_go_and_followed,
     exchanged_directories_are_recorded_under_their_new_names,
