@@ -83,6 +83,7 @@ fn poll_sample(source: &mut dyn event::Source) -> (f64, Vec<String>) {
         .map(|e| match e.dirty {
             Dirty::Path(p) => String::from_utf8(p).expect("ASCII names"),
             Dirty::Subtree(p) => panic!("no directory changed, got subtree {p:?}"),
+            Dirty::Inode(dev, ino) => panic!("poll reports paths, got inode {dev}:{ino}"),
         })
         .collect();
     found.sort();

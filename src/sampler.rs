@@ -11,7 +11,10 @@
 //! and replaces the mirror's copy.
 //!
 //! Only the baseline and a rescan walk the tree; a normal sample reads the
-//! dirty paths and nothing else (`files_read` in `status` proves it).
+//! dirty paths and nothing else (`files_read` in `status` proves it), and
+//! the other names of a dirty file that has hard links (see `links`).
+
+mod links;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
@@ -21,7 +24,7 @@ use std::time::Duration;
 use crate::clock::now_us;
 use crate::credentials::Opener;
 use crate::diff::{self, Patch};
-use crate::event::{self, Backend, Dirty, Source};
+use crate::event::{self, Backend, Dirty, Linked, Source};
 use crate::history::Entry;
 use crate::journal::record::{
     Baseline, Body, Change, FORMAT_VERSION, FileChange, FileEntry, Node, Record, Sample, SkipReason, Skipped,
@@ -32,7 +35,8 @@ use crate::mirror::{self, Mirror};
 use crate::proc::probe::{Probe, Recording};
 use crate::proc::{Target, child};
 use crate::store::{self, LockFile, LockMode};
-use crate::tree::{self, Excludes, Observed};
+use crate::tree::{self, Excludes, Inode, Observed};
+use links::{Id, Links};
 
 /// Errors that stop the sampler.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +105,9 @@ pub struct Settings {
 struct Tracked {
     node: Node,
     hash: u64,
+    /// The file read (device, inode), to find its other names when a link
+    /// to it appears.
+    id: Option<Id>,
 }
 
 /// Work counters, shown by `status`: they make "the cost follows the
@@ -144,6 +151,19 @@ pub struct Found {
     bytes_read: u64,
     /// Files whose read failed for a reason that may pass, with the errno.
     unread: BTreeMap<Vec<u8>, i32>,
+    /// The inode each read path is now (`None`: not a regular file).
+    inodes: Vec<(Vec<u8>, Option<Inode>)>,
+    /// Linked files whose other names were looked for in the index, and
+    /// their link counts.
+    searched: Vec<(Id, u64)>,
+}
+
+/// What a sample read: each path's state, and the inode of those that are
+/// regular files.
+#[derive(Default)]
+struct Seen {
+    observed: BTreeMap<Vec<u8>, Observed>,
+    inodes: BTreeMap<Vec<u8>, Option<Inode>>,
 }
 
 /// The sampler's state.
@@ -156,6 +176,11 @@ pub struct Sampler {
     epoch: u64,
     mirror: Mirror,
     index: BTreeMap<Vec<u8>, Tracked>,
+    /// The names of files with more than one link.
+    links: Links,
+    /// The files the event source was last asked to watch for writes
+    /// through names outside the tree.
+    watching: Vec<Linked>,
     pending: BTreeSet<Dirty>,
     /// Who caused the pending events: path → (PIDs, any of them the target's).
     writers: BTreeMap<Vec<u8>, (BTreeSet<i32>, bool)>,
@@ -251,6 +276,8 @@ impl Sampler {
             epoch,
             mirror,
             index: BTreeMap::new(),
+            links: Links::default(),
+            watching: Vec::new(),
             pending: BTreeSet::new(),
             writers: BTreeMap::new(),
             rescan_reasons: Vec::new(),
@@ -316,6 +343,8 @@ impl Sampler {
         self.pid = watch.target.pid();
         self.watch = Some(watch);
         self.index.clear();
+        self.links.clear();
+        self.watching.clear();
         self.pending.clear();
         self.writers.clear();
         self.rescan_reasons.clear();
@@ -388,6 +417,7 @@ impl Sampler {
         let mut files = Vec::new();
         let mut skipped = Vec::new();
         let mut index = BTreeMap::new();
+        let mut links = Links::default();
         let mut failed: Option<mirror::Error> = None;
         let max = self.settings.max_file_size;
         let mirror = &mut self.mirror;
@@ -402,7 +432,9 @@ impl Sampler {
                         continue;
                     }
                     let path = tree::join(rel, name);
-                    let (node, content) = match tree::observe_entry(dir, name, max, &watched.opener) {
+                    let (seen, inode) = tree::observe_entry_linked(dir, name, max, &watched.opener);
+                    links.set(&path, inode);
+                    let (node, content) = match seen {
                         Observed::File(content) => (Node::File, content),
                         Observed::Symlink(target) => (Node::Symlink, target),
                         other => {
@@ -421,7 +453,7 @@ impl Sampler {
                         return;
                     }
                     files.push(FileEntry { path: path.clone(), node, size: content.len() as u64, hash });
-                    index.insert(path, Tracked { node, hash });
+                    index.insert(path, Tracked { node, hash, id: inode.map(|i| i.id()) });
                 }
             },
             &mut |_, _| {},
@@ -455,6 +487,9 @@ impl Sampler {
         self.needs_baseline = false;
         self.probe.keep_anchor(&self.settings.store, self.epoch, committed.seq, self.ring.info().oldest_seq);
         self.index = index;
+        links.all_searched();
+        self.links = links;
+        self.watch_linked();
         self.keep_unread(unread);
         // Events that arrived while walking may name files the walk already
         // saw; comparing them again at the next sample is harmless.
@@ -535,6 +570,7 @@ impl Sampler {
             if let Some(pid) = event.pid {
                 let path = match &event.dirty {
                     Dirty::Path(p) | Dirty::Subtree(p) => p.clone(),
+                    Dirty::Inode(..) => continue,
                 };
                 let entry = self.writers.entry(path).or_default();
                 entry.0.insert(pid);
@@ -593,7 +629,7 @@ impl Sampler {
                 .iter()
                 .filter_map(|d| match d {
                     Dirty::Subtree(p) => Some(p.clone()),
-                    Dirty::Path(_) => None,
+                    Dirty::Path(_) | Dirty::Inode(..) => None,
                 })
                 .collect();
             let reason = self.rescan_reasons.join("; ");
@@ -602,7 +638,7 @@ impl Sampler {
             self.counters.rescans += 1;
         }
         let found = self.find();
-        let Found { changes, skipped, updates, files_read, bytes_read, unread } = found;
+        let Found { changes, skipped, updates, files_read, bytes_read, unread, inodes, searched } = found;
         let writers = self.attribute(&changes);
         let tracked = tracked_after(&changes);
         let (maps, stats) = self.probe.sample(self.watch.as_ref().map(|w| &w.target));
@@ -615,6 +651,7 @@ impl Sampler {
             Err(Error::MirrorBehind(e)) => {
                 self.unapplied = Some(updates);
                 self.settle(tracked, dirty_paths, files_read, bytes_read, unread);
+                self.relink(inodes, searched);
                 return Err(Error::MirrorBehind(e));
             }
             Err(e) => {
@@ -626,6 +663,7 @@ impl Sampler {
             Ok(committed) => committed,
         };
         self.settle(tracked, dirty_paths, files_read, bytes_read, unread);
+        self.relink(inodes, searched);
         out.push(committed);
         if let Some(watch) = &self.watch {
             if !watch.target.is_alive() {
@@ -641,6 +679,8 @@ impl Sampler {
                 self.watch = None;
                 self.pid = 0;
                 self.index.clear();
+                self.links.clear();
+                self.watching.clear();
             } else if watch.target.cwd_identity().is_ok_and(|id| id != watch.tree.id) {
                 out.extend(self.moved()?);
             }
@@ -676,6 +716,34 @@ impl Sampler {
         self.counters.files_read = files_read;
         self.counters.bytes_read = bytes_read;
         self.counters.dirty_paths = dirty_paths;
+    }
+
+    /// Bring the names of linked files up to what this sample read, and
+    /// the event source's watches on files with names outside the tree.
+    fn relink(&mut self, inodes: Vec<(Vec<u8>, Option<Inode>)>, searched: Vec<(Id, u64)>) {
+        for (path, inode) in inodes {
+            if let Some(tracked) = self.index.get_mut(&path) {
+                tracked.id = inode.map(|i| i.id());
+            }
+            self.links.set(&path, inode);
+        }
+        for (id, nlink) in searched {
+            self.links.searched(id, nlink);
+        }
+        self.watch_linked();
+    }
+
+    /// Ask the event source to follow the files with names outside the
+    /// tree, when they changed.
+    fn watch_linked(&mut self) {
+        let wanted = self.links.outside();
+        if wanted == self.watching {
+            return;
+        }
+        if let Some(watch) = &mut self.watch {
+            watch.tree.events.watch_files(&wanted);
+        }
+        self.watching = wanted;
     }
 
     /// The target changed directory: a `cwd` record, then a baseline of the
@@ -770,27 +838,31 @@ impl Sampler {
     /// Observe every pending path and classify the differences from the
     /// mirror.
     fn find(&self) -> Found {
-        let Some(watch) = &self.watch else { return Found::default() };
-        let max = self.settings.max_file_size;
-        let mut observed: BTreeMap<Vec<u8>, Observed> = BTreeMap::new();
-        let mut found = Found::default();
+        let mut seen = Seen::default();
         for dirty in &self.pending {
             match dirty {
-                Dirty::Path(path) => {
-                    if !observed.contains_key(path) && !self.settings.excludes.is_excluded_anywhere(path) {
-                        let seen = tree::observe(watch.tree.root.as_fd(), path, max, &watch.tree.opener);
-                        if matches!(seen, Observed::Dir) {
-                            // A path that is a directory now: compare its subtree.
-                            self.observe_subtree(path, &mut observed);
-                        } else {
-                            observed.insert(path.clone(), seen);
-                        }
+                Dirty::Path(path) => self.observe_path(path, &mut seen),
+                Dirty::Subtree(dir) => self.observe_subtree(dir, &mut seen),
+                Dirty::Inode(dev, ino) => {
+                    for name in self.links.names((*dev, *ino)) {
+                        self.observe_path(name, &mut seen);
                     }
                 }
-                Dirty::Subtree(dir) => self.observe_subtree(dir, &mut observed),
             }
         }
+        let searched = self.observe_links(&mut seen);
+        let Seen { mut observed, inodes } = seen;
         self.make_consistent(&mut observed);
+        let mut found = Found { searched, ..Found::default() };
+        found.inodes = observed
+            .iter()
+            .filter(|(_, o)| !matches!(o, Observed::Unreadable(_)))
+            .map(|(path, o)| {
+                let inode =
+                    if matches!(o, Observed::Absent) { None } else { inodes.get(path).copied().flatten() };
+                (path.clone(), inode)
+            })
+            .collect();
         let mut deleted = Vec::new();
         let mut created = Vec::new();
         let mut modified = Vec::new();
@@ -991,11 +1063,103 @@ impl Sampler {
         }
     }
 
+    /// Observe one path, unless it was already (its whole subtree when it
+    /// is a directory now).
+    fn observe_path(&self, path: &[u8], seen: &mut Seen) {
+        let Some(watch) = &self.watch else { return };
+        if seen.observed.contains_key(path) || self.settings.excludes.is_excluded_anywhere(path) {
+            return;
+        }
+        let max = self.settings.max_file_size;
+        let (observed, inode) = tree::observe_linked(watch.tree.root.as_fd(), path, max, &watch.tree.opener);
+        if matches!(observed, Observed::Dir) {
+            // A path that is a directory now: compare its subtree.
+            self.observe_subtree(path, seen);
+        } else {
+            seen.observed.insert(path.to_vec(), observed);
+            seen.inodes.insert(path.to_vec(), inode);
+        }
+    }
+
+    /// A change seen under one name of a file is a change of all its
+    /// names: observe the other names of every linked file observed, as
+    /// the links map knows them (by the inode a path had and the one it
+    /// has now). A file with more links than known names may have names
+    /// that were in the index before it was linked (`ln` of a file that had
+    /// one name): those are looked for once, in one pass over the index.
+    /// Returns the inodes so searched, with their link counts.
+    fn observe_links(&self, seen: &mut Seen) -> Vec<(Id, u64)> {
+        let mut work: Vec<Vec<u8>> = seen.observed.keys().cloned().collect();
+        let mut done: BTreeSet<Id> = BTreeSet::new();
+        while let Some(path) = work.pop() {
+            let now = seen.inodes.get(&path).copied().flatten().filter(|i| i.nlink > 1).map(|i| i.id());
+            for id in self.links.of_path(&path).into_iter().chain(now) {
+                if !done.insert(id) {
+                    continue;
+                }
+                for name in self.links.names(id) {
+                    if !seen.observed.contains_key(name) {
+                        self.observe_path(name, seen);
+                        work.push(name.clone());
+                    }
+                }
+            }
+        }
+        // Each linked inode read now that has a name new to the map (an
+        // unknown name can only be older than a new one: a link made to a
+        // file seen with one name), its link count and its names, known
+        // or just read. A link count grown by names outside the tree
+        // alone is not searched for.
+        let mut known: BTreeMap<Id, (u64, BTreeSet<&Vec<u8>>)> = BTreeMap::new();
+        let mut fresh: BTreeSet<Id> = BTreeSet::new();
+        for (path, inode) in &seen.inodes {
+            if let Some(inode) = inode.filter(|i| i.nlink > 1) {
+                let entry = known.entry(inode.id()).or_default();
+                entry.0 = entry.0.max(inode.nlink);
+                entry.1.insert(path);
+                if self.links.of_path(path) != Some(inode.id()) {
+                    fresh.insert(inode.id());
+                }
+            }
+        }
+        known.retain(|id, _| fresh.contains(id));
+        for (id, (_, names)) in known.iter_mut() {
+            for name in self.links.names(*id) {
+                let moved = seen.observed.contains_key(name)
+                    && seen.inodes.get(name).copied().flatten().is_none_or(|i| i.id() != *id);
+                if !moved {
+                    names.insert(name);
+                }
+            }
+        }
+        let search: BTreeMap<Id, u64> = known
+            .iter()
+            .filter(|(id, (nlink, names))| self.links.worth_searching(**id, *nlink, names.len()))
+            .map(|(id, (nlink, _))| (*id, *nlink))
+            .collect();
+        if search.is_empty() {
+            return Vec::new();
+        }
+        let others: Vec<Vec<u8>> = self
+            .index
+            .iter()
+            .filter(|(path, t)| {
+                t.id.is_some_and(|id| search.contains_key(&id)) && !seen.observed.contains_key(*path)
+            })
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in others {
+            self.observe_path(&path, seen);
+        }
+        search.into_iter().collect()
+    }
+
     /// Observe everything in `dir`'s subtree: what the tree holds now and
     /// what the index says was there.
-    fn observe_subtree(&self, dir: &[u8], observed: &mut BTreeMap<Vec<u8>, Observed>) {
+    fn observe_subtree(&self, dir: &[u8], seen: &mut Seen) {
         let Some(watch) = &self.watch else { return };
         let max = self.settings.max_file_size;
+        let Seen { observed, inodes } = seen;
         for path in self.index.range(dir.to_vec()..).map(|(p, _)| p).take_while(|p| p.starts_with(dir)) {
             if tree::is_within(path, dir) {
                 observed.entry(path.clone()).or_insert(Observed::Absent);
@@ -1013,8 +1177,9 @@ impl Sampler {
                 for (name, is_dir) in entries {
                     if !*is_dir {
                         let path = tree::join(rel, name);
-                        let seen = tree::observe_entry(fd, name, max, &watch.tree.opener);
-                        observed.insert(path, seen);
+                        let (seen, inode) = tree::observe_entry_linked(fd, name, max, &watch.tree.opener);
+                        observed.insert(path.clone(), seen);
+                        inodes.insert(path, inode);
                     }
                 }
             },
@@ -1040,8 +1205,11 @@ fn tracked_after(changes: &[FileChange]) -> Vec<(Vec<u8>, Option<Tracked>)> {
         if let Some(from) = &change.from {
             out.push((from.clone(), None));
         }
-        let entry = (change.change != Change::Deleted)
-            .then_some(Tracked { node: change.node, hash: change.patch.new_hash });
+        let entry = (change.change != Change::Deleted).then_some(Tracked {
+            node: change.node,
+            hash: change.patch.new_hash,
+            id: None,
+        });
         out.push((change.path.clone(), entry));
     }
     out

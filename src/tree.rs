@@ -58,6 +58,25 @@ pub enum Observed {
     Special,
 }
 
+/// The file an observation read: its identity and its number of names
+/// (hard links), from `fstat` of the fd its content was read through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inode {
+    /// Its device.
+    pub dev: u64,
+    /// Its inode number.
+    pub ino: u64,
+    /// How many names it has (in the tree or not).
+    pub nlink: u64,
+}
+
+impl Inode {
+    /// (device, inode).
+    pub fn id(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+}
+
 /// `--exclude` globs. A pattern without `/` matches any single path
 /// component (so `.git` leaves out every `.git` directory and `*.log` every
 /// log file); a pattern with `/` matches the whole relative path.
@@ -158,22 +177,44 @@ fn open_dir_by_components(root: BorrowedFd<'_>, rel: &[u8]) -> Result<OwnedFd, E
 /// Observe one path of the tree (see the module doc for how it is
 /// confined).
 pub fn observe(root: BorrowedFd<'_>, rel: &[u8], max_size: u64, opener: &Opener) -> Observed {
+    observe_linked(root, rel, max_size, opener).0
+}
+
+/// [`observe`], and the inode read when it is a regular file that could
+/// be opened.
+pub fn observe_linked(
+    root: BorrowedFd<'_>,
+    rel: &[u8],
+    max_size: u64,
+    opener: &Opener,
+) -> (Observed, Option<Inode>) {
     if rel.is_empty() {
-        return Observed::Dir;
+        return (Observed::Dir, None);
     }
     let (parent, name) = split(rel);
     if parent.is_empty() {
-        return observe_entry(root, name, max_size, opener);
+        return observe_entry_linked(root, name, max_size, opener);
     }
     match open_dir(root, parent) {
-        Ok(dir) => observe_entry(dir.as_fd(), name, max_size, opener),
-        Err(Errno::EACCES) => Observed::Unreadable(Errno::EACCES as i32),
-        Err(_) => Observed::Absent,
+        Ok(dir) => observe_entry_linked(dir.as_fd(), name, max_size, opener),
+        Err(Errno::EACCES) => (Observed::Unreadable(Errno::EACCES as i32), None),
+        Err(_) => (Observed::Absent, None),
     }
 }
 
 /// Observe the entry `name` (one component) of the directory `dir`.
 pub fn observe_entry(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &Opener) -> Observed {
+    observe_entry_linked(dir, name, max_size, opener).0
+}
+
+/// [`observe_entry`], and the inode read when it is a regular file that
+/// could be opened.
+pub fn observe_entry_linked(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    max_size: u64,
+    opener: &Opener,
+) -> (Observed, Option<Inode>) {
     observe_attempt(dir, name, max_size, opener, FLIP_RETRIES)
 }
 
@@ -183,20 +224,32 @@ pub fn observe_entry(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &O
 const FLIP_RETRIES: u32 = 3;
 
 /// Look again at an entry that changed type under us, or give up.
-fn retry(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &Opener, tries: u32) -> Observed {
+fn retry(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    max_size: u64,
+    opener: &Opener,
+    tries: u32,
+) -> (Observed, Option<Inode>) {
     match tries.checked_sub(1) {
         Some(left) => observe_attempt(dir, name, max_size, opener, left),
-        None => Observed::Unreadable(Errno::EAGAIN as i32),
+        None => (Observed::Unreadable(Errno::EAGAIN as i32), None),
     }
 }
 
-fn observe_attempt(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &Opener, tries: u32) -> Observed {
+fn observe_attempt(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    max_size: u64,
+    opener: &Opener,
+    tries: u32,
+) -> (Observed, Option<Inode>) {
     let stat = match fstatat(dir, bytes_as_path(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(stat) => stat,
-        Err(Errno::ENOENT | Errno::ENOTDIR) => return Observed::Absent,
-        Err(errno) => return Observed::Unreadable(errno as i32),
+        Err(Errno::ENOENT | Errno::ENOTDIR) => return (Observed::Absent, None),
+        Err(errno) => return (Observed::Unreadable(errno as i32), None),
     };
-    match file_type(&stat) {
+    let observed = match file_type(&stat) {
         SFlag::S_IFDIR => Observed::Dir,
         SFlag::S_IFLNK => match readlinkat(dir, bytes_as_path(name)) {
             Ok(target) => {
@@ -204,48 +257,57 @@ fn observe_attempt(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &Ope
                 Observed::Symlink(target.into_vec())
             }
             Err(Errno::ENOENT) => Observed::Absent,
-            Err(Errno::EINVAL) => retry(dir, name, max_size, opener, tries),
+            Err(Errno::EINVAL) => return retry(dir, name, max_size, opener, tries),
             Err(errno) => Observed::Unreadable(errno as i32),
         },
-        SFlag::S_IFREG => read_regular(dir, name, max_size, opener, tries),
+        SFlag::S_IFREG => return read_regular(dir, name, max_size, opener, tries),
         _ => Observed::Special,
-    }
+    };
+    (observed, None)
 }
 
 fn file_type(stat: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())
 }
 
-fn read_regular(dir: BorrowedFd<'_>, name: &[u8], max_size: u64, opener: &Opener, tries: u32) -> Observed {
+fn read_regular(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    max_size: u64,
+    opener: &Opener,
+    tries: u32,
+) -> (Observed, Option<Inode>) {
     // Opened with the target's rights when monitord has more (see
     // `credentials`); read here.
     let fd = match opener.open(dir, name) {
         Ok(fd) => fd,
-        Err(Errno::ENOENT | Errno::ENOTDIR) => return Observed::Absent,
+        Err(Errno::ENOENT | Errno::ENOTDIR) => return (Observed::Absent, None),
         // It became a symlink after the fstatat: look again.
         Err(Errno::ELOOP) => return retry(dir, name, max_size, opener, tries),
-        Err(errno) => return Observed::Unreadable(errno as i32),
+        Err(errno) => return (Observed::Unreadable(errno as i32), None),
     };
     let stat = match fstat(&fd) {
         Ok(stat) => stat,
-        Err(errno) => return Observed::Unreadable(errno as i32),
+        Err(errno) => return (Observed::Unreadable(errno as i32), None),
     };
     if file_type(&stat) != SFlag::S_IFREG {
         // Swapped for a FIFO, device or directory between the two calls.
         return retry(dir, name, max_size, opener, tries);
     }
+    let inode = Some(Inode { dev: stat.st_dev, ino: stat.st_ino, nlink: stat.st_nlink });
     let size = u64::try_from(stat.st_size).unwrap_or(0);
     if size > max_size {
-        return Observed::TooLarge(size);
+        return (Observed::TooLarge(size), inode);
     }
-    match read_limited(&fd, size, max_size) {
+    let observed = match read_limited(&fd, size, max_size) {
         Ok(Some(content)) => {
             let head = &content[..content.len().min(text::SNIFF_BYTES)];
             if text::is_text(head) { Observed::File(content) } else { Observed::Binary }
         }
         Ok(None) => Observed::TooLarge(size.max(max_size.saturating_add(1))),
         Err(err) => Observed::Unreadable(err.raw_os_error().unwrap_or(libc::EIO)),
-    }
+    };
+    (observed, inode)
 }
 
 /// Read a whole file of expected `size`, giving up (None) past `max` bytes.
@@ -445,9 +507,9 @@ mod tests {
         std::fs::write(dir.path().join("f"), "x").unwrap();
         let root = std::fs::File::open(dir.path()).unwrap();
         assert_eq!(
-            retry(root.as_fd(), b"f", 100, &Opener::Direct, 0),
+            retry(root.as_fd(), b"f", 100, &Opener::Direct, 0).0,
             Observed::Unreadable(Errno::EAGAIN as i32)
         );
-        assert_eq!(retry(root.as_fd(), b"f", 100, &Opener::Direct, 1), Observed::File(b"x".to_vec()));
+        assert_eq!(retry(root.as_fd(), b"f", 100, &Opener::Direct, 1).0, Observed::File(b"x".to_vec()));
     }
 }

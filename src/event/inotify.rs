@@ -14,21 +14,39 @@
 //!   reported: every new directory is reported as a dirty subtree, which
 //!   the sampler scans after the watch is in place;
 //! - a moved directory keeps its watch descriptor but our path for it is
-//!   stale: both ends of a directory move are treated as subtree changes,
-//!   and the watches below the old name are dropped and added again;
+//!   stale: both ends of a directory move are treated as subtree changes;
+//!   the directories below the new name are watched again, which returns
+//!   the watch descriptors they already had and gives each its new path.
+//!   The events of a move are read after it happened (and the two
+//!   `IN_MOVED_FROM`/`IN_MOVED_TO` pairs of a `RENAME_EXCHANGE` after both
+//!   directories are in place), so a path is never taken from an event:
+//!   watches below a name that moved away or was deleted are only
+//!   suspected, and once the queue is read dry each suspect is kept if its
+//!   path still leads to its directory (same device and inode) and
+//!   dropped otherwise (moved out of the tree);
+//! - a write through a hard link outside the tree raises no event on the
+//!   tree's directories: a file with names outside the tree gets a watch
+//!   of its own (`IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE`), asked for by
+//!   the sampler ([`Source::watch_files`]) and dropped when the file goes
+//!   or its outside names do; its events name the inode
+//!   ([`Dirty::Inode`]), which the sampler turns into its names. A link
+//!   made from outside to a file that had one name raises no event in the
+//!   tree at all: the file is watched from its next change seen there;
 //! - the sample barrier: events for writes that returned before a sample
 //!   began are already in the kernel queue, so [`Source::sync`] makes the
 //!   thread read the queue dry before the sampler drains.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
 use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify as Kernel, WatchDescriptor};
+use nix::sys::stat::{Mode, SFlag, fstat};
 
 use super::thread::{self, Queue, Reader, Threaded};
-use super::{Dirty, Error, Event, Source};
+use super::{Dirty, Error, Event, Linked, Source};
 use crate::render::human::sanitize;
 use crate::tree::{self, Excludes};
 
@@ -40,7 +58,23 @@ struct Worker {
     root: OwnedFd,
     excludes: Excludes,
     skip: Option<(u64, u64)>,
-    paths: HashMap<WatchDescriptor, Vec<u8>>,
+    /// Watched directories.
+    dirs: HashMap<WatchDescriptor, Watched>,
+    /// Directory watches whose path may be stale (it, or a directory above
+    /// it, moved away or was deleted): checked once the queue is read dry.
+    suspects: HashSet<WatchDescriptor>,
+    /// Watches on files that have names outside the tree, and the inode
+    /// each watches.
+    files: HashMap<WatchDescriptor, (u64, u64)>,
+    /// The same, by inode.
+    file_wds: HashMap<(u64, u64), WatchDescriptor>,
+}
+
+/// A watched directory: its path below the root and its identity
+/// (device, inode), to tell whether the path still leads to it.
+struct Watched {
+    path: Vec<u8>,
+    id: (u64, u64),
 }
 
 const MASK: AddWatchFlags = AddWatchFlags::IN_MODIFY
@@ -54,6 +88,11 @@ const MASK: AddWatchFlags = AddWatchFlags::IN_MODIFY
     .union(AddWatchFlags::IN_ATTRIB)
     .union(AddWatchFlags::IN_ONLYDIR)
     .union(AddWatchFlags::from_bits_retain(libc::IN_EXCL_UNLINK));
+
+/// The watch on a file with names outside the tree: its writes, and its
+/// link count changing (`IN_ATTRIB`).
+const FILE_MASK: AddWatchFlags =
+    AddWatchFlags::IN_MODIFY.union(AddWatchFlags::IN_ATTRIB).union(AddWatchFlags::IN_CLOSE_WRITE);
 
 impl Inotify {
     /// Watch every directory below `root` (a directory fd, duplicated
@@ -72,7 +111,16 @@ impl Inotify {
         let kernel = Kernel::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(Error::Init)?;
         let (queue, events) = thread::queue(capacity);
         let root = root.try_clone().map_err(Error::Thread)?;
-        let mut worker = Worker { kernel, root, excludes, skip, paths: HashMap::new() };
+        let mut worker = Worker {
+            kernel,
+            root,
+            excludes,
+            skip,
+            dirs: HashMap::new(),
+            suspects: HashSet::new(),
+            files: HashMap::new(),
+            file_wds: HashMap::new(),
+        };
         worker.watch_tree(b"", &queue, true);
         Ok(Box::new(Threaded::spawn("monitord-events", worker, queue, events)?))
     }
@@ -86,7 +134,7 @@ impl Reader for Worker {
     fn read_all(&mut self, queue: &Queue) {
         loop {
             match self.kernel.read_events() {
-                Ok(events) if events.is_empty() => return,
+                Ok(events) if events.is_empty() => break,
                 Ok(events) => {
                     queue.shared.events.fetch_add(events.len() as u64, Ordering::Relaxed);
                     for event in events {
@@ -94,9 +142,10 @@ impl Reader for Worker {
                     }
                 }
                 Err(Errno::EINTR) => continue,
-                Err(_) => return,
+                Err(_) => break,
             }
         }
+        self.check_suspects(queue);
     }
 
     /// Watch again the directories that could not be watched. Each one is
@@ -121,6 +170,41 @@ impl Reader for Worker {
             done.push(dir);
         }
     }
+
+    /// Watch exactly the files in `files` (each by one of its names in the
+    /// tree). A new watch is followed by a dirty inode: whatever was
+    /// written between the sampler's read and the watch is read then.
+    fn watch_files(&mut self, files: &[Linked], queue: &Queue) {
+        let wanted: HashSet<(u64, u64)> = files.iter().map(|f| (f.dev, f.ino)).collect();
+        let gone: Vec<((u64, u64), WatchDescriptor)> =
+            self.file_wds.iter().filter(|(id, _)| !wanted.contains(id)).map(|(id, wd)| (*id, *wd)).collect();
+        for (id, wd) in gone {
+            let _ = self.kernel.rm_watch(wd);
+            self.files.remove(&wd);
+            self.file_wds.remove(&id);
+        }
+        for file in files {
+            let id = (file.dev, file.ino);
+            if self.file_wds.contains_key(&id) {
+                continue;
+            }
+            match self.watch_file(&file.path, id) {
+                Ok(Some(wd)) => {
+                    self.files.insert(wd, id);
+                    self.file_wds.insert(id, wd);
+                    queue.push(Event { dirty: Dirty::Inode(id.0, id.1), pid: None, by_target: false });
+                }
+                // Gone or replaced since the sampler saw it: the event
+                // that did it tells the sampler, which asks again.
+                Ok(None) => {}
+                Err(errno) => queue.shared.fault(format!(
+                    "cannot watch file {}: {}; writes through its names outside the tree are missed",
+                    sanitize(&file.path),
+                    std::io::Error::from(errno)
+                )),
+            }
+        }
+    }
 }
 
 impl Worker {
@@ -130,18 +214,32 @@ impl Worker {
             queue.shared.overflow();
             return;
         }
-        if mask.contains(AddWatchFlags::IN_IGNORED) {
-            self.paths.remove(&wd);
-            queue.shared.watches.store(self.paths.len() as u64, Ordering::Relaxed);
+        if let Some(&id) = self.files.get(&wd) {
+            if mask.contains(AddWatchFlags::IN_IGNORED) {
+                self.files.remove(&wd);
+                self.file_wds.remove(&id);
+            } else {
+                push(Dirty::Inode(id.0, id.1));
+            }
             return;
         }
-        let Some(dir) = self.paths.get(&wd).cloned() else { return };
+        if mask.contains(AddWatchFlags::IN_IGNORED) {
+            self.dirs.remove(&wd);
+            self.suspects.remove(&wd);
+            queue.shared.watches.store(self.dirs.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        let Some(dir) = self.dirs.get(&wd).map(|w| w.path.clone()) else { return };
         let Some(name) = name else {
             // IN_DELETE_SELF / IN_MOVE_SELF: the parent's events cover a
-            // subdirectory; for the root itself, compare everything.
+            // subdirectory; for the root itself, compare everything. A
+            // directory that moved (perhaps from a parent without a
+            // watch) has its path checked.
             if dir.is_empty() && mask.intersects(AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF)
             {
                 push(Dirty::Subtree(Vec::new()));
+            } else if mask.contains(AddWatchFlags::IN_MOVE_SELF) {
+                self.suspects.insert(wd);
             }
             return;
         };
@@ -151,7 +249,7 @@ impl Worker {
         }
         if mask.contains(AddWatchFlags::IN_ISDIR) {
             if mask.intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM) {
-                self.unwatch_tree(&path, queue);
+                self.suspect_tree(&path, queue);
             }
             if mask.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO) {
                 self.watch_tree(&path, queue, true);
@@ -169,9 +267,10 @@ impl Worker {
         push(Dirty::Path(path));
     }
 
-    /// Add watches to `start` and every directory below it. A directory
-    /// that cannot be watched is rescanned every sample instead, and said
-    /// so when `report`.
+    /// Add watches to `start` and every directory below it (a directory
+    /// watched already keeps its watch descriptor and gets its new path).
+    /// A directory that cannot be watched is rescanned every sample
+    /// instead, and said so when `report`.
     fn watch_tree(&mut self, start: &[u8], queue: &Queue, report: bool) {
         let mut added = Vec::new();
         let failed = std::cell::RefCell::new(Vec::new());
@@ -188,7 +287,10 @@ impl Worker {
                     Err(e) => Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
                 };
                 match watch {
-                    Ok(wd) => added.push((wd, rel.to_vec())),
+                    Ok(wd) => {
+                        let id = tree::dir_identity(dir).unwrap_or_default();
+                        added.push((wd, Watched { path: rel.to_vec(), id }))
+                    }
                     Err(errno) => failed.borrow_mut().push((rel.to_vec(), errno)),
                 }
             },
@@ -198,8 +300,8 @@ impl Worker {
                 }
             },
         );
-        for (wd, rel) in added {
-            self.paths.insert(wd, rel);
+        for (wd, watched) in added {
+            self.dirs.insert(wd, watched);
         }
         let failed = failed.into_inner();
         if !failed.is_empty() {
@@ -218,20 +320,58 @@ impl Worker {
                 unwatched.insert(rel);
             }
         }
-        queue.shared.watches.store(self.paths.len() as u64, Ordering::Relaxed);
+        queue.shared.watches.store(self.dirs.len() as u64, Ordering::Relaxed);
     }
 
-    /// Drop the watches of `start` and every directory below it.
-    fn unwatch_tree(&mut self, start: &[u8], queue: &Queue) {
-        let gone: Vec<WatchDescriptor> =
-            self.paths.iter().filter(|(_, p)| tree::is_within(p, start)).map(|(wd, _)| *wd).collect();
-        for wd in gone {
-            let _ = self.kernel.rm_watch(wd);
-            self.paths.remove(&wd);
-        }
+    /// `start` moved away or was deleted: the watches of it and of every
+    /// directory below it may now have stale paths. Those directories
+    /// that could not be watched are forgotten (a move within the tree
+    /// walks them again under their new name).
+    fn suspect_tree(&mut self, start: &[u8], queue: &Queue) {
+        let suspects = &mut self.suspects;
+        suspects.extend(self.dirs.iter().filter(|(_, w)| tree::is_within(&w.path, start)).map(|(wd, _)| *wd));
         if let Ok(mut unwatched) = queue.shared.unwatched.lock() {
             unwatched.retain(|p| !tree::is_within(p, start));
         }
-        queue.shared.watches.store(self.paths.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Keep each suspected watch whose path still leads to its directory;
+    /// drop the others (and suspect those below them): they left the tree.
+    fn check_suspects(&mut self, queue: &Queue) {
+        while !self.suspects.is_empty() {
+            let suspects: Vec<WatchDescriptor> = self.suspects.drain().collect();
+            for wd in suspects {
+                let Some(watched) = self.dirs.get(&wd) else { continue };
+                let here = tree::open_dir(self.root.as_fd(), &watched.path)
+                    .ok()
+                    .and_then(|fd| tree::dir_identity(fd.as_fd()));
+                if here == Some(watched.id) {
+                    continue;
+                }
+                let path = watched.path.clone();
+                let _ = self.kernel.rm_watch(wd);
+                self.dirs.remove(&wd);
+                let suspects = &mut self.suspects;
+                suspects.extend(
+                    self.dirs.iter().filter(|(_, w)| tree::is_within(&w.path, &path)).map(|(wd, _)| *wd),
+                );
+            }
+        }
+        queue.shared.watches.store(self.dirs.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Watch the regular file at `path` if it is still the inode `id`;
+    /// `None` when it is not (any more).
+    fn watch_file(&self, path: &[u8], id: (u64, u64)) -> Result<Option<WatchDescriptor>, Errno> {
+        let (parent, name) = tree::split(path);
+        let Ok(dir) = tree::open_dir(self.root.as_fd(), parent) else { return Ok(None) };
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let Ok(fd) = openat(dir.as_fd(), tree::as_path(name), flags, Mode::empty()) else { return Ok(None) };
+        let Ok(stat) = fstat(&fd) else { return Ok(None) };
+        let regular = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG;
+        if !regular || (stat.st_dev, stat.st_ino) != id {
+            return Ok(None);
+        }
+        self.kernel.add_watch(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str(), FILE_MASK).map(Some)
     }
 }

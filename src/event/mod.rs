@@ -83,6 +83,10 @@ pub trait Source: Send {
     fn sync(&mut self, timeout: Duration) -> bool;
     /// Move every queued event into `into`.
     fn drain(&mut self, into: &mut Vec<Event>);
+    /// The files whose writes through names outside the tree this backend
+    /// must report (as [`Dirty::Inode`]), replacing the previous list.
+    /// Nothing to do for a backend that sees those writes anyway (poll).
+    fn watch_files(&mut self, _files: &[Linked]) {}
     /// Counters and flags shared with the backend.
     fn shared(&self) -> &Arc<Shared>;
 }
@@ -145,6 +149,22 @@ pub enum Dirty {
     Path(Vec<u8>),
     /// A directory and everything below it.
     Subtree(Vec<u8>),
+    /// Every name the sampler tracks for the file (device, inode): it was
+    /// changed through a name the backend cannot place (outside the tree).
+    Inode(u64, u64),
+}
+
+/// A file with more links than the names the sampler tracks for it: a
+/// write through one of its other names, outside the tree, raises no event
+/// on the tree's directories (see [`Source::watch_files`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Linked {
+    /// One of its names in the tree.
+    pub path: Vec<u8>,
+    /// Its device.
+    pub dev: u64,
+    /// Its inode.
+    pub ino: u64,
 }
 
 /// Counters and flags the event thread shares with the sampler.

@@ -14,7 +14,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use super::{Error, Event, Shared, Source};
+use super::{Error, Event, Linked, Shared, Source};
 
 /// A backend's reading half, run on the event thread.
 pub(super) trait Reader: Send + 'static {
@@ -25,6 +25,8 @@ pub(super) trait Reader: Send + 'static {
     /// At each sample barrier, before it is answered: try again what
     /// failed earlier (directories that could not be watched).
     fn retry(&mut self, _queue: &Queue) {}
+    /// Follow writes to exactly these files (see [`Source::watch_files`]).
+    fn watch_files(&mut self, _files: &[Linked], _queue: &Queue) {}
 }
 
 /// The sending side of the dirty-path queue. A full queue is an overflow
@@ -48,6 +50,7 @@ impl Queue {
 
 enum Request {
     Sync(Sender<()>),
+    Files(Vec<Linked>),
     Stop,
 }
 
@@ -112,6 +115,7 @@ fn run(reader: &mut impl Reader, queue: &Queue, wake: &EventFd, requests: &Recei
                         reader.retry(queue);
                         let _ = reply.send(());
                     }
+                    Request::Files(files) => reader.watch_files(&files, queue),
                     Request::Stop => return,
                 }
             }
@@ -135,6 +139,12 @@ impl Source for Threaded {
 
     fn drain(&mut self, into: &mut Vec<Event>) {
         into.extend(self.events.try_iter());
+    }
+
+    fn watch_files(&mut self, files: &[Linked]) {
+        if self.requests.send(Request::Files(files.to_vec())).is_ok() {
+            let _ = self.wake.write(1);
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod formats;
 mod fullness;
 mod history;
 mod journal;
+mod links;
 mod maps;
 mod pidreuse;
 mod readme;
