@@ -61,9 +61,12 @@ pub enum Msg {
     /// The process with this PID exited (its pidfd became readable, or a
     /// check found it gone).
     Exited(i32),
-    /// Another thread survived a failure (a reply it could not write):
-    /// counted and shown by `status`, and written to the output.
+    /// Another thread survived a failure: counted and shown by `status`,
+    /// and written to the output.
     Fault(String),
+    /// A reply was given up (its client did not read it, or its FIFO
+    /// failed): a fault, also counted as `dropped_replies`.
+    ReplyDropped(String),
 }
 
 /// Where the monitor's own output goes.
@@ -152,6 +155,8 @@ pub struct Monitor {
     period_samples: u64,
     /// Ticks skipped because the loop fell more than a period behind.
     missed_periods: u64,
+    /// Replies to `monitord ctl` clients given up.
+    dropped_replies: u64,
 }
 
 impl Monitor {
@@ -179,6 +184,7 @@ impl Monitor {
             stalled: None,
             period_samples: 0,
             missed_periods: 0,
+            dropped_replies: 0,
             errors: 0,
             last_error: None,
             noted_faults: HashSet::new(),
@@ -396,6 +402,10 @@ impl Monitor {
                     }
                 }
                 Ok(Msg::Fault(text)) => self.fault(&text),
+                Ok(Msg::ReplyDropped(text)) => {
+                    self.dropped_replies += 1;
+                    self.fault(&text);
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     if !self.paused {
                         let before = self.sampler.counters().samples;
@@ -588,6 +598,8 @@ impl Monitor {
             ("unwatched_dirs", events.map_or(0, |e| e.unwatched().len()).to_string()),
             ("last_scan_us", load(events.map(|e| &e.last_scan_us)).to_string()),
             ("last_scan_entries", load(events.map(|e| &e.last_scan_entries)).to_string()),
+            ("dropped_replies", self.dropped_replies.to_string()),
+            // Last: readers of a reply on a stream wait for this key.
             ("events", load(events.map(|e| &e.events)).to_string()),
         ];
         lines.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()
@@ -706,8 +718,8 @@ pub fn spawn_fifo(fd: OwnedFd, tx: Sender<Msg>, busy: Arc<AtomicBool>) {
                 }
                 reply_rx.recv().unwrap_or_else(|_| Reply::error("the monitor is shutting down"))
             },
-            |fault| {
-                let _ = faults.send(Msg::Fault(fault));
+            |dropped| {
+                let _ = faults.send(Msg::ReplyDropped(dropped));
             },
         );
     });

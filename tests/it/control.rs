@@ -223,3 +223,61 @@ fn foreground_monitor_tells_systemd_it_is_ready_and_stopping() {
     assert_eq!(&buf[..n], b"STOPPING=1");
     assert!(child.wait().unwrap().success());
 }
+
+/// Send `command` to the daemon's FIFO with its reply going to `fifo`,
+/// which the caller holds open and never reads.
+fn request_unread(store: &std::path::Path, fifo: &std::path::Path, command: &str) {
+    let mut ctl = std::fs::OpenOptions::new().write(true).open(store.join("ctl")).unwrap();
+    ctl.write_all(format!("@{} {command}\n", fifo.display()).as_bytes()).unwrap();
+}
+
+#[test]
+fn clients_that_never_read_their_reply_stall_no_one() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let fifos = TempDir::new("monitord-fifos-");
+    let target = Target::start(tree.path());
+    let daemon = Daemon::start(target.pid(), store.path(), 600_000, &[]);
+    // A sample whose diff is far larger than a pipe holds (64 KiB).
+    let big: String = (0..4_000).map(|i| format!("line {i} of a large text file\n")).collect();
+    std::fs::write(tree.path().join("big.txt"), &big).unwrap();
+    assert_eq!(daemon.ctl(&["sample"]).0, 0);
+    // Six clients ask for it and never read: each reply FIFO is held open
+    // read-write (so the monitor can open it) and left full.
+    let mut held = Vec::new();
+    let mut ask_without_reading = |round: usize| {
+        for i in 0..6 {
+            let path = fifos.path().join(format!("reply-{round}-{i}"));
+            nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+            let fd = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&path)
+                .unwrap();
+            held.push(fd);
+            request_unread(store.path(), &path, "history 1");
+        }
+    };
+    ask_without_reading(0);
+    let started = std::time::Instant::now();
+    let (code, out, err) = daemon.ctl(&["status"]);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "status answers while six clients do not read: {err}");
+    eprintln!("status with six silent clients took {took:?}");
+    // Before, each silent client held the listener for 5 s.
+    assert!(took < Duration::from_secs(2), "status took {took:?}");
+    assert!(out.contains("dropped_replies: "), "status counts dropped replies:\n{out}");
+    // Within the reply deadline (2 s) each silent client is given up.
+    wait_until("six dropped replies", Duration::from_secs(5), || {
+        daemon.status().get("dropped_replies").map(String::as_str) == Some("6")
+    });
+    // Six more, and `stop` while they are still pending.
+    ask_without_reading(1);
+    let started = std::time::Instant::now();
+    let (code, out, err) = daemon.ctl(&["stop"]);
+    assert_eq!((code, out.as_str()), (0, "stopping\n"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "stop took {:?}", started.elapsed());
+    daemon.wait_gone(Duration::from_secs(5));
+}
