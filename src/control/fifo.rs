@@ -206,10 +206,12 @@ pub fn listen(
             }
             if buf.len() > wire::MAX_REQUEST + MAX_LINE {
                 // An over-long line: answer it once (the parser rejects it
-                // by length) and drop the rest of it up to its newline.
+                // by length) and drop the rest of it up to its newline,
+                // however many reads that takes.
                 let head: Vec<u8> = buf.drain(..).take(MAX_LINE + 1).collect();
-                answer(&head, false);
-                discarding = true;
+                if !std::mem::replace(&mut discarding, true) {
+                    answer(&head, false);
+                }
             }
             if pending.len() > MAX_PENDING {
                 let oldest = pending.remove(0);

@@ -281,3 +281,21 @@ fn clients_that_never_read_their_reply_stall_no_one() {
     assert!(started.elapsed() < Duration::from_secs(2), "stop took {:?}", started.elapsed());
     daemon.wait_gone(Duration::from_secs(5));
 }
+
+#[test]
+fn an_overlong_line_is_one_error_in_the_log() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let target = Target::start(tree.path());
+    let daemon = Daemon::start(target.pid(), store.path(), 600_000, &[]);
+    // 1 MB in one line, then a good command on the next.
+    let mut line = vec![b'y'; 1 << 20];
+    line.extend_from_slice(b"\nperiod 321\n");
+    let mut fifo = std::fs::OpenOptions::new().write(true).open(store.path().join("ctl")).unwrap();
+    fifo.write_all(&line).unwrap();
+    drop(fifo);
+    wait_until("the command after the long line", SECS, || daemon.status()["period_ms"] == "321");
+    let log = daemon.log();
+    let errors = log.lines().filter(|l| l.contains("longer than the limit")).count();
+    assert_eq!(errors, 1, "one overlong line, one error:\n{}", &log[..log.len().min(2000)]);
+}
