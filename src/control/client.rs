@@ -51,13 +51,15 @@ struct ReplyDir {
 }
 
 impl ReplyDir {
-    fn create() -> Result<ReplyDir, Error> {
+    /// Make the directory and the FIFO. With `owner` (root talking to the
+    /// monitor of another user) the FIFO is given to that user and the
+    /// directory may be searched by others, in a place every user can
+    /// reach: the monitor opens the FIFO with its own rights.
+    fn create(owner: Option<(u32, u32)>) -> Result<ReplyDir, Error> {
         let base = std::env::temp_dir();
-        let base = if base.as_os_str().as_encoded_bytes().iter().any(u8::is_ascii_whitespace) {
-            PathBuf::from("/tmp")
-        } else {
-            base
-        };
+        let unusable = base.as_os_str().as_encoded_bytes().iter().any(u8::is_ascii_whitespace)
+            || (owner.is_some() && !searchable_by_all(&base));
+        let base = if unusable { PathBuf::from("/tmp") } else { base };
         let local = |what: &str| {
             let what = what.to_string();
             move |errno: Errno| Error::Local { what, source: errno.into() }
@@ -68,8 +70,27 @@ impl ReplyDir {
         let made = ReplyDir { dir, fifo };
         nix::unistd::mkfifo(&made.fifo, Mode::from_bits_truncate(0o600))
             .map_err(local(&format!("create reply FIFO {}", made.fifo.display())))?;
+        if let Some((uid, gid)) = owner {
+            let (uid, gid) = (Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
+            nix::unistd::chown(&made.fifo, uid, gid)
+                .map_err(local(&format!("give reply FIFO {} to the monitor's user", made.fifo.display())))?;
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                &made.dir,
+                Mode::from_bits_truncate(0o711),
+                nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+            )
+            .map_err(local(&format!("open {} to the monitor's user", made.dir.display())))?;
+        }
         Ok(made)
     }
+}
+
+/// Whether every user may search `dir` and each directory above it.
+fn searchable_by_all(dir: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    dir.is_absolute()
+        && dir.ancestors().all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
 impl Drop for ReplyDir {
@@ -87,7 +108,14 @@ impl Drop for ReplyDir {
 /// for local failures.
 pub fn request(ctl: &Path, command: &str, timeout: Duration) -> Result<Reply, Error> {
     let deadline = Instant::now() + timeout;
-    let reply_dir = ReplyDir::create()?;
+    // The monitor writes the reply with its own rights: when root talks to
+    // the monitor of another user, that user must be able to open the FIFO.
+    let me = nix::unistd::geteuid();
+    let owner = std::fs::symlink_metadata(ctl)
+        .ok()
+        .map(|m| (std::os::unix::fs::MetadataExt::uid(&m), std::os::unix::fs::MetadataExt::gid(&m)))
+        .filter(|&(uid, _)| me.is_root() && uid != me.as_raw());
+    let reply_dir = ReplyDir::create(owner)?;
     // Read-write: we hold a write end ourselves, so the reply FIFO never
     // reads as end-of-file before the monitor has written.
     let reply_fd = nix::fcntl::open(

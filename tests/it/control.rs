@@ -299,3 +299,39 @@ fn an_overlong_line_is_one_error_in_the_log() {
     let errors = log.lines().filter(|l| l.contains("longer than the limit")).count();
     assert_eq!(errors, 1, "one overlong line, one error:\n{}", &log[..log.len().min(2000)]);
 }
+
+#[test]
+fn root_talks_to_a_monitor_of_another_user() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let nobody = Some(nix::unistd::Uid::from_raw(65534));
+    let nogroup = Some(nix::unistd::Gid::from_raw(65534));
+    for dir in [tree.path(), store.path()] {
+        nix::unistd::chown(dir, nobody, nogroup).unwrap();
+    }
+    let as_nobody = |command: &str| {
+        let mut setpriv = std::process::Command::new("setpriv");
+        setpriv.args(["--reuid=65534", "--regid=65534", "--clear-groups", command]);
+        setpriv
+    };
+    let mut target = as_nobody("sleep").arg("100000").current_dir(tree.path()).spawn().unwrap();
+    let out = as_nobody(bin())
+        .args(["-d", "--period", "600000", "--store"])
+        .arg(store.path())
+        .arg(target.id().to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "monitord -d as nobody: {}", String::from_utf8_lossy(&out.stderr));
+    let daemon = Daemon { store: store.path().to_path_buf(), pid: read_pid_file(store.path()).unwrap() };
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid)).unwrap();
+    assert!(status.lines().any(|l| l.starts_with("Uid:\t65534\t")), "{status}");
+    let started = std::time::Instant::now();
+    let (code, out, err) = daemon.ctl(&["--timeout", "3000", "status"]);
+    assert_eq!(code, 0, "root gets the reply of nobody's monitor: {err}");
+    assert!(out.contains(&format!("pid: {}\n", target.id())), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert_eq!(daemon.ctl(&["stop"]).0, 0);
+    daemon.wait_gone(SECS);
+    let _ = target.kill();
+    let _ = target.wait();
+}
