@@ -113,14 +113,32 @@ fn follow(args: &DumpArgs) -> anyhow::Result<ExitCode> {
         }
         out.write_all(&buf).context("cannot write to stdout")?;
         out.flush().context("cannot write to stdout")?;
-        if stopped {
+        // Nothing to write tells us the reader went: ask the pipe, as tail -f does.
+        if stopped || reader_gone(&out, FOLLOW_POLL) {
             return Ok(ExitCode::SUCCESS);
         }
-        std::thread::sleep(FOLLOW_POLL);
     }
 }
 
 /// Whether no monitor writes the ring (the store is the ring's directory).
 fn writer_gone(ring: &Path) -> bool {
     !store::is_running(ring.parent().unwrap_or(Path::new(".")))
+}
+
+/// Wait up to `timeout`; true as soon as `out` reports an error or a
+/// hang-up: a pipe whose reader has closed it (poll(2) gives POLLERR on
+/// its write end). Files and terminals just wait.
+fn reader_gone(out: &impl std::os::fd::AsFd, timeout: Duration) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    // No events asked for: POLLERR and POLLHUP are always reported, and a
+    // pipe with room to write does not wake us.
+    let mut fds = [PollFd::new(out.as_fd(), PollFlags::empty())];
+    match poll(&mut fds, timeout) {
+        Ok(n) if n > 0 => {
+            fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+        }
+        // Interrupted, or poll cannot watch it: the wait was short, which costs a loop.
+        _ => false,
+    }
 }
