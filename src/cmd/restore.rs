@@ -19,6 +19,17 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     let store_dir = store::resolve(args.store.as_deref())?;
     let at = At::parse(&args.at)?;
     let state = restore::state_at(&store_dir, at)?;
+    if let At::Time(ts) = at
+        && state.seq == state.newest
+        && ts.as_microsecond() > i64::try_from(state.time_us).unwrap_or(i64::MAX)
+    {
+        let newest = crate::render::rfc3339_us(state.time_us);
+        eprintln!(
+            "--at {} is after the newest record (#{} at {newest}): restoring that",
+            args.at.trim(),
+            state.seq
+        );
+    }
     if let Some(path) = &args.path {
         let key = path.trim_start_matches("./").as_bytes();
         let Some((_, content)) = state.tree.get(key) else {

@@ -192,3 +192,38 @@ on_every_backend!(
     restore_at_a_time_picks_the_newest_sample_at_or_before_it,
     a_wrapped_ring_restores_what_it_holds_and_refuses_the_rest,
 );
+
+#[test]
+fn points_outside_the_ring_name_its_ends() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let _target = record_alpha(tree.path(), store.path());
+    let s = store.path().to_str().unwrap();
+    let records = dump_json(store.path());
+    let (first, last) = (&records[0], records.last().unwrap());
+    let time = |r: &serde_json::Value| r["time"].as_str().unwrap().to_string();
+    let seq = |r: &serde_json::Value| r["seq"].as_u64().unwrap();
+    assert_eq!(seq(first), 1, "the journal numbers records from 1");
+    // Seq 0 never existed: it was not dropped.
+    let (code, _, stderr) = run(&["restore", "--store", s, "--at", "0", "--path", "a.txt"]);
+    assert_eq!(code, 1);
+    assert!(!stderr.contains("no longer"), "{stderr}");
+    assert!(stderr.contains("there is no seq 0") && stderr.contains("oldest record held is 1"), "{stderr}");
+    // A time far in the future (past what a timestamp holds, too): the
+    // newest record is at or before it, and restore says so.
+    for future in
+        ["9999-12-31T23:59:59Z", "9999-12-31 23:59:59", "12000-01-01T00:00:00Z", "2999-01-01T00:00:00Z"]
+    {
+        let (code, stdout, stderr) = run(&["restore", "--store", s, "--at", future, "--path", "a.txt"]);
+        assert_eq!(code, 0, "{future}: {stderr}");
+        assert_eq!(stdout, b"alpha\n", "{future}");
+        let says = format!("is after the newest record (#{} at {})", seq(last), time(last));
+        assert!(stderr.contains(&says) && stderr.lines().count() == 1, "{future}: {stderr}");
+    }
+    // A time before the first record: refused, naming the oldest.
+    let (code, _, stderr) =
+        run(&["restore", "--store", s, "--at", "2000-01-01T00:00:00Z", "--path", "a.txt"]);
+    assert_eq!(code, 1);
+    let says = format!("is before the oldest record held (#1 at {})", time(first));
+    assert!(stderr.contains(&says) && stderr.lines().count() == 1, "{stderr}");
+}
