@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use crate::cli::RestoreArgs;
+use crate::journal::record::Node;
 use crate::restore::{self, At};
 use crate::store;
 
@@ -31,12 +32,21 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(path) = &args.path {
-        let key = path.trim_start_matches("./").as_bytes();
-        let Some((_, content)) = state.tree.get(key) else {
-            bail!("{path} is not in the tree at seq {}", state.seq);
+        let mut key = path.as_os_str().as_encoded_bytes();
+        while let Some(rest) = key.strip_prefix(b"./") {
+            key = rest;
+        }
+        let Some((node, content)) = state.tree.get(key) else {
+            bail!("{} is not in the tree at seq {}", path.display(), state.seq);
         };
         use std::io::Write;
-        std::io::stdout().write_all(content).context("cannot write to stdout")?;
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(content).context("cannot write to stdout")?;
+        if *node == Node::Symlink {
+            // The link's target, as readlink prints it.
+            stdout.write_all(b"\n").context("cannot write to stdout")?;
+        }
+        stdout.flush().context("cannot write to stdout")?;
         return Ok(ExitCode::SUCCESS);
     }
     let Some(dest) = &args.dest else { bail!("DEST is required") };

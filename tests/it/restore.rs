@@ -227,3 +227,54 @@ fn points_outside_the_ring_name_its_ends() {
     let says = format!("is before the oldest record held (#1 at {})", time(first));
     assert!(stderr.contains(&says) && stderr.lines().count() == 1, "{stderr}");
 }
+
+#[test]
+fn restore_path_takes_any_name_and_prints_a_links_target() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let latin1 = OsStr::from_bytes(b"caf\xe9.txt");
+    fs::write(tree.path().join(latin1), "not utf-8 named\n").unwrap();
+    fs::write(tree.path().join("a.txt"), "alpha\n").unwrap();
+    std::os::unix::fs::symlink("a.txt", tree.path().join("link")).unwrap();
+    std::os::unix::fs::symlink(OsStr::from_bytes(b"/nowhere/\xff"), tree.path().join("odd")).unwrap();
+    let target = Target::start(tree.path());
+    let mut m = Monitord::start(&target, store.path(), &[]);
+    let seq = m.sample();
+    m.stop();
+    let restore = |path: &OsStr| {
+        let out = std::process::Command::new(bin())
+            .args(["restore", "--store"])
+            .arg(store.path())
+            .args(["--at", &seq.to_string(), "--path"])
+            .arg(path)
+            .output()
+            .unwrap();
+        (out.status.code(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, stdout, stderr) = restore(latin1);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, b"not utf-8 named\n");
+    let (code, stdout, stderr) = restore(OsStr::new("./caf\u{e9}.txt"));
+    assert_eq!(code, Some(1), "another name is another file");
+    assert!(stdout.is_empty() && stderr.contains("is not in the tree"), "{stderr}");
+    // A symlink prints its target, as readlink does; the full restore
+    // makes the same link.
+    let (code, stdout, stderr) = restore(OsStr::new("./link"));
+    assert_eq!((code, stdout.as_slice()), (Some(0), &b"a.txt\n"[..]), "{stderr}");
+    let (code, stdout, stderr) = restore(OsStr::new("odd"));
+    assert_eq!((code, stdout.as_slice()), (Some(0), &b"/nowhere/\xff\n"[..]), "{stderr}");
+    let dest = TempDir::new("monitord-dest-");
+    let out = dest.path().join("x");
+    let (code, _, stderr) = run(&[
+        "restore",
+        "--store",
+        store.path().to_str().unwrap(),
+        "--at",
+        &seq.to_string(),
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(fs::read_link(out.join("link")).unwrap(), std::path::Path::new("a.txt"));
+}
