@@ -40,6 +40,10 @@ pub enum Error {
 /// output once.
 const MAX_NOTED_FAULTS: usize = 256;
 
+/// Longest part of a control line written to the output with its reply,
+/// in bytes.
+const SHOWN_LINE: usize = 80;
+
 /// Where a control line came from, and so where its reply goes.
 #[derive(Debug)]
 pub enum Origin {
@@ -442,7 +446,11 @@ impl Monitor {
             Origin::Stdin => self.note(&reply.text),
             Origin::Fifo => {
                 if !reply.text.is_empty() {
-                    let command = human::sanitize(line);
+                    // Enough of a bad line to recognise it, not all of it.
+                    let mut command = human::sanitize(&line[..line.len().min(SHOWN_LINE)]);
+                    if line.len() > SHOWN_LINE {
+                        command.push_str("...");
+                    }
                     self.note(&format!("ctl: {command}\n{}", reply.text));
                 }
             }

@@ -298,6 +298,8 @@ fn an_overlong_line_is_one_error_in_the_log() {
     let log = daemon.log();
     let errors = log.lines().filter(|l| l.contains("longer than the limit")).count();
     assert_eq!(errors, 1, "one overlong line, one error:\n{}", &log[..log.len().min(2000)]);
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 300, "the log quotes a bad line in part, not 4 KiB of it: {longest} bytes");
 }
 
 #[test]
