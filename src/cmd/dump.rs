@@ -135,17 +135,21 @@ fn writer_gone(ring: &Path) -> bool {
 /// hang-up: a pipe whose reader has closed it (poll(2) gives POLLERR on
 /// its write end). Files and terminals just wait.
 fn reader_gone(out: &impl std::os::fd::AsFd, timeout: Duration) -> bool {
+    use nix::errno::Errno;
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
     // No events asked for: POLLERR and POLLHUP are always reported, and a
     // pipe with room to write does not wake us.
     let mut fds = [PollFd::new(out.as_fd(), PollFlags::empty())];
+    let gone = PollFlags::POLLERR | PollFlags::POLLHUP;
     match poll(&mut fds, timeout) {
-        Ok(n) if n > 0 => {
-            fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+        Ok(0) | Err(Errno::EINTR) => false,
+        Ok(_) if fds[0].revents().is_some_and(|r| r.intersects(gone)) => true,
+        // Not something poll can watch (a closed stdout): just wait.
+        _ => {
+            std::thread::sleep(FOLLOW_POLL);
+            false
         }
-        // Interrupted, or poll cannot watch it: the wait was short, which costs a loop.
-        _ => false,
     }
 }
 
