@@ -27,6 +27,14 @@ pub enum Error {
         /// How long we waited.
         timeout: Duration,
     },
+    /// The control FIFO belongs to another user, and we are not root.
+    #[error("{path} belongs to uid {uid}: only that user or root may control it")]
+    NotAllowed {
+        /// The control FIFO.
+        path: PathBuf,
+        /// Its owner, the monitor's user.
+        uid: u32,
+    },
     /// The command cannot be sent as one atomic request.
     #[error("the command is too long to send")]
     TooLong,
@@ -133,7 +141,12 @@ pub fn request(ctl: &Path, command: &str, timeout: Duration) -> Result<Reply, Er
 fn send(ctl: &Path, line: &[u8]) -> Result<(), Error> {
     // Non-blocking open for writing fails with ENXIO when no process has the
     // FIFO open for reading: nobody is listening.
-    let meta = std::fs::symlink_metadata(ctl).map_err(|_| Error::NoDaemon(ctl.to_path_buf()))?;
+    let meta = std::fs::symlink_metadata(ctl).map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            Error::Local { what: format!("reach {}", ctl.display()), source: e }
+        }
+        _ => Error::NoDaemon(ctl.to_path_buf()),
+    })?;
     if !std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) {
         return Err(Error::NoDaemon(ctl.to_path_buf()));
     }
@@ -144,6 +157,9 @@ fn send(ctl: &Path, line: &[u8]) -> Result<(), Error> {
     )
     .map_err(|errno| match errno {
         Errno::ENXIO | Errno::ENOENT => Error::NoDaemon(ctl.to_path_buf()),
+        Errno::EACCES if std::os::unix::fs::MetadataExt::uid(&meta) != nix::unistd::geteuid().as_raw() => {
+            Error::NotAllowed { path: ctl.to_path_buf(), uid: std::os::unix::fs::MetadataExt::uid(&meta) }
+        }
         other => Error::Local { what: format!("open {}", ctl.display()), source: other.into() },
     })?;
     // One write of at most PIPE_BUF bytes is atomic: requests never mix.

@@ -337,3 +337,35 @@ fn root_talks_to_a_monitor_of_another_user() {
     let _ = target.kill();
     let _ = target.wait();
 }
+
+#[test]
+fn another_user_is_told_why_the_monitor_will_not_answer() {
+    use std::os::unix::fs::PermissionsExt;
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let target = Target::start(tree.path());
+    let daemon = Daemon::start(target.pid(), store.path(), 600_000, &[]);
+    let ctl_as_nobody = || {
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin(), "ctl", "--store"])
+            .arg(store.path())
+            .arg("status")
+            .env("TMPDIR", "/tmp")
+            .output()
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2), "answered at once: {:?}", started.elapsed());
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // The store itself is private to root.
+    std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (code, err) = ctl_as_nobody();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.to_lowercase().contains("permission denied") && err.lines().count() == 1, "{err}");
+    // The store may be entered, but the FIFO is root's.
+    std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, err) = ctl_as_nobody();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("belongs to uid 0: only that user or root may control it"), "{err}");
+    assert!(daemon.is_alive());
+}
