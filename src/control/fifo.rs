@@ -213,7 +213,7 @@ pub fn listen(
                     answer(&head, false);
                 }
             }
-            if pending.len() > MAX_PENDING {
+            while pending.len() > MAX_PENDING {
                 let oldest = pending.remove(0);
                 oldest.give_up(&"too many replies waiting to be read", &mut report);
             }
