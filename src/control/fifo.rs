@@ -275,3 +275,85 @@ fn open_reply(path: &Path) -> Option<OwnedFd> {
     let opened = nix::sys::stat::fstat(&fd).ok()?;
     (opened.st_ino == meta.ino() && opened.st_dev == meta.dev()).then_some(fd)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::mpsc;
+
+    /// A listener on a fresh control FIFO whose every reply is `reply`;
+    /// what it gives up comes out of the receiver. The thread runs until
+    /// the test process ends.
+    fn listener(dir: &Path, reply: String) -> (PathBuf, mpsc::Receiver<String>) {
+        let ctl = dir.join("ctl");
+        let fd = open_or_create(&ctl).unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let busy = AtomicBool::new(false);
+            listen(fd, &busy, |_, _| Reply::ok(reply.clone()), |given_up| tx.send(given_up).unwrap());
+        });
+        (ctl, rx)
+    }
+
+    /// A reply FIFO held open read-write (so the listener may open it),
+    /// and the request naming it sent.
+    fn ask(dir: &Path, ctl: &Path, name: &str) -> std::fs::File {
+        let path = dir.join(name);
+        nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o600)).unwrap();
+        let fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let mut ctl = std::fs::OpenOptions::new().write(true).open(ctl).unwrap();
+        ctl.write_all(&wire::encode_request(path.as_os_str().as_encoded_bytes(), b"history 1").unwrap())
+            .unwrap();
+        fifo
+    }
+
+    #[test]
+    fn a_slow_reader_gets_its_whole_reply_however_long_it_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "x".repeat(300_000) + "\n";
+        let (ctl, given_up) = listener(dir.path(), text.clone());
+        let mut fifo = ask(dir.path(), &ctl, "slow");
+        // Well over the deadline in all, but a little at a time.
+        let mut got = Vec::new();
+        let mut chunk = vec![0u8; 65536];
+        let started = Instant::now();
+        while wire::decode_reply(&got).unwrap().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(20), "the reply stalled at {} bytes", got.len());
+            std::thread::sleep(REPLY_DEADLINE / 2);
+            match fifo.read(&mut chunk) {
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(started.elapsed() > REPLY_DEADLINE, "the test read slower than the deadline");
+        assert_eq!(wire::decode_reply(&got).unwrap(), Some(Reply::ok(text)));
+        assert!(given_up.try_recv().is_err(), "nothing was given up");
+    }
+
+    #[test]
+    fn replies_past_the_limit_are_given_up_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctl, given_up) = listener(dir.path(), "y".repeat(100_000));
+        let started = Instant::now();
+        let held: Vec<_> = (0..MAX_PENDING + 5).map(|i| ask(dir.path(), &ctl, &format!("r{i}"))).collect();
+        for _ in 0..5 {
+            let why = given_up.recv_timeout(REPLY_DEADLINE).unwrap();
+            assert!(why.ends_with("too many replies waiting to be read"), "{why}");
+        }
+        assert!(started.elapsed() < REPLY_DEADLINE, "{:?}", started.elapsed());
+        // The others are given up at their deadline.
+        for _ in 0..MAX_PENDING {
+            let why = given_up.recv_timeout(REPLY_DEADLINE * 3).unwrap();
+            assert!(why.ends_with("not read within 2s"), "{why}");
+        }
+        drop(held);
+    }
+}
