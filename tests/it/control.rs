@@ -269,6 +269,14 @@ fn clients_that_never_read_their_reply_stall_no_one() {
     // Before, each silent client held the listener for 5 s.
     assert!(took < Duration::from_secs(2), "status took {took:?}");
     assert!(out.contains("dropped_replies: "), "status counts dropped replies:\n{out}");
+    // Their replies are made and waiting now: another client's status
+    // does not queue behind them at all.
+    let started = std::time::Instant::now();
+    let status = daemon.status();
+    let took = started.elapsed();
+    eprintln!("status with six replies waiting took {took:?}");
+    assert!(status.contains_key("dropped_replies"), "{status:?}");
+    assert!(took < Duration::from_secs(1), "status took {took:?}");
     // Within the reply deadline (2 s) each silent client is given up.
     wait_until("six dropped replies", Duration::from_secs(5), || {
         daemon.status().get("dropped_replies").map(String::as_str) == Some("6")
