@@ -351,14 +351,16 @@ pub struct RestoreArgs {
     /// The store [default: the most recently written store in the default location].
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
-    /// A sequence number, or a time (RFC 3339, or local "YYYY-MM-DD HH:MM:SS"):
-    /// the newest sample at or before it.
+    /// A sequence number (from 1), or a time (RFC 3339, or local "YYYY-MM-DD
+    /// HH:MM:SS"): the newest sample at or before it; a time after the newest
+    /// record restores that record and says so on stderr.
     #[arg(long, value_name = "SEQ|TIME")]
     pub at: String,
-    /// Print just this file (path relative to the tree) to stdout instead of
-    /// writing a tree.
+    /// Print just this file (path relative to the tree, any bytes) to stdout
+    /// instead of writing a tree; a symlink prints its target and a newline,
+    /// as readlink does.
     #[arg(long, value_name = "FILE", conflicts_with = "dest")]
-    pub path: Option<String>,
+    pub path: Option<PathBuf>,
     /// Directory to create (must not exist, or be empty).
     #[arg(value_name = "DEST", required_unless_present = "path")]
     pub dest: Option<PathBuf>,

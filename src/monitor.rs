@@ -40,6 +40,10 @@ pub enum Error {
 /// output once.
 const MAX_NOTED_FAULTS: usize = 256;
 
+/// Longest part of a control line written to the output with its reply,
+/// in bytes.
+const SHOWN_LINE: usize = 80;
+
 /// Where a control line came from, and so where its reply goes.
 #[derive(Debug)]
 pub enum Origin {
@@ -61,9 +65,12 @@ pub enum Msg {
     /// The process with this PID exited (its pidfd became readable, or a
     /// check found it gone).
     Exited(i32),
-    /// Another thread survived a failure (a reply it could not write):
-    /// counted and shown by `status`, and written to the output.
+    /// Another thread survived a failure: counted and shown by `status`,
+    /// and written to the output.
     Fault(String),
+    /// A reply was given up (its client did not read it, or its FIFO
+    /// failed): a fault, also counted as `dropped_replies`.
+    ReplyDropped(String),
 }
 
 /// Where the monitor's own output goes.
@@ -152,6 +159,8 @@ pub struct Monitor {
     period_samples: u64,
     /// Ticks skipped because the loop fell more than a period behind.
     missed_periods: u64,
+    /// Replies to `monitord ctl` clients given up.
+    dropped_replies: u64,
 }
 
 impl Monitor {
@@ -179,6 +188,7 @@ impl Monitor {
             stalled: None,
             period_samples: 0,
             missed_periods: 0,
+            dropped_replies: 0,
             errors: 0,
             last_error: None,
             noted_faults: HashSet::new(),
@@ -396,6 +406,10 @@ impl Monitor {
                     }
                 }
                 Ok(Msg::Fault(text)) => self.fault(&text),
+                Ok(Msg::ReplyDropped(text)) => {
+                    self.dropped_replies += 1;
+                    self.fault(&text);
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     if !self.paused {
                         let before = self.sampler.counters().samples;
@@ -432,7 +446,11 @@ impl Monitor {
             Origin::Stdin => self.note(&reply.text),
             Origin::Fifo => {
                 if !reply.text.is_empty() {
-                    let command = human::sanitize(line);
+                    // Enough of a bad line to recognise it, not all of it.
+                    let mut command = human::sanitize(&line[..line.len().min(SHOWN_LINE)]);
+                    if line.len() > SHOWN_LINE {
+                        command.push_str("...");
+                    }
                     self.note(&format!("ctl: {command}\n{}", reply.text));
                 }
             }
@@ -588,6 +606,8 @@ impl Monitor {
             ("unwatched_dirs", events.map_or(0, |e| e.unwatched().len()).to_string()),
             ("last_scan_us", load(events.map(|e| &e.last_scan_us)).to_string()),
             ("last_scan_entries", load(events.map(|e| &e.last_scan_entries)).to_string()),
+            ("dropped_replies", self.dropped_replies.to_string()),
+            // Last: readers of a reply on a stream wait for this key.
             ("events", load(events.map(|e| &e.events)).to_string()),
         ];
         lines.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()
@@ -706,8 +726,8 @@ pub fn spawn_fifo(fd: OwnedFd, tx: Sender<Msg>, busy: Arc<AtomicBool>) {
                 }
                 reply_rx.recv().unwrap_or_else(|_| Reply::error("the monitor is shutting down"))
             },
-            |fault| {
-                let _ = faults.send(Msg::Fault(fault));
+            |dropped| {
+                let _ = faults.send(Msg::ReplyDropped(dropped));
             },
         );
     });

@@ -54,8 +54,24 @@ pub enum Error {
         newest: u64,
     },
     /// No record at or before the time.
-    #[error("no record at or before {0}")]
-    TooEarly(String),
+    #[error("{at} is before the oldest record held (#{oldest} at {})", crate::render::rfc3339_us(*.oldest_time_us))]
+    TooEarly {
+        /// The time asked for.
+        at: String,
+        /// The oldest record held.
+        oldest: u64,
+        /// Its time, microseconds since the Unix epoch.
+        oldest_time_us: u64,
+    },
+    /// The ring holds no record at all.
+    #[error("the ring holds no records")]
+    Empty,
+    /// Seq 0 was asked for: records are numbered from 1.
+    #[error("there is no seq 0: records are numbered from 1 (the oldest record held is {oldest})")]
+    NoSeqZero {
+        /// Oldest available.
+        oldest: u64,
+    },
     /// A record could not be decoded.
     #[error("record {seq} cannot be decoded")]
     Decode {
@@ -142,12 +158,28 @@ impl At {
         if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
             return text.parse().map(At::Seq).map_err(|_| Error::At(text.to_string()));
         }
-        if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        if let Some(ts) = Self::time(text) {
             return Ok(At::Time(ts));
         }
-        let civil: jiff::civil::DateTime = text.parse().map_err(|_| Error::At(text.to_string()))?;
-        let zoned = civil.to_zoned(jiff::tz::TimeZone::system()).map_err(|_| Error::At(text.to_string()))?;
-        Ok(At::Time(zoned.timestamp()))
+        // A well-formed time past what a timestamp holds (9999-12-31, year
+        // 12000): later than any record.
+        let year = text.bytes().take_while(u8::is_ascii_digit).count();
+        let far = year >= 4
+            && text[..year].parse::<u64>().is_ok_and(|y| y >= 9999)
+            && Self::time(&format!("2000{}", &text[year..])).is_some();
+        if far {
+            return Ok(At::Time(jiff::Timestamp::MAX));
+        }
+        Err(Error::At(text.to_string()))
+    }
+
+    /// An RFC 3339 time, or a local `YYYY-MM-DD HH:MM:SS[.ffffff]`.
+    fn time(text: &str) -> Option<jiff::Timestamp> {
+        if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+            return Some(ts);
+        }
+        let civil: jiff::civil::DateTime = text.parse().ok()?;
+        Some(civil.to_zoned(jiff::tz::TimeZone::system()).ok()?.timestamp())
     }
 }
 
@@ -156,6 +188,10 @@ impl At {
 pub struct State {
     /// The record the tree is as of.
     pub seq: u64,
+    /// Its time, microseconds since the Unix epoch.
+    pub time_us: u64,
+    /// The newest record held (so a time after it can be pointed out).
+    pub newest: u64,
     /// The tree: every entry whose content at `seq` is known.
     pub tree: TreeState,
     /// Entries whose content at `seq` is not known, left out of `tree`.
@@ -206,17 +242,16 @@ pub fn state_at(store_dir: &Path, at: At) -> Result<State, Error> {
         _ => (info.next_seq, info.next_seq.saturating_sub(1)),
     };
     let seq = match at {
+        At::Seq(0) => return Err(Error::NoSeqZero { oldest }),
         At::Seq(seq) if seq < oldest => return Err(Error::Dropped { seq, oldest }),
         At::Seq(seq) if seq > newest => return Err(Error::NotYet { seq, newest }),
         At::Seq(seq) => seq,
         At::Time(ts) => {
             let limit = ts.as_microsecond();
-            frames
-                .iter()
-                .rev()
-                .find(|f| (f.time_us as i64) <= limit)
-                .map(|f| f.seq)
-                .ok_or_else(|| Error::TooEarly(ts.to_string()))?
+            let first = frames.first().ok_or(Error::Empty)?;
+            frames.iter().rev().find(|f| (f.time_us as i64) <= limit).map(|f| f.seq).ok_or_else(|| {
+                Error::TooEarly { at: ts.to_string(), oldest: first.seq, oldest_time_us: first.time_us }
+            })?
         }
     };
     let decode = |frame: &journal::Frame<'_>| {
@@ -284,7 +319,7 @@ pub fn state_at(store_dir: &Path, at: At) -> Result<State, Error> {
     for entry in &left_out {
         tree.remove(&entry.path);
     }
-    Ok(State { seq, tree, left_out, damage: scan.problems })
+    Ok(State { seq, time_us: frames[index].time_us, newest, tree, left_out, damage: scan.problems })
 }
 
 /// Check `tree`, the mirror of `epoch` as of its newest record, against
@@ -486,6 +521,10 @@ mod tests {
         assert!(matches!(At::parse("2026-11-23 15:40:01").unwrap(), At::Time(_)));
         assert!(At::parse("yesterday").is_err());
         assert!(At::parse("").is_err());
+        assert_eq!(At::parse("9999-12-31T23:59:59Z").unwrap(), At::Time(jiff::Timestamp::MAX));
+        assert_eq!(At::parse("12000-01-01 00:00:00").unwrap(), At::Time(jiff::Timestamp::MAX));
+        assert!(At::parse("99999-soon").is_err());
+        assert!(At::parse("99999").is_ok_and(|at| at == At::Seq(99999)));
     }
 
     #[test]

@@ -23,6 +23,12 @@ const FOLLOW_POLL: Duration = Duration::from_millis(50);
 /// # Errors
 /// When the ring cannot be read or stdout fails.
 pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
+    // Opening a FIFO would wait for a writer, and a device never ends.
+    let meta =
+        std::fs::metadata(&args.ring).with_context(|| format!("cannot read {}", args.ring.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!("{} is not a regular file ({}), so not a ring", args.ring.display(), kind(&meta));
+    }
     if args.follow {
         return follow(args);
     }
@@ -114,14 +120,55 @@ fn follow(args: &DumpArgs) -> anyhow::Result<ExitCode> {
         }
         out.write_all(&buf).context("cannot write to stdout")?;
         out.flush().context("cannot write to stdout")?;
-        if stopped {
+        // Nothing to write tells us the reader went: ask the pipe, as tail -f does.
+        if stopped || reader_gone(&out, FOLLOW_POLL) {
             return Ok(ExitCode::SUCCESS);
         }
-        std::thread::sleep(FOLLOW_POLL);
     }
 }
 
 /// Whether no monitor writes the ring (the store is the ring's directory).
 fn writer_gone(ring: &Path) -> bool {
     !store::is_running(ring.parent().unwrap_or(Path::new(".")))
+}
+
+/// Wait up to `timeout`; true as soon as `out` reports an error or a
+/// hang-up: a pipe whose reader has closed it (poll(2) gives POLLERR on
+/// its write end). Files and terminals just wait.
+fn reader_gone(out: &impl std::os::fd::AsFd, timeout: Duration) -> bool {
+    use nix::errno::Errno;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    // No events asked for: POLLERR and POLLHUP are always reported, and a
+    // pipe with room to write does not wake us.
+    let mut fds = [PollFd::new(out.as_fd(), PollFlags::empty())];
+    let gone = PollFlags::POLLERR | PollFlags::POLLHUP;
+    match poll(&mut fds, timeout) {
+        Ok(0) | Err(Errno::EINTR) => false,
+        Ok(_) if fds[0].revents().is_some_and(|r| r.intersects(gone)) => true,
+        // Not something poll can watch (a closed stdout): just wait.
+        _ => {
+            std::thread::sleep(FOLLOW_POLL);
+            false
+        }
+    }
+}
+
+/// What kind of file `meta` describes, in words.
+fn kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a file"
+    }
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 
 use crate::cli::RestoreArgs;
-use crate::journal::record::SkipReason;
+use crate::journal::record::{Node, SkipReason};
 use crate::render::human::sanitize;
 use crate::render::json;
 use crate::restore::{self, At};
@@ -25,15 +25,35 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     let at = At::parse(&args.at)?;
     let state = restore::state_at(&store_dir, at)?;
     super::warn_damage(&store_dir.join(store::RING_FILE), &state.damage);
+    if let At::Time(ts) = at
+        && state.seq == state.newest
+        && ts.as_microsecond() > i64::try_from(state.time_us).unwrap_or(i64::MAX)
+    {
+        let newest = crate::render::rfc3339_us(state.time_us);
+        eprintln!(
+            "--at {} is after the newest record (#{} at {newest}): restoring that",
+            args.at.trim(),
+            state.seq
+        );
+    }
     if let Some(path) = &args.path {
-        let key = path.trim_start_matches("./").as_bytes();
+        let mut key = path.as_os_str().as_encoded_bytes();
+        while let Some(rest) = key.strip_prefix(b"./") {
+            key = rest;
+        }
         if let Some(unknown) = state.left_out.iter().find(|l| l.path == key) {
             bail!("{}", left_out_line(unknown, state.seq));
         }
-        let Some((_, content)) = state.tree.get(key) else {
-            bail!("{path} is not in the tree at seq {}", state.seq);
+        let Some((node, content)) = state.tree.get(key) else {
+            bail!("{} is not in the tree at seq {}", path.display(), state.seq);
         };
-        std::io::stdout().write_all(content).context("cannot write to stdout")?;
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(content).context("cannot write to stdout")?;
+        if *node == Node::Symlink {
+            // The link's target, as readlink prints it.
+            stdout.write_all(b"\n").context("cannot write to stdout")?;
+        }
+        stdout.flush().context("cannot write to stdout")?;
         return Ok(ExitCode::SUCCESS);
     }
     let Some(dest) = &args.dest else { bail!("DEST is required") };

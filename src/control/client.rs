@@ -27,6 +27,14 @@ pub enum Error {
         /// How long we waited.
         timeout: Duration,
     },
+    /// The control FIFO belongs to another user, and we are not root.
+    #[error("{path} belongs to uid {uid}: only that user or root may control it")]
+    NotAllowed {
+        /// The control FIFO.
+        path: PathBuf,
+        /// Its owner, the monitor's user.
+        uid: u32,
+    },
     /// The command cannot be sent as one atomic request.
     #[error("the command is too long to send")]
     TooLong,
@@ -51,13 +59,15 @@ struct ReplyDir {
 }
 
 impl ReplyDir {
-    fn create() -> Result<ReplyDir, Error> {
+    /// Make the directory and the FIFO. With `owner` (root talking to the
+    /// monitor of another user) the FIFO is given to that user and the
+    /// directory may be searched by others, in a place every user can
+    /// reach: the monitor opens the FIFO with its own rights.
+    fn create(owner: Option<(u32, u32)>) -> Result<ReplyDir, Error> {
         let base = std::env::temp_dir();
-        let base = if base.as_os_str().as_encoded_bytes().iter().any(u8::is_ascii_whitespace) {
-            PathBuf::from("/tmp")
-        } else {
-            base
-        };
+        let unusable = base.as_os_str().as_encoded_bytes().iter().any(u8::is_ascii_whitespace)
+            || (owner.is_some() && !searchable_by_all(&base));
+        let base = if unusable { PathBuf::from("/tmp") } else { base };
         let local = |what: &str| {
             let what = what.to_string();
             move |errno: Errno| Error::Local { what, source: errno.into() }
@@ -68,8 +78,27 @@ impl ReplyDir {
         let made = ReplyDir { dir, fifo };
         nix::unistd::mkfifo(&made.fifo, Mode::from_bits_truncate(0o600))
             .map_err(local(&format!("create reply FIFO {}", made.fifo.display())))?;
+        if let Some((uid, gid)) = owner {
+            let (uid, gid) = (Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
+            nix::unistd::chown(&made.fifo, uid, gid)
+                .map_err(local(&format!("give reply FIFO {} to the monitor's user", made.fifo.display())))?;
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                &made.dir,
+                Mode::from_bits_truncate(0o711),
+                nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+            )
+            .map_err(local(&format!("open {} to the monitor's user", made.dir.display())))?;
+        }
         Ok(made)
     }
+}
+
+/// Whether every user may search `dir` and each directory above it.
+fn searchable_by_all(dir: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    dir.is_absolute()
+        && dir.ancestors().all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
 impl Drop for ReplyDir {
@@ -87,7 +116,14 @@ impl Drop for ReplyDir {
 /// for local failures.
 pub fn request(ctl: &Path, command: &str, timeout: Duration) -> Result<Reply, Error> {
     let deadline = Instant::now() + timeout;
-    let reply_dir = ReplyDir::create()?;
+    // The monitor writes the reply with its own rights: when root talks to
+    // the monitor of another user, that user must be able to open the FIFO.
+    let me = nix::unistd::geteuid();
+    let owner = std::fs::symlink_metadata(ctl)
+        .ok()
+        .map(|m| (std::os::unix::fs::MetadataExt::uid(&m), std::os::unix::fs::MetadataExt::gid(&m)))
+        .filter(|&(uid, _)| me.is_root() && uid != me.as_raw());
+    let reply_dir = ReplyDir::create(owner)?;
     // Read-write: we hold a write end ourselves, so the reply FIFO never
     // reads as end-of-file before the monitor has written.
     let reply_fd = nix::fcntl::open(
@@ -105,7 +141,12 @@ pub fn request(ctl: &Path, command: &str, timeout: Duration) -> Result<Reply, Er
 fn send(ctl: &Path, line: &[u8]) -> Result<(), Error> {
     // Non-blocking open for writing fails with ENXIO when no process has the
     // FIFO open for reading: nobody is listening.
-    let meta = std::fs::symlink_metadata(ctl).map_err(|_| Error::NoDaemon(ctl.to_path_buf()))?;
+    let meta = std::fs::symlink_metadata(ctl).map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            Error::Local { what: format!("reach {}", ctl.display()), source: e }
+        }
+        _ => Error::NoDaemon(ctl.to_path_buf()),
+    })?;
     if !std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) {
         return Err(Error::NoDaemon(ctl.to_path_buf()));
     }
@@ -116,6 +157,9 @@ fn send(ctl: &Path, line: &[u8]) -> Result<(), Error> {
     )
     .map_err(|errno| match errno {
         Errno::ENXIO | Errno::ENOENT => Error::NoDaemon(ctl.to_path_buf()),
+        Errno::EACCES if std::os::unix::fs::MetadataExt::uid(&meta) != nix::unistd::geteuid().as_raw() => {
+            Error::NotAllowed { path: ctl.to_path_buf(), uid: std::os::unix::fs::MetadataExt::uid(&meta) }
+        }
         other => Error::Local { what: format!("open {}", ctl.display()), source: other.into() },
     })?;
     // One write of at most PIPE_BUF bytes is atomic: requests never mix.

@@ -10,8 +10,10 @@
 //! ```
 //!
 //! The reply FIFO is created by the client (mode 0600, in a private 0700
-//! directory) and named after `@`, up to the first space; the path may not
-//! contain whitespace. A request line must fit in `PIPE_BUF` (4096 bytes) so
+//! directory; when root talks to another user's monitor, the FIFO belongs
+//! to that user and the directory is 0711, since the monitor opens it with
+//! its own rights) and named after `@`, up to the first space; the path
+//! may not contain whitespace. A request line must fit in `PIPE_BUF` (4096 bytes) so
 //! that concurrent writers never interleave (pipe(7)).
 //!
 //! A **reply** is framed so the client knows where it ends without relying

@@ -118,3 +118,38 @@ fn completions_for_each_shell_name_the_subcommands() {
     let (code, _, err) = run(&["completions", "powershell-9000"]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn dump_of_a_fifo_or_other_non_file_fails_at_once() {
+    use std::time::{Duration, Instant};
+    let dir = TempDir::new("monitord-ring-");
+    let fifo = dir.path().join("ring.bin");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let fifo = fifo.to_str().unwrap();
+    for args in
+        [&["dump", fifo][..], &["dump", "--json", fifo], &["dump", "--follow", fifo], &["dump", "/dev/null"]]
+    {
+        let mut child = std::process::Command::new(bin())
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if started.elapsed() > Duration::from_secs(3) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+        assert_eq!(status.and_then(|s| s.code()), Some(1), "{args:?} ends with exit 1: {stderr}");
+        assert!(stderr.starts_with("monitord: ") && stderr.lines().count() == 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("not a regular file"), "{args:?}: {stderr}");
+    }
+}

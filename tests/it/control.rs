@@ -223,3 +223,157 @@ fn foreground_monitor_tells_systemd_it_is_ready_and_stopping() {
     assert_eq!(&buf[..n], b"STOPPING=1");
     assert!(child.wait().unwrap().success());
 }
+
+/// Send `command` to the daemon's FIFO with its reply going to `fifo`,
+/// which the caller holds open and never reads.
+fn request_unread(store: &std::path::Path, fifo: &std::path::Path, command: &str) {
+    let mut ctl = std::fs::OpenOptions::new().write(true).open(store.join("ctl")).unwrap();
+    ctl.write_all(format!("@{} {command}\n", fifo.display()).as_bytes()).unwrap();
+}
+
+#[test]
+fn clients_that_never_read_their_reply_stall_no_one() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let fifos = TempDir::new("monitord-fifos-");
+    let target = Target::start(tree.path());
+    let daemon = Daemon::start(target.pid(), store.path(), 600_000, &[]);
+    // A sample whose diff is far larger than a pipe holds (64 KiB).
+    let big: String = (0..4_000).map(|i| format!("line {i} of a large text file\n")).collect();
+    std::fs::write(tree.path().join("big.txt"), &big).unwrap();
+    assert_eq!(daemon.ctl(&["sample"]).0, 0);
+    // Six clients ask for it and never read: each reply FIFO is held open
+    // read-write (so the monitor can open it) and left full.
+    let mut held = Vec::new();
+    let mut ask_without_reading = |round: usize| {
+        for i in 0..6 {
+            let path = fifos.path().join(format!("reply-{round}-{i}"));
+            nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+            let fd = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&path)
+                .unwrap();
+            held.push(fd);
+            request_unread(store.path(), &path, "history 1");
+        }
+    };
+    ask_without_reading(0);
+    let started = std::time::Instant::now();
+    let (code, out, err) = daemon.ctl(&["status"]);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "status answers while six clients do not read: {err}");
+    eprintln!("status with six silent clients took {took:?}");
+    // Before, each silent client held the listener for 5 s.
+    assert!(took < Duration::from_secs(2), "status took {took:?}");
+    assert!(out.contains("dropped_replies: "), "status counts dropped replies:\n{out}");
+    // Their replies are made and waiting now: another client's status
+    // does not queue behind them at all.
+    let started = std::time::Instant::now();
+    let status = daemon.status();
+    let took = started.elapsed();
+    eprintln!("status with six replies waiting took {took:?}");
+    assert!(status.contains_key("dropped_replies"), "{status:?}");
+    assert!(took < Duration::from_secs(1), "status took {took:?}");
+    // Within the reply deadline (2 s) each silent client is given up.
+    wait_until("six dropped replies", Duration::from_secs(5), || {
+        daemon.status().get("dropped_replies").map(String::as_str) == Some("6")
+    });
+    // Six more, and `stop` while they are still pending.
+    ask_without_reading(1);
+    let started = std::time::Instant::now();
+    let (code, out, err) = daemon.ctl(&["stop"]);
+    assert_eq!((code, out.as_str()), (0, "stopping\n"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "stop took {:?}", started.elapsed());
+    daemon.wait_gone(Duration::from_secs(5));
+}
+
+#[test]
+fn an_overlong_line_is_one_error_in_the_log() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let target = Target::start(tree.path());
+    let daemon = Daemon::start(target.pid(), store.path(), 600_000, &[]);
+    // 1 MB in one line, then a good command on the next.
+    let mut line = vec![b'y'; 1 << 20];
+    line.extend_from_slice(b"\nperiod 321\n");
+    let mut fifo = std::fs::OpenOptions::new().write(true).open(store.path().join("ctl")).unwrap();
+    fifo.write_all(&line).unwrap();
+    drop(fifo);
+    wait_until("the command after the long line", SECS, || daemon.status()["period_ms"] == "321");
+    let log = daemon.log();
+    let errors = log.lines().filter(|l| l.contains("longer than the limit")).count();
+    assert_eq!(errors, 1, "one overlong line, one error:\n{}", &log[..log.len().min(2000)]);
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 300, "the log quotes a bad line in part, not 4 KiB of it: {longest} bytes");
+}
+
+#[test]
+fn root_talks_to_a_monitor_of_another_user() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let nobody = Some(nix::unistd::Uid::from_raw(65534));
+    let nogroup = Some(nix::unistd::Gid::from_raw(65534));
+    for dir in [tree.path(), store.path()] {
+        nix::unistd::chown(dir, nobody, nogroup).unwrap();
+    }
+    let as_nobody = |command: &str| {
+        let mut setpriv = std::process::Command::new("setpriv");
+        setpriv.args(["--reuid=65534", "--regid=65534", "--clear-groups", command]);
+        setpriv
+    };
+    let mut target = as_nobody("sleep").arg("100000").current_dir(tree.path()).spawn().unwrap();
+    let out = as_nobody(bin())
+        .args(["-d", "--period", "600000", "--store"])
+        .arg(store.path())
+        .arg(target.id().to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "monitord -d as nobody: {}", String::from_utf8_lossy(&out.stderr));
+    let daemon = Daemon { store: store.path().to_path_buf(), pid: read_pid_file(store.path()).unwrap() };
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid)).unwrap();
+    assert!(status.lines().any(|l| l.starts_with("Uid:\t65534\t")), "{status}");
+    let started = std::time::Instant::now();
+    let (code, out, err) = daemon.ctl(&["--timeout", "3000", "status"]);
+    assert_eq!(code, 0, "root gets the reply of nobody's monitor: {err}");
+    assert!(out.contains(&format!("pid: {}\n", target.id())), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert_eq!(daemon.ctl(&["stop"]).0, 0);
+    daemon.wait_gone(SECS);
+    let _ = target.kill();
+    let _ = target.wait();
+}
+
+#[test]
+fn another_user_is_told_why_the_monitor_will_not_answer() {
+    use std::os::unix::fs::PermissionsExt;
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let target = Target::start(tree.path());
+    let daemon = Daemon::start(target.pid(), store.path(), 600_000, &[]);
+    let ctl_as_nobody = || {
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin(), "ctl", "--store"])
+            .arg(store.path())
+            .arg("status")
+            .env("TMPDIR", "/tmp")
+            .output()
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2), "answered at once: {:?}", started.elapsed());
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // The store itself is private to root.
+    std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (code, err) = ctl_as_nobody();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.to_lowercase().contains("permission denied") && err.lines().count() == 1, "{err}");
+    // The store may be entered, but the FIFO is root's.
+    std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, err) = ctl_as_nobody();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("belongs to uid 0: only that user or root may control it"), "{err}");
+    assert!(daemon.is_alive());
+}

@@ -125,3 +125,47 @@ fn the_manual_s_file_pipeline_example_works_as_written() {
         assert!(value["seq"].is_u64());
     }
 }
+
+/// `dump --follow RING`, one line read, then the pipe closed: how long
+/// the follower takes to end, and how it ended (`None`: still running
+/// after five seconds, then killed).
+fn ends_after_one_line(ring: &std::path::Path) -> (Duration, Option<std::process::ExitStatus>) {
+    let mut follower =
+        Command::new(bin()).args(["dump", "--follow"]).arg(ring).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap());
+    let mut first = String::new();
+    lines.read_line(&mut first).unwrap();
+    assert!(first.starts_with('#'), "{first}");
+    // Let it settle into waiting for records, then go away as head does.
+    std::thread::sleep(Duration::from_millis(200));
+    drop(lines);
+    let closed = std::time::Instant::now();
+    while closed.elapsed() < Duration::from_secs(5) {
+        if let Some(status) = follower.try_wait().unwrap() {
+            return (closed.elapsed(), Some(status));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    (closed.elapsed(), None)
+}
+
+#[test]
+fn a_follower_with_nothing_to_print_ends_when_its_reader_goes() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let target = Target::start(tree.path());
+    let ring = store.path().join("ring.bin");
+    // An idle monitor at a long period: no record comes for ten minutes.
+    let daemon = Daemon::start(target.pid(), store.path(), 600_000, &[]);
+    let (took, status) = ends_after_one_line(&ring);
+    assert!(status.is_some_and(|s| s.success()), "idle monitor: {status:?} after {took:?}");
+    assert!(took < Duration::from_secs(1), "idle monitor: ended {took:?} after the reader went");
+    // A stopped store: no record ever comes.
+    assert_eq!(daemon.ctl(&["stop"]).0, 0);
+    daemon.wait_gone(SECS);
+    let (took, status) = ends_after_one_line(&ring);
+    assert!(status.is_some_and(|s| s.success()), "stopped store: {status:?} after {took:?}");
+    assert!(took < Duration::from_secs(1), "stopped store: ended {took:?} after the reader went");
+}

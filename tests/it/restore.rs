@@ -192,3 +192,89 @@ on_every_backend!(
     restore_at_a_time_picks_the_newest_sample_at_or_before_it,
     a_wrapped_ring_restores_what_it_holds_and_refuses_the_rest,
 );
+
+#[test]
+fn points_outside_the_ring_name_its_ends() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let _target = record_alpha(tree.path(), store.path());
+    let s = store.path().to_str().unwrap();
+    let records = dump_json(store.path());
+    let (first, last) = (&records[0], records.last().unwrap());
+    let time = |r: &serde_json::Value| r["time"].as_str().unwrap().to_string();
+    let seq = |r: &serde_json::Value| r["seq"].as_u64().unwrap();
+    assert_eq!(seq(first), 1, "the journal numbers records from 1");
+    // Seq 0 never existed: it was not dropped.
+    let (code, _, stderr) = run(&["restore", "--store", s, "--at", "0", "--path", "a.txt"]);
+    assert_eq!(code, 1);
+    assert!(!stderr.contains("no longer"), "{stderr}");
+    assert!(stderr.contains("there is no seq 0") && stderr.contains("oldest record held is 1"), "{stderr}");
+    // A time far in the future (past what a timestamp holds, too): the
+    // newest record is at or before it, and restore says so.
+    for future in
+        ["9999-12-31T23:59:59Z", "9999-12-31 23:59:59", "12000-01-01T00:00:00Z", "2999-01-01T00:00:00Z"]
+    {
+        let (code, stdout, stderr) = run(&["restore", "--store", s, "--at", future, "--path", "a.txt"]);
+        assert_eq!(code, 0, "{future}: {stderr}");
+        assert_eq!(stdout, b"alpha\n", "{future}");
+        let says = format!("is after the newest record (#{} at {})", seq(last), time(last));
+        assert!(stderr.contains(&says) && stderr.lines().count() == 1, "{future}: {stderr}");
+    }
+    // A time before the first record: refused, naming the oldest.
+    let (code, _, stderr) =
+        run(&["restore", "--store", s, "--at", "2000-01-01T00:00:00Z", "--path", "a.txt"]);
+    assert_eq!(code, 1);
+    let says = format!("is before the oldest record held (#1 at {})", time(first));
+    assert!(stderr.contains(&says) && stderr.lines().count() == 1, "{stderr}");
+}
+
+#[test]
+fn restore_path_takes_any_name_and_prints_a_links_target() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let latin1 = OsStr::from_bytes(b"caf\xe9.txt");
+    fs::write(tree.path().join(latin1), "not utf-8 named\n").unwrap();
+    fs::write(tree.path().join("a.txt"), "alpha\n").unwrap();
+    std::os::unix::fs::symlink("a.txt", tree.path().join("link")).unwrap();
+    std::os::unix::fs::symlink(OsStr::from_bytes(b"/nowhere/\xff"), tree.path().join("odd")).unwrap();
+    let target = Target::start(tree.path());
+    let mut m = Monitord::start(&target, store.path(), &[]);
+    let seq = m.sample();
+    m.stop();
+    let restore = |path: &OsStr| {
+        let out = std::process::Command::new(bin())
+            .args(["restore", "--store"])
+            .arg(store.path())
+            .args(["--at", &seq.to_string(), "--path"])
+            .arg(path)
+            .output()
+            .unwrap();
+        (out.status.code(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, stdout, stderr) = restore(latin1);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, b"not utf-8 named\n");
+    let (code, stdout, stderr) = restore(OsStr::new("./caf\u{e9}.txt"));
+    assert_eq!(code, Some(1), "another name is another file");
+    assert!(stdout.is_empty() && stderr.contains("is not in the tree"), "{stderr}");
+    // A symlink prints its target, as readlink does; the full restore
+    // makes the same link.
+    let (code, stdout, stderr) = restore(OsStr::new("./link"));
+    assert_eq!((code, stdout.as_slice()), (Some(0), &b"a.txt\n"[..]), "{stderr}");
+    let (code, stdout, stderr) = restore(OsStr::new("odd"));
+    assert_eq!((code, stdout.as_slice()), (Some(0), &b"/nowhere/\xff\n"[..]), "{stderr}");
+    let dest = TempDir::new("monitord-dest-");
+    let out = dest.path().join("x");
+    let (code, _, stderr) = run(&[
+        "restore",
+        "--store",
+        store.path().to_str().unwrap(),
+        "--at",
+        &seq.to_string(),
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(fs::read_link(out.join("link")).unwrap(), std::path::Path::new("a.txt"));
+}
