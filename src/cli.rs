@@ -351,9 +351,10 @@ pub struct RestoreArgs {
     /// The store [default: the most recently written store in the default location].
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
-    /// A sequence number (from 1), or a time (RFC 3339, or local "YYYY-MM-DD
-    /// HH:MM:SS"): the newest sample at or before it; a time after the newest
-    /// record restores that record and says so on stderr.
+    /// A sequence number (from 1, or #N), or a time (RFC 3339, local
+    /// "YYYY-MM-DD HH:MM:SS" or HH:MM, -10min, "10 min ago", yesterday, now):
+    /// the newest record at or before it; a time after the newest record
+    /// restores that record and says so on stderr.
     #[arg(long, value_name = "SEQ|TIME")]
     pub at: String,
     /// Print just this file (path relative to the tree, any bytes) to stdout

@@ -25,7 +25,8 @@ use crate::tree::{as_path, is_safe_relative};
 pub enum Error {
     /// `--at` is neither a sequence number nor a time.
     #[error(
-        "cannot understand --at {0:?}: give a sequence number, an RFC 3339 time or \"YYYY-MM-DD HH:MM:SS\""
+        "cannot understand --at {0:?}: give a seq (42, #42), a time (2026-11-27T05:01:23Z, \
+         \"2026-11-27 05:01:23\", 05:01) or a relative time (-10min, \"10 min ago\", yesterday, now)"
     )]
     At(String),
     /// The ring could not be read.
@@ -148,18 +149,18 @@ pub enum At {
 }
 
 impl At {
-    /// Parse `--at`: digits are a sequence number; otherwise an RFC 3339
-    /// time, or a local `YYYY-MM-DD HH:MM:SS[.ffffff]`.
+    /// Parse `--at`: any point [`crate::point::parse`] takes but a mark (a
+    /// seq, an RFC 3339 or local time, a relative time), or a time past
+    /// what a timestamp holds (later than any record).
     ///
     /// # Errors
     /// [`Error::At`].
     pub fn parse(text: &str) -> Result<At, Error> {
         let text = text.trim();
-        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-            return text.parse().map(At::Seq).map_err(|_| Error::At(text.to_string()));
-        }
-        if let Some(ts) = Self::time(text) {
-            return Ok(At::Time(ts));
+        match crate::point::parse_now(text) {
+            Ok(crate::point::Point::Seq(seq)) => return Ok(At::Seq(seq)),
+            Ok(crate::point::Point::Time(ts)) => return Ok(At::Time(ts)),
+            Ok(crate::point::Point::Mark(_)) | Err(_) => {}
         }
         // A well-formed time past what a timestamp holds (9999-12-31, year
         // 12000): later than any record.
@@ -519,7 +520,10 @@ mod tests {
         assert_eq!(At::parse("7").unwrap(), At::Seq(7));
         assert!(matches!(At::parse("2026-11-23T15:40:01.123456Z").unwrap(), At::Time(_)));
         assert!(matches!(At::parse("2026-11-23 15:40:01").unwrap(), At::Time(_)));
-        assert!(At::parse("yesterday").is_err());
+        assert!(matches!(At::parse("yesterday").unwrap(), At::Time(_)));
+        assert!(matches!(At::parse("10 min ago").unwrap(), At::Time(_)));
+        assert_eq!(At::parse("#7").unwrap(), At::Seq(7));
+        assert!(At::parse("soon").is_err());
         assert!(At::parse("").is_err());
         assert_eq!(At::parse("9999-12-31T23:59:59Z").unwrap(), At::Time(jiff::Timestamp::MAX));
         assert_eq!(At::parse("12000-01-01 00:00:00").unwrap(), At::Time(jiff::Timestamp::MAX));
