@@ -135,6 +135,8 @@ pub enum Command {
     Log(LogArgs),
     /// The diffs of one sample, or the net change between two (A..B).
     Show(ShowArgs),
+    /// Each line of a file with the record (seq, time, writer) that last changed it.
+    Blame(BlameArgs),
     /// Rebuild the tracked tree as it was at a sample.
     Restore(RestoreArgs),
     /// Check the store: ring, records, patches against their hashes, mirror.
@@ -343,6 +345,31 @@ is damaged, exit 1, and DEST is left empty.
 An entry whose content at the point is not known (the target could not read
 it when it last changed) is left out and named on stderr (with --json, in
 left_out); the restore then exits 1, as the tree is incomplete.";
+
+/// `monitord blame`.
+#[derive(Debug, Args)]
+#[command(after_long_help = BLAME_HELP)]
+pub struct BlameArgs {
+    /// The store [default: the most recently written store in the default location].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// The point to blame the file as of (default: the newest record; see POINTS in `log --help`).
+    #[arg(long, value_name = "POINT")]
+    pub at: Option<String>,
+    /// JSON: {path, at, lines: [{line, text, seq, time, writers, boundary}]}.
+    #[arg(long)]
+    pub json: bool,
+    /// The file, relative to the tree.
+    #[arg(value_name = "PATH")]
+    pub path: std::ffi::OsString,
+}
+
+const BLAME_HELP: &str = "\
+Each line as of the point, with the seq and time of the record that last
+changed it and who wrote it (PIDs, with --backend fanotify; - otherwise), in
+the shape of git blame. A line older than every record kept for the file's
+epoch carries the oldest such record, marked ^ (a boundary, as git marks
+one). The file is followed back across its renames.";
 
 /// `monitord restore`.
 #[derive(Debug, Args)]

@@ -66,6 +66,7 @@
 #![warn(clippy::unwrap_used)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod blame;
 pub mod cli;
 pub mod clock;
 pub mod cmd;

@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns the process exit code. This is
 //! the binary's edge: `anyhow` is used here and nowhere below.
 
+pub mod blame;
 pub mod ctl;
 pub mod dump;
 pub mod log;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Dump(args)) => dump::run(&args),
         Some(Command::Log(args)) => log::run(&args),
         Some(Command::Show(args)) => show::run(&args),
+        Some(Command::Blame(args)) => blame::run(&args),
         Some(Command::Restore(args)) => restore::run(&args),
         Some(Command::Verify(args)) => verify::run(&args),
         Some(Command::Maps(args)) => maps::run(&args),

@@ -215,3 +215,51 @@ fn log_collapses_idle_runs_follows_paths_and_digs_with_the_pickaxe() {
     ran.expect_code(1);
     monitord(&["log", "--store", s, "-S", "a", "-G", "b"]).expect_code(2);
 }
+
+#[test]
+fn blame_names_the_record_of_each_line_and_the_boundary() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    std::fs::write(tree.path().join("f.txt"), "one\ntwo\n").unwrap();
+    std::fs::write(tree.path().join("bin.dat"), [0u8, 1, 2, 255, 0]).unwrap();
+    let target = Target::start(tree.path());
+    let mut m = Monitord::start(&target, store.path(), &["--record", "files"]);
+    std::fs::write(tree.path().join("f.txt"), "one\nTWO\nthree\n").unwrap();
+    let edited = m.sample();
+    std::fs::rename(tree.path().join("f.txt"), tree.path().join("g.txt")).unwrap();
+    m.sample();
+    std::fs::write(tree.path().join("g.txt"), "zero\none\nTWO\nthree\n").unwrap();
+    let prepended = m.sample();
+    std::fs::write(tree.path().join("gone.txt"), "x\n").unwrap();
+    m.sample();
+    std::fs::remove_file(tree.path().join("gone.txt")).unwrap();
+    let deleted = m.sample();
+    m.stop();
+    let s = store.path().to_str().unwrap();
+
+    let out = monitord(&["blame", "--store", s, "g.txt"]).expect_success().text();
+    let seqs: Vec<&str> = out.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(seqs, [prepended.to_string(), "^1".into(), edited.to_string(), edited.to_string()], "{out}");
+    assert!(out.lines().nth(1).unwrap().ends_with(" one"), "{out}");
+    let ran = monitord(&["blame", "--json", "--store", s, "--at", &edited.to_string(), "f.txt"]);
+    let json: serde_json::Value = serde_json::from_slice(&ran.expect_success().stdout).unwrap();
+    assert_eq!(json["path"], "f.txt");
+    assert_eq!(json["at"], edited);
+    let lines = json["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 3);
+    assert_eq!((lines[0]["seq"].as_u64(), lines[0]["boundary"].as_bool()), (Some(1), Some(true)));
+    assert_eq!((lines[1]["text"].as_str(), lines[1]["seq"].as_u64()), (Some("TWO"), Some(edited)));
+    assert_eq!(lines[1]["line"], 2);
+
+    // Bad input: one line each, exit 1.
+    let ran = monitord(&["blame", "--store", s, "gone.txt"]);
+    ran.expect_code(1);
+    assert!(ran.stderr.contains(&format!("deleted at seq {deleted}")), "{}", ran.stderr);
+    let ran = monitord(&["blame", "--store", s, "bin.dat"]);
+    ran.expect_code(1);
+    assert!(ran.stderr.contains("not a tracked file"), "{}", ran.stderr);
+    let ran = monitord(&["blame", "--store", s, "f.txt"]);
+    ran.expect_code(1);
+    assert!(ran.stderr.contains("renamed away"), "{}", ran.stderr);
+    monitord(&["blame", "--store", s, "--at", "99", "g.txt"]).expect_code(1);
+}
