@@ -554,7 +554,8 @@ impl Monitor {
         let newest = info.next_seq.saturating_sub(1);
         let cwd = self
             .sampler
-            .cwd()
+            .cwd_now()
+            .as_deref()
             .map_or_else(|| "-".to_string(), |p| human::sanitize(p.as_os_str().as_encoded_bytes()));
         let lines = [
             ("pid", self.sampler.pid().to_string()),

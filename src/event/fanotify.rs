@@ -87,12 +87,15 @@ impl Fanotify {
         }
         let root_path =
             fd_path(root.as_fd()).ok_or(Error::Fanotify { what: "readlink", errno: Errno::ENOENT })?;
+        let root_id =
+            tree::dir_identity(root.as_fd()).ok_or(Error::Fanotify { what: "fstat", errno: Errno::EBADF })?;
         let (queue, events) = thread::queue(options.capacity);
         queue.shared.watches.store(1, Ordering::Relaxed);
         let worker = Worker {
             group,
             root: root.try_clone().map_err(Error::Thread)?,
             root_path,
+            root_id,
             excludes: options.excludes,
             skip: options.skip,
             store_rel: None,
@@ -111,7 +114,11 @@ impl Fanotify {
 struct Worker {
     group: OwnedFd,
     root: OwnedFd,
+    /// The root's path when last read (it changes when the root is
+    /// renamed; [`Worker::relative`] reads it again then).
     root_path: Vec<u8>,
+    /// The root's (device, inode).
+    root_id: (u64, u64),
     excludes: Excludes,
     skip: Option<(u64, u64)>,
     /// The store's path below the root, once an event has shown it.
@@ -256,17 +263,24 @@ impl Worker {
     }
 
     fn relative(&mut self, dir: &OwnedFd) -> Option<Vec<u8>> {
+        let st = nix::sys::stat::fstat(dir).ok()?;
+        let id = (st.st_dev, st.st_ino);
+        if id == self.root_id {
+            // The root itself, wherever it is now, even removed.
+            return Some(Vec::new());
+        }
         let path = fd_path(dir.as_fd())?;
-        let rel = if path == self.root_path {
-            Vec::new()
-        } else {
-            let rest = path.strip_prefix(self.root_path.as_slice())?.strip_prefix(b"/")?;
-            rest.to_vec()
+        let rel = match below(&path, &self.root_path) {
+            Some(rel) => rel,
+            None => {
+                // The root may have been renamed since its path was read:
+                // the directory it is, not the path it had, is watched.
+                self.root_path = fd_path(self.root.as_fd())?;
+                below(&path, &self.root_path)?
+            }
         };
         // Confirm that the name leads to this very directory, beneath the
         // root without symlinks (a rename may have raced with readlink).
-        let st = nix::sys::stat::fstat(dir).ok()?;
-        let id = (st.st_dev, st.st_ino);
         let beneath = tree::open_dir(self.root.as_fd(), &rel).ok()?;
         let seen = nix::sys::stat::fstat(&beneath).ok()?;
         if (seen.st_dev, seen.st_ino) != id {
@@ -278,6 +292,15 @@ impl Worker {
         }
         Some(rel)
     }
+}
+
+/// `path` relative to `root` (empty for the root itself), if below it.
+fn below(path: &[u8], root: &[u8]) -> Option<Vec<u8>> {
+    if path == root {
+        return Some(Vec::new());
+    }
+    let rest = path.strip_prefix(root)?.strip_prefix(b"/")?;
+    Some(rest.to_vec())
 }
 
 /// Parse the event at the start of `buf`: the event and its length.

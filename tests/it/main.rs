@@ -25,3 +25,4 @@ mod security;
 mod soak;
 mod stderr;
 mod valgrind;
+mod watched;
