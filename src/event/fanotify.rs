@@ -1,17 +1,42 @@
-//! The fanotify backend (fanotify(7)): one mark for the whole filesystem
-//! that holds the tree, so setting up costs the same for ten files or ten
-//! million, and every event says which process caused it.
+//! The fanotify backend (fanotify(7)): every event says which process
+//! caused it.
+//!
+//! Which marks: a filesystem mark sees every write on the filesystem,
+//! inside the tree or not, and each of those events costs the kernel a
+//! file handle and us a read and a lookup: a busy neighbour on the same
+//! disk kept the monitor at half a core. So a tree of up to
+//! [`INODE_MARK_LIMIT`] directories gets an inode mark on each directory
+//! (`FAN_EVENT_ON_CHILD`, like inotify's watches: only the tree's events
+//! are queued), and a bigger one a filesystem mark on each filesystem it
+//! spans, whose set-up costs the same for ten files or ten million. A tree
+//! that grows past the limit while watched switches to filesystem marks
+//! (added before the inode marks are flushed, so nothing is missed).
+//! Mount marks cannot report directory events; ignore marks cannot say
+//! "everything but this tree". `MONITORD_FANOTIFY_MARKS=inode|filesystem`
+//! forces one kind, and `=N` sets the limit (for tests and benchmarks);
+//! `status` shows the marks in force as `fanotify_marks`.
 //!
 //! The group reports directory file handles and names
 //! (`FAN_REPORT_DFID_NAME`): each event names the directory it happened in
-//! (a file handle) and the entry's name. The event thread resolves the
-//! handle with `open_by_handle_at` and `/proc/self/fd`, keeps the answer in
-//! a cache (cleared whenever a directory is moved or deleted, since that
-//! changes paths), and drops events outside the tree, in excluded paths, or
-//! caused by monitord itself (its writes to the store).
+//! (a file handle, with its filesystem's id) and the entry's name. The
+//! event thread resolves the handle with `open_by_handle_at` on a mount of
+//! that filesystem inside the tree and `/proc/self/fd`, keeps the answer
+//! in a cache (cleared whenever a directory of the tree is moved or
+//! deleted, since that changes paths), and drops events outside the tree,
+//! in excluded paths, or caused by monitord itself (its writes to the
+//! store). The root is known by its identity, not its path: renamed or
+//! removed, it is still the directory watched.
 //!
-//! Needs CAP_SYS_ADMIN (a filesystem mark) and CAP_DAC_READ_SEARCH
-//! (`open_by_handle_at`). `FAN_Q_OVERFLOW` means a rescan, as with inotify.
+//! Mounts inside the tree are other filesystems: each is marked too (its
+//! filesystem, or its directories), and /proc/self/mountinfo is checked at
+//! every sample barrier (a `poll` for its change flag, re-read only when
+//! set). A new mount or an unmount makes its directory a dirty subtree:
+//! what is there now is compared with the mirror.
+//!
+//! Needs CAP_SYS_ADMIN (checked with a filesystem mark at start, even when
+//! inode marks follow) and CAP_DAC_READ_SEARCH (`open_by_handle_at`).
+//! `FAN_Q_OVERFLOW` means a rescan, as with inotify (and, with inode marks,
+//! marking the tree again: a lost event may have been a new directory).
 //! The sample barrier holds for the same reason as inotify's: fanotify
 //! queues an event in the write system call, before it returns.
 //!
@@ -23,6 +48,7 @@
 //! i32, the handle) and the NUL-terminated name.
 
 use std::collections::HashMap;
+use std::io::{Read, Seek};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
@@ -44,14 +70,45 @@ const MASK: u64 = libc::FAN_CREATE
     | libc::FAN_ATTRIB
     | libc::FAN_ONDIR;
 
+/// An inode mark on a directory also reports its children's changes.
+const INODE_MASK: u64 = MASK | libc::FAN_EVENT_ON_CHILD;
+
 /// Directory events that change paths below them.
 const DIR_CHANGES: u64 = libc::FAN_CREATE | libc::FAN_DELETE | libc::FAN_MOVED_FROM | libc::FAN_MOVED_TO;
+
+/// Directories marked one by one at most; a bigger tree gets filesystem
+/// marks. Marking costs one `openat` and one `fanotify_mark` per directory
+/// at start (as inotify's watches), a few hundred ms at this size, and
+/// fanotify's per-user mark limit (`fs.fanotify.max_user_marks`) is shared
+/// with other programs.
+const INODE_MARK_LIMIT: u64 = 16_384;
 
 const METADATA_LEN: usize = 24;
 const CACHE_LIMIT: usize = 65_536;
 
+/// Which marks are in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Marks {
+    /// One inode mark per directory of the tree.
+    Inodes,
+    /// One filesystem mark per filesystem the tree spans.
+    Filesystems,
+}
+
+/// A filesystem the tree spans: the root's own, or one mounted below it.
+/// No fd of it is kept open, which would make it busy and unmountable.
+struct Mount {
+    /// The mount's ID in /proc/self/mountinfo (`None`: the root's).
+    id: Option<u64>,
+    /// Its mount point below the root.
+    rel: Vec<u8>,
+    /// The filesystem's id, as events report it.
+    fsid: [u8; 8],
+}
+
 impl Fanotify {
-    /// Mark the filesystem holding `root` and start the event thread.
+    /// Mark the tree below `root` (its directories, or the filesystems it
+    /// spans) and start the event thread.
     ///
     /// # Errors
     /// [`Error::Fanotify`] naming the step and suggesting another backend
@@ -71,29 +128,23 @@ impl Fanotify {
             let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
             return Err(Error::Fanotify { what: "fanotify_mark", errno });
         }
-        // SAFETY: fanotify_mark on fds we own; a null path means "the object
-        // `root` refers to".
-        let rc = unsafe {
-            libc::fanotify_mark(
-                group.as_raw_fd(),
-                libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
-                MASK,
-                root.as_raw_fd(),
-                std::ptr::null(),
-            )
-        };
-        if rc != 0 {
-            return Err(Error::Fanotify { what: "fanotify_mark", errno: Errno::last() });
-        }
+        // A filesystem mark first, whatever marks follow: it needs
+        // CAP_SYS_ADMIN, which `open_by_handle_at` (CAP_DAC_READ_SEARCH)
+        // and the writers' PIDs need too, and it says whether this
+        // filesystem reports directory events at all.
+        mark(group.as_fd(), libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM, MASK, root.as_fd())
+            .map_err(|errno| Error::Fanotify { what: "fanotify_mark", errno })?;
         let root_path =
             fd_path(root.as_fd()).ok_or(Error::Fanotify { what: "readlink", errno: Errno::ENOENT })?;
         let root_id =
             tree::dir_identity(root.as_fd()).ok_or(Error::Fanotify { what: "fstat", errno: Errno::EBADF })?;
+        let root_fsid = fsid(root.as_fd()).map_err(|errno| Error::Fanotify { what: "fstatfs", errno })?;
         let (queue, events) = thread::queue(options.capacity);
-        queue.shared.watches.store(1, Ordering::Relaxed);
-        let worker = Worker {
+        let root = root.try_clone().map_err(Error::Dup)?;
+        let mut worker = Worker {
+            mounts: vec![Mount { id: None, rel: Vec::new(), fsid: root_fsid }],
             group,
-            root: root.try_clone().map_err(Error::Thread)?,
+            root,
             root_path,
             root_id,
             excludes: options.excludes,
@@ -106,7 +157,31 @@ impl Fanotify {
             forks: crate::proc::forks::Forks::open().ok(),
             me: std::process::id() as i32,
             buf: vec![0u8; 256 * 1024],
+            marks: Marks::Filesystems,
+            marked: 0,
+            limit: INODE_MARK_LIMIT,
+            mountinfo: std::fs::File::open("/proc/self/mountinfo").ok(),
         };
+        worker.follow_mounts(&queue, true);
+        let forced = std::env::var("MONITORD_FANOTIFY_MARKS").unwrap_or_default();
+        if forced == "inode" {
+            worker.limit = u64::MAX;
+        } else if let Ok(limit) = forced.parse() {
+            worker.limit = limit;
+        }
+        if forced != "filesystem" && worker.mark_tree(b"", &queue) {
+            // Only the tree's directories now: the filesystem mark goes.
+            worker.marks = Marks::Inodes;
+            let _ = mark(
+                worker.group.as_fd(),
+                libc::FAN_MARK_REMOVE | libc::FAN_MARK_FILESYSTEM,
+                MASK,
+                worker.root.as_fd(),
+            );
+        } else {
+            worker.switch_to_filesystems(&queue);
+        }
+        worker.publish(&queue);
         Ok(Box::new(Threaded::spawn("monitord-fanotify", worker, queue, events)?))
     }
 }
@@ -119,11 +194,14 @@ struct Worker {
     root_path: Vec<u8>,
     /// The root's (device, inode).
     root_id: (u64, u64),
+    /// The filesystems the tree spans, the root's first.
+    mounts: Vec<Mount>,
     excludes: Excludes,
     skip: Option<(u64, u64)>,
     /// The store's path below the root, once an event has shown it.
     store_rel: Option<Vec<u8>>,
-    /// Directory handle → its path below the root (`None`: outside).
+    /// Directory fid (fsid, handle) → its path below the root (`None`:
+    /// outside).
     cache: HashMap<Vec<u8>, Option<Vec<u8>>>,
     target: i32,
     /// The target and every descendant seen (by fork events or ancestry).
@@ -135,6 +213,14 @@ struct Worker {
     forks: Option<crate::proc::forks::Forks>,
     me: i32,
     buf: Vec<u8>,
+    marks: Marks,
+    /// Inode marks placed (directories deleted since still count until
+    /// the tree is marked again).
+    marked: u64,
+    /// Inode marks allowed before switching to filesystem marks.
+    limit: u64,
+    /// /proc/self/mountinfo, polled for changes at each barrier.
+    mountinfo: Option<std::fs::File>,
 }
 
 /// One event, parsed.
@@ -142,9 +228,17 @@ struct Worker {
 struct Raw<'a> {
     mask: u64,
     pid: i32,
-    /// `handle_type` then the handle bytes (the cache key).
-    handle: Option<(i32, &'a [u8])>,
+    /// The directory's fid: fsid (8 bytes), handle_bytes (4),
+    /// handle_type (4), the handle (the cache key).
+    fid: Option<&'a [u8]>,
     name: &'a [u8],
+}
+
+/// A fid's parts: fsid, handle type, handle.
+fn split_fid(fid: &[u8]) -> Option<([u8; 8], i32, &[u8])> {
+    let fsid: [u8; 8] = fid.get(..8)?.try_into().ok()?;
+    let handle_type = i32::from_ne_bytes(fid.get(12..16)?.try_into().ok()?);
+    Some((fsid, handle_type, fid.get(16..)?))
 }
 
 impl Reader for Worker {
@@ -171,33 +265,71 @@ impl Reader for Worker {
         }
         self.buf = buf;
     }
+
+    /// At each barrier: follow mounts and unmounts below the root, and
+    /// mark again the directories that could not be marked (each then
+    /// compared whole).
+    fn retry(&mut self, queue: &Queue) {
+        self.follow_mounts(queue, false);
+        let dirs = queue.shared.unwatched();
+        if !dirs.is_empty() {
+            if let Ok(mut unwatched) = queue.shared.unwatched.lock() {
+                unwatched.clear();
+            }
+            for dir in dirs {
+                match self.marks {
+                    Marks::Inodes => {
+                        self.mark_tree(&dir, queue);
+                    }
+                    Marks::Filesystems => self.mark_filesystem_at(&dir, queue),
+                }
+                queue.push(Event { dirty: Dirty::Subtree(dir), pid: None, by_target: false });
+            }
+        }
+        self.publish(queue);
+    }
 }
 
 impl Worker {
     fn handle(&mut self, raw: &Raw<'_>, queue: &Queue) {
         if raw.mask & libc::FAN_Q_OVERFLOW != 0 {
             queue.shared.overflow();
+            if self.marks == Marks::Inodes {
+                // A lost event may have been a new directory, unmarked.
+                self.marked = 0;
+                self.mark_tree(b"", queue);
+                self.publish(queue);
+            }
             return;
         }
+        let Some(fid) = raw.fid else { return };
         let is_dir = raw.mask & libc::FAN_ONDIR != 0;
-        if is_dir && raw.mask & DIR_CHANGES != 0 {
-            // Paths below a moved or deleted directory are no longer what
-            // the cache says.
+        let changes_paths = is_dir && raw.mask & DIR_CHANGES != 0;
+        let dir = self.resolve(fid);
+        if changes_paths && dir.is_some() {
+            // Paths below a directory of the tree moved or deleted are no
+            // longer what the cache says (and a directory moved in from
+            // outside is no longer outside).
             self.cache.clear();
         }
         if raw.pid == self.me {
             return;
         }
-        let Some((handle_type, handle)) = raw.handle else { return };
-        let Some(dir) = self.resolve(handle_type, handle) else { return };
+        let Some(dir) = dir else { return };
         let path = if raw.name.is_empty() || raw.name == b"." { dir } else { tree::join(&dir, raw.name) };
         if self.excludes.is_excluded_anywhere(&path)
             || self.store_rel.as_ref().is_some_and(|store| tree::is_within(&path, store))
         {
             return;
         }
-        let dirty = match (is_dir, raw.mask & DIR_CHANGES != 0) {
-            (true, true) => Dirty::Subtree(path),
+        let dirty = match (is_dir, changes_paths) {
+            (true, true) => {
+                if self.marks == Marks::Inodes && raw.mask & (libc::FAN_CREATE | libc::FAN_MOVED_TO) != 0 {
+                    self.mark_tree(&path, queue);
+                    self.publish(queue);
+                }
+                Dirty::Subtree(path)
+            }
             (true, false) => return,
             (false, _) => Dirty::Path(path),
         };
@@ -205,6 +337,178 @@ impl Worker {
         queue.push(Event { dirty, pid: Some(raw.pid), by_target });
     }
 
+    /// Put an inode mark on every directory from `start` down (excluded
+    /// ones and the store left out). Each directory is marked before it is
+    /// listed, so a subdirectory made meanwhile is reported. False when the
+    /// marks would pass the limit: the tree then gets filesystem marks.
+    fn mark_tree(&mut self, start: &[u8], queue: &Queue) -> bool {
+        let mut stack = vec![start.to_vec()];
+        while let Some(rel) = stack.pop() {
+            if self.marked >= self.limit {
+                if self.marks == Marks::Inodes {
+                    self.switch_to_filesystems(queue);
+                }
+                return false;
+            }
+            let dir = match tree::open_dir(self.root.as_fd(), &rel) {
+                Ok(dir) => dir,
+                Err(Errno::ENOENT | Errno::ENOTDIR) => continue,
+                Err(errno) => {
+                    self.unmarked(rel, "open", errno, queue);
+                    continue;
+                }
+            };
+            if self.skip.is_some() && tree::dir_identity(dir.as_fd()) == self.skip {
+                continue;
+            }
+            if let Err(errno) = mark(self.group.as_fd(), libc::FAN_MARK_ADD, INODE_MASK, dir.as_fd()) {
+                self.unmarked(rel, "fanotify_mark", errno, queue);
+                continue;
+            }
+            self.marked += 1;
+            let entries = match tree::list_dir(dir.as_fd()) {
+                Ok(entries) => entries,
+                Err(errno) => {
+                    self.unmarked(rel, "list", errno, queue);
+                    continue;
+                }
+            };
+            for (name, is_dir) in entries {
+                let child = tree::join(&rel, &name);
+                if is_dir && !self.excludes.is_excluded(&child) {
+                    stack.push(child);
+                }
+            }
+        }
+        true
+    }
+
+    /// Switch to (or stay with) filesystem marks: one on each filesystem
+    /// the tree spans, then the inode marks are flushed. The filesystem
+    /// marks are in place first, so no event is missed meanwhile.
+    fn switch_to_filesystems(&mut self, queue: &Queue) {
+        let rels: Vec<Vec<u8>> = self.mounts.iter().map(|m| m.rel.clone()).collect();
+        for rel in rels {
+            self.mark_filesystem_at(&rel, queue);
+        }
+        if self.marks == Marks::Inodes {
+            // SAFETY: fanotify_mark on our group; FLUSH without a mark type
+            // removes the group's inode marks and reads no path.
+            unsafe {
+                libc::fanotify_mark(self.group.as_raw_fd(), libc::FAN_MARK_FLUSH, 0, -1, std::ptr::null())
+            };
+        }
+        self.marks = Marks::Filesystems;
+        self.marked = 0;
+        self.publish(queue);
+    }
+
+    /// A filesystem mark on the filesystem of the tree's directory `rel`.
+    fn mark_filesystem_at(&mut self, rel: &[u8], queue: &Queue) {
+        let marked = tree::open_dir(self.root.as_fd(), rel).and_then(|dir| {
+            mark(self.group.as_fd(), libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM, MASK, dir.as_fd())
+        });
+        if let Err(errno) = marked {
+            self.unmarked(rel.to_vec(), "fanotify_mark", errno, queue);
+        }
+    }
+
+    /// A directory that could not be marked: rescanned every sample, and
+    /// tried again at each barrier.
+    fn unmarked(&mut self, rel: Vec<u8>, what: &str, errno: Errno, queue: &Queue) {
+        if errno == Errno::ENOENT {
+            return;
+        }
+        let shown = crate::render::human::sanitize(&rel);
+        queue.shared.fault(format!(
+            "fanotify: cannot mark directory {}: {what}: {errno}; rescanning it every sample",
+            if shown.is_empty() { ".".to_string() } else { shown }
+        ));
+        if let Ok(mut unwatched) = queue.shared.unwatched.lock() {
+            unwatched.insert(rel);
+        }
+    }
+
+    /// Tell `status` which marks are in force.
+    fn publish(&self, queue: &Queue) {
+        let (text, count) = match self.marks {
+            Marks::Inodes => (format!("inode {} dirs", self.marked), self.marked),
+            Marks::Filesystems => {
+                let mut ids: Vec<[u8; 8]> = self.mounts.iter().map(|m| m.fsid).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                (format!("filesystem {}", ids.len()), ids.len() as u64)
+            }
+        };
+        queue.shared.watches.store(count, Ordering::Relaxed);
+        if let Ok(mut marks) = queue.shared.marks.lock() {
+            *marks = text;
+        }
+    }
+
+    /// Compare the mounts below the root with the ones known: each new
+    /// one is marked, and every new or gone one is a dirty subtree (what
+    /// is there now is compared). At start (`first`) mountinfo is read
+    /// whatever its change flag says, and nothing is marked or queued.
+    fn follow_mounts(&mut self, queue: &Queue, first: bool) {
+        let Some(file) = self.mountinfo.as_mut() else { return };
+        if !first {
+            let mut fds = [nix::poll::PollFd::new(file.as_fd(), nix::poll::PollFlags::POLLPRI)];
+            let changed = nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|_| {
+                fds[0].revents().is_some_and(|r| {
+                    r.intersects(nix::poll::PollFlags::POLLPRI | nix::poll::PollFlags::POLLERR)
+                })
+            });
+            if !changed {
+                return;
+            }
+        }
+        let mut text = Vec::new();
+        if file.rewind().and_then(|()| file.read_to_end(&mut text)).is_err() {
+            return;
+        }
+        if let Some(path) = fd_path(self.root.as_fd()) {
+            self.root_path = path;
+        }
+        let now: Vec<(u64, Vec<u8>)> = mounts_below(&text, &self.root_path)
+            .into_iter()
+            .filter(|(_, rel)| !self.excludes.is_excluded_anywhere(rel))
+            .collect();
+        let gone: Vec<Vec<u8>> = self
+            .mounts
+            .iter()
+            .filter(|m| m.id.is_some_and(|id| !now.iter().any(|(n, _)| *n == id)))
+            .map(|m| m.rel.clone())
+            .collect();
+        self.mounts.retain(|m| m.id.is_none_or(|id| now.iter().any(|(n, _)| *n == id)));
+        let mut dirty = gone;
+        for (id, rel) in now {
+            if self.mounts.iter().any(|m| m.id == Some(id)) {
+                continue;
+            }
+            let Ok(fd) = tree::open_dir(self.root.as_fd(), &rel) else { continue };
+            let Ok(fsid) = fsid(fd.as_fd()) else { continue };
+            drop(fd);
+            self.mounts.push(Mount { id: Some(id), rel: rel.clone(), fsid });
+            if !first && self.marks == Marks::Filesystems {
+                self.mark_filesystem_at(&rel, queue);
+            }
+            dirty.push(rel);
+        }
+        if first || dirty.is_empty() {
+            return;
+        }
+        // Handles now resolve through other mounts.
+        self.cache.clear();
+        for rel in dirty {
+            if self.marks == Marks::Inodes {
+                // The new mount's directories, or the ones it uncovered.
+                self.mark_tree(&rel, queue);
+            }
+            queue.push(Event { dirty: Dirty::Subtree(rel), pid: None, by_target: false });
+        }
+        self.publish(queue);
+    }
     /// Follow forks: a child of the family joins it. Called after each
     /// read of the fanotify queue, before its events are classified: a
     /// fork is reported before anything its child writes.
@@ -244,21 +548,41 @@ impl Worker {
         false
     }
 
-    /// The path below the root of the directory `handle` names, if it is
-    /// inside the tree.
-    fn resolve(&mut self, handle_type: i32, handle: &[u8]) -> Option<Vec<u8>> {
-        let mut key = Vec::with_capacity(4 + handle.len());
-        key.extend_from_slice(&handle_type.to_ne_bytes());
-        key.extend_from_slice(handle);
-        if let Some(found) = self.cache.get(&key) {
+    /// The path below the root of the directory `fid` names, if it is
+    /// inside the tree: the handle is opened on each mount of its
+    /// filesystem in the tree (a bind mount shows a directory of the
+    /// root's filesystem under another path).
+    fn resolve(&mut self, fid: &[u8]) -> Option<Vec<u8>> {
+        if let Some(found) = self.cache.get(fid) {
             return found.clone();
         }
-        let dir = open_by_handle(self.root.as_fd(), handle_type, handle)?;
-        let found = self.relative(&dir);
+        let (fsid, handle_type, handle) = split_fid(fid)?;
+        let mut found = None;
+        for i in 0..self.mounts.len() {
+            if self.mounts[i].fsid != fsid {
+                continue;
+            }
+            let opened;
+            let mount = match self.mounts[i].id {
+                None => self.root.as_fd(),
+                Some(_) => match tree::open_dir(self.root.as_fd(), &self.mounts[i].rel) {
+                    Ok(fd) => {
+                        opened = fd;
+                        opened.as_fd()
+                    }
+                    Err(_) => continue,
+                },
+            };
+            let Some(dir) = open_by_handle(mount, handle_type, handle) else { continue };
+            found = self.relative(&dir);
+            if found.is_some() {
+                break;
+            }
+        }
         if self.cache.len() >= CACHE_LIMIT {
             self.cache.clear();
         }
-        self.cache.insert(key, found.clone());
+        self.cache.insert(fid.to_vec(), found.clone());
         found
     }
 
@@ -318,7 +642,7 @@ fn parse_event(buf: &[u8]) -> Option<(Raw<'_>, usize)> {
     }
     let mask = u64::from_ne_bytes(buf.get(8..16)?.try_into().ok()?);
     let pid = u32_at(20)? as i32;
-    let mut raw = Raw { mask, pid, handle: None, name: b"" };
+    let mut raw = Raw { mask, pid, fid: None, name: b"" };
     let mut at = metadata_len;
     while at + 4 <= event_len {
         let info_type = buf[at];
@@ -331,11 +655,9 @@ fn parse_event(buf: &[u8]) -> Option<(Raw<'_>, usize)> {
             let record = &buf[at..at + len];
             let handle_bytes =
                 record.get(12..16).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))? as usize;
-            let handle_type = record.get(16..20).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))?;
-            let handle = record.get(20..20 + handle_bytes)?;
+            raw.fid = Some(record.get(4..20 + handle_bytes)?);
             let rest = record.get(20 + handle_bytes..).unwrap_or_default();
             let name_len = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-            raw.handle = Some((handle_type, handle));
             if info_type == libc::FAN_EVENT_INFO_TYPE_DFID_NAME {
                 raw.name = &rest[..name_len];
             }
@@ -366,6 +688,73 @@ fn open_by_handle(mount: BorrowedFd<'_>, handle_type: i32, handle: &[u8]) -> Opt
     };
     // SAFETY: as above.
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fanotify_mark(group, flags, mask, dir, NULL)`: a mark on the object
+/// `dir` refers to (or its filesystem).
+fn mark(group: BorrowedFd<'_>, flags: libc::c_uint, mask: u64, dir: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: fanotify_mark on fds we hold; a null path means "the object
+    // `dir` refers to"; the kernel reads nothing else.
+    let rc =
+        unsafe { libc::fanotify_mark(group.as_raw_fd(), flags, mask, dir.as_raw_fd(), std::ptr::null()) };
+    if rc == 0 { Ok(()) } else { Err(Errno::last()) }
+}
+
+/// The id of the filesystem `fd` is on, as fanotify reports it (statfs's
+/// `f_fsid`).
+fn fsid(fd: BorrowedFd<'_>) -> Result<[u8; 8], Errno> {
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: fstatfs fills the statfs it is given, or fails.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: fstatfs returned 0, so `st` is initialised.
+    let st = unsafe { st.assume_init() };
+    // SAFETY: fsid_t is two C ints, 8 bytes without padding, whatever
+    // their names; read as the bytes events carry.
+    Ok(unsafe { std::mem::transmute::<libc::fsid_t, [u8; 8]>(st.f_fsid) })
+}
+
+/// The mounts whose mount point lies strictly below `root`, from the text
+/// of /proc/self/mountinfo: (mount ID, mount point below the root).
+fn mounts_below(mountinfo: &[u8], root: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    for line in mountinfo.split(|&b| b == b'\n') {
+        let mut fields = line.split(|&b| b == b' ');
+        let Some(id) = fields.next().and_then(|f| std::str::from_utf8(f).ok()?.parse().ok()) else {
+            continue;
+        };
+        let Some(point) = fields.nth(3) else { continue };
+        let point = unescape(point);
+        if let Some(rel) = below(&point, root)
+            && !rel.is_empty()
+        {
+            out.push((id, rel));
+        }
+    }
+    out
+}
+
+/// Undo mountinfo's octal escapes (`\040` for a space, and so on).
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8).wrapping_add(c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The path `/proc/self/fd/N` names for an fd.
@@ -409,20 +798,25 @@ mod tests {
         let mut buf = event(libc::FAN_MODIFY, 42, &[1, 2, 3, 4, 5, 6, 7, 8], b"notes.txt");
         buf.extend(event(libc::FAN_CREATE | libc::FAN_ONDIR, 7, &[9; 12], b"sub"));
         let (first, len) = parse_event(&buf).unwrap();
-        assert_eq!(
-            first,
-            Raw {
-                mask: libc::FAN_MODIFY,
-                pid: 42,
-                handle: Some((1, &[1, 2, 3, 4, 5, 6, 7, 8])),
-                name: b"notes.txt"
-            }
-        );
+        assert_eq!((first.mask, first.pid, first.name), (libc::FAN_MODIFY, 42, b"notes.txt".as_slice()));
+        let (fsid, handle_type, handle) = split_fid(first.fid.unwrap()).unwrap();
+        assert_eq!((fsid, handle_type, handle), ([7; 8], 1, [1, 2, 3, 4, 5, 6, 7, 8].as_slice()));
         let (second, rest) = parse_event(&buf[len..]).unwrap();
         assert_eq!(second.name, b"sub");
         assert_eq!(second.pid, 7);
         assert_eq!(len + rest, buf.len());
         assert!(parse_event(&buf[..len - 1]).is_none() || parse_event(&buf[..len - 1]).unwrap().1 < len);
+    }
+
+    #[test]
+    fn mount_points_below_the_root_are_found_unescaped() {
+        let text = b"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+                     40 22 0:50 / /work/tree/mnt rw - tmpfs none rw\n\
+                     41 22 0:51 / /work/tree/with\\040space rw - tmpfs none rw\n\
+                     42 22 0:52 / /work/treehouse rw - tmpfs none rw\n\
+                     43 22 0:53 / /work/tree rw - tmpfs none rw\n";
+        let found = mounts_below(text, b"/work/tree");
+        assert_eq!(found, [(40, b"mnt".to_vec()), (41, b"with space".to_vec())]);
     }
 
     proptest! {

@@ -17,6 +17,7 @@ mod fullness;
 mod history;
 mod journal;
 mod maps;
+mod marks;
 mod pidreuse;
 mod replay;
 mod restore;

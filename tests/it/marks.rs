@@ -1,0 +1,91 @@
+//! Which fanotify marks are in force, and what they cost: a small tree
+//! gets an inode mark on each directory, so writes elsewhere on the same
+//! filesystem reach neither the kernel queue nor the monitor; a tree past
+//! the limit gets filesystem marks, switching while it runs without
+//! missing a change.
+
+use std::fs;
+use std::path::Path;
+
+use crate::harness::*;
+
+fn start(target: &Target, store: &Path, marks: Option<&str>) -> Monitord {
+    let env: Vec<(&str, &str)> = marks.map(|m| ("MONITORD_FANOTIFY_MARKS", m)).into_iter().collect();
+    Monitord::start_with_env(target, store, 600_000, &["--backend", "fanotify"], &env)
+}
+
+#[test]
+fn a_busy_neighbour_on_the_same_filesystem_reaches_only_filesystem_marks() {
+    if !fanotify_available() {
+        return;
+    }
+    for marks in [None, Some("filesystem")] {
+        let tree = TempDir::new("monitord-tree-");
+        fs::create_dir(tree.path().join("sub")).unwrap();
+        // A sibling on the same filesystem (both under the temp dir).
+        let neighbour = TempDir::new("monitord-neighbour-");
+        let store = TempDir::new("monitord-store-");
+        let target = Target::start(tree.path());
+        let mut m = start(&target, store.path(), marks);
+        let before: u64 = m.status()["events"].parse().unwrap();
+        for i in 0..2000 {
+            fs::write(neighbour.path().join(format!("n{}.txt", i % 50)), format!("{i}\n")).unwrap();
+        }
+        fs::write(tree.path().join("sub/mine.txt"), "mine\n").unwrap();
+        let seq = m.sample();
+        let status = m.status();
+        m.stop();
+        let events = status["events"].parse::<u64>().unwrap() - before;
+        if marks.is_none() {
+            assert_eq!(status["fanotify_marks"], "inode 2 dirs", "{status:?}");
+            assert!(events < 20, "only the tree's events are read: {events}: {status:?}");
+        } else {
+            assert_eq!(status["fanotify_marks"], "filesystem 1", "{status:?}");
+            assert!(events >= 2000, "a filesystem mark sees the neighbour: {events}: {status:?}");
+        }
+        let records = dump_json(store.path());
+        let sample = record(&records, seq);
+        assert_eq!(changes(sample), [("sub/mine.txt".into(), "created".into())]);
+        let by = sample["files"][0]["by"].as_array().expect("by");
+        assert_eq!(by[0].as_i64(), Some(i64::from(std::process::id() as i32)), "{sample}");
+    }
+}
+
+#[test]
+fn a_tree_growing_past_the_limit_switches_to_filesystem_marks() {
+    if !fanotify_available() {
+        return;
+    }
+    let tree = TempDir::new("monitord-tree-");
+    let t = tree.path();
+    fs::create_dir(t.join("sub")).unwrap();
+    fs::write(t.join("sub/s.txt"), "s\n").unwrap();
+    let store = TempDir::new("monitord-store-");
+    let target = Target::start(t);
+    let mut m = start(&target, store.path(), Some("4"));
+    assert_eq!(m.status()["fanotify_marks"], "inode 2 dirs");
+    for d in 0..5 {
+        fs::create_dir_all(t.join(format!("d{d}/e"))).unwrap();
+        fs::write(t.join(format!("d{d}/e/f.txt")), "f\n").unwrap();
+    }
+    let grown = m.sample();
+    let status = m.status();
+    assert_eq!(status["fanotify_marks"], "filesystem 1", "{status:?}");
+    fs::write(t.join("d4/e/f.txt"), "f\nmore\n").unwrap();
+    fs::write(t.join("sub/s.txt"), "s\nmore\n").unwrap();
+    fs::write(t.join("d0/new.txt"), "new\n").unwrap();
+    let after = m.sample();
+    m.stop();
+    let records = dump_json(store.path());
+    let created: Vec<(String, String)> =
+        (0..5).map(|d| (format!("d{d}/e/f.txt"), "created".to_string())).collect();
+    assert_eq!(changes(record(&records, grown)), created);
+    assert_eq!(
+        changes(record(&records, after)),
+        [
+            ("d0/new.txt".into(), "created".into()),
+            ("d4/e/f.txt".into(), "modified".into()),
+            ("sub/s.txt".into(), "modified".into())
+        ]
+    );
+}
