@@ -160,6 +160,7 @@ impl Fanotify {
             marks: Marks::Filesystems,
             marked: 0,
             limit: INODE_MARK_LIMIT,
+            quiet: false,
             mountinfo: std::fs::File::open("/proc/self/mountinfo").ok(),
         };
         worker.follow_mounts(&queue, true);
@@ -219,6 +220,9 @@ struct Worker {
     marked: u64,
     /// Inode marks allowed before switching to filesystem marks.
     limit: u64,
+    /// Retrying: a directory that still cannot be marked is not reported
+    /// again.
+    quiet: bool,
     /// /proc/self/mountinfo, polled for changes at each barrier.
     mountinfo: Option<std::fs::File>,
 }
@@ -276,6 +280,8 @@ impl Reader for Worker {
             if let Ok(mut unwatched) = queue.shared.unwatched.lock() {
                 unwatched.clear();
             }
+            // Those still failing stay rescanned, without a new report.
+            self.quiet = true;
             for dir in dirs {
                 match self.marks {
                     Marks::Inodes => {
@@ -285,6 +291,7 @@ impl Reader for Worker {
                 }
                 queue.push(Event { dirty: Dirty::Subtree(dir), pid: None, by_target: false });
             }
+            self.quiet = false;
         }
         self.publish(queue);
     }
@@ -419,11 +426,13 @@ impl Worker {
         if errno == Errno::ENOENT {
             return;
         }
-        let shown = crate::render::human::sanitize(&rel);
-        queue.shared.fault(format!(
-            "fanotify: cannot mark directory {}: {what}: {errno}; rescanning it every sample",
-            if shown.is_empty() { ".".to_string() } else { shown }
-        ));
+        if !self.quiet {
+            let shown = crate::render::human::sanitize(&rel);
+            queue.shared.fault(format!(
+                "fanotify: cannot mark directory {}: {what}: {errno}; rescanning it every sample",
+                if shown.is_empty() { ".".to_string() } else { shown }
+            ));
+        }
         if let Ok(mut unwatched) = queue.shared.unwatched.lock() {
             unwatched.insert(rel);
         }
