@@ -27,6 +27,15 @@
 //! store). The root is known by its identity, not its path: renamed or
 //! removed, it is still the directory watched.
 //!
+//! A file of the tree with other names outside it (hard links) is written
+//! through those too: such files are found as the tree is marked (and as
+//! files are made in it), and the group also reports each event's own
+//! file handle (`FAN_REPORT_FID`), so a write whose directory lies outside
+//! the tree is still known by its file: with inode marks the file itself
+//! is marked, a filesystem mark sees it anyway. A tree given filesystem
+//! marks at start is not walked, so only links made while it runs are
+//! known there.
+//!
 //! Mounts inside the tree are other filesystems: each is marked too (its
 //! filesystem, or its directories), and /proc/self/mountinfo is checked at
 //! every sample barrier (a `poll` for its change flag, re-read only when
@@ -69,6 +78,9 @@ const MASK: u64 = libc::FAN_CREATE
     | libc::FAN_CLOSE_WRITE
     | libc::FAN_ATTRIB
     | libc::FAN_ONDIR;
+
+/// A mark on a file with several names: its writes, whichever name.
+const LINK_MASK: u64 = libc::FAN_MODIFY | libc::FAN_CLOSE_WRITE | libc::FAN_ATTRIB;
 
 /// An inode mark on a directory also reports its children's changes.
 const INODE_MASK: u64 = MASK | libc::FAN_EVENT_ON_CHILD;
@@ -114,8 +126,11 @@ impl Fanotify {
     /// [`Error::Fanotify`] naming the step and suggesting another backend
     /// when the kernel or the filesystem refuses.
     pub fn start(root: &OwnedFd, options: Options) -> Result<Box<dyn Source>, Error> {
-        let flags =
-            libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK | libc::FAN_REPORT_DFID_NAME;
+        let flags = libc::FAN_CLASS_NOTIF
+            | libc::FAN_CLOEXEC
+            | libc::FAN_NONBLOCK
+            | libc::FAN_REPORT_DFID_NAME
+            | libc::FAN_REPORT_FID;
         let event_flags = (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as libc::c_uint;
         // SAFETY: fanotify_init takes two flag words and returns a new fd or -1.
         let fd = unsafe { libc::fanotify_init(flags, event_flags) };
@@ -158,6 +173,7 @@ impl Fanotify {
             me: std::process::id() as i32,
             buf: vec![0u8; 256 * 1024],
             marks: Marks::Filesystems,
+            linked: HashMap::new(),
             marked: 0,
             limit: INODE_MARK_LIMIT,
             quiet: false,
@@ -170,17 +186,20 @@ impl Fanotify {
         } else if let Ok(limit) = forced.parse() {
             worker.limit = limit;
         }
-        if forced != "filesystem" && worker.mark_tree(b"", &queue) {
-            // Only the tree's directories now: the filesystem mark goes.
+        if forced == "filesystem" {
+            worker.switch_to_filesystems(&queue);
+        } else {
             worker.marks = Marks::Inodes;
+        }
+        // Past the limit, mark_tree switches to filesystem marks itself.
+        if worker.marks == Marks::Inodes && worker.mark_tree(b"", &queue) {
+            // Only the tree's directories now: the filesystem mark goes.
             let _ = mark(
                 worker.group.as_fd(),
                 libc::FAN_MARK_REMOVE | libc::FAN_MARK_FILESYSTEM,
                 MASK,
                 worker.root.as_fd(),
             );
-        } else {
-            worker.switch_to_filesystems(&queue);
         }
         worker.publish(&queue);
         Ok(Box::new(Threaded::spawn("monitord-fanotify", worker, queue, events)?))
@@ -215,6 +234,8 @@ struct Worker {
     me: i32,
     buf: Vec<u8>,
     marks: Marks,
+    /// Files of the tree with other names: their fid → a name inside.
+    linked: HashMap<Vec<u8>, Vec<u8>>,
     /// Inode marks placed (directories deleted since still count until
     /// the tree is marked again).
     marked: u64,
@@ -235,6 +256,8 @@ struct Raw<'a> {
     /// The directory's fid: fsid (8 bytes), handle_bytes (4),
     /// handle_type (4), the handle (the cache key).
     fid: Option<&'a [u8]>,
+    /// The object's own fid, same layout (`FAN_REPORT_FID`).
+    object: Option<&'a [u8]>,
     name: &'a [u8],
 }
 
@@ -322,7 +345,17 @@ impl Worker {
         if raw.pid == self.me {
             return;
         }
-        let Some(dir) = dir else { return };
+        let Some(dir) = dir else {
+            // Written through a name outside the tree, to a file that has
+            // one inside too: that name is dirty (the sampler dirties its
+            // other names).
+            let inside = raw.object.and_then(|object| self.linked.get(object)).cloned();
+            if let Some(path) = inside.filter(|_| !is_dir) {
+                let by_target = self.is_target_family(raw.pid);
+                queue.push(Event { dirty: Dirty::Path(path), pid: Some(raw.pid), by_target });
+            }
+            return;
+        };
         let path = if raw.name.is_empty() || raw.name == b"." { dir } else { tree::join(&dir, raw.name) };
         if self.excludes.is_excluded_anywhere(&path)
             || self.store_rel.as_ref().is_some_and(|store| tree::is_within(&path, store))
@@ -338,7 +371,15 @@ impl Worker {
                 Dirty::Subtree(path)
             }
             (true, false) => return,
-            (false, _) => Dirty::Path(path),
+            (false, _) => {
+                if raw.mask & (libc::FAN_CREATE | libc::FAN_MOVED_TO) != 0 {
+                    let (parent, name) = tree::split(&path);
+                    if let Ok(parent_fd) = tree::open_dir(self.root.as_fd(), parent) {
+                        self.track_link(parent_fd.as_fd(), parent, name);
+                    }
+                }
+                Dirty::Path(path)
+            }
         };
         let by_target = self.is_target_family(raw.pid);
         queue.push(Event { dirty, pid: Some(raw.pid), by_target });
@@ -382,12 +423,39 @@ impl Worker {
             };
             for (name, is_dir) in entries {
                 let child = tree::join(&rel, &name);
-                if is_dir && !self.excludes.is_excluded(&child) {
+                if self.excludes.is_excluded(&child) {
+                    continue;
+                }
+                if is_dir {
                     stack.push(child);
+                } else {
+                    self.track_link(dir.as_fd(), &rel, &name);
                 }
             }
         }
         true
+    }
+
+    /// A regular file of the tree with other names, which may lie outside
+    /// it: remember its fid and one name inside, and (with inode marks)
+    /// mark the file itself, so a write through any name is reported.
+    fn track_link(&mut self, dir: BorrowedFd<'_>, rel: &[u8], name: &[u8]) {
+        if self.linked.len() >= CACHE_LIMIT {
+            return;
+        }
+        let Ok(st) =
+            nix::sys::stat::fstatat(dir, tree::as_path(name), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        else {
+            return;
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_nlink < 2 {
+            return;
+        }
+        let Some(fid) = file_fid(dir, name) else { return };
+        if self.marks == Marks::Inodes && mark_entry(self.group.as_fd(), LINK_MASK, dir, name).is_err() {
+            return;
+        }
+        self.linked.insert(fid, tree::join(rel, name));
     }
 
     /// Switch to (or stay with) filesystem marks: one on each filesystem
@@ -651,7 +719,7 @@ fn parse_event(buf: &[u8]) -> Option<(Raw<'_>, usize)> {
     }
     let mask = u64::from_ne_bytes(buf.get(8..16)?.try_into().ok()?);
     let pid = u32_at(20)? as i32;
-    let mut raw = Raw { mask, pid, fid: None, name: b"" };
+    let mut raw = Raw { mask, pid, fid: None, object: None, name: b"" };
     let mut at = metadata_len;
     while at + 4 <= event_len {
         let info_type = buf[at];
@@ -670,6 +738,11 @@ fn parse_event(buf: &[u8]) -> Option<(Raw<'_>, usize)> {
             if info_type == libc::FAN_EVENT_INFO_TYPE_DFID_NAME {
                 raw.name = &rest[..name_len];
             }
+        } else if info_type == libc::FAN_EVENT_INFO_TYPE_FID {
+            let record = &buf[at..at + len];
+            let handle_bytes =
+                record.get(12..16).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))? as usize;
+            raw.object = Some(record.get(4..20 + handle_bytes)?);
         }
         at += len;
     }
@@ -707,6 +780,54 @@ fn mark(group: BorrowedFd<'_>, flags: libc::c_uint, mask: u64, dir: BorrowedFd<'
     let rc =
         unsafe { libc::fanotify_mark(group.as_raw_fd(), flags, mask, dir.as_raw_fd(), std::ptr::null()) };
     if rc == 0 { Ok(()) } else { Err(Errno::last()) }
+}
+
+/// `fanotify_mark` on the entry `name` of `dir`, never through a symlink.
+fn mark_entry(group: BorrowedFd<'_>, mask: u64, dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
+    let name = std::ffi::CString::new(name).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: fanotify_mark on fds we hold with a NUL-terminated name
+    // relative to `dir`.
+    let rc = unsafe {
+        libc::fanotify_mark(
+            group.as_raw_fd(),
+            libc::FAN_MARK_ADD | libc::FAN_MARK_DONT_FOLLOW,
+            mask,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(Errno::last()) }
+}
+
+/// The fid events give for the entry `name` of `dir`: its filesystem's id,
+/// then the `file_handle` of `name_to_handle_at`.
+fn file_fid(dir: BorrowedFd<'_>, name: &[u8]) -> Option<Vec<u8>> {
+    const MAX_HANDLE: usize = 128;
+    let cname = std::ffi::CString::new(name).ok()?;
+    // A `struct file_handle` with room for the largest handle, in u32
+    // words for its alignment.
+    let mut words = vec![0u32; 2 + MAX_HANDLE / 4];
+    words[0] = MAX_HANDLE as u32;
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: `words` is an aligned file_handle whose handle_bytes says how
+    // much room follows; the kernel writes at most that much.
+    let rc = unsafe {
+        libc::name_to_handle_at(
+            dir.as_raw_fd(),
+            cname.as_ptr(),
+            words.as_mut_ptr().cast::<libc::file_handle>(),
+            &mut mount_id,
+            0,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let len = (words[0] as usize).min(MAX_HANDLE);
+    let bytes: &[u8] = bytemuck::cast_slice(&words);
+    let mut fid = fsid(dir).ok()?.to_vec();
+    fid.extend_from_slice(&bytes[..8 + len]);
+    Some(fid)
 }
 
 /// The id of the filesystem `fd` is on, as fanotify reports it (statfs's

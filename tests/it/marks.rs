@@ -89,3 +89,38 @@ fn a_tree_growing_past_the_limit_switches_to_filesystem_marks() {
         ]
     );
 }
+
+/// A file with a name inside the tree and one outside, written through
+/// the outside one: a link there at start, and one made while running.
+#[test]
+fn a_write_through_a_hard_link_outside_the_tree_is_recorded() {
+    if !fanotify_available() {
+        return;
+    }
+    for marks in ["inode", "filesystem"] {
+        let tree = TempDir::new("monitord-tree-");
+        let outside = TempDir::new("monitord-outside-");
+        fs::write(tree.path().join("linked.txt"), "one\n").unwrap();
+        fs::hard_link(tree.path().join("linked.txt"), outside.path().join("other-name.txt")).unwrap();
+        let store = TempDir::new("monitord-store-");
+        let target = Target::start(tree.path());
+        let mut m = start(&target, store.path(), Some(marks));
+        fs::write(outside.path().join("fresh.txt"), "fresh\n").unwrap();
+        fs::hard_link(outside.path().join("fresh.txt"), tree.path().join("fresh.txt")).unwrap();
+        let linked = m.sample();
+        fs::write(outside.path().join("other-name.txt"), "one\ntwo\n").unwrap();
+        fs::write(outside.path().join("fresh.txt"), "fresh\nagain\n").unwrap();
+        let written = m.sample();
+        m.stop();
+        let records = dump_json(store.path());
+        assert_eq!(changes(record(&records, linked)), [("fresh.txt".into(), "created".into())], "{marks}");
+        let expected: Vec<(String, String)> = if marks == "inode" {
+            vec![("fresh.txt".into(), "modified".into()), ("linked.txt".into(), "modified".into())]
+        } else {
+            // Filesystem marks from the start (a big tree) come without a
+            // walk of the tree: only links made while running are known.
+            vec![("fresh.txt".into(), "modified".into())]
+        };
+        assert_eq!(changes(record(&records, written)), expected, "{marks}");
+    }
+}
