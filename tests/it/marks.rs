@@ -41,7 +41,9 @@ fn a_busy_neighbour_on_the_same_filesystem_reaches_only_filesystem_marks() {
             assert!(events < 20, "only the tree's events are read: {events}: {status:?}");
         } else {
             assert_eq!(status["fanotify_marks"], "filesystem 1", "{status:?}");
-            assert!(events >= 2000, "a filesystem mark sees the neighbour: {events}: {status:?}");
+            // (The kernel merges repeated events on one file while they
+            // wait in its queue: fewer than the 2,000 writes.)
+            assert!(events >= 200, "a filesystem mark sees the neighbour: {events}: {status:?}");
         }
         let records = dump_json(store.path());
         let sample = record(&records, seq);
