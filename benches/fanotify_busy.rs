@@ -1,13 +1,15 @@
 //! The monitor's CPU while a busy neighbour writes outside the watched
 //! tree on the same filesystem: fanotify with a filesystem mark (every
-//! write on the disk reaches the monitor), fanotify with inode marks on
+//! write on the disk reaches the monitor, until a busy directory gets an
+//! ignore mark), fanotify with inode marks on
 //! the tree's directories (the default for trees of up to 16,384
 //! directories), and inotify beside them.
 //!
 //! The real binary runs (`monitord -i`, a 1 s period) on a tree of 100
 //! directories and 1,000 files; the neighbour is a Python loop in a
-//! sibling temp dir appending to 200 files at a fixed rate, with a
-//! directory made and removed every 100 writes. The monitor's user + system
+//! sibling temp dir appending at a fixed rate, either to 200 files of
+//! one directory (with a directory made and removed every 100 writes) or
+//! to a new directory every 50 writes. The monitor's user + system
 //! time over the window comes from /proc/PID/stat. Median of the runs.
 //!
 //! Run with `cargo bench --bench fanotify_busy` as root.
@@ -122,13 +124,19 @@ impl Monitor {
     }
 }
 
-/// The neighbour: `rate` appends a second for `secs` seconds.
-fn neighbour(dir: &Path, rate: u32, secs: f64) -> Child {
+/// The neighbour: `rate` appends a second for `secs` seconds, to 200
+/// files of one directory, or (`spread`) to a new directory every 50
+/// writes, as a build writing its outputs does (too few events per
+/// directory for an ignore mark to pay).
+fn neighbour(dir: &Path, rate: u32, secs: f64, spread: bool) -> Child {
+    let py_spread = if spread { "True" } else { "False" };
+    let path = if spread { "'b%06d/n%d.txt' % (i // 50, i % 10)" } else { "'n%03d.txt' % (i % 200)" };
     let script = format!(
         "import os, time\n\
          start = time.time(); i = 0\n\
          while time.time() - start < {secs}:\n\
-         \x20   with open('n%03d.txt' % (i % 200), 'a') as f:\n\
+         \x20   if {py_spread} and i % 50 == 0: os.mkdir('b%06d' % (i // 50))\n\
+         \x20   with open({path}, 'a') as f:\n\
          \x20       f.write('line %d\\n' % i)\n\
          \x20   if i % 100 == 99:\n\
          \x20       os.mkdir('tmp%d' % i); os.rmdir('tmp%d' % i)\n\
@@ -148,7 +156,7 @@ fn neighbour(dir: &Path, rate: u32, secs: f64) -> Child {
 
 /// One run: (monitor CPU in % of a core, events the monitor read, writes
 /// made by the neighbour).
-fn run(case: &Case, tree: &Path, rate: u32, secs: f64) -> (f64, u64, u64) {
+fn run(case: &Case, tree: &Path, rate: u32, secs: f64, spread: bool) -> (f64, u64, u64) {
     let store = tempfile::tempdir().expect("store");
     let busy = tempfile::tempdir().expect("neighbour dir");
     let mut target = Command::new("sleep").arg("100000").current_dir(tree).spawn().expect("sleep");
@@ -156,7 +164,7 @@ fn run(case: &Case, tree: &Path, rate: u32, secs: f64) -> (f64, u64, u64) {
     let events_before: u64 = monitor.status("events").parse().unwrap_or(0);
     let ticks_before = cpu_ticks(monitor.child.id());
     let started = Instant::now();
-    let writer = neighbour(busy.path(), rate, secs);
+    let writer = neighbour(busy.path(), rate, secs, spread);
     let out = writer.wait_with_output().expect("neighbour");
     let wall = started.elapsed().as_secs_f64();
     let ticks = cpu_ticks(monitor.child.id()) - ticks_before;
@@ -196,16 +204,23 @@ fn main() {
             Case { name: "fanotify, before (given binary)", bin: before, backend: "fanotify", marks: None },
         );
     }
-    println!(
-        "monitor CPU while a neighbour makes {rate} appends/s outside a 100-dir, 1,000-file tree on the same \
-         filesystem ({runs} runs of {secs} s, median)"
-    );
-    for case in &cases {
+    for spread in [false, true] {
+        println!(
+            "\nmonitor CPU while a neighbour makes {rate} appends/s {} outside a 100-dir, 1,000-file tree on \
+             the same filesystem ({runs} runs of {secs} s, median)",
+            if spread { "in a new directory every 50" } else { "to 200 files of one directory" }
+        );
+        measure(&cases, tree.path(), runs, secs, rate, spread);
+    }
+}
+
+fn measure(cases: &[Case], tree: &Path, runs: usize, secs: f64, rate: u32, spread: bool) {
+    for case in cases {
         let mut cpu = Vec::new();
         let mut events = Vec::new();
         let mut writes = Vec::new();
         for _ in 0..runs {
-            let (c, e, w) = run(case, tree.path(), rate, secs);
+            let (c, e, w) = run(case, tree, rate, secs, spread);
             cpu.push(c);
             events.push(e as f64);
             writes.push(w as f64);

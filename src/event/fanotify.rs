@@ -11,8 +11,12 @@
 //! spans, whose set-up costs the same for ten files or ten million. A tree
 //! that grows past the limit while watched switches to filesystem marks
 //! (added before the inode marks are flushed, so nothing is missed).
-//! Mount marks cannot report directory events; ignore marks cannot say
-//! "everything but this tree". `MONITORD_FANOTIFY_MARKS=inode|filesystem`
+//! With filesystem marks, a directory outside the tree that keeps sending
+//! events ([`NOISY`] of them) gets an ignore mark for its children
+//! (Linux 6.0), removed again when any directory moves into the tree or a
+//! hard link is found (see below); a build writing a new directory every
+//! few files still costs (`cargo bench --bench fanotify_busy`). Mount
+//! marks cannot report directory events. `MONITORD_FANOTIFY_MARKS=inode|filesystem`
 //! forces one kind, and `=N` sets the limit (for tests and benchmarks);
 //! `status` shows the marks in force as `fanotify_marks`.
 //!
@@ -81,6 +85,13 @@ const MASK: u64 = libc::FAN_CREATE
 
 /// A mark on a file with several names: its writes, whichever name.
 const LINK_MASK: u64 = libc::FAN_MODIFY | libc::FAN_CLOSE_WRITE | libc::FAN_ATTRIB;
+
+/// An ignore mark on a busy directory outside the tree: its children's
+/// events and its own.
+const IGNORE_MASK: u64 = MASK | libc::FAN_EVENT_ON_CHILD;
+
+/// Events from one directory outside the tree before it is ignored.
+const NOISY: u32 = 64;
 
 /// An inode mark on a directory also reports its children's changes.
 const INODE_MASK: u64 = MASK | libc::FAN_EVENT_ON_CHILD;
@@ -176,6 +187,9 @@ impl Fanotify {
             buf: vec![0u8; 256 * 1024],
             marks: Marks::Filesystems,
             linked: HashMap::new(),
+            noisy: HashMap::new(),
+            ignored: Vec::new(),
+            can_ignore: true,
             marked: 0,
             limit: INODE_MARK_LIMIT,
             quiet: false,
@@ -236,6 +250,12 @@ struct Worker {
     me: i32,
     buf: Vec<u8>,
     marks: Marks,
+    /// Directories outside the tree (fid) → events seen from them.
+    noisy: HashMap<Vec<u8>, u32>,
+    /// Directories outside the tree with an ignore mark (fid).
+    ignored: Vec<Vec<u8>>,
+    /// The kernel takes ignore marks on directories' children (6.0).
+    can_ignore: bool,
     /// Files of the tree with other names: their fid → a name inside.
     linked: HashMap<Vec<u8>, Vec<u8>>,
     /// Inode marks placed (directories deleted since still count until
@@ -341,8 +361,11 @@ impl Worker {
         if changes_paths && dir.is_some() {
             // Paths below a directory of the tree moved or deleted are no
             // longer what the cache says (and a directory moved in from
-            // outside is no longer outside).
+            // outside is no longer outside, nor to be ignored).
             self.cache.clear();
+            if raw.mask & libc::FAN_MOVED_TO != 0 {
+                self.unignore_all(queue);
+            }
         }
         if raw.pid == self.me {
             return;
@@ -355,6 +378,8 @@ impl Worker {
             if let Some(path) = inside.filter(|_| !is_dir) {
                 let by_target = self.is_target_family(raw.pid);
                 queue.push(Event { dirty: Dirty::Path(path), pid: Some(raw.pid), by_target });
+            } else {
+                self.count_outside(fid, queue);
             }
             return;
         };
@@ -377,7 +402,7 @@ impl Worker {
                 if raw.mask & (libc::FAN_CREATE | libc::FAN_MOVED_TO) != 0 {
                     let (parent, name) = tree::split(&path);
                     if let Ok(parent_fd) = tree::open_dir(self.root.as_fd(), parent) {
-                        self.track_link(parent_fd.as_fd(), parent, name);
+                        self.track_link(parent_fd.as_fd(), parent, name, queue);
                     }
                 }
                 Dirty::Path(path)
@@ -431,17 +456,98 @@ impl Worker {
                 if is_dir {
                     stack.push(child);
                 } else {
-                    self.track_link(dir.as_fd(), &rel, &name);
+                    self.track_link(dir.as_fd(), &rel, &name, queue);
                 }
             }
         }
         true
     }
 
+    /// An event in a directory outside the tree, with filesystem marks:
+    /// a directory that keeps sending them gets an ignore mark (its
+    /// children's events never reach us), unless hard links are known (a
+    /// write through a name there may be a write to the tree).
+    fn count_outside(&mut self, fid: &[u8], queue: &Queue) {
+        if self.marks != Marks::Filesystems || !self.can_ignore || !self.linked.is_empty() {
+            return;
+        }
+        let count = match self.noisy.get_mut(fid) {
+            Some(count) => count,
+            None => {
+                if self.noisy.len() >= CACHE_LIMIT {
+                    self.noisy.clear();
+                }
+                self.noisy.entry(fid.to_vec()).or_insert(0)
+            }
+        };
+        *count += 1;
+        if *count != NOISY {
+            return;
+        }
+        let Some(dir) = self.open_fid(fid) else { return };
+        // Only what is outside now: the cache's answer may be stale.
+        if self.relative(&dir).is_some()
+            || fd_path(dir.as_fd()).is_none_or(|path| below(&path, &self.root_path).is_some())
+        {
+            return;
+        }
+        match mark(
+            self.group.as_fd(),
+            libc::FAN_MARK_ADD | libc::FAN_MARK_IGNORE_SURV,
+            IGNORE_MASK,
+            dir.as_fd(),
+        ) {
+            Ok(()) => {
+                self.ignored.push(fid.to_vec());
+                self.publish(queue);
+            }
+            // Before Linux 6.0: no ignore marks on directories' children.
+            Err(Errno::EINVAL) => self.can_ignore = false,
+            Err(_) => {}
+        }
+    }
+
+    /// Remove every ignore mark: a directory moved into the tree may have
+    /// one (they come back for directories that stay busy).
+    fn unignore_all(&mut self, queue: &Queue) {
+        if self.ignored.is_empty() {
+            return;
+        }
+        for fid in std::mem::take(&mut self.ignored) {
+            if let Some(dir) = self.open_fid(&fid) {
+                let _ = mark(
+                    self.group.as_fd(),
+                    libc::FAN_MARK_REMOVE | libc::FAN_MARK_IGNORE,
+                    IGNORE_MASK,
+                    dir.as_fd(),
+                );
+            }
+        }
+        self.noisy.clear();
+        self.publish(queue);
+    }
+
+    /// Open the directory `fid` names, on the first mount of its
+    /// filesystem that knows it (a real open: `fanotify_mark` takes no
+    /// O_PATH fd).
+    fn open_fid(&self, fid: &[u8]) -> Option<OwnedFd> {
+        use nix::fcntl::OFlag;
+        let (fsid, handle_type, handle) = split_fid(fid)?;
+        let found = self.mounts.iter().filter(|m| m.fsid == fsid).find_map(|m| match m.id {
+            None => open_by_handle(self.root.as_fd(), handle_type, handle),
+            Some(_) => {
+                let mount = tree::open_dir(self.root.as_fd(), &m.rel).ok()?;
+                open_by_handle(mount.as_fd(), handle_type, handle)
+            }
+        })?;
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        nix::fcntl::openat(&found, ".", flags, nix::sys::stat::Mode::empty()).ok()
+    }
+
     /// A regular file of the tree with other names, which may lie outside
     /// it: remember its fid and one name inside, and (with inode marks)
     /// mark the file itself, so a write through any name is reported.
-    fn track_link(&mut self, dir: BorrowedFd<'_>, rel: &[u8], name: &[u8]) {
+    fn track_link(&mut self, dir: BorrowedFd<'_>, rel: &[u8], name: &[u8], queue: &Queue) {
         if self.linked.len() >= CACHE_LIMIT {
             return;
         }
@@ -458,6 +564,8 @@ impl Worker {
             return;
         }
         self.linked.insert(fid, tree::join(rel, name));
+        // A name of it may lie in an ignored directory.
+        self.unignore_all(queue);
     }
 
     /// Switch to (or stay with) filesystem marks: one on each filesystem
@@ -516,7 +624,11 @@ impl Worker {
                 let mut ids: Vec<[u8; 8]> = self.mounts.iter().map(|m| m.fsid).collect();
                 ids.sort_unstable();
                 ids.dedup();
-                (format!("filesystem {}", ids.len()), ids.len() as u64)
+                let mut text = format!("filesystem {}", ids.len());
+                if !self.ignored.is_empty() {
+                    text.push_str(&format!(", ignore {} busy dirs outside", self.ignored.len()));
+                }
+                (text, ids.len() as u64)
             }
         };
         queue.shared.watches.store(count, Ordering::Relaxed);
