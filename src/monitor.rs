@@ -572,7 +572,8 @@ impl Monitor {
         let newest = info.next_seq.saturating_sub(1);
         let cwd = self
             .sampler
-            .cwd()
+            .cwd_now()
+            .as_deref()
             .map_or_else(|| "-".to_string(), |p| human::sanitize(p.as_os_str().as_encoded_bytes()));
         let lines = [
             ("pid", self.sampler.pid().to_string()),
@@ -603,6 +604,13 @@ impl Monitor {
             ("rescans", counters.rescans.to_string()),
             ("overflows", load(events.map(|e| &e.overflows)).to_string()),
             ("watches", load(events.map(|e| &e.watches)).to_string()),
+            (
+                "fanotify_marks",
+                events
+                    .and_then(|e| e.marks.lock().ok().map(|m| m.clone()))
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| "-".to_string()),
+            ),
             ("unwatched_dirs", events.map_or(0, |e| e.unwatched().len()).to_string()),
             ("last_scan_us", load(events.map(|e| &e.last_scan_us)).to_string()),
             ("last_scan_entries", load(events.map(|e| &e.last_scan_entries)).to_string()),

@@ -381,6 +381,17 @@ impl Sampler {
         self.watch.as_ref().map(|w| w.tree.cwd.as_path())
     }
 
+    /// Where the watched directory is now: its path may change while the
+    /// root fd keeps pointing at it (the directory renamed, or removed:
+    /// then the kernel's path ends in " (deleted)"). The path it had at
+    /// start when /proc cannot say.
+    pub fn cwd_now(&self) -> Option<PathBuf> {
+        use std::os::fd::AsRawFd;
+        let watch = self.watch.as_ref()?;
+        let link = format!("/proc/self/fd/{}", watch.tree.root.as_raw_fd());
+        Some(std::fs::read_link(link).unwrap_or_else(|_| watch.tree.cwd.clone()))
+    }
+
     /// Work counters.
     pub fn counters(&self) -> Counters {
         Counters { tracked: self.index.len() as u64, ..self.counters }

@@ -33,7 +33,7 @@ use crate::tree::Excludes;
 pub enum Backend {
     /// inotify(7): one watch per directory.
     Inotify,
-    /// fanotify(7): one mark for the whole filesystem (needs CAP_SYS_ADMIN); knows who wrote.
+    /// fanotify(7): marks on the tree's directories, or its filesystems when big (needs CAP_SYS_ADMIN); knows who wrote.
     Fanotify,
     /// A stat scan of the tree every sample (for NFS, FUSE); cost grows with the tree.
     Poll,
@@ -180,6 +180,9 @@ pub struct Shared {
     pub events: AtomicU64,
     /// Times the queue or the kernel queue overflowed.
     pub overflows: AtomicU64,
+    /// The fanotify marks in force (`inode N dirs`, `filesystem N`);
+    /// empty for the other backends.
+    pub marks: Mutex<String>,
     /// Duration of the last scan, in microseconds (poll backend).
     pub last_scan_us: AtomicU64,
     /// Entries examined by the last scan (poll backend).

@@ -210,7 +210,20 @@ impl Monitord {
     }
 
     pub fn start_with_period(target: &Target, store: &Path, period_ms: u64, extra: &[&str]) -> Monitord {
+        Self::start_with_env(target, store, period_ms, extra, &[])
+    }
+
+    /// [`Monitord::start_with_period`] with variables added to its
+    /// environment.
+    pub fn start_with_env(
+        target: &Target,
+        store: &Path,
+        period_ms: u64,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Monitord {
         let mut child = Command::new(bin())
+            .envs(env.iter().copied())
             .arg("-i")
             .arg("--period")
             .arg(period_ms.to_string())
