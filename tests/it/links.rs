@@ -477,22 +477,4 @@ on_every_backend!(
     two_files_exchanged_are_followed,
 );
 
-/// inotify and poll; fanotify drops the events of a directory outside the
-/// tree (see the backend's module doc).
-mod an_edit_through_a_link_outside_the_tree_is_recorded {
-    #[test]
-    fn inotify() {
-        super::an_edit_through_a_link_outside_the_tree_is_recorded("inotify")
-    }
-    #[test]
-    fn poll() {
-        super::an_edit_through_a_link_outside_the_tree_is_recorded("poll")
-    }
-    #[test]
-    #[ignore = "fanotify drops events whose directory is outside the tree: it needs the file's own handle (FAN_REPORT_FID)"]
-    fn fanotify() {
-        if crate::harness::fanotify_available() {
-            super::an_edit_through_a_link_outside_the_tree_is_recorded("fanotify")
-        }
-    }
-}
+on_every_backend!(an_edit_through_a_link_outside_the_tree_is_recorded);
