@@ -126,6 +126,20 @@ pub fn parse_now(text: &str) -> Result<Point, ParseError> {
     parse(text, &Zoned::now().with_time_zone(TimeZone::system()))
 }
 
+/// Every mark name among `records` (oldest first) and the seq of the
+/// newest record carrying it.
+pub fn marks<'a>(
+    records: impl IntoIterator<Item = (u64, &'a crate::journal::record::Record)>,
+) -> std::collections::HashMap<String, u64> {
+    let mut found = std::collections::HashMap::new();
+    for (seq, record) in records {
+        if let crate::journal::record::Body::Mark { name } = &record.body {
+            found.insert(name.clone(), seq);
+        }
+    }
+    found
+}
+
 /// A record as the resolver sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Held {

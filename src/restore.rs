@@ -122,6 +122,16 @@ pub enum Error {
         /// What differs.
         what: String,
     },
+    /// No record carries the mark.
+    #[error("@{name}: no record kept carries that mark (the ring holds seq {oldest}..{newest})")]
+    NoMark {
+        /// The mark.
+        name: String,
+        /// Oldest record held.
+        oldest: u64,
+        /// Newest record held.
+        newest: u64,
+    },
     /// DEST is not empty.
     #[error("{0} exists and is not an empty directory")]
     DestNotEmpty(PathBuf),
@@ -140,12 +150,14 @@ pub enum Error {
 }
 
 /// The point to restore.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum At {
     /// A sequence number.
     Seq(u64),
     /// The newest record at or before this time.
     Time(jiff::Timestamp),
+    /// The newest record written by `mark NAME`.
+    Mark(String),
 }
 
 impl At {
@@ -160,7 +172,8 @@ impl At {
         match crate::point::parse_now(text) {
             Ok(crate::point::Point::Seq(seq)) => return Ok(At::Seq(seq)),
             Ok(crate::point::Point::Time(ts)) => return Ok(At::Time(ts)),
-            Ok(crate::point::Point::Mark(_)) | Err(_) => {}
+            Ok(crate::point::Point::Mark(name)) => return Ok(At::Mark(name)),
+            Err(_) => {}
         }
         // A well-formed time past what a timestamp holds (9999-12-31, year
         // 12000): later than any record.
@@ -247,6 +260,12 @@ pub fn state_at(store_dir: &Path, at: At) -> Result<State, Error> {
         At::Seq(seq) if seq < oldest => return Err(Error::Dropped { seq, oldest }),
         At::Seq(seq) if seq > newest => return Err(Error::NotYet { seq, newest }),
         At::Seq(seq) => seq,
+        At::Mark(name) => {
+            let decoded: Vec<(u64, Record)> =
+                frames.iter().filter_map(|f| Some((f.seq, Record::decode(f.payload).ok()?))).collect();
+            let marks = crate::point::marks(decoded.iter().map(|(s, r)| (*s, r)));
+            *marks.get(&name).ok_or_else(|| Error::NoMark { name: name.clone(), oldest, newest })?
+        }
         At::Time(ts) => {
             let limit = ts.as_microsecond();
             let first = frames.first().ok_or(Error::Empty)?;

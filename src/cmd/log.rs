@@ -27,9 +27,13 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
     let ring = store_dir.join(store::RING_FILE);
     let snapshot = Snapshot::read(&ring)?;
     let scan = snapshot.scan();
-    let range = range(&scan.frames, args.since.as_ref(), args.until.as_ref())?;
-    let frames = &scan.frames[range];
-    let decoded: Vec<_> = frames.iter().map(|f| Record::decode(f.payload)).collect();
+    let all: Vec<_> = scan.frames.iter().map(|f| Record::decode(f.payload)).collect();
+    let marks =
+        point::marks(scan.frames.iter().zip(&all).filter_map(|(f, r)| Some((f.seq, r.as_ref().ok()?))));
+    let range =
+        range(&scan.frames, args.since.as_ref(), args.until.as_ref(), |name| marks.get(name).copied())?;
+    let frames = &scan.frames[range.clone()];
+    let decoded = &all[range];
     let paths = Paths::new(args.paths.iter().map(|p| p.as_encoded_bytes().to_vec()));
     let pickaxe = match (&args.pickaxe, &args.regex) {
         (Some(text), _) => Some(Pickaxe::Occurrences(text.as_bytes().to_vec())),
@@ -38,7 +42,7 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
     };
     let filtered = !paths.is_empty() || pickaxe.is_some();
     let records: Vec<(u64, &Record)> =
-        frames.iter().zip(&decoded).filter_map(|(f, r)| r.as_ref().ok().map(|r| (f.seq, r))).collect();
+        frames.iter().zip(decoded).filter_map(|(f, r)| r.as_ref().ok().map(|r| (f.seq, r))).collect();
     let mut chosen = query::select(&records, &paths, pickaxe.as_ref()).into_iter();
 
     let stdout = std::io::stdout();
@@ -47,7 +51,7 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
     let tz = jiff::tz::TimeZone::system();
     // A run of idle samples waiting to be printed: (first, last, count).
     let mut idle: Option<(u64, u64, u64)> = None;
-    for (frame, record) in frames.iter().zip(&decoded) {
+    for (frame, record) in frames.iter().zip(decoded) {
         let record = match record {
             Ok(record) => record,
             Err(e) => {
@@ -92,10 +96,10 @@ fn range(
     frames: &[Frame<'_>],
     since: Option<&Point>,
     until: Option<&Point>,
+    marks: impl Fn(&str) -> Option<u64> + Copy,
 ) -> anyhow::Result<std::ops::Range<usize>> {
     let held: Vec<Held> = frames.iter().map(|f| Held { seq: f.seq, time_us: f.time_us }).collect();
     let now = jiff::Timestamp::now();
-    let marks = |_: &str| None;
     let at_or_after =
         |ts: &jiff::Timestamp| held.partition_point(|h| (h.time_us as i64) < ts.as_microsecond());
     let at_or_before =

@@ -23,7 +23,7 @@ use crate::store;
 pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     let store_dir = store::resolve(args.store.as_deref())?;
     let at = At::parse(&args.at)?;
-    let state = restore::state_at(&store_dir, at)?;
+    let state = restore::state_at(&store_dir, at.clone())?;
     super::warn_damage(&store_dir.join(store::RING_FILE), &state.damage);
     if let At::Time(ts) = at
         && state.seq == state.newest

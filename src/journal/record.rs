@@ -10,14 +10,21 @@
 //! `<store>/mirror/<epoch>/`.
 //!
 //! Changing any type here changes the on-disk format: bump
-//! [`FORMAT_VERSION`] with it.
+//! [`FORMAT_VERSION`] with it. Version 3 only added variants at the end of
+//! enums (the `mark` record), so a version 2 payload decodes as version 3
+//! and both are read. A change that adds a field to a struct must keep the
+//! older layout's types (postcard is not self-describing) and decode each
+//! version with its own.
 
 use serde::{Deserialize, Serialize};
 
 use crate::diff::Patch;
 
 /// Version of the payload encoding; stored in every record.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
+
+/// The oldest payload version this monitord reads.
+pub const OLDEST_READABLE_VERSION: u16 = 2;
 
 /// Errors decoding a payload.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +33,9 @@ pub enum DecodeError {
     #[error("undecodable record payload")]
     Payload(#[source] postcard::Error),
     /// The record was written by another format version.
-    #[error("record format version {found} is not supported (this monitord reads version {FORMAT_VERSION})")]
+    #[error(
+        "record format version {found} is not supported (this monitord reads versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})"
+    )]
     Version {
         /// The version found.
         found: u16,
@@ -49,6 +58,8 @@ pub enum Kind {
     Cwd = 5,
     /// Events were lost and part of the tree was rescanned.
     Rescan = 6,
+    /// A point in history named by the user (`mark NAME`).
+    Mark = 7,
 }
 
 impl Kind {
@@ -61,6 +72,7 @@ impl Kind {
             Kind::Exit => "exit",
             Kind::Cwd => "cwd",
             Kind::Rescan => "rescan",
+            Kind::Mark => "mark",
         }
     }
 
@@ -73,6 +85,7 @@ impl Kind {
             4 => Kind::Exit,
             5 => Kind::Cwd,
             6 => Kind::Rescan,
+            7 => Kind::Mark,
             _ => return None,
         })
     }
@@ -122,7 +135,32 @@ pub enum Body {
         /// Directories rescanned, relative to the root ("" is the root).
         paths: Vec<Vec<u8>>,
     },
+    /// A point in history named by the user (`mark NAME`); `@NAME` finds
+    /// it wherever a point is taken.
+    Mark {
+        /// The name ([`valid_mark_name`]).
+        name: String,
+    },
 }
+
+/// Why a mark name is refused, or `None` when it is valid: one line of
+/// printable characters, at most [`MAX_MARK_NAME`] bytes.
+pub fn valid_mark_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("a mark needs a name")
+    } else if name.len() > MAX_MARK_NAME {
+        Some("a mark name is at most 64 bytes")
+    } else if name.chars().any(char::is_control) {
+        Some("a mark name is one line of printable characters")
+    } else if name.trim() != name {
+        Some("a mark name neither starts nor ends with white space")
+    } else {
+        None
+    }
+}
+
+/// The longest mark name, in bytes.
+pub const MAX_MARK_NAME: usize = 64;
 
 /// The first record of an epoch: every tracked entry of the tree.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -333,6 +371,7 @@ impl Record {
             Body::Exit(_) => Kind::Exit,
             Body::Cwd { .. } => Kind::Cwd,
             Body::Rescan { .. } => Kind::Rescan,
+            Body::Mark { .. } => Kind::Mark,
         }
     }
 
@@ -349,7 +388,7 @@ impl Record {
     /// [`DecodeError`] when the bytes are not a record of this version.
     pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
         let record: Record = postcard::from_bytes(payload).map_err(DecodeError::Payload)?;
-        if record.version != FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&record.version) {
             return Err(DecodeError::Version { found: record.version });
         }
         Ok(record)

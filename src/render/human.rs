@@ -78,6 +78,7 @@ pub fn summary(seq: u64, time_us: u64, record: &Record, color: bool) -> String {
             paths.len(),
             if paths.len() == 1 { "y" } else { "ies" }
         ),
+        Body::Mark { name } => format!("@{name}"),
     };
     format!("{bold}#{seq}{reset} {time} {bold}{kind}{reset} {detail}")
 }

@@ -142,6 +142,9 @@ pub fn record(seq: u64, time_us: u64, record: &Record) -> Value {
             obj.insert("reason".into(), json!(reason));
             obj.insert("paths".into(), Value::Array(paths.iter().map(|p| bytes(p)).collect()));
         }
+        Body::Mark { name } => {
+            obj.insert("name".into(), json!(name));
+        }
     }
     Value::Object(obj)
 }
