@@ -301,8 +301,12 @@ Keys:
   +, -           play faster or slower
   Up, Down       select a file; PageUp, PageDown scroll it
   Enter          the file's diff at this record, or its content as of then
-  /              find a file by name (n finds the next)
-  q              quit";
+  n, N           the next or previous record that changes the selected file
+  g              go to a point: a seq, a time, -10min, @MARK (see log --help)
+  /              find a file by name (an empty search finds the next match)
+  q              quit
+
+Marks are drawn as ◆ on the timeline.";
 
 /// `monitord completions`.
 #[derive(Debug, Args)]

@@ -80,6 +80,14 @@ impl Entry {
             _ => &[],
         }
     }
+
+    /// The mark's name, for a `mark` record.
+    pub fn mark(&self) -> Option<&str> {
+        match &self.record.body {
+            Body::Mark { name } => Some(name),
+            _ => None,
+        }
+    }
 }
 
 /// Where records and trees come from.

@@ -67,6 +67,8 @@ pub struct App<S: Source> {
     next_step: Option<Instant>,
     search: Option<String>,
     last_search: String,
+    /// The point being typed after `g`.
+    goto: Option<String>,
     message: Option<String>,
     /// The record `moved` last saw.
     seen_seq: Option<u64>,
@@ -116,6 +118,7 @@ impl<S: Source> App<S> {
             next_step: None,
             search: None,
             last_search: String::new(),
+            goto: None,
             message: None,
             seen_seq: None,
             scale: Scale::default(),
@@ -248,17 +251,90 @@ impl<S: Source> App<S> {
         }
     }
 
+    /// Jump to the record a point names (any form of
+    /// [`crate::point::parse`]).
+    fn go_to(&mut self, text: &str) {
+        let point = match crate::point::parse_now(text) {
+            Ok(point) => point,
+            Err(e) => {
+                self.message = Some(e.to_string());
+                return;
+            }
+        };
+        let entries = self.replay.entries();
+        let held: Vec<crate::point::Held> =
+            entries.iter().map(|e| crate::point::Held { seq: e.seq, time_us: e.time_us }).collect();
+        let marks = crate::point::marks(entries.iter().map(|e| (e.seq, &e.record)));
+        match crate::point::resolve(&point, &held, jiff::Timestamp::now(), |name| marks.get(name).copied()) {
+            Ok(seq) => {
+                let index = entries.iter().position(|e| e.seq == seq).unwrap_or(0);
+                self.replay.seek(index);
+                self.moved();
+            }
+            Err(e) => self.message = Some(e.to_string()),
+        }
+    }
+
+    /// Move to the next (or previous) record that changes the selected file.
+    fn next_change(&mut self, forward: bool) {
+        let Some(path) = self.selected.clone() else {
+            self.message = Some("no file selected".to_string());
+            return;
+        };
+        let entries = self.replay.entries();
+        let cursor = self.replay.cursor();
+        let touches = |e: &Entry| e.files().iter().any(|c| c.path == path || c.from.as_ref() == Some(&path));
+        let found = if forward {
+            entries.iter().enumerate().skip(cursor + 1).find(|(_, e)| touches(e)).map(|(i, _)| i)
+        } else {
+            entries[..cursor].iter().rposition(touches)
+        };
+        match found {
+            Some(index) => {
+                self.replay.seek(index);
+                self.pinned = true;
+                self.moved();
+            }
+            None => {
+                let which = if forward { "later" } else { "earlier" };
+                self.message = Some(format!("no {which} change of {}", human::sanitize(&path)));
+            }
+        }
+    }
+
     /// Handle one key press at `now`.
     pub fn on_key(&mut self, key: KeyEvent, now: Instant) {
         if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
             self.quit = true;
             return;
         }
+        if let Some(point) = &mut self.goto {
+            match key.code {
+                KeyCode::Esc => self.goto = None,
+                KeyCode::Enter => {
+                    let point = std::mem::take(point);
+                    self.goto = None;
+                    self.play = Play::Stopped;
+                    self.next_step = None;
+                    self.go_to(&point);
+                }
+                KeyCode::Backspace => {
+                    point.pop();
+                }
+                KeyCode::Char(c) => point.push(c),
+                _ => {}
+            }
+            return;
+        }
         if let Some(query) = &mut self.search {
             match key.code {
                 KeyCode::Esc => self.search = None,
                 KeyCode::Enter => {
-                    let query = std::mem::take(query);
+                    // An empty query finds the next match of the last one.
+                    let query = match std::mem::take(query) {
+                        query if query.is_empty() => self.last_search.clone(),
+                        query => query,
+                    };
                     self.search = None;
                     if !query.is_empty() {
                         self.find(&query);
@@ -311,9 +387,11 @@ impl<S: Source> App<S> {
                 self.scroll = 0;
             }
             KeyCode::Char('/') => self.search = Some(String::new()),
-            KeyCode::Char('n') if !self.last_search.is_empty() => {
-                let query = self.last_search.clone();
-                self.find(&query);
+            KeyCode::Char('g') => self.goto = Some(String::new()),
+            KeyCode::Char('n') | KeyCode::Char('N') => {
+                self.play = Play::Stopped;
+                self.next_step = None;
+                self.next_change(key.code == KeyCode::Char('n'));
             }
             _ => {}
         }
@@ -518,14 +596,27 @@ impl<S: Source> App<S> {
         );
         frame
             .render_widget(Sparkline::default().data(rss).max(max_rss).style(Color::Magenta), graph(rows[1]));
+        // Marks as ◆ under their records; the cursor as ▲ with its seq (and
+        // its mark's name).
         let offset = cursor - start;
-        let marker = format!("{}▲ #{}", " ".repeat(offset), self.replay.current().seq);
+        let mut row: Vec<char> = window.iter().map(|e| if e.mark().is_some() { '◆' } else { ' ' }).collect();
+        if let Some(at) = row.get_mut(offset) {
+            *at = '▲';
+        }
+        let current = self.replay.current();
+        let name = current.mark().map(|n| format!(" @{n}")).unwrap_or_default();
+        let marker = format!("{} #{}{name}", row.iter().collect::<String>().trim_end(), current.seq);
         frame.render_widget(Paragraph::new(marker), graph(rows[2]));
     }
 
     fn status_line(&self) -> Line<'static> {
         if let Some(query) = &self.search {
             return Line::from(format!("find: {query}▏  (Enter: select, Esc: cancel)"));
+        }
+        if let Some(point) = &self.goto {
+            return Line::from(format!(
+                "go to: {point}▏  (a seq, a time, -10min, @MARK; Enter: go, Esc: cancel)"
+            ));
         }
         if let Some(text) = self.message.as_deref().or(self.replay.problem()) {
             return Line::styled(text.to_string(), Style::new().fg(Color::Red));
@@ -543,7 +634,7 @@ impl<S: Source> App<S> {
         Line::from(vec![
             Span::styled(play, Style::new().add_modifier(Modifier::BOLD)),
             Span::raw(
-                "  ←/→ step  Home/End  Space play  r back  +/- speed  ↑/↓ file  Enter diff/content  / find  q quit",
+                "  ←/→ step  Home/End  g go to  n/N file's next/prev change  Space play  r back  +/- speed  ↑/↓ file  Enter diff/content  / find  q quit",
             ),
         ])
     }
@@ -586,6 +677,66 @@ mod tests {
 
     fn screen(app: &App<crate::replay::MemorySource>) -> String {
         app.screen_text(100, 30)
+    }
+
+    fn type_keys(app: &mut App<crate::replay::MemorySource>, text: &str, now: Instant) {
+        for c in text.chars() {
+            app.on_key(key(KeyCode::Char(c)), now);
+        }
+        app.on_key(key(KeyCode::Enter), now);
+    }
+
+    #[test]
+    fn g_goes_to_a_point_and_n_to_the_selected_files_changes() {
+        let mut source = two_epochs();
+        // A mark between the two epochs' records.
+        source.entries.insert(
+            4,
+            crate::replay::Entry {
+                seq: 5,
+                time_us: 4_500,
+                record: crate::journal::record::Record {
+                    version: crate::journal::record::FORMAT_VERSION,
+                    epoch: 1,
+                    pid: 7,
+                    body: Body::Mark { name: "halfway".into() },
+                },
+            },
+        );
+        for (i, entry) in source.entries.iter_mut().enumerate().skip(5) {
+            entry.seq = i as u64 + 1;
+        }
+        let mut app = App::new(crate::replay::Replay::open(source).unwrap());
+        let now = Instant::now();
+        app.on_key(key(KeyCode::Char('g')), now);
+        assert!(screen(&app).contains("go to:"), "{}", screen(&app));
+        type_keys(&mut app, "#3", now);
+        assert_eq!(app.replay.current().seq, 3);
+        app.on_key(key(KeyCode::Char('g')), now);
+        type_keys(&mut app, "@halfway", now);
+        assert_eq!(app.replay.current().seq, 5);
+        assert!(screen(&app).contains("@halfway"), "{}", screen(&app));
+        app.on_key(key(KeyCode::Char('g')), now);
+        type_keys(&mut app, "@nowhere", now);
+        assert_eq!(app.replay.current().seq, 5, "an unknown mark moves nothing");
+        assert!(screen(&app).contains("no record kept carries that mark"), "{}", screen(&app));
+        app.on_key(key(KeyCode::Char('g')), now);
+        type_keys(&mut app, "soonish", now);
+        assert!(screen(&app).contains("cannot understand"), "{}", screen(&app));
+
+        // a.txt changes in 2 and 4.
+        app.on_key(key(KeyCode::Home), now);
+        assert_eq!(app.selected(), Some(&b"a.txt"[..]));
+        app.on_key(key(KeyCode::Char('n')), now);
+        assert_eq!(app.replay.current().seq, 2);
+        app.on_key(key(KeyCode::Char('n')), now);
+        assert_eq!(app.replay.current().seq, 4);
+        assert_eq!(app.selected(), Some(&b"a.txt"[..]));
+        app.on_key(key(KeyCode::Char('n')), now);
+        assert_eq!(app.replay.current().seq, 4, "no later change");
+        assert!(screen(&app).contains("no later change of a.txt"), "{}", screen(&app));
+        app.on_key(key(KeyCode::Char('N')), now);
+        assert_eq!(app.replay.current().seq, 2);
     }
 
     #[test]
