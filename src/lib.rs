@@ -75,6 +75,7 @@ pub mod daemon;
 pub mod diff;
 pub mod event;
 pub mod failpoint;
+pub mod fault;
 pub mod history;
 pub mod journal;
 pub mod launch;

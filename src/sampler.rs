@@ -25,6 +25,7 @@ use crate::clock::now_us;
 use crate::credentials::Opener;
 use crate::diff::{self, Patch};
 use crate::event::{self, Backend, Dirty, Linked, Source};
+use crate::fault::Fault;
 use crate::history::Entry;
 use crate::journal::record::{
     Baseline, Body, Change, FORMAT_VERSION, FileChange, FileEntry, Node, Record, Sample, SkipReason, Skipped,
@@ -197,9 +198,8 @@ pub struct Sampler {
     /// Files that could not be read for a reason that may pass (an I/O
     /// error), by path: read again at every sample until they can be.
     unread: BTreeMap<Vec<u8>, i32>,
-    /// Failures survived since the last [`Sampler::take_faults`], one line
-    /// each.
-    faults: Vec<String>,
+    /// Failures survived since the last [`Sampler::take_faults`].
+    faults: Vec<Fault>,
     /// See [`Sampler::take_unshown`].
     unshown: Vec<Committed>,
     /// The target is our child: reap it when it ends.
@@ -510,10 +510,7 @@ impl Sampler {
         let _guard = self.lock.lock(LockMode::Exclusive)?;
         let seq = self.ring.append(record.kind() as u16, time_us, &payload)?;
         if let Some(e) = self.ring.take_flush_error() {
-            self.faults.push(format!(
-                "{}; the records stay in memory and are written back later",
-                crate::render::error_chain(&e)
-            ));
+            self.faults.push(Fault::JournalWriteBack(e));
         }
         if let Err(e) = then(&mut self.mirror) {
             self.unshown.push(Committed { seq, time_us, record });
@@ -776,18 +773,15 @@ impl Sampler {
     fn note_unread(&mut self, unread: &BTreeMap<Vec<u8>, i32>) {
         for (path, errno) in unread {
             if !self.unread.contains_key(path) {
-                self.faults.push(format!(
-                    "cannot read {}: {}; reading it again at every sample",
-                    crate::render::human::sanitize(path),
-                    std::io::Error::from_raw_os_error(*errno)
-                ));
+                let source = std::io::Error::from_raw_os_error(*errno);
+                self.faults.push(Fault::TreeRead { path: path.clone(), source });
             }
         }
     }
 
     /// The failures survived since the last call (by the sampler and the
-    /// event thread), one line each, oldest first.
-    pub fn take_faults(&mut self) -> Vec<String> {
+    /// event thread), oldest first.
+    pub fn take_faults(&mut self) -> Vec<Fault> {
         let mut faults = std::mem::take(&mut self.faults);
         if let Some(shared) = self.event_shared() {
             faults.extend(shared.take_faults());

@@ -98,11 +98,7 @@ impl Monitor {
                         self.sample()?;
                     }
                 }
-                Ok(Msg::Fault(text)) => self.fault(&text),
-                Ok(Msg::ReplyDropped(text)) => {
-                    self.dropped_replies += 1;
-                    self.fault(&text);
-                }
+                Ok(Msg::Fault(fault)) => self.fault(&fault),
                 Err(RecvTimeoutError::Timeout) => {
                     if !self.paused {
                         let before = self.sampler.counters().samples;

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::control::wire::Reply;
+use crate::fault::Fault;
 use crate::sampler::Sampler;
 
 pub use output::Output;
@@ -73,11 +74,9 @@ pub enum Msg {
     /// check found it gone).
     Exited(i32),
     /// Another thread survived a failure: counted and shown by `status`,
-    /// and written to the output.
-    Fault(String),
-    /// A reply was given up (its client did not read it, or its FIFO
-    /// failed): a fault, also counted as `dropped_replies`.
-    ReplyDropped(String),
+    /// and written to the output. A reply given up (its client did not
+    /// read it, or its FIFO failed) is also counted as `dropped_replies`.
+    Fault(Fault),
 }
 
 /// The monitor loop's state.

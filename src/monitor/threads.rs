@@ -70,7 +70,7 @@ pub(super) fn spawn_fifo(fd: OwnedFd, tx: Sender<Msg>, busy: Arc<AtomicBool>) {
                 reply_rx.recv().unwrap_or_else(|_| Reply::error("the monitor is shutting down"))
             },
             |dropped| {
-                let _ = faults.send(Msg::ReplyDropped(dropped));
+                let _ = faults.send(Msg::Fault(dropped));
             },
         );
     });
