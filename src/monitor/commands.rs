@@ -42,7 +42,7 @@ impl Monitor {
                 Reply::ok("resumed\n")
             }
             Command::Sample => {
-                if self.sampler.pid() == 0 {
+                if self.sampler.pid().is_none() {
                     Reply::error("no process is followed: give one with `pid <pid>`")
                 } else {
                     let seq = self.sample()?;
@@ -76,7 +76,7 @@ impl Monitor {
             }
             Err(e) if e.is_transient() => {
                 let reason = self.stall(&e);
-                if self.sampler.pid() != pid {
+                if self.sampler.pid() != Some(pid) {
                     return Ok(Reply::error(format!("cannot follow pid {pid}: {reason}")));
                 }
                 // The `pid` record is in: the new process is followed, and
@@ -110,7 +110,8 @@ impl Monitor {
             .cwd()
             .map_or_else(|| "-".to_string(), |p| human::sanitize(p.as_os_str().as_encoded_bytes()));
         let lines = [
-            ("pid", self.sampler.pid().to_string()),
+            // 0 when no process is followed, as the journal writes it.
+            ("pid", self.sampler.pid().unwrap_or(0).to_string()),
             ("cwd", cwd),
             ("store", self.store.display().to_string()),
             ("backend", self.backend.to_string()),

@@ -34,13 +34,15 @@ impl Monitor {
             self.note("recording resumed: nothing pending was lost");
         }
         self.show(&committed);
-        if had_target != 0 && self.sampler.pid() == 0 {
-            self.exit_watch = None;
-            if self.child.is_none() {
-                self.note(&format!("pid {had_target} exited; waiting for a `pid` command"));
+        if let Some(had_target) = had_target {
+            if self.sampler.pid().is_none() {
+                self.exit_watch = None;
+                if self.child.is_none() {
+                    self.note(&format!("pid {had_target} exited; waiting for a `pid` command"));
+                }
+            } else if committed.iter().any(|c| c.record.kind() == journal::record::Kind::Cwd) {
+                self.note(&format!("pid {had_target} changed directory; baselined the new one"));
             }
-        } else if had_target != 0 && committed.iter().any(|c| c.record.kind() == journal::record::Kind::Cwd) {
-            self.note(&format!("pid {had_target} changed directory; baselined the new one"));
         }
         Ok(committed.iter().map(|c| c.seq).max().unwrap_or(0))
     }
@@ -54,7 +56,7 @@ impl Monitor {
         loop {
             // A command of ours has ended and its exit is recorded (a tick
             // may notice it before the pidfd does).
-            if self.child.is_some() && self.sampler.pid() == 0 {
+            if self.child.is_some() && self.sampler.pid().is_none() {
                 break;
             }
             // A due tick goes first: `recv_timeout` hands out queued
@@ -83,7 +85,7 @@ impl Monitor {
                     if signo == libc::SIGINT || signo == libc::SIGTERM {
                         match self.child {
                             // The command gets the signal; we stop when it ends.
-                            Some(child) if self.sampler.pid() == child => {
+                            Some(child) if self.sampler.pid() == Some(child) => {
                                 // SAFETY: kill(2) on our own child, not yet reaped.
                                 unsafe { libc::kill(child, signo) };
                             }
@@ -94,7 +96,7 @@ impl Monitor {
                     self.on_signal(signo)?;
                 }
                 Ok(Msg::Exited(pid)) => {
-                    if pid == self.sampler.pid() {
+                    if self.sampler.pid() == Some(pid) {
                         self.sample()?;
                     }
                 }

@@ -160,8 +160,7 @@ impl Monitor {
     /// (Re)start the watcher of the followed process's exit.
     pub(super) fn watch_exit(&mut self) {
         self.exit_watch = None;
-        let pid = self.sampler.pid();
-        if let Some(notice) = self.sampler.exit_notice() {
+        if let (Some(pid), Some(notice)) = (self.sampler.pid(), self.sampler.exit_notice()) {
             let tx = self.tx.clone();
             self.exit_watch = ExitWatch::start(notice, move || {
                 let _ = tx.send(Msg::Exited(pid));
