@@ -146,7 +146,11 @@ fn main() {
     let blame = timed(&["blame", "--store", s, "big.txt"]);
     let ratio = |d: Duration| d.as_secs_f64() / dump.as_secs_f64();
     println!("dump --json > /dev/null      {:>8.1?}", dump);
-    println!("log -- PATH                  {:>8.1?}  {:.2}× dump (goal ≤ 1 s and ≤ 2×)", log_path, ratio(log_path));
+    println!(
+        "log -- PATH                  {:>8.1?}  {:.2}× dump (goal ≤ 1 s and ≤ 2×)",
+        log_path,
+        ratio(log_path)
+    );
     println!("log -S needle                {:>8.1?}  {:.2}× dump (goal ≤ 2×)", log_s, ratio(log_s));
     println!("blame big.txt (2,000 lines)  {:>8.1?}  (goal ≤ 200 ms)", blame);
 }

@@ -20,6 +20,10 @@
 //! - The sampler ([`sampler`]) owns the ring writer ([`journal::Ring`]) and
 //!   the mirror ([`mirror`]); it is the only writer of both.
 //! - Control lines are parsed by [`control`] and answered by [`monitor`].
+//! - A failure that monitoring survives (a file it cannot read, a
+//!   directory it cannot watch, a reply given up) is reported as a
+//!   [`fault::Fault`] by whichever part met it; only [`monitor`] turns it
+//!   into text, for its output and `status`.
 //! - Each baseline and sample also asks one [`proc::probe::Probe`] for the
 //!   memory map ([`proc::maps`] reads it: full at a baseline, added/removed
 //!   lines at a sample; [`maps`] parses, diffs and rebuilds it) and the
@@ -76,6 +80,7 @@ pub mod daemon;
 pub mod diff;
 pub mod event;
 pub mod failpoint;
+pub mod fault;
 pub mod history;
 pub mod journal;
 pub mod launch;

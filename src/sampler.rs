@@ -25,6 +25,7 @@ use crate::clock::now_us;
 use crate::credentials::Opener;
 use crate::diff::{self, Patch};
 use crate::event::{self, Backend, Dirty, Linked, Source};
+use crate::fault::Fault;
 use crate::history::Entry;
 use crate::journal::record::{
     Baseline, Body, Change, FORMAT_VERSION, FileChange, FileEntry, Node, Record, Sample, SkipReason, Skipped,
@@ -185,7 +186,8 @@ pub struct Sampler {
     /// Who caused the pending events: path → (PIDs, any of them the target's).
     writers: BTreeMap<Vec<u8>, (BTreeSet<i32>, bool)>,
     rescan_reasons: Vec<String>,
-    pid: i32,
+    /// The PID followed (`None` once it has exited).
+    pid: Option<i32>,
     /// Mirror updates of the last committed record that could not be made
     /// (see [`Error::MirrorBehind`]); made before anything else is recorded.
     unapplied: Option<Vec<Update>>,
@@ -197,9 +199,8 @@ pub struct Sampler {
     /// Files that could not be read for a reason that may pass (an I/O
     /// error), by path: read again at every sample until they can be.
     unread: BTreeMap<Vec<u8>, i32>,
-    /// Failures survived since the last [`Sampler::take_faults`], one line
-    /// each.
-    faults: Vec<String>,
+    /// Failures survived since the last [`Sampler::take_faults`].
+    faults: Vec<Fault>,
     /// See [`Sampler::take_unshown`].
     unshown: Vec<Committed>,
     /// The target is our child: reap it when it ends.
@@ -281,7 +282,7 @@ impl Sampler {
             pending: BTreeSet::new(),
             writers: BTreeMap::new(),
             rescan_reasons: Vec::new(),
-            pid: 0,
+            pid: None,
             unapplied: None,
             exit: None,
             needs_baseline: false,
@@ -306,7 +307,7 @@ impl Sampler {
     pub fn follow(&mut self, target: Target) -> Result<Vec<Committed>, Error> {
         let tree = Tree::open(&target, &self.settings)?;
         let mut out = self.sample()?;
-        let body = Body::Pid { old: self.pid, new: target.pid() };
+        let body = Body::Pid { old: on_disk(self.pid), new: target.pid() };
         // The old process is let go only once the `pid` record is in.
         match self.commit(body, |_| Ok(())) {
             Ok(lead) => out.push(lead),
@@ -340,7 +341,7 @@ impl Sampler {
     /// taken by the next sample instead.
     fn rebase(&mut self, watch: Watch) -> Result<Committed, Error> {
         self.epoch = self.ring.info().next_seq;
-        self.pid = watch.target.pid();
+        self.pid = Some(watch.target.pid());
         self.watch = Some(watch);
         self.index.clear();
         self.links.clear();
@@ -354,8 +355,8 @@ impl Sampler {
         self.baseline()
     }
 
-    /// The PID followed (0 once it has exited).
-    pub fn pid(&self) -> i32 {
+    /// The PID followed (`None` once it has exited).
+    pub fn pid(&self) -> Option<i32> {
         self.pid
     }
 
@@ -515,16 +516,13 @@ impl Sampler {
         body: Body,
         then: impl FnOnce(&mut Mirror) -> Result<(), Error>,
     ) -> Result<Committed, Error> {
-        let record = Record { version: FORMAT_VERSION, epoch: self.epoch, pid: self.pid, body };
+        let record = Record { version: FORMAT_VERSION, epoch: self.epoch, pid: on_disk(self.pid), body };
         let time_us = now_us();
         let payload = record.encode();
         let _guard = self.lock.lock(LockMode::Exclusive)?;
         let seq = self.ring.append(record.kind() as u16, time_us, &payload)?;
         if let Some(e) = self.ring.take_flush_error() {
-            self.faults.push(format!(
-                "{}; the records stay in memory and are written back later",
-                crate::render::error_chain(&e)
-            ));
+            self.faults.push(Fault::JournalWriteBack(e));
         }
         if let Err(e) = then(&mut self.mirror) {
             self.unshown.push(Committed { seq, time_us, record });
@@ -688,7 +686,7 @@ impl Sampler {
                 self.exit = Some(exit.clone());
                 out.push(self.commit(Body::Exit(exit), |_| Ok(()))?);
                 self.watch = None;
-                self.pid = 0;
+                self.pid = None;
                 self.index.clear();
                 self.links.clear();
                 self.watching.clear();
@@ -787,18 +785,15 @@ impl Sampler {
     fn note_unread(&mut self, unread: &BTreeMap<Vec<u8>, i32>) {
         for (path, errno) in unread {
             if !self.unread.contains_key(path) {
-                self.faults.push(format!(
-                    "cannot read {}: {}; reading it again at every sample",
-                    crate::render::human::sanitize(path),
-                    std::io::Error::from_raw_os_error(*errno)
-                ));
+                let source = std::io::Error::from_raw_os_error(*errno);
+                self.faults.push(Fault::TreeRead { path: path.clone(), source });
             }
         }
     }
 
     /// The failures survived since the last call (by the sampler and the
-    /// event thread), one line each, oldest first.
-    pub fn take_faults(&mut self) -> Vec<String> {
+    /// event thread), oldest first.
+    pub fn take_faults(&mut self) -> Vec<Fault> {
         let mut faults = std::mem::take(&mut self.faults);
         if let Some(shared) = self.event_shared() {
             faults.extend(shared.take_faults());
@@ -1238,6 +1233,11 @@ fn apply_updates(mirror: &mut Mirror, updates: &[Update]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// A PID as the journal stores it: 0 for no process.
+fn on_disk(pid: Option<i32>) -> i32 {
+    pid.unwrap_or(0)
 }
 
 /// Whether a read that failed with `errno` may work at the next sample

@@ -191,8 +191,7 @@ fn start_locked(
     let (sampler, baseline) = Sampler::start(settings, ring, target)?;
     let (tx, rx) = monitor::channel();
     let period = Duration::from_millis(args.period_ms);
-    let mut monitor =
-        Monitor::new(sampler, period, output, args.backend.name(), store_dir.clone(), tx.clone());
+    let mut monitor = Monitor::new(sampler, period, output, args.backend.name(), store_dir.clone(), tx);
     if daemon {
         monitor.note(&format!(
             "monitord {} started: pid {pid}, store {}, period {} ms",
@@ -203,17 +202,13 @@ fn start_locked(
     }
     monitor.show(&baseline);
     monitor.report_faults();
-    monitor::spawn_signals(signal_fd, tx.clone());
-    monitor::spawn_fifo(ctl, tx.clone(), monitor.listener_busy());
-    match launched {
-        Some(launched) => {
-            // The baseline is recorded: let the command run. It keeps stdin.
-            monitor.set_child(launched.pid());
-            let log = daemon.then(|| store_dir.join(store::COMMAND_LOG_FILE));
-            launched.go(log.as_deref());
-        }
-        None if !daemon => monitor::spawn_stdin(tx),
-        None => {}
+    // A command we start keeps stdin; so does a daemon's /dev/null.
+    monitor.start_threads(signal_fd, ctl, launched.is_none() && !daemon);
+    if let Some(launched) = launched {
+        // The baseline is recorded: let the command run.
+        monitor.set_child(launched.pid());
+        let log = daemon.then(|| store_dir.join(store::COMMAND_LOG_FILE));
+        launched.go(log.as_deref());
     }
     Ok((monitor, rx))
 }

@@ -23,6 +23,7 @@ use nix::sys::stat::Mode;
 
 use super::MAX_LINE;
 use super::wire::{self, Reply};
+use crate::fault::{Fault, ReplyLoss};
 
 /// Errors setting up the FIFO.
 #[derive(Debug, thiserror::Error)]
@@ -101,8 +102,8 @@ struct Pending {
     written: usize,
     /// Given up at this instant unless the client takes a byte before.
     deadline: Instant,
-    /// The reply FIFO's path, printable.
-    shown: String,
+    /// The reply FIFO's path.
+    reply_to: Vec<u8>,
 }
 
 impl Pending {
@@ -123,8 +124,8 @@ impl Pending {
         Ok(true)
     }
 
-    fn give_up(self, why: &dyn std::fmt::Display, report: &mut impl FnMut(String)) {
-        report(format!("cannot write the reply to {}: {why}", self.shown));
+    fn give_up(self, why: ReplyLoss, report: &mut impl FnMut(Fault)) {
+        report(Fault::ReplyDropped { to: self.reply_to, why });
     }
 }
 
@@ -142,7 +143,7 @@ pub fn listen(
     fd: OwnedFd,
     busy: &AtomicBool,
     mut answer: impl FnMut(&[u8], bool) -> Reply,
-    mut report: impl FnMut(String),
+    mut report: impl FnMut(Fault),
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(2 * wire::MAX_REQUEST);
     let mut chunk = vec![0u8; 65536];
@@ -174,7 +175,7 @@ pub fn listen(
                     Ok(true) => None,
                     Ok(false) => Some(p),
                     Err(e) => {
-                        p.give_up(&e, &mut report);
+                        p.give_up(ReplyLoss::Write(e), &mut report);
                         None
                     }
                 }
@@ -184,8 +185,7 @@ pub fn listen(
         let (expired, waiting): (Vec<_>, Vec<_>) = pending.into_iter().partition(|p| p.deadline <= now);
         pending = waiting;
         for p in expired {
-            let why = format!("not read within {}s", REPLY_DEADLINE.as_secs());
-            p.give_up(&why, &mut report);
+            p.give_up(ReplyLoss::Unread(REPLY_DEADLINE), &mut report);
         }
         if ready[0] {
             busy.store(true, Ordering::Release);
@@ -215,7 +215,7 @@ pub fn listen(
             }
             while pending.len() > MAX_PENDING {
                 let oldest = pending.remove(0);
-                oldest.give_up(&"too many replies waiting to be read", &mut report);
+                oldest.give_up(ReplyLoss::TooMany, &mut report);
             }
         }
         busy.store(!pending.is_empty(), Ordering::Release);
@@ -227,7 +227,7 @@ pub fn listen(
 fn handle(
     line: &[u8],
     answer: &mut impl FnMut(&[u8], bool) -> Reply,
-    report: &mut impl FnMut(String),
+    report: &mut impl FnMut(Fault),
 ) -> Option<Pending> {
     let request = wire::parse_request(line);
     let Some(reply_to) = request.reply_to else {
@@ -243,14 +243,14 @@ fn handle(
         frame: wire::encode_reply(&reply),
         written: 0,
         deadline: Instant::now() + REPLY_DEADLINE,
-        shown: crate::render::human::sanitize(reply_to),
+        reply_to: reply_to.to_vec(),
     };
     let written = crate::failpoint::check("control.reply").and_then(|()| pending.write());
     match written {
         Ok(true) => None,
         Ok(false) => Some(pending),
         Err(e) => {
-            pending.give_up(&e, report);
+            pending.give_up(ReplyLoss::Write(e), report);
             None
         }
     }
@@ -286,7 +286,7 @@ mod tests {
     /// A listener on a fresh control FIFO whose every reply is `reply`;
     /// what it gives up comes out of the receiver. The thread runs until
     /// the test process ends.
-    fn listener(dir: &Path, reply: String) -> (PathBuf, mpsc::Receiver<String>) {
+    fn listener(dir: &Path, reply: String) -> (PathBuf, mpsc::Receiver<Fault>) {
         let ctl = dir.join("ctl");
         let fd = open_or_create(&ctl).unwrap();
         let (tx, rx) = mpsc::channel();
@@ -346,13 +346,14 @@ mod tests {
         let held: Vec<_> = (0..MAX_PENDING + 5).map(|i| ask(dir.path(), &ctl, &format!("r{i}"))).collect();
         for _ in 0..5 {
             let why = given_up.recv_timeout(REPLY_DEADLINE).unwrap();
-            assert!(why.ends_with("too many replies waiting to be read"), "{why}");
+            assert!(matches!(why, Fault::ReplyDropped { why: ReplyLoss::TooMany, .. }), "{why:?}");
         }
         assert!(started.elapsed() < REPLY_DEADLINE, "{:?}", started.elapsed());
         // The others are given up at their deadline.
         for _ in 0..MAX_PENDING {
             let why = given_up.recv_timeout(REPLY_DEADLINE * 3).unwrap();
-            assert!(why.ends_with("not read within 2s"), "{why}");
+            let unread = |why: &Fault| matches!(why, Fault::ReplyDropped { why: ReplyLoss::Unread(after), .. } if *after == REPLY_DEADLINE);
+            assert!(unread(&why), "{why:?}");
         }
         drop(held);
     }

@@ -600,16 +600,16 @@ impl Worker {
 
     /// A directory that could not be marked: rescanned every sample, and
     /// tried again at each barrier.
-    fn unmarked(&mut self, rel: Vec<u8>, what: &str, errno: Errno, queue: &Queue) {
+    fn unmarked(&mut self, rel: Vec<u8>, what: &'static str, errno: Errno, queue: &Queue) {
         if errno == Errno::ENOENT {
             return;
         }
         if !self.quiet {
-            let shown = crate::render::human::sanitize(&rel);
-            queue.shared.fault(format!(
-                "fanotify: cannot mark directory {}: {what}: {errno}; rescanning it every sample",
-                if shown.is_empty() { ".".to_string() } else { shown }
-            ));
+            queue.shared.fault(crate::fault::Fault::MarkDir {
+                path: rel.clone(),
+                call: what,
+                source: errno.into(),
+            });
         }
         if let Ok(mut unwatched) = queue.shared.unwatched.lock() {
             unwatched.insert(rel);

@@ -47,7 +47,7 @@ use nix::sys::stat::{Mode, SFlag, fstat};
 
 use super::thread::{self, Queue, Reader, Threaded};
 use super::{Dirty, Error, Event, Linked, Source};
-use crate::render::human::sanitize;
+use crate::fault::Fault;
 use crate::tree::{self, Excludes};
 
 /// The inotify backend.
@@ -197,11 +197,9 @@ impl Reader for Worker {
                 // Gone or replaced since the sampler saw it: the event
                 // that did it tells the sampler, which asks again.
                 Ok(None) => {}
-                Err(errno) => queue.shared.fault(format!(
-                    "cannot watch file {}: {}; writes through its names outside the tree are missed",
-                    sanitize(&file.path),
-                    std::io::Error::from(errno)
-                )),
+                Err(errno) => {
+                    queue.shared.fault(Fault::WatchFile { path: file.path.clone(), source: errno.into() })
+                }
             }
         }
     }
@@ -311,11 +309,7 @@ impl Worker {
             };
             for (rel, errno) in failed {
                 if report {
-                    let dir = if rel.is_empty() { ".".to_string() } else { sanitize(&rel) };
-                    queue.shared.fault(format!(
-                        "cannot watch directory {dir}: {}; rescanning it every sample",
-                        std::io::Error::from(errno)
-                    ));
+                    queue.shared.fault(Fault::WatchDir { path: rel.clone(), source: errno.into() });
                 }
                 unwatched.insert(rel);
             }

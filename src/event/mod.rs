@@ -26,6 +26,7 @@ pub use fanotify::Fanotify;
 pub use inotify::Inotify;
 pub use poll::Poll;
 
+use crate::fault::Fault;
 use crate::tree::Excludes;
 
 /// Which kernel interface finds changes (`--backend`).
@@ -188,11 +189,11 @@ pub struct Shared {
     /// Entries examined by the last scan (poll backend).
     pub last_scan_entries: AtomicU64,
     /// Failures the event thread survived (a directory it could not
-    /// watch), one line each, not yet taken by the sampler.
-    pub faults: Mutex<Vec<String>>,
+    /// watch), not yet taken by the sampler.
+    pub faults: Mutex<Vec<Fault>>,
 }
 
-/// How many fault lines [`Shared`] keeps until the sampler takes them.
+/// How many faults [`Shared`] keeps until the sampler takes them.
 const MAX_FAULTS: usize = 64;
 
 impl Shared {
@@ -207,9 +208,9 @@ impl Shared {
         self.overflowed.swap(false, Ordering::AcqRel)
     }
 
-    /// Report a failure the event thread survived (the oldest lines are
+    /// Report a failure the event thread survived (the oldest are
     /// dropped past a few dozen: the sampler takes them every sample).
-    pub fn fault(&self, text: String) {
+    pub fn fault(&self, fault: Fault) {
         let mut faults = match self.faults.lock() {
             Ok(faults) => faults,
             Err(poisoned) => poisoned.into_inner(),
@@ -217,11 +218,11 @@ impl Shared {
         if faults.len() >= MAX_FAULTS {
             faults.remove(0);
         }
-        faults.push(text);
+        faults.push(fault);
     }
 
     /// Take the failures reported since the last call.
-    pub fn take_faults(&self) -> Vec<String> {
+    pub fn take_faults(&self) -> Vec<Fault> {
         match self.faults.lock() {
             Ok(mut faults) => std::mem::take(&mut *faults),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
