@@ -175,6 +175,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub mod follow;
+mod frame;
 pub mod layout;
 mod reader;
 pub mod record;

@@ -8,9 +8,10 @@
 use std::fmt;
 use std::path::Path;
 
+use super::frame::{FrameProblem, Link, Parsed, decode};
 use super::layout::{
-    FRAME_HEADER, FRAME_MARKER, FrameHeader, HEADER_PAGE, HeaderSlot, KIND_WRAP, MAGIC, MIN_CAPACITY,
-    SLOT_OFFSETS, SLOT_SIZE, VERSION, frame_len,
+    FRAME_HEADER, FRAME_MARKER, HEADER_PAGE, HeaderSlot, KIND_WRAP, MAGIC, MIN_CAPACITY, SLOT_OFFSETS,
+    SLOT_SIZE, VERSION,
 };
 use super::{Error, HeaderError, RingInfo};
 
@@ -171,7 +172,7 @@ impl Snapshot {
                 pos = 0;
                 continue;
             }
-            let step = match read_frame(data, pos) {
+            let step = match decode(data, pos) {
                 Ok(f) if f.header.kind != KIND_WRAP && f.header.seq > last => {
                     let seq = f.header.seq;
                     if seq != last + 1 {
@@ -332,26 +333,6 @@ pub(crate) fn select_header_of(bytes: &[u8], file_len: u64) -> Result<(HeaderSlo
     }
 }
 
-/// Why a frame at some offset is not acceptable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum FrameProblem {
-    /// No frame marker: never written, or overwritten.
-    NoMarker,
-    /// The payload length runs past the end of the data area, or a wrap
-    /// marker has a payload.
-    BadLength { seq: u64 },
-    /// The CRC does not match.
-    BadCrc { seq: u64 },
-    /// Intact, but not the seq that comes next.
-    WrongSeq { seq: u64 },
-    /// Intact with the right seq, but its `prev_crc` names another frame.
-    WrongPrev { seq: u64 },
-    /// A wrap marker at offset 0, which would loop.
-    WrapAtZero,
-    /// The walk covered the whole data area.
-    Loop,
-}
-
 /// Why and where the chain ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct StopWhy {
@@ -361,7 +342,7 @@ pub(crate) struct StopWhy {
 
 impl StopWhy {
     /// A partly written frame for the expected seq.
-    fn is_torn_frame(&self) -> bool {
+    pub(crate) fn is_torn_frame(&self) -> bool {
         matches!(
             self.problem,
             FrameProblem::BadCrc { seq } | FrameProblem::BadLength { seq } if seq == self.expected_seq
@@ -385,15 +366,6 @@ impl fmt::Display for StopWhy {
     }
 }
 
-/// A frame that passed its own checks (marker, length, CRC).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Parsed<'a> {
-    pub header: FrameHeader,
-    pub payload: &'a [u8],
-    /// Bytes the frame takes in the data area.
-    pub len: usize,
-}
-
 impl<'a> Parsed<'a> {
     fn frame(&self) -> Frame<'a> {
         Frame {
@@ -403,34 +375,6 @@ impl<'a> Parsed<'a> {
             payload: self.payload,
         }
     }
-}
-
-/// Decode and check the frame at `pos` in `data` (the data area).
-pub(crate) fn read_frame(data: &[u8], pos: usize) -> Result<Parsed<'_>, FrameProblem> {
-    let hdr_end = pos.checked_add(FRAME_HEADER as usize).ok_or(FrameProblem::NoMarker)?;
-    let raw = data.get(pos..hdr_end).ok_or(FrameProblem::NoMarker)?;
-    let header: FrameHeader = bytemuck::pod_read_unaligned(raw);
-    if header.marker != FRAME_MARKER {
-        return Err(FrameProblem::NoMarker);
-    }
-    let seq = header.seq;
-    let plen = header.payload_len as usize;
-    let payload = hdr_end
-        .checked_add(plen)
-        .and_then(|end| data.get(hdr_end..end))
-        .ok_or(FrameProblem::BadLength { seq })?;
-    if header.compute_crc(payload) != header.crc {
-        return Err(FrameProblem::BadCrc { seq });
-    }
-    if header.kind == KIND_WRAP && plen != 0 {
-        return Err(FrameProblem::BadLength { seq });
-    }
-    // pos and the data area are multiples of 8, so the padded frame fits.
-    let len = frame_len(plen as u64)
-        .and_then(|l| usize::try_from(l).ok())
-        .filter(|&l| pos + l <= data.len())
-        .ok_or(FrameProblem::BadLength { seq })?;
-    Ok(Parsed { header, payload, len })
 }
 
 /// Where a chain walk ended.
@@ -457,9 +401,8 @@ pub(crate) struct ChainEnd {
 pub(crate) struct Walker<'a> {
     data: &'a [u8],
     pos: usize,
-    expected: u64,
+    link: Link,
     walked: usize,
-    prev_crc: Option<u32>,
     end: ChainEnd,
     done: bool,
 }
@@ -472,9 +415,8 @@ impl<'a> Walker<'a> {
         Walker {
             data,
             pos,
-            expected: header.oldest_seq,
+            link: Link::start(header.oldest_seq),
             walked: 0,
-            prev_crc: None,
             end: ChainEnd {
                 end_pos: pos,
                 stop_pos: pos,
@@ -496,7 +438,7 @@ impl<'a> Walker<'a> {
     fn stop(&mut self, problem: FrameProblem) -> Option<Frame<'a>> {
         self.done = true;
         self.end.stop_pos = self.pos;
-        self.end.why = StopWhy { problem, expected_seq: self.expected };
+        self.end.why = StopWhy { problem, expected_seq: self.link.expected };
         None
     }
 }
@@ -521,29 +463,19 @@ impl<'a> Iterator for Walker<'a> {
                 self.pos = 0;
                 continue;
             }
-            let f = match read_frame(self.data, self.pos) {
+            let f = match decode(self.data, self.pos) {
                 Ok(f) => f,
                 Err(p) => return self.stop(p),
             };
-            let seq = f.header.seq;
-            if seq != self.expected {
-                return self.stop(FrameProblem::WrongSeq { seq });
-            }
-            let Some(next_expected) = self.expected.checked_add(1) else {
-                return self.stop(FrameProblem::Loop);
-            };
-            if self.prev_crc.is_some_and(|c| c != f.header.prev_crc) {
-                return self.stop(FrameProblem::WrongPrev { seq });
+            if let Err(p) = self.link.check(&f.header, self.pos) {
+                return self.stop(p);
             }
             if f.header.kind == KIND_WRAP {
-                if self.pos == 0 {
-                    return self.stop(FrameProblem::WrapAtZero);
-                }
                 self.walked += remaining;
                 if self.walked > cap {
                     return self.stop(FrameProblem::Loop);
                 }
-                self.prev_crc = Some(f.header.crc);
+                self.link.advance(&f.header);
                 self.pos = 0;
                 continue;
             }
@@ -555,10 +487,9 @@ impl<'a> Iterator for Walker<'a> {
             if self.pos == cap {
                 self.pos = 0;
             }
-            self.expected = next_expected;
-            self.prev_crc = Some(f.header.crc);
+            self.link.advance(&f.header);
             self.end.end_pos = self.pos;
-            self.end.next_seq = self.expected;
+            self.end.next_seq = self.link.expected;
             self.end.used = self.walked;
             self.end.last_crc = f.header.crc;
             self.end.chain_len += 1;
@@ -621,7 +552,7 @@ mod tests {
         }
         let data = &image[page..];
         for pos in (0..cap).step_by(8) {
-            if let Ok(f) = read_frame(data, pos)
+            if let Ok(f) = decode(data, pos)
                 && f.header.kind == KIND_WRAP
                 && f.header.seq > orig.info().oldest_seq
             {
