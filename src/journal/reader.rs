@@ -6,6 +6,8 @@
 //! input can make it panic (see the property tests below).
 
 use std::fmt;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::frame::{FrameProblem, Link, Parsed, decode};
@@ -331,6 +333,19 @@ pub(crate) fn select_header_of(bytes: &[u8], file_len: u64) -> Result<(HeaderSlo
         (None, None) if any_magic => Err(HeaderError::Checksum),
         (None, None) => Err(HeaderError::Magic),
     }
+}
+
+/// Read the header page and the length of the ring file open as `file`
+/// (at `path`, for errors) with plain reads, and pick the header slot to
+/// use.
+pub(crate) fn read_header(file: &File, path: &Path) -> Result<HeaderSlot, Error> {
+    let read_err = |source| Error::Read { path: path.to_owned(), source };
+    let mut page = vec![0u8; HEADER_PAGE as usize];
+    file.read_exact_at(&mut page, 0).map_err(read_err)?;
+    let len = file.metadata().map_err(read_err)?.len();
+    select_header_of(&page, len)
+        .map(|(h, _)| h)
+        .map_err(|source| Error::Header { path: path.to_owned(), source })
 }
 
 /// Why and where the chain ended.
