@@ -181,7 +181,7 @@ mod reader;
 pub mod record;
 mod ring;
 
-pub use reader::{Damage, Frame, Scan, Snapshot};
+pub use reader::{Damage, Frame, HeaderStamp, Scan, Snapshot};
 pub use ring::{Recovery, Ring};
 
 /// The ring's counters.

@@ -348,6 +348,36 @@ pub(crate) fn read_header(file: &File, path: &Path) -> Result<HeaderSlot, Error>
         .map_err(|source| Error::Header { path: path.to_owned(), source })
 }
 
+/// The header slot in use of a ring file, to tell cheaply whether anything
+/// was committed: the writer writes a new header (with a larger
+/// generation) on every commit and every open, so while two stamps of a
+/// file are equal no record was added or dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderStamp(HeaderSlot);
+
+impl HeaderStamp {
+    /// The stamp of the ring file at `path`, from its header page alone
+    /// (the data area is not read).
+    ///
+    /// # Errors
+    /// [`Error::Read`] when the file cannot be read, [`Error::Header`] when
+    /// it has no usable header.
+    pub fn read(path: &Path) -> Result<HeaderStamp, Error> {
+        let file = File::open(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        read_header(&file, path).map(HeaderStamp)
+    }
+
+    /// Generation of the header slot in use.
+    pub fn generation(&self) -> u64 {
+        self.0.generation
+    }
+
+    /// The seq the next record gets, as the header says.
+    pub fn next_seq(&self) -> u64 {
+        self.0.next_seq
+    }
+}
+
 /// Why and where the chain ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct StopWhy {
@@ -637,6 +667,35 @@ mod tests {
         let stride = if long { 1 } else { 37 };
         let (flips, slowest) = sweep_every_bit(65536, 420, &[300, 0, 517, 64, 180, 120, 40], stride);
         eprintln!("J6: {flips} flips in {:?}, slowest decode {slowest:?}", started.elapsed());
+    }
+
+    /// The stamp changes with every commit and every open of a writer, and
+    /// only then.
+    #[test]
+    fn header_stamp_changes_on_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring.bin");
+        let mut ring = crate::journal::Ring::open_or_create(&path, 4096 + 4096).unwrap();
+        let before = HeaderStamp::read(&path).unwrap();
+        assert_eq!(HeaderStamp::read(&path).unwrap(), before);
+        assert_eq!(before.next_seq(), 1);
+        ring.append(1, 1, b"one").unwrap();
+        let after = HeaderStamp::read(&path).unwrap();
+        assert_ne!(after, before);
+        assert!(after.generation() > before.generation());
+        assert_eq!(after.next_seq(), 2);
+        assert_eq!(HeaderStamp::read(&path).unwrap(), after);
+        drop(ring);
+        let _ring = crate::journal::Ring::open_or_create(&path, 0).unwrap();
+        let reopened = HeaderStamp::read(&path).unwrap();
+        assert_ne!(reopened, after);
+        assert_eq!(reopened.next_seq(), 2);
+
+        let missing = dir.path().join("none.bin");
+        assert!(matches!(HeaderStamp::read(&missing), Err(Error::Read { .. })));
+        let junk = dir.path().join("junk.bin");
+        std::fs::write(&junk, vec![0u8; 8192]).unwrap();
+        assert!(matches!(HeaderStamp::read(&junk), Err(Error::Header { source: HeaderError::Magic, .. })));
     }
 
     #[test]
