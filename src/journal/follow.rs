@@ -4,11 +4,11 @@
 //!
 //! The follower keeps its own cursor (data offset and the seq expected
 //! there) and trusts a frame only when it passes the same checks as in a
-//! chain walk (see [`super::frame`]): marker, length and CRC, the expected
-//! seq, and a `prev_crc` that names the frame before it. When the writer has
-//! wrapped past the cursor (the header's oldest seq is beyond it), the
-//! records in between are gone: the follower reports how many and carries
-//! on from the oldest record held.
+//! chain walk (they live in `journal/frame.rs`): marker, length and CRC,
+//! the expected seq, and a `prev_crc` that names the frame before it. When
+//! the writer has wrapped past the cursor (the header's oldest seq is
+//! beyond it), the records in between are gone: the follower reports how
+//! many and carries on from the oldest record held.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
