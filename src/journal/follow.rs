@@ -3,19 +3,21 @@
 //! poll costs a frame header or two when nothing happened.
 //!
 //! The follower keeps its own cursor (data offset and the seq expected
-//! there) and trusts a frame only when its marker, seq and CRC check out
-//! and its `prev_crc` names the frame before it. When the writer has
-//! wrapped past the cursor (the header's oldest seq is beyond it), the
-//! records in between are gone: the follower reports how many and carries
-//! on from the oldest record held.
+//! there) and trusts a frame only when it passes the same checks as in a
+//! chain walk (they live in `journal/frame.rs`): marker, length and CRC,
+//! the expected seq, and a `prev_crc` that names the frame before it. When
+//! the writer has wrapped past the cursor (the header's oldest seq is
+//! beyond it), the records in between are gone: the follower reports how
+//! many and carries on from the oldest record held.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::Error;
-use super::layout::{FRAME_HEADER, FrameHeader, HEADER_PAGE, HeaderSlot, KIND_WRAP, frame_len};
-use super::reader::select_header_of;
+use super::frame::{HEADER_LEN, Head, Link};
+use super::layout::{HEADER_PAGE, HeaderSlot, KIND_WRAP};
+use super::reader::read_header;
 
 /// One record read by the follower.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,8 +64,8 @@ pub struct Follower {
     path: PathBuf,
     capacity: usize,
     pos: usize,
-    expected: u64,
-    prev_crc: Option<u32>,
+    /// The seq expected at `pos` and the CRC the frame there must name.
+    link: Link,
     /// Read-ahead: bytes of the data area from `window_at`.
     window: Vec<u8>,
     window_at: usize,
@@ -84,8 +86,7 @@ impl Follower {
             path: path.to_owned(),
             capacity: 0,
             pos: 0,
-            expected: 0,
-            prev_crc: None,
+            link: Link::start(0),
             window: Vec::new(),
             window_at: 0,
         };
@@ -98,7 +99,7 @@ impl Follower {
             Start::Seq(seq) => seq,
         };
         // Walk frame headers up to the starting seq.
-        while follower.expected < target {
+        while follower.link.expected < target {
             match follower.frame(false)? {
                 Some(_) => {}
                 None => break,
@@ -109,7 +110,7 @@ impl Follower {
 
     /// The seq the next record will have.
     pub fn expected(&self) -> u64 {
-        self.expected
+        self.link.expected
     }
 
     /// The next step, or `None` when nothing new is committed yet.
@@ -123,27 +124,21 @@ impl Follower {
         // Nothing readable at the cursor: either nothing new, or the writer
         // lapped us and the cursor points into newer data.
         let header = self.header()?;
-        if header.oldest_seq > self.expected {
-            let from = self.expected;
+        if header.oldest_seq > self.link.expected {
+            let from = self.link.expected;
             self.restart(&header);
-            return Ok(Some(Step::Gap { from, to: self.expected }));
+            return Ok(Some(Step::Gap { from, to: self.link.expected }));
         }
         Ok(None)
     }
 
     fn restart(&mut self, header: &HeaderSlot) {
         self.pos = usize::try_from(header.head).unwrap_or(0);
-        self.expected = header.oldest_seq;
-        self.prev_crc = None;
+        self.link = Link::start(header.oldest_seq);
     }
 
     fn header(&self) -> Result<HeaderSlot, Error> {
-        let mut page = vec![0u8; HEADER_PAGE as usize];
-        self.file.read_exact_at(&mut page, 0).map_err(|source| self.read_err(source))?;
-        let len = self.file.metadata().map_err(|source| self.read_err(source))?.len();
-        select_header_of(&page, len)
-            .map(|(h, _)| h)
-            .map_err(|source| Error::Header { path: self.path.clone(), source })
+        read_header(&self.file, &self.path)
     }
 
     fn read_err(&self, source: std::io::Error) -> Error {
@@ -165,6 +160,9 @@ impl Follower {
     /// `len` bytes of the data area at `pos`, from the window unless
     /// `fresh` (or not covered), else read into it with some read-ahead.
     fn bytes(&mut self, pos: usize, len: usize, fresh: bool) -> Result<&[u8], Error> {
+        if len == 0 {
+            return Ok(&[]);
+        }
         let covered = pos >= self.window_at && pos + len <= self.window_at + self.window.len();
         if fresh || !covered {
             let want = len.max(READ_AHEAD).min(self.capacity.saturating_sub(pos)).max(len);
@@ -184,50 +182,39 @@ impl Follower {
         let mut fresh = fresh;
         loop {
             let remaining = self.capacity.saturating_sub(self.pos);
-            if remaining < FRAME_HEADER as usize {
+            if remaining < HEADER_LEN {
                 if self.pos == 0 {
                     return Ok(None);
                 }
                 self.pos = 0;
                 continue;
             }
-            let header: FrameHeader =
-                bytemuck::pod_read_unaligned(self.bytes(self.pos, FRAME_HEADER as usize, fresh)?);
+            let (pos, cap) = (self.pos, self.capacity);
+            let head = Head::parse(self.bytes(pos, HEADER_LEN, fresh)?, pos, cap);
             // One fresh read per frame is enough.
             fresh = false;
-            if header.marker != super::layout::FRAME_MARKER || header.seq != self.expected {
+            // Checked before the payload is read, so that a poll with nothing
+            // new reads one frame header.
+            let Ok(head) = head else { return Ok(None) };
+            if self.link.check(&head.header, pos).is_err() {
                 return Ok(None);
             }
-            if self.prev_crc.is_some_and(|c| c != header.prev_crc) {
-                return Ok(None);
-            }
-            let plen = header.payload_len as usize;
-            let Some(len) = frame_len(plen as u64).and_then(|l| usize::try_from(l).ok()) else {
+            let body = self.bytes(pos + HEADER_LEN, head.payload_len(), false)?;
+            let Ok(len) = head.check(body) else {
+                // Being written (or torn by a crash): not committed yet.
                 return Ok(None);
             };
+            let header = head.header;
+            let body = if payload { body.to_vec() } else { Vec::new() };
+            self.link.advance(&header);
             if header.kind == KIND_WRAP {
-                if plen != 0 || self.pos == 0 || header.compute_crc(&[]) != header.crc {
-                    return Ok(None);
-                }
-                self.prev_crc = Some(header.crc);
                 self.pos = 0;
                 continue;
             }
-            if self.pos + len > self.capacity {
-                return Ok(None);
-            }
-            let body = self.bytes(self.pos + FRAME_HEADER as usize, plen, false)?;
-            if header.compute_crc(body) != header.crc {
-                // Being written (or torn by a crash): not committed yet.
-                return Ok(None);
-            }
-            let body = if payload { body.to_vec() } else { Vec::new() };
             self.pos += len;
             if self.pos == self.capacity {
                 self.pos = 0;
             }
-            self.expected += 1;
-            self.prev_crc = Some(header.crc);
             return Ok(Some(Owned {
                 seq: header.seq,
                 time_us: header.time_us,

@@ -175,12 +175,13 @@ use std::io;
 use std::path::PathBuf;
 
 pub mod follow;
+mod frame;
 pub mod layout;
 mod reader;
 pub mod record;
 mod ring;
 
-pub use reader::{Damage, Frame, Scan, Snapshot};
+pub use reader::{Damage, Frame, HeaderStamp, Scan, Snapshot};
 pub use ring::{Recovery, Ring};
 
 /// The ring's counters.

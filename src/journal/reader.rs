@@ -6,11 +6,14 @@
 //! input can make it panic (see the property tests below).
 
 use std::fmt;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use super::frame::{FrameProblem, Link, Parsed, decode};
 use super::layout::{
-    FRAME_HEADER, FRAME_MARKER, FrameHeader, HEADER_PAGE, HeaderSlot, KIND_WRAP, MAGIC, MIN_CAPACITY,
-    SLOT_OFFSETS, SLOT_SIZE, VERSION, frame_len,
+    FRAME_HEADER, FRAME_MARKER, HEADER_PAGE, HeaderSlot, KIND_WRAP, MAGIC, MIN_CAPACITY, SLOT_OFFSETS,
+    SLOT_SIZE, VERSION,
 };
 use super::{Error, HeaderError, RingInfo};
 
@@ -171,7 +174,7 @@ impl Snapshot {
                 pos = 0;
                 continue;
             }
-            let step = match read_frame(data, pos) {
+            let step = match decode(data, pos) {
                 Ok(f) if f.header.kind != KIND_WRAP && f.header.seq > last => {
                     let seq = f.header.seq;
                     if seq != last + 1 {
@@ -332,24 +335,47 @@ pub(crate) fn select_header_of(bytes: &[u8], file_len: u64) -> Result<(HeaderSlo
     }
 }
 
-/// Why a frame at some offset is not acceptable.
+/// Read the header page and the length of the ring file open as `file`
+/// (at `path`, for errors) with plain reads, and pick the header slot to
+/// use.
+pub(crate) fn read_header(file: &File, path: &Path) -> Result<HeaderSlot, Error> {
+    let read_err = |source| Error::Read { path: path.to_owned(), source };
+    let mut page = vec![0u8; HEADER_PAGE as usize];
+    file.read_exact_at(&mut page, 0).map_err(read_err)?;
+    let len = file.metadata().map_err(read_err)?.len();
+    select_header_of(&page, len)
+        .map(|(h, _)| h)
+        .map_err(|source| Error::Header { path: path.to_owned(), source })
+}
+
+/// The header slot in use of a ring file, to tell cheaply whether anything
+/// was committed: the writer writes a new header (with a larger
+/// generation) on every commit and every open, so while two stamps of a
+/// file are equal no record was added or dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum FrameProblem {
-    /// No frame marker: never written, or overwritten.
-    NoMarker,
-    /// The payload length runs past the end of the data area, or a wrap
-    /// marker has a payload.
-    BadLength { seq: u64 },
-    /// The CRC does not match.
-    BadCrc { seq: u64 },
-    /// Intact, but not the seq that comes next.
-    WrongSeq { seq: u64 },
-    /// Intact with the right seq, but its `prev_crc` names another frame.
-    WrongPrev { seq: u64 },
-    /// A wrap marker at offset 0, which would loop.
-    WrapAtZero,
-    /// The walk covered the whole data area.
-    Loop,
+pub struct HeaderStamp(HeaderSlot);
+
+impl HeaderStamp {
+    /// The stamp of the ring file at `path`, from its header page alone
+    /// (the data area is not read).
+    ///
+    /// # Errors
+    /// [`Error::Read`] when the file cannot be read, [`Error::Header`] when
+    /// it has no usable header.
+    pub fn read(path: &Path) -> Result<HeaderStamp, Error> {
+        let file = File::open(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        read_header(&file, path).map(HeaderStamp)
+    }
+
+    /// Generation of the header slot in use.
+    pub fn generation(&self) -> u64 {
+        self.0.generation
+    }
+
+    /// The seq the next record gets, as the header says.
+    pub fn next_seq(&self) -> u64 {
+        self.0.next_seq
+    }
 }
 
 /// Why and where the chain ended.
@@ -361,7 +387,7 @@ pub(crate) struct StopWhy {
 
 impl StopWhy {
     /// A partly written frame for the expected seq.
-    fn is_torn_frame(&self) -> bool {
+    pub(crate) fn is_torn_frame(&self) -> bool {
         matches!(
             self.problem,
             FrameProblem::BadCrc { seq } | FrameProblem::BadLength { seq } if seq == self.expected_seq
@@ -385,15 +411,6 @@ impl fmt::Display for StopWhy {
     }
 }
 
-/// A frame that passed its own checks (marker, length, CRC).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Parsed<'a> {
-    pub header: FrameHeader,
-    pub payload: &'a [u8],
-    /// Bytes the frame takes in the data area.
-    pub len: usize,
-}
-
 impl<'a> Parsed<'a> {
     fn frame(&self) -> Frame<'a> {
         Frame {
@@ -403,34 +420,6 @@ impl<'a> Parsed<'a> {
             payload: self.payload,
         }
     }
-}
-
-/// Decode and check the frame at `pos` in `data` (the data area).
-pub(crate) fn read_frame(data: &[u8], pos: usize) -> Result<Parsed<'_>, FrameProblem> {
-    let hdr_end = pos.checked_add(FRAME_HEADER as usize).ok_or(FrameProblem::NoMarker)?;
-    let raw = data.get(pos..hdr_end).ok_or(FrameProblem::NoMarker)?;
-    let header: FrameHeader = bytemuck::pod_read_unaligned(raw);
-    if header.marker != FRAME_MARKER {
-        return Err(FrameProblem::NoMarker);
-    }
-    let seq = header.seq;
-    let plen = header.payload_len as usize;
-    let payload = hdr_end
-        .checked_add(plen)
-        .and_then(|end| data.get(hdr_end..end))
-        .ok_or(FrameProblem::BadLength { seq })?;
-    if header.compute_crc(payload) != header.crc {
-        return Err(FrameProblem::BadCrc { seq });
-    }
-    if header.kind == KIND_WRAP && plen != 0 {
-        return Err(FrameProblem::BadLength { seq });
-    }
-    // pos and the data area are multiples of 8, so the padded frame fits.
-    let len = frame_len(plen as u64)
-        .and_then(|l| usize::try_from(l).ok())
-        .filter(|&l| pos + l <= data.len())
-        .ok_or(FrameProblem::BadLength { seq })?;
-    Ok(Parsed { header, payload, len })
 }
 
 /// Where a chain walk ended.
@@ -457,9 +446,8 @@ pub(crate) struct ChainEnd {
 pub(crate) struct Walker<'a> {
     data: &'a [u8],
     pos: usize,
-    expected: u64,
+    link: Link,
     walked: usize,
-    prev_crc: Option<u32>,
     end: ChainEnd,
     done: bool,
 }
@@ -472,9 +460,8 @@ impl<'a> Walker<'a> {
         Walker {
             data,
             pos,
-            expected: header.oldest_seq,
+            link: Link::start(header.oldest_seq),
             walked: 0,
-            prev_crc: None,
             end: ChainEnd {
                 end_pos: pos,
                 stop_pos: pos,
@@ -496,7 +483,7 @@ impl<'a> Walker<'a> {
     fn stop(&mut self, problem: FrameProblem) -> Option<Frame<'a>> {
         self.done = true;
         self.end.stop_pos = self.pos;
-        self.end.why = StopWhy { problem, expected_seq: self.expected };
+        self.end.why = StopWhy { problem, expected_seq: self.link.expected };
         None
     }
 }
@@ -521,29 +508,19 @@ impl<'a> Iterator for Walker<'a> {
                 self.pos = 0;
                 continue;
             }
-            let f = match read_frame(self.data, self.pos) {
+            let f = match decode(self.data, self.pos) {
                 Ok(f) => f,
                 Err(p) => return self.stop(p),
             };
-            let seq = f.header.seq;
-            if seq != self.expected {
-                return self.stop(FrameProblem::WrongSeq { seq });
-            }
-            let Some(next_expected) = self.expected.checked_add(1) else {
-                return self.stop(FrameProblem::Loop);
-            };
-            if self.prev_crc.is_some_and(|c| c != f.header.prev_crc) {
-                return self.stop(FrameProblem::WrongPrev { seq });
+            if let Err(p) = self.link.check(&f.header, self.pos) {
+                return self.stop(p);
             }
             if f.header.kind == KIND_WRAP {
-                if self.pos == 0 {
-                    return self.stop(FrameProblem::WrapAtZero);
-                }
                 self.walked += remaining;
                 if self.walked > cap {
                     return self.stop(FrameProblem::Loop);
                 }
-                self.prev_crc = Some(f.header.crc);
+                self.link.advance(&f.header);
                 self.pos = 0;
                 continue;
             }
@@ -555,10 +532,9 @@ impl<'a> Iterator for Walker<'a> {
             if self.pos == cap {
                 self.pos = 0;
             }
-            self.expected = next_expected;
-            self.prev_crc = Some(f.header.crc);
+            self.link.advance(&f.header);
             self.end.end_pos = self.pos;
-            self.end.next_seq = self.expected;
+            self.end.next_seq = self.link.expected;
             self.end.used = self.walked;
             self.end.last_crc = f.header.crc;
             self.end.chain_len += 1;
@@ -621,7 +597,7 @@ mod tests {
         }
         let data = &image[page..];
         for pos in (0..cap).step_by(8) {
-            if let Ok(f) = read_frame(data, pos)
+            if let Ok(f) = decode(data, pos)
                 && f.header.kind == KIND_WRAP
                 && f.header.seq > orig.info().oldest_seq
             {
@@ -691,6 +667,35 @@ mod tests {
         let stride = if long { 1 } else { 37 };
         let (flips, slowest) = sweep_every_bit(65536, 420, &[300, 0, 517, 64, 180, 120, 40], stride);
         eprintln!("J6: {flips} flips in {:?}, slowest decode {slowest:?}", started.elapsed());
+    }
+
+    /// The stamp changes with every commit and every open of a writer, and
+    /// only then.
+    #[test]
+    fn header_stamp_changes_on_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring.bin");
+        let mut ring = crate::journal::Ring::open_or_create(&path, 4096 + 4096).unwrap();
+        let before = HeaderStamp::read(&path).unwrap();
+        assert_eq!(HeaderStamp::read(&path).unwrap(), before);
+        assert_eq!(before.next_seq(), 1);
+        ring.append(1, 1, b"one").unwrap();
+        let after = HeaderStamp::read(&path).unwrap();
+        assert_ne!(after, before);
+        assert!(after.generation() > before.generation());
+        assert_eq!(after.next_seq(), 2);
+        assert_eq!(HeaderStamp::read(&path).unwrap(), after);
+        drop(ring);
+        let _ring = crate::journal::Ring::open_or_create(&path, 0).unwrap();
+        let reopened = HeaderStamp::read(&path).unwrap();
+        assert_ne!(reopened, after);
+        assert_eq!(reopened.next_seq(), 2);
+
+        let missing = dir.path().join("none.bin");
+        assert!(matches!(HeaderStamp::read(&missing), Err(Error::Read { .. })));
+        let junk = dir.path().join("junk.bin");
+        std::fs::write(&junk, vec![0u8; 8192]).unwrap();
+        assert!(matches!(HeaderStamp::read(&junk), Err(Error::Header { source: HeaderError::Magic, .. })));
     }
 
     #[test]

@@ -204,13 +204,7 @@ impl Ring {
         let mut walk = Walker::new(data, &header);
         for _ in walk.by_ref() {}
         let end = walk.end();
-        let torn_tail = end.why.expected_seq == end.next_seq
-            && matches!(
-                end.why.problem,
-                super::reader::FrameProblem::BadCrc { seq }
-                    | super::reader::FrameProblem::BadLength { seq }
-                    if seq == end.next_seq
-            );
+        let torn_tail = end.why.expected_seq == end.next_seq && end.why.is_torn_frame();
         let recovery = Recovery {
             created: false,
             header_next_seq: header.next_seq,
@@ -744,7 +738,7 @@ pub(crate) mod tests {
         // The image does hold intact frames from before the last wraps.
         let stale = (0..cap)
             .step_by(8)
-            .filter_map(|p| super::super::reader::read_frame(data, p).ok())
+            .filter_map(|p| super::super::frame::decode(data, p).ok())
             .filter(|f| f.header.kind != KIND_WRAP && f.header.seq < info.oldest_seq)
             .count();
         assert!(stale > 0, "test needs stale frames in the image");

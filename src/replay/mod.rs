@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::history::{self, TreeState};
 use crate::journal::record::{Body, Change, FileChange, Record};
-use crate::journal::{self, Snapshot};
+use crate::journal::{self, HeaderStamp, Snapshot};
 use crate::render::human;
 use crate::restore::{self, At};
 use crate::store;
@@ -111,35 +111,23 @@ pub trait Source {
 #[derive(Debug)]
 pub struct StoreSource {
     dir: PathBuf,
-    /// The ring's header page and oldest seq at the last full read.
-    seen: Option<(Vec<u8>, u64)>,
+    /// The ring's header stamp and oldest seq at the last full read.
+    seen: Option<(HeaderStamp, u64)>,
 }
-
-/// Bytes of ring.bin that hold the header (see [`crate::journal`]).
-const HEADER_PAGE: usize = 4096;
 
 impl StoreSource {
     /// The store in `dir`.
     pub fn new(dir: &Path) -> StoreSource {
         StoreSource { dir: dir.to_path_buf(), seen: None }
     }
-
-    /// The ring's header page as it is now, if it can be read.
-    fn header_page(&self) -> Option<Vec<u8>> {
-        use std::io::Read;
-        let mut page = Vec::with_capacity(HEADER_PAGE);
-        let file = std::fs::File::open(self.dir.join(store::RING_FILE)).ok()?;
-        file.take(HEADER_PAGE as u64).read_to_end(&mut page).ok()?;
-        Some(page)
-    }
 }
 
 impl Source for StoreSource {
     fn read(&mut self, after: Option<u64>) -> Result<(u64, Vec<Entry>), Error> {
         // The writer rewrites the header (a new generation) after every
-        // commit, so an unchanged header page means nothing new: skip
-        // copying the whole ring, which a live replay polls twice a second.
-        let header = self.header_page();
+        // commit, so an unchanged header means nothing new: skip copying
+        // the whole ring, which a live replay polls twice a second.
+        let header = HeaderStamp::read(&self.dir.join(store::RING_FILE)).ok();
         if let (Some(_), Some((seen, oldest)), Some(now)) = (after, &self.seen, &header)
             && seen == now
         {
@@ -162,7 +150,7 @@ impl Source for StoreSource {
         let oldest = oldest.unwrap_or(snapshot.info().next_seq);
         // Keep the header read before the copy: if a commit landed between
         // the two, the next poll sees a different header and reads again.
-        self.seen = header.map(|page| (page, oldest));
+        self.seen = header.map(|stamp| (stamp, oldest));
         Ok((oldest, entries))
     }
 

@@ -1,0 +1,328 @@
+//! What a valid frame is: the one set of checks every reader of ring.bin
+//! applies to a frame (the chain walk and scan in [`super::reader`], the
+//! writer's recovery in [`super::ring`], the follower in
+//! [`super::follow`]).
+//!
+//! A frame is checked in two parts so that a reader holding only some of
+//! the bytes (the follower reads a header, then its payload) applies the
+//! same rules as one holding the whole data area:
+//!
+//! 1. [`Head::parse`]: the header's marker, and a payload length that stays
+//!    inside the data area;
+//! 2. [`Head::check`]: the CRC over header and payload, no payload on a wrap
+//!    marker, and the padded frame inside the data area.
+//!
+//! [`decode`] does both on a data area in memory. [`Link`] holds the chain
+//! rules on top: the expected seq, `prev_crc`, no wrap marker at offset 0.
+//! See the module doc of [`crate::journal`] for the format.
+
+use super::layout::{FRAME_HEADER, FRAME_MARKER, FrameHeader, KIND_WRAP, frame_len};
+
+/// Bytes of a frame header, as a `usize`.
+pub(crate) const HEADER_LEN: usize = FRAME_HEADER as usize;
+
+/// Why a frame at some offset is not acceptable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FrameProblem {
+    /// No frame marker: never written, or overwritten.
+    NoMarker,
+    /// The payload length runs past the end of the data area, or a wrap
+    /// marker has a payload.
+    BadLength { seq: u64 },
+    /// The CRC does not match.
+    BadCrc { seq: u64 },
+    /// Intact, but not the seq that comes next.
+    WrongSeq { seq: u64 },
+    /// Intact with the right seq, but its `prev_crc` names another frame.
+    WrongPrev { seq: u64 },
+    /// A wrap marker at offset 0, which would loop.
+    WrapAtZero,
+    /// The walk covered the whole data area.
+    Loop,
+}
+
+/// A frame header whose marker is right and whose payload fits in the data
+/// area; its payload is not checked yet (see [`Head::check`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Head {
+    /// The header as read.
+    pub header: FrameHeader,
+    /// Offset of the frame in the data area.
+    pos: usize,
+    /// Size of the data area.
+    cap: usize,
+}
+
+impl Head {
+    /// Decode the header in `raw` (at least [`HEADER_LEN`] bytes; more are
+    /// ignored) of a frame at offset `pos` of a data area of `cap` bytes.
+    ///
+    /// Fails with [`FrameProblem::NoMarker`] when `raw` is short or has no
+    /// marker, with [`FrameProblem::BadLength`] when the payload would run
+    /// past `cap`.
+    pub(crate) fn parse(raw: &[u8], pos: usize, cap: usize) -> Result<Head, FrameProblem> {
+        let raw = raw.get(..HEADER_LEN).ok_or(FrameProblem::NoMarker)?;
+        let header: FrameHeader = bytemuck::pod_read_unaligned(raw);
+        if header.marker != FRAME_MARKER {
+            return Err(FrameProblem::NoMarker);
+        }
+        pos.checked_add(HEADER_LEN)
+            .and_then(|end| end.checked_add(header.payload_len as usize))
+            .filter(|&end| end <= cap)
+            .ok_or(FrameProblem::BadLength { seq: header.seq })?;
+        Ok(Head { header, pos, cap })
+    }
+
+    /// Length of the payload that follows the header.
+    pub(crate) fn payload_len(&self) -> usize {
+        self.header.payload_len as usize
+    }
+
+    /// Check the frame with its `payload` (the [`Head::payload_len`] bytes
+    /// after the header): the CRC, no payload on a wrap marker, the padded
+    /// frame inside the data area. Returns the bytes the frame takes in the
+    /// data area.
+    pub(crate) fn check(&self, payload: &[u8]) -> Result<usize, FrameProblem> {
+        let seq = self.header.seq;
+        if payload.len() != self.payload_len() {
+            return Err(FrameProblem::BadLength { seq });
+        }
+        if self.header.compute_crc(payload) != self.header.crc {
+            return Err(FrameProblem::BadCrc { seq });
+        }
+        if self.header.kind == KIND_WRAP && !payload.is_empty() {
+            return Err(FrameProblem::BadLength { seq });
+        }
+        frame_len(payload.len() as u64)
+            .and_then(|l| usize::try_from(l).ok())
+            .filter(|&l| self.pos.checked_add(l).is_some_and(|end| end <= self.cap))
+            .ok_or(FrameProblem::BadLength { seq })
+    }
+}
+
+/// A frame that passed its own checks (marker, length, CRC).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Parsed<'a> {
+    pub header: FrameHeader,
+    pub payload: &'a [u8],
+    /// Bytes the frame takes in the data area.
+    pub len: usize,
+}
+
+/// Decode and check the frame at `pos` in `data` (the data area).
+pub(crate) fn decode(data: &[u8], pos: usize) -> Result<Parsed<'_>, FrameProblem> {
+    let hdr_end = pos.checked_add(HEADER_LEN).ok_or(FrameProblem::NoMarker)?;
+    let raw = data.get(pos..hdr_end).ok_or(FrameProblem::NoMarker)?;
+    let head = Head::parse(raw, pos, data.len())?;
+    let payload = data
+        .get(hdr_end..hdr_end + head.payload_len())
+        .ok_or(FrameProblem::BadLength { seq: head.header.seq })?;
+    let len = head.check(payload)?;
+    Ok(Parsed { header: head.header, payload, len })
+}
+
+/// The chain rules: what an intact frame must say to come next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Link {
+    /// The seq the next record must have.
+    pub expected: u64,
+    /// The CRC the next frame's `prev_crc` must name (`None` for the first
+    /// frame read, whose predecessor is not known).
+    pub prev_crc: Option<u32>,
+}
+
+impl Link {
+    /// A chain that starts with the record `seq`.
+    pub(crate) fn start(seq: u64) -> Link {
+        Link { expected: seq, prev_crc: None }
+    }
+
+    /// Check that the intact frame `header` at offset `pos` follows: its
+    /// seq is the expected one (a wrap marker carries the seq it precedes),
+    /// its `prev_crc` names the frame before, and a wrap marker is not at
+    /// offset 0.
+    pub(crate) fn check(&self, header: &FrameHeader, pos: usize) -> Result<(), FrameProblem> {
+        let seq = header.seq;
+        if seq != self.expected {
+            return Err(FrameProblem::WrongSeq { seq });
+        }
+        if self.expected.checked_add(1).is_none() {
+            return Err(FrameProblem::Loop);
+        }
+        if self.prev_crc.is_some_and(|c| c != header.prev_crc) {
+            return Err(FrameProblem::WrongPrev { seq });
+        }
+        if header.kind == KIND_WRAP && pos == 0 {
+            return Err(FrameProblem::WrapAtZero);
+        }
+        Ok(())
+    }
+
+    /// Move past `header`, which passed [`Link::check`]: the next frame
+    /// names it, and a record (not a wrap marker) uses up its seq.
+    pub(crate) fn advance(&mut self, header: &FrameHeader) {
+        self.prev_crc = Some(header.crc);
+        if header.kind != KIND_WRAP {
+            self.expected = self.expected.saturating_add(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A sealed frame header for `payload`.
+    fn sealed(kind: u16, seq: u64, time_us: u64, prev_crc: u32, payload: &[u8]) -> FrameHeader {
+        let mut h = FrameHeader {
+            marker: FRAME_MARKER,
+            kind,
+            flags: 0,
+            payload_len: payload.len() as u32,
+            crc: 0,
+            seq,
+            time_us,
+            prev_crc,
+            reserved: 0,
+        };
+        h.crc = h.compute_crc(payload);
+        h
+    }
+
+    /// A zeroed data area of `cap` bytes holding `header` and `payload` at
+    /// `pos`.
+    fn area(cap: usize, pos: usize, header: &FrameHeader, payload: &[u8]) -> Vec<u8> {
+        let mut data = vec![0u8; cap];
+        data[pos..pos + HEADER_LEN].copy_from_slice(bytemuck::bytes_of(header));
+        data[pos + HEADER_LEN..pos + HEADER_LEN + payload.len()].copy_from_slice(payload);
+        data
+    }
+
+    /// The follower's way: the header bytes, then the payload bytes.
+    fn decode_in_two_reads(data: &[u8], pos: usize) -> Result<usize, FrameProblem> {
+        let raw = data.get(pos..).ok_or(FrameProblem::NoMarker)?;
+        let head = Head::parse(raw, pos, data.len())?;
+        let start = pos + HEADER_LEN;
+        head.check(&data[start..start + head.payload_len()])
+    }
+
+    /// Whatever is accepted has a marker, a matching CRC and fits.
+    fn assert_sound(data: &[u8], pos: usize) -> Result<(), TestCaseError> {
+        let one = decode(data, pos);
+        let two = decode_in_two_reads(data, pos);
+        prop_assert_eq!(one.map(|f| f.len), two);
+        if let Ok(f) = one {
+            prop_assert_eq!(f.header.marker, FRAME_MARKER);
+            prop_assert_eq!(f.header.compute_crc(f.payload), f.header.crc);
+            prop_assert_eq!(f.payload.len(), f.header.payload_len as usize);
+            prop_assert!(pos + f.len <= data.len());
+            prop_assert!(f.header.kind != KIND_WRAP || f.payload.is_empty());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn problems_are_named() {
+        let payload = b"hello";
+        let h = sealed(3, 9, 1, 0, payload);
+        let data = area(256, 8, &h, payload);
+        assert_eq!(decode(&data, 8).map(|f| f.len), Ok(48));
+        assert_eq!(decode(&data, 16).map(|f| f.len), Err(FrameProblem::NoMarker));
+        assert_eq!(decode(&data, 240).map(|f| f.len), Err(FrameProblem::NoMarker));
+        assert_eq!(decode(&data, usize::MAX).map(|f| f.len), Err(FrameProblem::NoMarker));
+        let mut bad = data.clone();
+        bad[8 + HEADER_LEN] ^= 1;
+        assert_eq!(decode(&bad, 8).map(|f| f.len), Err(FrameProblem::BadCrc { seq: 9 }));
+        // A payload running past the end of the data area.
+        assert_eq!(decode(&data[..50], 8).map(|f| f.len), Err(FrameProblem::BadLength { seq: 9 }));
+        // A wrap marker with a good CRC but a payload.
+        let w = sealed(KIND_WRAP, 9, 1, 0, payload);
+        let data = area(256, 8, &w, payload);
+        assert_eq!(decode(&data, 8).map(|f| f.len), Err(FrameProblem::BadLength { seq: 9 }));
+    }
+
+    #[test]
+    fn chain_rules() {
+        let h = sealed(3, 5, 1, 77, b"x");
+        let mut link = Link::start(5);
+        assert_eq!(link.check(&h, 0), Ok(()));
+        link.prev_crc = Some(78);
+        assert_eq!(link.check(&h, 0), Err(FrameProblem::WrongPrev { seq: 5 }));
+        link.prev_crc = Some(77);
+        link.advance(&h);
+        assert_eq!(link, Link { expected: 6, prev_crc: Some(h.crc) });
+        assert_eq!(link.check(&h, 0), Err(FrameProblem::WrongSeq { seq: 5 }));
+        let w = sealed(KIND_WRAP, 6, 1, h.crc, &[]);
+        assert_eq!(link.check(&w, 0), Err(FrameProblem::WrapAtZero));
+        assert_eq!(link.check(&w, 8), Ok(()));
+        link.advance(&w);
+        assert_eq!(link, Link { expected: 6, prev_crc: Some(w.crc) });
+        let last = sealed(3, u64::MAX, 1, 0, b"");
+        assert_eq!(Link::start(u64::MAX).check(&last, 0), Err(FrameProblem::Loop));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Random bytes at any offset: never a panic, never a frame
+        /// whose CRC does not match.
+        #[test]
+        fn random_bytes_are_never_accepted_unsound(
+            data in proptest::collection::vec(any::<u8>(), 0..600),
+            pos in 0usize..640,
+        ) {
+            assert_sound(&data, pos)?;
+        }
+
+        /// Random bytes behind a real marker, with a small payload length,
+        /// so the length and CRC checks are reached.
+        #[test]
+        fn hostile_headers_are_never_accepted_unsound(
+            mut data in proptest::collection::vec(any::<u8>(), 40..400),
+            plen in 0u32..400,
+            kind in prop_oneof![Just(KIND_WRAP), any::<u16>()],
+            pos in 0usize..64,
+        ) {
+            let pos = pos.min(data.len() - HEADER_LEN);
+            data[pos..pos + 4].copy_from_slice(&FRAME_MARKER.to_le_bytes());
+            data[pos + 4..pos + 6].copy_from_slice(&kind.to_le_bytes());
+            data[pos + 8..pos + 12].copy_from_slice(&plen.to_le_bytes());
+            assert_sound(&data, pos)?;
+        }
+
+        /// A valid frame decodes to what was written, both ways; any bit
+        /// flip in the bytes its CRC covers is refused.
+        #[test]
+        fn valid_frames_round_trip_and_flips_are_refused(
+            kind in 0u16..KIND_WRAP,
+            seq in any::<u64>(),
+            time_us in any::<u64>(),
+            prev_crc in any::<u32>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..300),
+            slot in 0usize..8,
+            spare in 0usize..4,
+            flip in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let pos = slot * 8;
+            let len = frame_len(payload.len() as u64).unwrap() as usize;
+            let cap = pos + len + spare * 8;
+            let h = sealed(kind, seq, time_us, prev_crc, &payload);
+            let data = area(cap, pos, &h, &payload);
+            let f = decode(&data, pos).unwrap();
+            prop_assert_eq!(f.header, h);
+            prop_assert_eq!(f.payload, &payload[..]);
+            prop_assert_eq!(f.len, len);
+            prop_assert_eq!(decode_in_two_reads(&data, pos), Ok(len));
+
+            let mut bad = data.clone();
+            let at = pos + flip.index(HEADER_LEN + payload.len());
+            bad[at] ^= 1 << bit;
+            prop_assert!(decode(&bad, pos).is_err(), "flip at {}.{} accepted", at, bit);
+            prop_assert!(decode_in_two_reads(&bad, pos).is_err());
+            assert_sound(&bad, pos)?;
+        }
+    }
+}
