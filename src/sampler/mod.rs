@@ -14,21 +14,20 @@
 //! dirty paths and nothing else (`files_read` in `status` proves it), and
 //! the other names of a dirty file that has hard links (see `links`).
 
+mod classify;
 mod links;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::clock::now_us;
 use crate::credentials::Opener;
-use crate::diff::{self, Patch};
+use crate::diff;
 use crate::event::{self, Backend, Dirty, Linked, Source};
-use crate::history::Entry;
 use crate::journal::record::{
-    Baseline, Body, Change, FORMAT_VERSION, FileChange, FileEntry, Node, Record, Sample, SkipReason, Skipped,
-    Writers,
+    Baseline, Body, FORMAT_VERSION, FileChange, FileEntry, Node, Record, Sample, SkipReason, Skipped, Writers,
 };
 use crate::journal::{self, Ring, RingInfo};
 use crate::mirror::{self, Mirror};
@@ -36,6 +35,7 @@ use crate::proc::probe::{Probe, Recording};
 use crate::proc::{Target, child};
 use crate::store::{self, LockFile, LockMode};
 use crate::tree::{self, Excludes, Inode, Observed};
+use classify::{Classified, Tracked, Update, classify, skip_reason, tracked_after, worth_reading_again};
 use links::{Id, Links};
 
 /// Errors that stop the sampler.
@@ -99,15 +99,6 @@ pub struct Settings {
     pub only_target: bool,
     /// What is recorded besides the files (`--record`).
     pub record: Recording,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Tracked {
-    node: Node,
-    hash: u64,
-    /// The file read (device, inode), to find its other names when a link
-    /// to it appears.
-    id: Option<Id>,
 }
 
 /// Work counters, shown by `status`: they make "the cost follows the
@@ -853,8 +844,7 @@ impl Sampler {
         let searched = self.observe_links(&mut seen);
         let Seen { mut observed, inodes } = seen;
         self.make_consistent(&mut observed);
-        let mut found = Found { searched, ..Found::default() };
-        found.inodes = observed
+        let inodes = observed
             .iter()
             .filter(|(_, o)| !matches!(o, Observed::Unreadable(_)))
             .map(|(path, o)| {
@@ -863,150 +853,10 @@ impl Sampler {
                 (path.clone(), inode)
             })
             .collect();
-        let mut deleted = Vec::new();
-        let mut created = Vec::new();
-        let mut modified = Vec::new();
-        for (path, seen) in observed {
-            let old = self.index.get(&path).copied();
-            // A file still failing to be read was listed when it first failed.
-            let listed = matches!(seen, Observed::Unreadable(_)) && self.unread.contains_key(&path);
-            if let Some(reason) = skip_reason(&seen)
-                && !listed
-            {
-                found.skipped.push(Skipped { path: path.clone(), reason });
-            }
-            let new = match seen {
-                Observed::File(content) => Some((Node::File, content)),
-                Observed::Symlink(target) => Some((Node::Symlink, target)),
-                // An unreadable entry keeps its recorded state; when the
-                // reason may pass, it is read again at the next sample.
-                Observed::Unreadable(errno) => {
-                    if worth_reading_again(errno) {
-                        found.unread.insert(path, errno);
-                    }
-                    continue;
-                }
-                _ => None,
-            };
-            if let Some((_, content)) = &new {
-                found.files_read += 1;
-                found.bytes_read += content.len() as u64;
-            }
-            match (old, new) {
-                (None, None) => {}
-                (None, Some(new)) => created.push((path, new)),
-                (Some(old), None) => deleted.push((path, old)),
-                (Some(old), Some(new)) if old.node != new.0 => {
-                    deleted.push((path.clone(), old));
-                    created.push((path, new));
-                }
-                (Some(old), Some(new)) => {
-                    if old.hash != diff::hash(&new.1) {
-                        modified.push((path, new));
-                    }
-                }
-            }
-        }
-        self.classify(deleted, created, modified, &mut found);
-        found
-    }
-
-    fn classify(
-        &self,
-        deleted: Vec<(Vec<u8>, Tracked)>,
-        created: Vec<(Vec<u8>, Entry)>,
-        modified: Vec<(Vec<u8>, Entry)>,
-        found: &mut Found,
-    ) {
-        let deadline = self.settings.diff_deadline;
-        // A path gone and another appeared with the same content in the
-        // same sample is a rename.
-        let mut gone_by_hash: HashMap<(u64, Node), Vec<usize>> = HashMap::new();
-        for (i, (_, tracked)) in deleted.iter().enumerate() {
-            gone_by_hash.entry((tracked.hash, tracked.node)).or_default().push(i);
-        }
-        let mut renamed_from = vec![false; deleted.len()];
-        let mut renames = Vec::new();
-        let mut creations = Vec::new();
-        for (path, (node, content)) in created {
-            let hash = diff::hash(&content);
-            let source = gone_by_hash.get_mut(&(hash, node)).and_then(Vec::pop);
-            match source {
-                Some(i) => {
-                    renamed_from[i] = true;
-                    renames.push((path, deleted[i].0.clone(), node, content));
-                }
-                None => creations.push((path, node, content)),
-            }
-        }
-        for (i, (path, tracked)) in deleted.iter().enumerate() {
-            if renamed_from[i] {
-                continue;
-            }
-            let old = self.mirror_content(path);
-            found.changes.push(FileChange {
-                path: path.clone(),
-                change: Change::Deleted,
-                from: None,
-                node: tracked.node,
-                patch: Patch::compute(&old, b"", deadline),
-            });
-            found.updates.push((path.clone(), None));
-        }
-        // A renamed file's new path is put in the mirror before its old
-        // path leaves it: the record holds no content for a rename, so a
-        // crash between the two must leave the content somewhere for
-        // start-up repair to finish the move. Only when a new path clashes
-        // with an old one (a directory and a link trading places: `d/f` ->
-        // `.d/f`, `.d` -> `d`) must every clashing old path leave first.
-        let overlaps = |a: &[u8], b: &[u8]| {
-            let under = |x: &[u8], y: &[u8]| x.len() > y.len() && x.starts_with(y) && x[y.len()] == b'/';
-            a == b || under(a, b) || under(b, a)
-        };
-        let clashes: Vec<bool> = renames
-            .iter()
-            .map(|(path, _, _, _)| renames.iter().any(|(_, from, _, _)| overlaps(path, from)))
-            .collect();
-        let (mut early, mut late) = (Vec::new(), Vec::new());
-        let before_renames = found.updates.len();
-        for ((path, from, node, content), clash) in renames.into_iter().zip(clashes) {
-            found.changes.push(FileChange {
-                path: path.clone(),
-                change: Change::Renamed,
-                from: Some(from.clone()),
-                node,
-                patch: Patch::compute(&content, &content, deadline),
-            });
-            if clash {
-                late.push((path, Some((node, content))))
-            } else {
-                early.push((path, Some((node, content))))
-            }
-            found.updates.push((from, None));
-        }
-        // Deletions first (a new path may lie below a deleted file), then
-        // the puts that clash with nothing, the old paths, the rest.
-        let removals = found.updates.split_off(before_renames);
-        found.updates.extend(early);
-        found.updates.extend(removals);
-        found.updates.extend(late);
-        let mut rest: Vec<(Vec<u8>, Node, Vec<u8>, Change)> = creations
-            .into_iter()
-            .map(|(p, n, c)| (p, n, c, Change::Created))
-            .chain(modified.into_iter().map(|(p, (n, c))| (p, n, c, Change::Modified)))
-            .collect();
-        rest.sort_by(|a, b| a.0.cmp(&b.0));
-        for (path, node, content, change) in rest {
-            let old = if change == Change::Modified { self.mirror_content(&path) } else { Vec::new() };
-            found.changes.push(FileChange {
-                path: path.clone(),
-                change,
-                from: None,
-                node,
-                patch: Patch::compute(&old, &content, deadline),
-            });
-            found.updates.push((path, Some((node, content))));
-        }
+        let old_content = |path: &[u8]| self.mirror_content(path);
+        let Classified { changes, skipped, updates, files_read, bytes_read, unread } =
+            classify(observed, &self.index, &self.unread, old_content, self.settings.diff_deadline);
+        Found { changes, skipped, updates, files_read, bytes_read, unread, inodes, searched }
     }
 
     /// The paths were observed one at a time while the tree may have been
@@ -1196,28 +1046,6 @@ impl Sampler {
     }
 }
 
-/// What the index holds after `changes`, from their patches' hashes (the
-/// contents were hashed once already, by the patch): each path's new entry,
-/// or `None` when it is gone.
-fn tracked_after(changes: &[FileChange]) -> Vec<(Vec<u8>, Option<Tracked>)> {
-    let mut out = Vec::with_capacity(changes.len());
-    for change in changes {
-        if let Some(from) = &change.from {
-            out.push((from.clone(), None));
-        }
-        let entry = (change.change != Change::Deleted).then_some(Tracked {
-            node: change.node,
-            hash: change.patch.new_hash,
-            id: None,
-        });
-        out.push((change.path.clone(), entry));
-    }
-    out
-}
-
-/// A mirror update: the path's new entry, or `None` to remove it.
-type Update = (Vec<u8>, Option<Entry>);
-
 /// Make `updates` in the mirror, in order.
 fn apply_updates(mirror: &mut Mirror, updates: &[Update]) -> Result<(), Error> {
     for (path, entry) in updates {
@@ -1227,34 +1055,6 @@ fn apply_updates(mirror: &mut Mirror, updates: &[Update]) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-/// Whether a read that failed with `errno` may work at the next sample
-/// without any event saying so: an I/O error, a race with a writer, a
-/// shortage of memory or fds. A permission denied is left to the event a
-/// `chmod` raises.
-fn worth_reading_again(errno: i32) -> bool {
-    matches!(
-        errno,
-        libc::EIO
-            | libc::EAGAIN
-            | libc::EINTR
-            | libc::ENOMEM
-            | libc::ENFILE
-            | libc::EMFILE
-            | libc::EBUSY
-            | libc::ENOBUFS
-            | libc::ESTALE
-            | libc::ETIMEDOUT
-    )
-}
-
-fn skip_reason(observed: &Observed) -> Option<SkipReason> {
-    match observed {
-        Observed::TooLarge(size) => Some(SkipReason::TooLarge { size: *size }),
-        Observed::Unreadable(errno) => Some(SkipReason::Unreadable { errno: *errno }),
-        _ => None,
-    }
 }
 
 /// Bring the newest epoch's mirror in line with the last committed record
