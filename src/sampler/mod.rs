@@ -15,6 +15,7 @@
 //! the other names of a dirty file that has hard links (see `links`).
 
 mod classify;
+mod dirty;
 mod links;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,7 +28,7 @@ use crate::credentials::Opener;
 use crate::diff;
 use crate::event::{self, Backend, Dirty, Linked, Source};
 use crate::journal::record::{
-    Baseline, Body, FORMAT_VERSION, FileChange, FileEntry, Node, Record, Sample, SkipReason, Skipped, Writers,
+    Baseline, Body, FORMAT_VERSION, FileChange, FileEntry, Node, Record, Sample, SkipReason, Skipped,
 };
 use crate::journal::{self, Ring, RingInfo};
 use crate::mirror::{self, Mirror};
@@ -36,6 +37,7 @@ use crate::proc::{Target, child};
 use crate::store::{self, LockFile, LockMode};
 use crate::tree::{self, Excludes, Inode, Observed};
 use classify::{Classified, Tracked, Update, classify, skip_reason, tracked_after, worth_reading_again};
+use dirty::DirtySet;
 use links::{Id, Links};
 
 /// Errors that stop the sampler.
@@ -172,10 +174,8 @@ pub struct Sampler {
     /// The files the event source was last asked to watch for writes
     /// through names outside the tree.
     watching: Vec<Linked>,
-    pending: BTreeSet<Dirty>,
-    /// Who caused the pending events: path → (PIDs, any of them the target's).
-    writers: BTreeMap<Vec<u8>, (BTreeSet<i32>, bool)>,
-    rescan_reasons: Vec<String>,
+    /// The dirty paths of the period, their writers, why to rescan.
+    dirty: DirtySet,
     pid: i32,
     /// Mirror updates of the last committed record that could not be made
     /// (see [`Error::MirrorBehind`]); made before anything else is recorded.
@@ -269,9 +269,7 @@ impl Sampler {
             index: BTreeMap::new(),
             links: Links::default(),
             watching: Vec::new(),
-            pending: BTreeSet::new(),
-            writers: BTreeMap::new(),
-            rescan_reasons: Vec::new(),
+            dirty: DirtySet::default(),
             pid: 0,
             unapplied: None,
             exit: None,
@@ -336,9 +334,7 @@ impl Sampler {
         self.index.clear();
         self.links.clear();
         self.watching.clear();
-        self.pending.clear();
-        self.writers.clear();
-        self.rescan_reasons.clear();
+        self.dirty.clear();
         self.unread.clear();
         self.exit = None;
         self.needs_baseline = true;
@@ -389,7 +385,7 @@ impl Sampler {
 
     /// Dirty paths waiting for the next sample.
     pub fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.dirty.pending.len()
     }
 
     /// The ring file's path.
@@ -550,33 +546,7 @@ impl Sampler {
     /// Run the barrier and move queued dirty paths into the pending set.
     fn collect(&mut self) {
         let Some(watch) = &mut self.watch else { return };
-        let events = &mut watch.tree.events;
-        if !events.sync(Duration::from_secs(2)) {
-            self.rescan_reasons.push("the event thread did not answer the sample barrier".into());
-            self.pending.insert(Dirty::Subtree(Vec::new()));
-        }
-        let mut drained = Vec::new();
-        events.drain(&mut drained);
-        for event in drained {
-            if let Some(pid) = event.pid {
-                let path = match &event.dirty {
-                    Dirty::Path(p) | Dirty::Subtree(p) => p.clone(),
-                    Dirty::Inode(..) => continue,
-                };
-                let entry = self.writers.entry(path).or_default();
-                entry.0.insert(pid);
-                entry.1 |= event.by_target;
-            }
-            self.pending.insert(event.dirty);
-        }
-        let shared = events.shared();
-        if shared.take_overflow() {
-            self.rescan_reasons.push("event queue overflow".into());
-            self.pending.insert(Dirty::Subtree(Vec::new()));
-        }
-        for dir in shared.unwatched() {
-            self.pending.insert(Dirty::Subtree(dir));
-        }
+        self.dirty.collect(&mut *watch.tree.events);
     }
 
     /// What the pending dirty paths amount to, without recording anything
@@ -608,33 +578,22 @@ impl Sampler {
         self.catch_up()?;
         if self.needs_baseline {
             // The baseline walks the whole tree: nothing is left to rescan.
-            self.rescan_reasons.clear();
-            self.pending.clear();
-            self.writers.clear();
+            self.dirty.clear();
             out.push(self.baseline()?);
         }
         self.collect();
-        if !self.rescan_reasons.is_empty() {
-            let paths: Vec<Vec<u8>> = self
-                .pending
-                .iter()
-                .filter_map(|d| match d {
-                    Dirty::Subtree(p) => Some(p.clone()),
-                    Dirty::Path(_) | Dirty::Inode(..) => None,
-                })
-                .collect();
-            let reason = self.rescan_reasons.join("; ");
+        if let Some((reason, paths)) = self.dirty.rescan_due() {
             out.push(self.commit(Body::Rescan { reason, paths }, |_| Ok(()))?);
-            self.rescan_reasons.clear();
+            self.dirty.rescan_recorded();
             self.counters.rescans += 1;
         }
         let found = self.find();
         let Found { changes, skipped, updates, files_read, bytes_read, unread, inodes, searched } = found;
-        let writers = self.attribute(&changes);
+        let writers = self.dirty.attribute(&changes, self.settings.only_target);
         let tracked = tracked_after(&changes);
         let (maps, stats) = self.probe.sample(self.watch.as_ref().map(|w| &w.target));
         let body = Body::Sample(Sample { files: changes, skipped, maps, stats, writers });
-        let dirty_paths = self.pending.len() as u64;
+        let dirty_paths = self.dirty.pending.len() as u64;
         let committed = self.commit(body, |mirror| apply_updates(mirror, &updates));
         // Committed with the mirror behind: the journal holds the changes,
         // so the index follows them; the mirror catches up later.
@@ -700,9 +659,8 @@ impl Sampler {
                 None => self.index.remove(&path),
             };
         }
-        self.pending.clear();
+        self.dirty.done();
         self.keep_unread(unread);
-        self.writers.clear();
         self.counters.samples += 1;
         self.counters.files_read = files_read;
         self.counters.bytes_read = bytes_read;
@@ -759,7 +717,7 @@ impl Sampler {
     /// the first time it fails and read again at the next sample.
     fn keep_unread(&mut self, unread: BTreeMap<Vec<u8>, i32>) {
         self.note_unread(&unread);
-        self.pending.extend(unread.keys().cloned().map(Dirty::Path));
+        self.dirty.pending.extend(unread.keys().cloned().map(Dirty::Path));
         self.unread = unread;
     }
 
@@ -786,51 +744,11 @@ impl Sampler {
         faults
     }
 
-    /// The writers of each change, from the events of the period: the
-    /// path's own events (both ends of a rename), else those of the nearest
-    /// directory whose subtree changed.
-    fn attribute(&self, changes: &[FileChange]) -> Vec<Writers> {
-        if self.writers.is_empty() {
-            return Vec::new();
-        }
-        let lookup = |path: &[u8]| {
-            let mut at = path;
-            loop {
-                if let Some(found) = self.writers.get(at) {
-                    return Some(found);
-                }
-                if at.is_empty() {
-                    return None;
-                }
-                at = tree::split(at).0;
-            }
-        };
-        let mut out = Vec::new();
-        for change in changes {
-            let mut pids = BTreeSet::new();
-            let mut by_target = false;
-            for path in std::iter::once(&change.path).chain(change.from.as_ref()) {
-                if let Some((found, ours)) = lookup(path) {
-                    pids.extend(found.iter().copied());
-                    by_target |= ours;
-                }
-            }
-            if !pids.is_empty() {
-                out.push(Writers {
-                    path: change.path.clone(),
-                    pids: pids.into_iter().collect(),
-                    foreign: self.settings.only_target && !by_target,
-                });
-            }
-        }
-        out
-    }
-
     /// Observe every pending path and classify the differences from the
     /// mirror.
     fn find(&self) -> Found {
         let mut seen = Seen::default();
-        for dirty in &self.pending {
+        for dirty in &self.dirty.pending {
             match dirty {
                 Dirty::Path(path) => self.observe_path(path, &mut seen),
                 Dirty::Subtree(dir) => self.observe_subtree(dir, &mut seen),
