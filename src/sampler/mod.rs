@@ -5,7 +5,8 @@
 //!
 //! The life of one change: the target writes `notes.txt` → inotify queues
 //! `IN_MODIFY` → the event thread pushes `Dirty::Path("notes.txt")` → at
-//! the next tick the sampler runs the barrier ([`Source::sync`]), drains
+//! the next tick the sampler runs the barrier
+//! ([`crate::event::Source::sync`]), drains
 //! the queue, reads `notes.txt` beneath the root, diffs it against the
 //! mirror's copy, appends a `sample` record holding the reversible patch,
 //! and replaces the mirror's copy.
@@ -13,32 +14,44 @@
 //! Only the baseline and a rescan walk the tree; a normal sample reads the
 //! dirty paths and nothing else (`files_read` in `status` proves it), and
 //! the other names of a dirty file that has hard links (see `links`).
+//!
+//! This file holds the [`Sampler`] and its period step, wiring the parts:
+//!
+//! | part | owns |
+//! |---|---|
+//! | `dirty` | the dirty set: events drained from the queue, coalesced; their writers; why to rescan |
+//! | `observe` | reading what the dirty paths hold now, made to describe one possible tree |
+//! | `classify` | observed vs tracked → changes (renames by content hash) and ordered mirror updates (pure) |
+//! | `epoch` | the tree followed; baselines, `pid` and `cwd` changes, new epochs |
+//! | `upkeep` | the mirror following the journal: updates, catch-up, crash repair, garbage collection |
+//! | `links` | the names of files with more than one link |
 
 mod classify;
 mod dirty;
+mod epoch;
 mod links;
+mod observe;
+mod upkeep;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::{AsFd, OwnedFd};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::clock::now_us;
-use crate::credentials::Opener;
-use crate::diff;
-use crate::event::{self, Backend, Dirty, Linked, Source};
-use crate::journal::record::{
-    Baseline, Body, FORMAT_VERSION, FileChange, FileEntry, Node, Record, Sample, SkipReason, Skipped,
-};
+use crate::event::{Backend, Dirty, Linked};
+use crate::journal::record::{Body, FORMAT_VERSION, FileChange, Record, Sample, Skipped};
 use crate::journal::{self, Ring, RingInfo};
 use crate::mirror::{self, Mirror};
 use crate::proc::probe::{Probe, Recording};
 use crate::proc::{Target, child};
 use crate::store::{self, LockFile, LockMode};
-use crate::tree::{self, Excludes, Inode, Observed};
-use classify::{Classified, Tracked, Update, classify, skip_reason, tracked_after, worth_reading_again};
+use crate::tree::{Excludes, Inode};
+use classify::{Tracked, Update, tracked_after};
 use dirty::DirtySet;
+use epoch::{Tree, Watch};
 use links::{Id, Links};
+use upkeep::apply_updates;
+pub use upkeep::repair;
 
 /// Errors that stop the sampler.
 #[derive(Debug, thiserror::Error)]
@@ -151,14 +164,6 @@ pub struct Found {
     searched: Vec<(Id, u64)>,
 }
 
-/// What a sample read: each path's state, and the inode of those that are
-/// regular files.
-#[derive(Default)]
-struct Seen {
-    observed: BTreeMap<Vec<u8>, Observed>,
-    inodes: BTreeMap<Vec<u8>, Option<Inode>>,
-}
-
 /// The sampler's state.
 pub struct Sampler {
     settings: Settings,
@@ -197,51 +202,6 @@ pub struct Sampler {
     reap: bool,
     counters: Counters,
     probe: Probe,
-}
-
-/// A followed process and the directory tree it works in.
-struct Watch {
-    target: Target,
-    tree: Tree,
-}
-
-/// A watched directory tree: the root fd every access goes through, its
-/// identity (to notice a `chdir`), and the event thread watching it.
-struct Tree {
-    root: OwnedFd,
-    id: (u64, u64),
-    cwd: PathBuf,
-    skip: Option<(u64, u64)>,
-    events: Box<dyn Source>,
-    /// Opens files with the target's rights (see [`crate::credentials`]).
-    opener: Opener,
-}
-
-impl Tree {
-    /// Open `target`'s working directory and start watching it.
-    fn open(target: &Target, settings: &Settings) -> Result<Tree, Error> {
-        let root = target.open_cwd()?;
-        let cwd = target.cwd_path()?;
-        let id = nix::sys::stat::fstat(&root).map(|st| (st.st_dev, st.st_ino)).map_err(|errno| {
-            crate::proc::Error::Proc { pid: target.pid(), what: "cwd", source: errno.into() }
-        })?;
-        let skip = std::fs::metadata(&settings.store).ok().map(|m| {
-            use std::os::unix::fs::MetadataExt;
-            (m.dev(), m.ino())
-        });
-        let options = event::Options {
-            excludes: settings.excludes.clone(),
-            skip,
-            capacity: settings.queue_capacity,
-            target: target.pid(),
-        };
-        let events = event::start(settings.backend, &root, options)?;
-        let opener = match target.creds() {
-            Some(creds) => Opener::for_target(&creds),
-            None => Opener::Direct,
-        };
-        Ok(Tree { root, id, cwd, skip, events, opener })
-    }
 }
 
 impl Sampler {
@@ -284,31 +244,6 @@ impl Sampler {
         Ok((sampler, vec![baseline]))
     }
 
-    /// Follow another process from now on: a last sample of the current
-    /// one, a `pid` record, then a baseline of the new process's working
-    /// directory in a new epoch. Nothing changes when the new process's
-    /// directory cannot be opened or watched.
-    ///
-    /// # Errors
-    /// [`Error::Proc`]/[`Error::Event`] before anything is recorded; the
-    /// others when the ring or the mirror cannot be written.
-    pub fn follow(&mut self, target: Target) -> Result<Vec<Committed>, Error> {
-        let tree = Tree::open(&target, &self.settings)?;
-        let mut out = self.sample()?;
-        let body = Body::Pid { old: self.pid, new: target.pid() };
-        // The old process is let go only once the `pid` record is in.
-        match self.commit(body, |_| Ok(())) {
-            Ok(lead) => out.push(lead),
-            Err(e) => return Err(self.unshown_then(out, e)),
-        }
-        self.reap = false;
-        match self.rebase(Watch { target, tree }) {
-            Ok(baseline) => out.push(baseline),
-            Err(e) => return Err(self.unshown_then(out, e)),
-        }
-        Ok(out)
-    }
-
     /// Keep `out`, committed by a call that then failed with `e`, for
     /// [`Sampler::take_unshown`]; returns `e`.
     fn unshown_then(&mut self, mut out: Vec<Committed>, e: Error) -> Error {
@@ -321,24 +256,6 @@ impl Sampler {
     /// update failed, say), for display: that call returned no records.
     pub fn take_unshown(&mut self) -> Vec<Committed> {
         std::mem::take(&mut self.unshown)
-    }
-
-    /// Start a new epoch on `watch` (after the `pid` or `cwd` record that
-    /// says why, in the old epoch) and take its baseline. From here on the
-    /// new tree is followed: a baseline that cannot be recorded now is
-    /// taken by the next sample instead.
-    fn rebase(&mut self, watch: Watch) -> Result<Committed, Error> {
-        self.epoch = self.ring.info().next_seq;
-        self.pid = watch.target.pid();
-        self.watch = Some(watch);
-        self.index.clear();
-        self.links.clear();
-        self.watching.clear();
-        self.dirty.clear();
-        self.unread.clear();
-        self.exit = None;
-        self.needs_baseline = true;
-        self.baseline()
     }
 
     /// The PID followed (0 once it has exited).
@@ -393,97 +310,6 @@ impl Sampler {
         self.ring.path()
     }
 
-    /// Copy the whole tree into a fresh mirror of the current epoch and
-    /// commit the baseline record.
-    fn baseline(&mut self) -> Result<Committed, Error> {
-        let Some(Watch { target, tree: watched }) = &self.watch else { return Err(Error::NoTarget) };
-        // The epoch has no record yet: whatever its mirror holds is left
-        // from a baseline that failed (or a crash during one), and
-        // `Mirror::open` removes it.
-        self.mirror = Mirror::open(&self.settings.store, self.epoch)?;
-        let mut files = Vec::new();
-        let mut skipped = Vec::new();
-        let mut index = BTreeMap::new();
-        let mut links = Links::default();
-        let mut failed: Option<mirror::Error> = None;
-        let max = self.settings.max_file_size;
-        let mirror = &mut self.mirror;
-        tree::walk(
-            watched.root.as_fd(),
-            b"",
-            &self.settings.excludes,
-            watched.skip,
-            &mut |rel, dir, entries| {
-                for (name, is_dir) in entries {
-                    if *is_dir {
-                        continue;
-                    }
-                    let path = tree::join(rel, name);
-                    let (seen, inode) = tree::observe_entry_linked(dir, name, max, &watched.opener);
-                    links.set(&path, inode);
-                    let (node, content) = match seen {
-                        Observed::File(content) => (Node::File, content),
-                        Observed::Symlink(target) => (Node::Symlink, target),
-                        other => {
-                            if let Some(reason) = skip_reason(&other) {
-                                skipped.push(Skipped { path, reason });
-                            }
-                            continue;
-                        }
-                    };
-                    if failed.is_some() {
-                        return;
-                    }
-                    let hash = diff::hash(&content);
-                    if let Err(e) = mirror.put_new(&path, node, &content) {
-                        failed = Some(e);
-                        return;
-                    }
-                    files.push(FileEntry { path: path.clone(), node, size: content.len() as u64, hash });
-                    index.insert(path, Tracked { node, hash, id: inode.map(|i| i.id()) });
-                }
-            },
-            &mut |_, _| {},
-        );
-        if let Some(e) = failed {
-            return Err(e.into());
-        }
-        self.mirror.finish_baseline()?;
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        skipped.sort_by(|a, b| a.path.cmp(&b.path));
-        let unread: BTreeMap<Vec<u8>, i32> = skipped
-            .iter()
-            .filter_map(|s| match s.reason {
-                SkipReason::Unreadable { errno } if worth_reading_again(errno) => {
-                    Some((s.path.clone(), errno))
-                }
-                _ => None,
-            })
-            .collect();
-        let starttime = target.starttime();
-        let (maps, stats) = self.probe.baseline(Some(target));
-        let body = Body::Baseline(Baseline {
-            cwd: watched.cwd.clone().into_os_string().into_encoded_bytes(),
-            starttime,
-            files,
-            skipped,
-            maps,
-            stats,
-        });
-        let committed = self.commit(body, |_| Ok(()))?;
-        self.needs_baseline = false;
-        self.probe.keep_anchor(&self.settings.store, self.epoch, committed.seq, self.ring.info().oldest_seq);
-        self.index = index;
-        links.all_searched();
-        self.links = links;
-        self.watch_linked();
-        self.keep_unread(unread);
-        // Events that arrived while walking may name files the walk already
-        // saw; comparing them again at the next sample is harmless.
-        self.collect_garbage();
-        Ok(committed)
-    }
-
     /// Append one record under the store lock, run `then` (the mirror
     /// update) before releasing it.
     fn commit(
@@ -510,37 +336,6 @@ impl Sampler {
             });
         }
         Ok(Committed { seq, time_us, record })
-    }
-
-    /// After [`Error::MirrorBehind`]: make the mirror updates the last
-    /// record missed (putting and removing again is harmless).
-    fn catch_up(&mut self) -> Result<(), Error> {
-        let Some(updates) = &self.unapplied else { return Ok(()) };
-        let _guard = self.lock.lock(LockMode::Exclusive)?;
-        apply_updates(&mut self.mirror, updates).map_err(|e| match e {
-            Error::Mirror(source) => Error::MirrorBehind(source),
-            other => other,
-        })?;
-        self.unapplied = None;
-        Ok(())
-    }
-
-    /// Remove the mirrors of epochs whose records have all left the ring,
-    /// and epoch directories that never got a committed baseline.
-    fn collect_garbage(&self) {
-        let info = self.ring.info();
-        let epochs = mirror::epochs(&self.settings.store);
-        for (i, &epoch) in epochs.iter().enumerate() {
-            if epoch == self.epoch {
-                continue;
-            }
-            let next_start = epochs.get(i + 1).copied().unwrap_or(u64::MAX);
-            let uncommitted = epoch >= info.next_seq;
-            let all_dropped = next_start <= info.oldest_seq;
-            if uncommitted || all_dropped {
-                let _ = mirror::remove_epoch(&self.settings.store, epoch);
-            }
-        }
     }
 
     /// Run the barrier and move queued dirty paths into the pending set.
@@ -695,24 +490,6 @@ impl Sampler {
         self.watching = wanted;
     }
 
-    /// The target changed directory: a `cwd` record, then a baseline of the
-    /// new directory. When the new directory cannot be watched, the old
-    /// tree stays watched and the failure is retried at the next sample.
-    fn moved(&mut self) -> Result<Vec<Committed>, Error> {
-        let Some(watch) = &self.watch else { return Ok(Vec::new()) };
-        let Ok(tree) = Tree::open(&watch.target, &self.settings) else { return Ok(Vec::new()) };
-        let old = watch.tree.cwd.clone().into_os_string().into_encoded_bytes();
-        let new = tree.cwd.clone().into_os_string().into_encoded_bytes();
-        // The old tree is let go only once the `cwd` record is in: when it
-        // cannot be written, the next sample notices the move again.
-        let lead = self.commit(Body::Cwd { old, new }, |_| Ok(()))?;
-        let Some(Watch { target, .. }) = self.watch.take() else { return Ok(vec![lead]) };
-        match self.rebase(Watch { target, tree }) {
-            Ok(baseline) => Ok(vec![lead, baseline]),
-            Err(e) => Err(self.unshown_then(vec![lead], e)),
-        }
-    }
-
     /// Take `unread` as the files that could not be read: each is reported
     /// the first time it fails and read again at the next sample.
     fn keep_unread(&mut self, unread: BTreeMap<Vec<u8>, i32>) {
@@ -744,217 +521,6 @@ impl Sampler {
         faults
     }
 
-    /// Observe every pending path and classify the differences from the
-    /// mirror.
-    fn find(&self) -> Found {
-        let mut seen = Seen::default();
-        for dirty in &self.dirty.pending {
-            match dirty {
-                Dirty::Path(path) => self.observe_path(path, &mut seen),
-                Dirty::Subtree(dir) => self.observe_subtree(dir, &mut seen),
-                Dirty::Inode(dev, ino) => {
-                    for name in self.links.names((*dev, *ino)) {
-                        self.observe_path(name, &mut seen);
-                    }
-                }
-            }
-        }
-        let searched = self.observe_links(&mut seen);
-        let Seen { mut observed, inodes } = seen;
-        self.make_consistent(&mut observed);
-        let inodes = observed
-            .iter()
-            .filter(|(_, o)| !matches!(o, Observed::Unreadable(_)))
-            .map(|(path, o)| {
-                let inode =
-                    if matches!(o, Observed::Absent) { None } else { inodes.get(path).copied().flatten() };
-                (path.clone(), inode)
-            })
-            .collect();
-        let old_content = |path: &[u8]| self.mirror_content(path);
-        let Classified { changes, skipped, updates, files_read, bytes_read, unread } =
-            classify(observed, &self.index, &self.unread, old_content, self.settings.diff_deadline);
-        Found { changes, skipped, updates, files_read, bytes_read, unread, inodes, searched }
-    }
-
-    /// The paths were observed one at a time while the tree may have been
-    /// changing (a directory swapped for a symlink between two of them):
-    /// make the observations describe one possible tree, so that nothing
-    /// is recorded below an entry that is not a directory. The next events
-    /// bring whatever this hides back.
-    fn make_consistent(&self, observed: &mut BTreeMap<Vec<u8>, Observed>) {
-        let is_leaf = |o: &Observed| {
-            matches!(
-                o,
-                Observed::File(_)
-                    | Observed::Symlink(_)
-                    | Observed::Binary
-                    | Observed::TooLarge(_)
-                    | Observed::Special
-            )
-        };
-        let leaves: Vec<Vec<u8>> =
-            observed.iter().filter(|(_, o)| is_leaf(o)).map(|(p, _)| p.clone()).collect();
-        for leaf in leaves {
-            let mut below = leaf;
-            below.push(b'/');
-            let under = |p: &&Vec<u8>| p.starts_with(&below);
-            let hidden: Vec<Vec<u8>> = observed
-                .range(below.clone()..)
-                .map(|(p, _)| p)
-                .take_while(under)
-                .chain(self.index.range(below.clone()..).map(|(p, _)| p).take_while(under))
-                .cloned()
-                .collect();
-            for p in hidden {
-                observed.insert(p, Observed::Absent);
-            }
-        }
-        // A tracked file or link with something below it now is gone.
-        let present: Vec<Vec<u8>> =
-            observed.iter().filter(|(_, o)| is_leaf(o)).map(|(p, _)| p.clone()).collect();
-        for path in present {
-            let mut at = path.as_slice();
-            while let Some(i) = at.iter().rposition(|&b| b == b'/') {
-                at = &at[..i];
-                if self.index.contains_key(at) && !observed.contains_key(at) {
-                    observed.insert(at.to_vec(), Observed::Absent);
-                }
-            }
-        }
-    }
-
-    fn mirror_content(&self, path: &[u8]) -> Vec<u8> {
-        match self.mirror.read(path) {
-            Ok(Some((_, content))) => content,
-            _ => Vec::new(),
-        }
-    }
-
-    /// Observe one path, unless it was already (its whole subtree when it
-    /// is a directory now).
-    fn observe_path(&self, path: &[u8], seen: &mut Seen) {
-        let Some(watch) = &self.watch else { return };
-        if seen.observed.contains_key(path) || self.settings.excludes.is_excluded_anywhere(path) {
-            return;
-        }
-        let max = self.settings.max_file_size;
-        let (observed, inode) = tree::observe_linked(watch.tree.root.as_fd(), path, max, &watch.tree.opener);
-        if matches!(observed, Observed::Dir) {
-            // A path that is a directory now: compare its subtree.
-            self.observe_subtree(path, seen);
-        } else {
-            seen.observed.insert(path.to_vec(), observed);
-            seen.inodes.insert(path.to_vec(), inode);
-        }
-    }
-
-    /// A change seen under one name of a file is a change of all its
-    /// names: observe the other names of every linked file observed, as
-    /// the links map knows them (by the inode a path had and the one it
-    /// has now). A file with more links than known names may have names
-    /// that were in the index before it was linked (`ln` of a file that had
-    /// one name): those are looked for once, in one pass over the index.
-    /// Returns the inodes so searched, with their link counts.
-    fn observe_links(&self, seen: &mut Seen) -> Vec<(Id, u64)> {
-        let mut work: Vec<Vec<u8>> = seen.observed.keys().cloned().collect();
-        let mut done: BTreeSet<Id> = BTreeSet::new();
-        while let Some(path) = work.pop() {
-            let now = seen.inodes.get(&path).copied().flatten().filter(|i| i.nlink > 1).map(|i| i.id());
-            for id in self.links.of_path(&path).into_iter().chain(now) {
-                if !done.insert(id) {
-                    continue;
-                }
-                for name in self.links.names(id) {
-                    if !seen.observed.contains_key(name) {
-                        self.observe_path(name, seen);
-                        work.push(name.clone());
-                    }
-                }
-            }
-        }
-        // Each linked inode read now that has a name new to the map (an
-        // unknown name can only be older than a new one: a link made to a
-        // file seen with one name), its link count and its names, known
-        // or just read. A link count grown by names outside the tree
-        // alone is not searched for.
-        let mut known: BTreeMap<Id, (u64, BTreeSet<&Vec<u8>>)> = BTreeMap::new();
-        let mut fresh: BTreeSet<Id> = BTreeSet::new();
-        for (path, inode) in &seen.inodes {
-            if let Some(inode) = inode.filter(|i| i.nlink > 1) {
-                let entry = known.entry(inode.id()).or_default();
-                entry.0 = entry.0.max(inode.nlink);
-                entry.1.insert(path);
-                if self.links.of_path(path) != Some(inode.id()) {
-                    fresh.insert(inode.id());
-                }
-            }
-        }
-        known.retain(|id, _| fresh.contains(id));
-        for (id, (_, names)) in known.iter_mut() {
-            for name in self.links.names(*id) {
-                let moved = seen.observed.contains_key(name)
-                    && seen.inodes.get(name).copied().flatten().is_none_or(|i| i.id() != *id);
-                if !moved {
-                    names.insert(name);
-                }
-            }
-        }
-        let search: BTreeMap<Id, u64> = known
-            .iter()
-            .filter(|(id, (nlink, names))| self.links.worth_searching(**id, *nlink, names.len()))
-            .map(|(id, (nlink, _))| (*id, *nlink))
-            .collect();
-        if search.is_empty() {
-            return Vec::new();
-        }
-        let others: Vec<Vec<u8>> = self
-            .index
-            .iter()
-            .filter(|(path, t)| {
-                t.id.is_some_and(|id| search.contains_key(&id)) && !seen.observed.contains_key(*path)
-            })
-            .map(|(path, _)| path.clone())
-            .collect();
-        for path in others {
-            self.observe_path(&path, seen);
-        }
-        search.into_iter().collect()
-    }
-
-    /// Observe everything in `dir`'s subtree: what the tree holds now and
-    /// what the index says was there.
-    fn observe_subtree(&self, dir: &[u8], seen: &mut Seen) {
-        let Some(watch) = &self.watch else { return };
-        let max = self.settings.max_file_size;
-        let Seen { observed, inodes } = seen;
-        for path in self.index.range(dir.to_vec()..).map(|(p, _)| p).take_while(|p| p.starts_with(dir)) {
-            if tree::is_within(path, dir) {
-                observed.entry(path.clone()).or_insert(Observed::Absent);
-            }
-        }
-        if !dir.is_empty() && self.settings.excludes.is_excluded_anywhere(dir) {
-            return;
-        }
-        tree::walk(
-            watch.tree.root.as_fd(),
-            dir,
-            &self.settings.excludes,
-            watch.tree.skip,
-            &mut |rel, fd, entries| {
-                for (name, is_dir) in entries {
-                    if !*is_dir {
-                        let path = tree::join(rel, name);
-                        let (seen, inode) = tree::observe_entry_linked(fd, name, max, &watch.tree.opener);
-                        observed.insert(path.clone(), seen);
-                        inodes.insert(path, inode);
-                    }
-                }
-            },
-            &mut |_, _| {},
-        );
-    }
-
     /// Flush the ring to disk (clean shutdown).
     ///
     /// # Errors
@@ -962,30 +528,4 @@ impl Sampler {
     pub fn flush(&self) -> Result<(), Error> {
         self.ring.flush().map_err(Error::from)
     }
-}
-
-/// Make `updates` in the mirror, in order.
-fn apply_updates(mirror: &mut Mirror, updates: &[Update]) -> Result<(), Error> {
-    for (path, entry) in updates {
-        match entry {
-            Some((node, content)) => mirror.put(path, *node, content)?,
-            None => mirror.remove(path)?,
-        }
-    }
-    Ok(())
-}
-
-/// Bring the newest epoch's mirror in line with the last committed record
-/// after a crash between the ring commit and the mirror update. Returns
-/// how many entries were rolled forward.
-///
-/// # Errors
-/// [`Error::Mirror`] when the mirror cannot be written.
-pub fn repair(store: &Path, ring: &Ring) -> Result<usize, Error> {
-    let Ok(snapshot) = journal::Snapshot::read(ring.path()) else { return Ok(0) };
-    let Some(last) = snapshot.frames().last() else { return Ok(0) };
-    let Ok(record) = Record::decode(last.payload) else { return Ok(0) };
-    let Body::Sample(sample) = &record.body else { return Ok(0) };
-    let Ok(mut mirror) = Mirror::open_existing(store, record.epoch) else { return Ok(0) };
-    Ok(crate::history::roll_forward(&mut mirror, &sample.files)?)
 }
