@@ -137,6 +137,8 @@ pub enum Command {
     Show(ShowArgs),
     /// Each line of a file with the record (seq, time, writer) that last changed it.
     Blame(BlameArgs),
+    /// Name this point in history: the running monitor writes a mark record (@NAME finds it).
+    Mark(MarkArgs),
     /// Rebuild the tracked tree as it was at a sample.
     Restore(RestoreArgs),
     /// Check the store: ring, records, patches against their hashes, mirror.
@@ -349,6 +351,29 @@ is damaged, exit 1, and DEST is left empty.
 An entry whose content at the point is not known (the target could not read
 it when it last changed) is left out and named on stderr (with --json, in
 left_out); the restore then exits 1, as the tree is incomplete.";
+
+/// `monitord mark`.
+#[derive(Debug, Args)]
+pub struct MarkArgs {
+    /// The store [default: the most recently written store in the default location].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// How long to wait for the reply, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub timeout: u64,
+    /// The name: one line of printable characters, at most 64 bytes.
+    #[arg(value_name = "NAME", value_parser = parse_mark_name)]
+    pub name: String,
+}
+
+/// A mark name, for clap.
+fn parse_mark_name(text: &str) -> Result<String, String> {
+    match crate::journal::record::valid_mark_name(text) {
+        Some(why) => Err(why.to_string()),
+        None => Ok(text.to_string()),
+    }
+}
 
 /// `monitord blame`.
 #[derive(Debug, Args)]

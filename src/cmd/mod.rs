@@ -6,6 +6,7 @@ pub mod ctl;
 pub mod dump;
 pub mod log;
 pub mod maps;
+pub mod mark;
 pub mod monitor;
 pub mod replay;
 pub mod restore;
@@ -41,6 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Log(args)) => log::run(&args),
         Some(Command::Show(args)) => show::run(&args),
         Some(Command::Blame(args)) => blame::run(&args),
+        Some(Command::Mark(args)) => mark::run(&args),
         Some(Command::Restore(args)) => restore::run(&args),
         Some(Command::Verify(args)) => verify::run(&args),
         Some(Command::Maps(args)) => maps::run(&args),

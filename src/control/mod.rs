@@ -54,6 +54,8 @@ pub enum Command {
     Stop,
     /// `help`: list the commands.
     Help,
+    /// `mark <name>`: write a `mark` record, a point `@name` finds.
+    Mark(String),
 }
 
 impl Command {
@@ -70,6 +72,7 @@ impl Command {
             Command::Sample => "sample",
             Command::Stop => "stop",
             Command::Help => "help",
+            Command::Mark(_) => "mark",
         }
     }
 }
@@ -82,6 +85,7 @@ impl fmt::Display for Command {
             Command::Period(period) => write!(f, " {}", period.as_millis()),
             Command::History(k) => write!(f, " {k}"),
             Command::Pid(pid) => write!(f, " {pid}"),
+            Command::Mark(name) => write!(f, " {name}"),
             _ => Ok(()),
         }
     }
@@ -134,6 +138,14 @@ pub enum ParseError {
         /// Largest accepted value.
         max: u64,
     },
+    /// A mark name that is not one (see [`crate::journal::record::valid_mark_name`]).
+    #[error("bad mark name {}: {why}", quote(.name))]
+    BadMark {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
 }
 
 /// Longest piece of user input quoted in an error message, in characters.
@@ -182,6 +194,17 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     let line = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
     let mut words = line.split_ascii_whitespace();
     let word = words.next().ok_or(ParseError::Empty)?;
+    if word == "mark" {
+        // The name is the rest of the line: it may hold spaces.
+        let name = line.trim().strip_prefix("mark").unwrap_or_default().trim();
+        if name.is_empty() {
+            return Err(ParseError::MissingArgument { command: "mark" });
+        }
+        if let Some(why) = crate::journal::record::valid_mark_name(name) {
+            return Err(ParseError::BadMark { name: name.to_string(), why });
+        }
+        return Ok(Command::Mark(name.to_string()));
+    }
     let arg = words.next();
     let command = match word {
         "period" => {
@@ -260,6 +283,11 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp { name: "resume", args: "", summary: "restart sampling" },
     CommandHelp { name: "sample", args: "", summary: "take a sample now" },
     CommandHelp { name: "stop", args: "", summary: "shut the monitor down cleanly" },
+    CommandHelp {
+        name: "mark",
+        args: "<name>",
+        summary: "write a mark record, which @name finds wherever a point is taken",
+    },
     CommandHelp { name: "help", args: "", summary: "list the commands" },
 ];
 
@@ -304,6 +332,9 @@ mod tests {
             (b"stop", Command::Stop),
             (b"stop\n\n", Command::Stop),
             (b" help ", Command::Help),
+            (b"mark build", Command::Mark("build".into())),
+            (b"mark  before the test \n", Command::Mark("before the test".into())),
+            (b"mark caf\xc3\xa9 \xe2\x9c\x93", Command::Mark("caf\u{e9} \u{2713}".into())),
         ];
         for (line, want) in cases {
             assert_eq!(parse(line).as_ref(), Ok(want), "{:?}", String::from_utf8_lossy(line));
@@ -421,7 +452,23 @@ mod tests {
             Just(Command::Sample),
             Just(Command::Stop),
             Just(Command::Help),
+            "[a-z@.][a-z0-9 _@.-]{0,40}[a-z0-9]".prop_map(Command::Mark),
         ]
+    }
+
+    #[test]
+    fn bad_mark_names_are_refused() {
+        let long = format!("mark {}", "x".repeat(65));
+        for (line, why) in [
+            (&b"mark"[..], "needs an argument"),
+            (b"mark   ", "needs an argument"),
+            (b"mark a\x01b", "printable"),
+            (b"mark a\x1b[31mred", "printable"),
+            (long.as_bytes(), "at most 64 bytes"),
+        ] {
+            let message = parse(line).unwrap_err().to_string();
+            assert!(message.contains(why), "{:?}: {message}", String::from_utf8_lossy(line));
+        }
     }
 
     proptest! {

@@ -56,8 +56,29 @@ impl Monitor {
             Command::Diff => Reply::ok(self.diff()),
             Command::History(k) => self.history(k),
             Command::Pid(pid) => self.follow(pid)?,
+            Command::Mark(name) => self.mark(name)?,
         };
         Ok((reply, false))
+    }
+
+    /// `mark <name>`: take a sample first, so that the mark comes after
+    /// every change made before it, then write the mark record.
+    fn mark(&mut self, name: String) -> Result<Reply, crate::sampler::Error> {
+        if self.sampler.pid().is_some() {
+            self.sample()?;
+            if let Some(why) = &self.stalled {
+                return Ok(Reply::error(why.clone()));
+            }
+        }
+        match self.sampler.mark(name) {
+            Ok(committed) => {
+                let seq = committed.seq;
+                self.show(&[committed]);
+                Ok(Reply::ok(format!("marked: {seq}\n")))
+            }
+            Err(e) if e.is_transient() => Ok(Reply::error(self.stall(&e))),
+            Err(e) => Err(e),
+        }
     }
 
     /// `pid <n>`: follow another process. A process that cannot be followed

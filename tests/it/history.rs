@@ -263,3 +263,43 @@ fn blame_names_the_record_of_each_line_and_the_boundary() {
     assert!(ran.stderr.contains("renamed away"), "{}", ran.stderr);
     monitord(&["blame", "--store", s, "--at", "99", "g.txt"]).expect_code(1);
 }
+
+#[test]
+fn a_mark_names_a_point_for_restore_log_and_blame() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    std::fs::write(tree.path().join("a.txt"), "v1\n").unwrap();
+    let target = Target::start(tree.path());
+    let mut m = Monitord::start(&target, store.path(), &["--record", "files"]);
+    let s = store.path().to_str().unwrap();
+    // Not yet sampled: the mark takes the sample first.
+    std::fs::write(tree.path().join("a.txt"), "v2\n").unwrap();
+    let ran = monitord(&["mark", "--store", s, "before the test"]);
+    let reply = ran.expect_success().text();
+    let marked: u64 = reply.trim().strip_prefix("marked: ").unwrap().parse().unwrap();
+    std::fs::write(tree.path().join("a.txt"), "v3\n").unwrap();
+    m.sample();
+    // Bad names change nothing.
+    monitord(&["mark", "--store", s, ""]).expect_code(2);
+    monitord(&["mark", "--store", s, &"x".repeat(65)]).expect_code(2);
+    let ran = monitord(&["ctl", "--store", s, "mark", "a\u{1b}[31m"]);
+    ran.expect_code(1);
+    assert!(ran.stderr.contains("bad mark name"), "{}", ran.stderr);
+    m.stop();
+
+    let records = dump_json(store.path());
+    let mark = record(&records, marked);
+    assert_eq!((mark["kind"].as_str(), mark["name"].as_str()), (Some("mark"), Some("before the test")));
+    assert_eq!(records.iter().filter(|r| r["kind"] == "mark").count(), 1, "bad names wrote nothing");
+    let out = monitord(&["restore", "--store", s, "--at", "@before the test", "--path", "a.txt"]);
+    assert_eq!(out.expect_success().stdout, b"v2\n");
+    let out = monitord(&["log", "--store", s]).expect_success().text();
+    assert!(out.contains("@before the test"), "log lists marks: {out}");
+    let out = monitord(&["log", "--store", s, "--since", "@before the test"]).expect_success().text();
+    assert!(out.lines().next().unwrap().trim_start().starts_with(&marked.to_string()), "{out}");
+    let ran = monitord(&["restore", "--store", s, "--at", "@nowhere", "--path", "a.txt"]);
+    ran.expect_code(1);
+    assert!(ran.stderr.contains("no record kept carries that mark"), "{}", ran.stderr);
+    // No monitor: nobody to write it.
+    monitord(&["mark", "--store", s, "late"]).expect_code(3);
+}
