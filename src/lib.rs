@@ -4,21 +4,43 @@
 //!
 //! # Architecture
 //!
+//! The data path reads one way: kernel → [`event`] → [`sampler`] →
+//! [`journal`] and [`mirror`] → readers. Nothing below knows what is above.
+//!
 //! ```text
-//!   kernel ──inotify fd──▶ [event thread] ──Dirty paths──▶ bounded queue
-//!                              ▲  sync (barrier) / overflow flag  │
-//!                              │                                  ▼
-//!   stdin ──▶ [stdin thread] ──┐                  [sampler loop (main thread)]
-//!   signalfd ─▶ [signal thread]┴──Msg channel──▶  owns ring.bin (mmap) and
-//!                                                 the mirror; one record per tick
+//!  kernel                threads (each owns the fds on its line)                 store
+//!  ──────                ───────────────────────────────────────                 ─────
+//!  inotify / fanotify ─▶ [event thread] inotify or fanotify fd, watch/mark table,
+//!  proc connector        netlink socket (fanotify's fork watcher)
+//!                            │ dirty paths (bounded queue; overflow = rescan)
+//!                            ▼
+//!                        [main thread: monitor loop + sampler]  ──────────▶  ring.bin (mmap)
+//!                            ▲  owns the ring writer, the mirror,            mirror/<epoch>.pack|.log
+//!                            │  the pinned /proc/<pid> dir, the root fd      maps, lock
+//!  signalfd ──────────▶ [monitord-signals] signalfd ──┐
+//!  stdin (-i) ────────▶ [monitord-stdin]              ├── Msg channel ──▶ main thread
+//!  <store>/ctl ───────▶ [monitord-ctl] control FIFO,  │
+//!                        every reply FIFO (non-blocking, dropped if unread)
+//!  pidfd ─────────────▶ [monitord-exit] pidfd of the target ─┘
+//!                       [monitord-opener] reads files with the target's
+//!                        credentials (root following another user)
 //! ```
 //!
-//! - The event thread ([`event`]) owns the inotify fd and the watch table.
-//!   With `--backend poll` there is no event thread: the barrier itself
-//!   scans the tree on the sampler's thread ([`event::Poll`]), and the cost
-//!   of a sample grows with the tree.
-//! - The sampler ([`sampler`]) owns the ring writer ([`journal::Ring`]) and
-//!   the mirror ([`mirror`]); it is the only writer of both.
+//! With `--backend poll` there is no event thread: the sample barrier scans
+//! the tree on the main thread ([`event::Poll`]), and its cost grows with
+//! the tree.
+//!
+//! The modules, by layer:
+//!
+//! | layer | modules |
+//! |---|---|
+//! | edges: the kernel and the process | [`event`] (inotify, fanotify, poll backends), [`proc`] (pinned `/proc/<pid>`, maps probe, stats, forks, child reaper), [`tree`] and [`relpath`] (reading strictly beneath the root), [`credentials`], [`signals`], [`daemon`], [`notify`], [`launch`] |
+//! | core: recording | [`sampler`] (dirty set, classify, epochs, upkeep, hard links), [`diff`], [`text`], [`journal`] (ring, frames, records, reader, follower), [`mirror`], [`maps`], [`fault`], [`clock`], [`failpoint`] |
+//! | readers: answers | [`restore`], [`history`], [`point`], [`query`], [`blame`], [`verify`], [`replay`], [`render`] |
+//! | the program | [`monitor`] (loop, command replies, output, threads), [`control`], [`cmd`], [`cli`], [`store`], [`log`] |
+//!
+//! - The sampler ([`sampler`]) is the only writer of the ring
+//!   ([`journal::Ring`]) and the mirror ([`mirror`]).
 //! - Control lines are parsed by [`control`] and answered by [`monitor`].
 //! - A failure that monitoring survives (a file it cannot read, a
 //!   directory it cannot watch, a reply given up) is reported as a
@@ -31,10 +53,11 @@
 //!   directory.
 //! - The writes and reads a monitor must survive a failure of carry named
 //!   fault injection points ([`failpoint`]), compiled in for the tests only.
-//! - Readers ([`restore`], [`verify`], [`replay`]) copy the ring with plain
-//!   reads, safe while the sampler writes; [`replay`] moves an in-memory
-//!   tree one record at a time with the same patches restore applies.
-//!
+//! - Readers copy the ring with plain reads, safe while the sampler
+//!   writes, and check everything they return against the recorded hashes
+//!   and checksums: a damaged stretch is named and skipped, a damaged
+//!   mirror is an error, never a wrong answer.
+
 //! # The life of one change
 //!
 //! A write by the target queues an inotify event; the event thread turns it
@@ -59,6 +82,7 @@
 //! |---|---|
 //! | nothing recorded is lost; crashes lose at most the record being written | [`journal`] |
 //! | the ring is bounded; the newest state is always restorable | [`journal`], [`restore`] |
+//! | a restore equals what was, or says it cannot | [`restore`], [`mirror`], [`journal`] |
 //! | only text files; large files listed, not copied | [`text`], [`tree`] |
 //! | the map at any sample can be rebuilt | [`maps`] |
 //! | never outside the tree | [`tree`], [`restore`] |
