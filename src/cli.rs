@@ -273,9 +273,13 @@ pub struct ShowArgs {
     /// Show the patches that go back in time.
     #[arg(long)]
     pub reverse: bool,
-    /// A sequence number, or A..B for the net change from A to B (B..A goes back).
-    #[arg(value_name = "SEQ|A..B")]
+    /// A point (a seq, a time, -10min, @MARK; see POINTS in `log --help`),
+    /// or A..B for the net change from A to B (B..A goes back).
+    #[arg(value_name = "POINT|A..B")]
     pub what: String,
+    /// Only the changes of these paths (a directory: what is below it).
+    #[arg(last = true, value_name = "PATH")]
+    pub paths: Vec<std::ffi::OsString>,
 }
 
 /// `monitord verify`.

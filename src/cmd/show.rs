@@ -12,7 +12,8 @@ use anyhow::{Context, bail};
 use crate::cli::ShowArgs;
 use crate::diff::Patch;
 use crate::journal::Snapshot;
-use crate::journal::record::{Change, FileChange, Node, Record};
+use crate::journal::record::{Body, Change, FileChange, Node, Record};
+use crate::query::Paths;
 use crate::render::human;
 use crate::restore::{self, At};
 use crate::store;
@@ -26,11 +27,12 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let store_dir = store::resolve(args.store.as_deref())?;
     let color = std::io::stdout().is_terminal();
     let mut out = Vec::new();
+    let paths = Paths::new(args.paths.iter().map(|p| p.as_encoded_bytes().to_vec()));
     match args.what.split_once("..") {
         Some((a, b)) => {
-            let (a, b) = (parse_seq(a)?, parse_seq(b)?);
-            let from = restore::state_at(&store_dir, At::Seq(a))?;
-            let to = restore::state_at(&store_dir, At::Seq(b))?;
+            let from = restore::state_at(&store_dir, At::parse(a)?)?;
+            let to = restore::state_at(&store_dir, At::parse(b)?)?;
+            let (a, b) = (from.seq, to.seq);
             for state in [&from, &to] {
                 if let Some(unknown) = state.left_out.first() {
                     bail!(
@@ -42,7 +44,8 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
-            let changes = net_changes(&from.tree, &to.tree);
+            let mut changes = net_changes(&from.tree, &to.tree);
+            changes.retain(|c| paths.matches(&c.path));
             let (added, removed) = human::line_counts(&changes);
             out.extend_from_slice(
                 format!("#{a}..#{b}: {} files changed, +{added} -{removed}\n", changes.len()).as_bytes(),
@@ -50,7 +53,10 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
             human::render_changes(&changes, color, false, &mut out);
         }
         None => {
-            let seq = parse_seq(&args.what)?;
+            let seq = match At::parse(&args.what)? {
+                At::Seq(seq) => seq,
+                other => restore::state_at(&store_dir, other)?.seq,
+            };
             let ring = store_dir.join(store::RING_FILE);
             let snapshot = Snapshot::read(&ring)?;
             let info = snapshot.info();
@@ -67,17 +73,28 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
             };
             let record =
                 Record::decode(frame.payload).with_context(|| format!("record {seq} cannot be decoded"))?;
-            human::render(seq, frame.time_us, &record, color, args.reverse, &mut out);
+            match &record.body {
+                Body::Sample(sample) if !paths.is_empty() => {
+                    out.extend_from_slice(human::summary(seq, frame.time_us, &record, color).as_bytes());
+                    out.push(b'\n');
+                    let kept: Vec<_> = sample
+                        .files
+                        .iter()
+                        .filter(|c| {
+                            paths.matches(&c.path) || c.from.as_deref().is_some_and(|f| paths.matches(f))
+                        })
+                        .cloned()
+                        .collect();
+                    human::render_changes(&kept, color, args.reverse, &mut out);
+                }
+                _ => human::render(seq, frame.time_us, &record, color, args.reverse, &mut out),
+            }
         }
     }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&out).context("cannot write to stdout")?;
     stdout.flush().context("cannot write to stdout")?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn parse_seq(text: &str) -> anyhow::Result<u64> {
-    text.trim().parse().with_context(|| format!("{text:?} is not a sequence number (use SEQ or A..B)"))
 }
 
 /// One change per path that differs between two trees, oldest to newest.

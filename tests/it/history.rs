@@ -214,6 +214,14 @@ fn log_collapses_idle_runs_follows_paths_and_digs_with_the_pickaxe() {
     let ran = monitord(&["log", "--store", s, "--until", "2099-01-01T00:00:00Z"]);
     ran.expect_code(1);
     monitord(&["log", "--store", s, "-S", "a", "-G", "b"]).expect_code(2);
+
+    // show: points on both ends, and only the given paths.
+    let out = monitord(&["show", "--store", s, "6", "--", "src"]).expect_success().text();
+    assert!(out.contains("todo!") && !out.contains("two done"), "{out}");
+    let out = monitord(&["show", "--store", s, &format!("#1..{time}"), "--", "docs"]).expect_success().text();
+    assert!(out.starts_with("#1..#5: 1 files changed"), "{out}");
+    assert!(out.contains("docs/b.txt") && !out.contains("src/x.rs"), "{out}");
+    monitord(&["show", "--store", s, "soonish"]).expect_code(1);
 }
 
 #[test]
