@@ -493,9 +493,9 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Restore `seq` of `store` into a fresh directory and snapshot it; `None`
-/// when the restore fails (a file whose content is not yet known, say).
-pub fn try_restored(store: &Path, seq: u64) -> Option<BTreeMap<String, Vec<u8>>> {
+/// Restore `seq` of `store` into a fresh directory: the run, and what
+/// the directory then holds.
+fn restore_run(store: &Path, seq: u64) -> (Ran, BTreeMap<String, Vec<u8>>) {
     let dest = TempDir::new("monitord-restore-");
     let out = dest.path().join("tree");
     let ran = monitord(&[
@@ -506,23 +506,22 @@ pub fn try_restored(store: &Path, seq: u64) -> Option<BTreeMap<String, Vec<u8>>>
         &seq.to_string(),
         out.to_str().expect("utf-8"),
     ]);
-    (ran.code == 0).then(|| snapshot(&out))
+    let held = if out.exists() { snapshot(&out) } else { BTreeMap::new() };
+    (ran, held)
+}
+
+/// Restore `seq` of `store` into a fresh directory and snapshot it; `None`
+/// when the restore fails (a file whose content is not yet known, say).
+pub fn try_restored(store: &Path, seq: u64) -> Option<BTreeMap<String, Vec<u8>>> {
+    let (ran, held) = restore_run(store, seq);
+    (ran.code == 0).then_some(held)
 }
 
 /// Restore `seq` of `store` into a fresh directory and snapshot it.
 pub fn restored(store: &Path, seq: u64) -> BTreeMap<String, Vec<u8>> {
-    let dest = TempDir::new("monitord-restore-");
-    let out = dest.path().join("tree");
-    let (code, _, stderr) = run(&[
-        "restore",
-        "--store",
-        store.to_str().expect("utf-8"),
-        "--at",
-        &seq.to_string(),
-        out.to_str().expect("utf-8"),
-    ]);
-    assert_eq!(code, 0, "restore --at {seq} failed: {stderr}");
-    snapshot(&out)
+    let (ran, held) = restore_run(store, seq);
+    ran.expect_success();
+    held
 }
 
 /// Whether `needle` occurs in any file below `dir`.
