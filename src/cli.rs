@@ -131,9 +131,9 @@ pub enum Command {
     Ctl(CtlArgs),
     /// Print the records of a ring.bin.
     Dump(DumpArgs),
-    /// One line per record: seq, time, kind, files and lines changed, maps, RSS.
+    /// One line per record that changed something (idle runs collapsed); filters as git log has them.
     Log(LogArgs),
-    /// The diffs of one sample, or the net change between two (A..B).
+    /// The diffs of one record, or the net change between two points (A..B).
     Show(ShowArgs),
     /// Each line of a file with the record (seq, time, writer) that last changed it.
     Blame(BlameArgs),
