@@ -16,6 +16,10 @@ use crate::history::{self, TreeState};
 use crate::journal::record::{Body, Change, Node, Record, SkipReason};
 use crate::journal::{self, Snapshot};
 use crate::mirror::{self, Mirror};
+mod file;
+
+pub use file::{FileAt, file_at};
+
 use crate::render::human::sanitize;
 use crate::store::{self, LockMode};
 use crate::tree::{as_path, is_safe_relative};
@@ -227,30 +231,14 @@ pub struct LeftOut {
     pub reason: SkipReason,
 }
 
-/// The tracked tree as of `at`.
-///
-/// Everything returned is checked against the journal: the mirror the
-/// tree starts from must hold, for every path, the content (by hash) that
-/// the journal's records of the epoch say it holds, and every reverse
-/// patch checks its own hashes. Damage is an error, never a wrong tree.
-///
-/// # Errors
-/// Any [`Error`]: the point is not in the ring, the records it depends on
-/// are damaged, the mirror does not match the journal, or the journal does
-/// not replay.
-pub fn state_at(store_dir: &Path, at: At) -> Result<State, Error> {
-    let ring = store_dir.join(store::RING_FILE);
-    if !ring.exists() {
-        // Let the reader name the missing ring in its error.
-        Snapshot::read(&ring)?;
-    }
-    let lock = store::LockFile::open(store_dir)?;
-    let _guard = lock.lock(LockMode::Shared)?;
-    let snapshot = Snapshot::read(&ring)?;
-    let info = snapshot.info();
-    // Every intact record, including those after a damaged stretch.
-    let scan = snapshot.scan();
-    let frames = scan.frames;
+/// The seq `at` names among `frames` (the intact records, oldest first)
+/// and its index there.
+fn point_index(
+    at: At,
+    frames: &[journal::Frame<'_>],
+    problems: &[journal::Damage],
+    info: journal::RingInfo,
+) -> Result<(u64, usize), Error> {
     let (oldest, newest) = match (frames.first(), frames.last()) {
         (Some(first), Some(last)) => (first.seq, last.seq),
         _ => (info.next_seq, info.next_seq.saturating_sub(1)),
@@ -274,14 +262,42 @@ pub fn state_at(store_dir: &Path, at: At) -> Result<State, Error> {
             })?
         }
     };
-    let decode = |frame: &journal::Frame<'_>| {
-        Record::decode(frame.payload).map_err(|source| Error::Decode { seq: frame.seq, source })
-    };
-    let Some(index) = frames.iter().position(|f| f.seq == seq) else {
-        return Err(match scan.problems.first() {
+    match frames.iter().position(|f| f.seq == seq) {
+        Some(index) => Ok((seq, index)),
+        None => Err(match problems.first() {
             Some(damage) => Error::Lost { seq, damage: damage.to_string() },
             None => Error::Dropped { seq, oldest },
-        });
+        }),
+    }
+}
+
+/// The tracked tree as of `at`.
+///
+/// Everything returned is checked against the journal: the mirror the
+/// tree starts from must hold, for every path, the content (by hash) that
+/// the journal's records of the epoch say it holds, and every reverse
+/// patch checks its own hashes. Damage is an error, never a wrong tree.
+///
+/// # Errors
+/// Any [`Error`]: the point is not in the ring, the records it depends on
+/// are damaged, the mirror does not match the journal, or the journal does
+/// not replay.
+pub fn state_at(store_dir: &Path, at: At) -> Result<State, Error> {
+    let ring = store_dir.join(store::RING_FILE);
+    if !ring.exists() {
+        // Let the reader name the missing ring in its error.
+        Snapshot::read(&ring)?;
+    }
+    let lock = store::LockFile::open(store_dir)?;
+    let _guard = lock.lock(LockMode::Shared)?;
+    let snapshot = Snapshot::read(&ring)?;
+    // Every intact record, including those after a damaged stretch.
+    let scan = snapshot.scan();
+    let frames = scan.frames;
+    let (seq, index) = point_index(at, &frames, &scan.problems, snapshot.info())?;
+    let newest = frames.last().map_or(seq, |f| f.seq);
+    let decode = |frame: &journal::Frame<'_>| {
+        Record::decode(frame.payload).map_err(|source| Error::Decode { seq: frame.seq, source })
     };
     let epoch = decode(&frames[index])?.epoch;
     // The epoch's records still in the ring, oldest first; `at` indexes

@@ -33,34 +33,26 @@ pub fn run(args: &BlameArgs) -> anyhow::Result<ExitCode> {
             At::Seq(newest.context("the ring holds no record yet")?)
         }
     };
-    let state = restore::state_at(&store_dir, at)?;
-    super::warn_damage(&ring, &state.damage);
     let mut key = args.path.as_encoded_bytes();
     while let Some(rest) = key.strip_prefix(b"./") {
         key = rest;
     }
     let shown = sanitize(key);
-    // The records of the point's epoch up to it, oldest first.
-    let snapshot = Snapshot::read(&ring)?;
-    let scan = snapshot.scan();
-    let mut records: Vec<(u64, Record)> = Vec::new();
-    let mut times = HashMap::new();
-    for frame in scan.frames.iter().filter(|f| f.seq <= state.seq) {
-        let Ok(record) = Record::decode(frame.payload) else { continue };
-        times.insert(frame.seq, frame.time_us);
-        records.push((frame.seq, record));
-    }
-    let epoch = records.last().map(|(_, r)| r.epoch);
-    let in_epoch = records.iter().position(|(_, r)| Some(r.epoch) == epoch).unwrap_or(records.len());
-    let content = match state.tree.get(key) {
+    let file = restore::file_at(&store_dir, at, key)?;
+    super::warn_damage(&ring, &file.damage);
+    let content = match &file.entry {
         Some((Node::File, content)) => content,
         Some((Node::Symlink, target)) => {
-            bail!("{shown} is a symlink (to {}) at seq {}: nothing to blame", sanitize(target), state.seq)
+            bail!("{shown} is a symlink (to {}) at seq {}: nothing to blame", sanitize(target), file.seq)
         }
-        None => bail!("{}", why_absent(key, &shown, state.seq, &records, &state.left_out)),
+        None => {
+            let left_out: Vec<_> = file.left_out.iter().cloned().collect();
+            bail!("{}", why_absent(key, &shown, file.seq, &file.history, &left_out))
+        }
     };
-    let epoch_records = &records[in_epoch..];
-    let boundary = epoch_records.first().map_or(state.seq, |(seq, _)| *seq);
+    let epoch_records = &file.history[..];
+    let boundary = file.epoch_start;
+    let times = &file.times;
     let lines: Vec<&[u8]> = content.split_inclusive(|&b| b == b'\n').collect();
     let steps = blame::steps(key, epoch_records);
     let origins = blame::blame(lines.len(), &steps, boundary);
@@ -75,6 +67,7 @@ pub fn run(args: &BlameArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let time = |seq: u64| times.get(&seq).copied().unwrap_or(0);
+    let state_seq = file.seq;
     let mut out = BufWriter::new(std::io::stdout().lock());
     if args.json {
         let lines: Vec<_> = lines
@@ -93,7 +86,7 @@ pub fn run(args: &BlameArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        let value = json!({"path": json::bytes(key), "at": state.seq, "lines": lines});
+        let value = json!({"path": json::bytes(key), "at": state_seq, "lines": lines});
         writeln!(out, "{value}").context("cannot write to stdout")?;
     } else {
         let tz = jiff::tz::TimeZone::system();

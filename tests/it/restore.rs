@@ -278,3 +278,32 @@ fn restore_path_takes_any_name_and_prints_a_links_target() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(fs::read_link(out.join("link")).unwrap(), std::path::Path::new("a.txt"));
 }
+
+/// One file as of a point (what blame reads) is exactly that file of the
+/// whole tree restore rebuilds, for every path at every sample, including
+/// paths that are gone, renamed or replaced by a link.
+#[test]
+fn one_file_at_a_point_matches_the_whole_tree() {
+    use monitord::restore::{At, file_at, state_at};
+    let (_tree, store, states) = recorded_history("inotify");
+    let mut names: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
+    for (seq, _) in &states {
+        names.extend(state_at(store.path(), At::Seq(*seq)).unwrap().tree.keys().cloned());
+    }
+    names.insert(b"never-there.txt".to_vec());
+    for (seq, _) in &states {
+        let whole = state_at(store.path(), At::Seq(*seq)).unwrap().tree;
+        for name in &names {
+            let one = file_at(store.path(), At::Seq(*seq), name).unwrap();
+            assert_eq!(one.entry.as_ref(), whole.get(name), "{} at seq {seq}", String::from_utf8_lossy(name));
+        }
+    }
+    // A damaged mirror is an error here too.
+    let log = store.path().join("mirror/1.log");
+    let mut bytes = fs::read(&log).unwrap();
+    let at = bytes.windows(12).rposition(|w| w == b"alpha\ngamma\n").unwrap();
+    bytes[at] ^= 4;
+    fs::write(&log, bytes).unwrap();
+    let newest = states.last().unwrap().0;
+    assert!(file_at(store.path(), At::Seq(newest), b"a.txt").is_err());
+}
