@@ -37,7 +37,7 @@ pub struct FileAt {
 }
 
 fn holds(payload: &[u8], name: &[u8]) -> bool {
-    !name.is_empty() && payload.windows(name.len()).any(|w| w == name)
+    !name.is_empty() && memchr::memmem::find(payload, name).is_some()
 }
 
 /// The epoch a frame's record belongs to, read from its first fields
