@@ -254,6 +254,29 @@ Points (--since, --until, and wherever a point is taken):
 A time in --since keeps the records at or after it, in --until those at or
 before it; a seq or a mark must name a record the ring holds.";
 
+/// What `show` shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShowWhat {
+    /// One record.
+    Point(crate::restore::At),
+    /// The net change from the first point to the second.
+    Range(crate::restore::At, crate::restore::At),
+}
+
+/// `POINT` or `A..B`, for clap.
+fn parse_show_what(text: &str) -> Result<ShowWhat, String> {
+    let at = |t: &str| crate::restore::At::parse_point(t).map_err(|e| e.to_string());
+    match text.split_once("..") {
+        Some((a, b)) => Ok(ShowWhat::Range(at(a)?, at(b)?)),
+        None => Ok(ShowWhat::Point(at(text)?)),
+    }
+}
+
+/// A point for `--at` of commands other than restore, for clap.
+fn parse_at(text: &str) -> Result<crate::restore::At, String> {
+    crate::restore::At::parse_point(text).map_err(|e| e.to_string())
+}
+
 /// A point, for clap.
 fn parse_point(text: &str) -> Result<crate::point::Point, String> {
     crate::point::parse_now(text).map_err(|e| e.to_string())
@@ -275,8 +298,8 @@ pub struct ShowArgs {
     pub reverse: bool,
     /// A point (a seq, a time, -10min, @MARK; see POINTS in `log --help`),
     /// or A..B for the net change from A to B (B..A goes back).
-    #[arg(value_name = "POINT|A..B")]
-    pub what: String,
+    #[arg(value_name = "POINT|A..B", value_parser = parse_show_what)]
+    pub what: ShowWhat,
     /// Only the changes of these paths (a directory: what is below it).
     #[arg(last = true, value_name = "PATH")]
     pub paths: Vec<std::ffi::OsString>,
@@ -387,8 +410,8 @@ pub struct BlameArgs {
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// The point to blame the file as of (default: the newest record; see POINTS in `log --help`).
-    #[arg(long, value_name = "POINT")]
-    pub at: Option<String>,
+    #[arg(long, value_name = "POINT", value_parser = parse_at)]
+    pub at: Option<crate::restore::At>,
     /// JSON: {path, at, lines: [{line, text, seq, time, writers, boundary}]}.
     #[arg(long)]
     pub json: bool,

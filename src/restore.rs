@@ -172,13 +172,22 @@ impl At {
     /// # Errors
     /// [`Error::At`].
     pub fn parse(text: &str) -> Result<At, Error> {
+        At::parse_point(text).map_err(|_| Error::At(text.trim().to_string()))
+    }
+
+    /// [`At::parse`], with the point parser's own error (for options
+    /// other than `--at`).
+    ///
+    /// # Errors
+    /// [`crate::point::ParseError`].
+    pub fn parse_point(text: &str) -> Result<At, crate::point::ParseError> {
         let text = text.trim();
-        match crate::point::parse_now(text) {
+        let error = match crate::point::parse_now(text) {
             Ok(crate::point::Point::Seq(seq)) => return Ok(At::Seq(seq)),
             Ok(crate::point::Point::Time(ts)) => return Ok(At::Time(ts)),
             Ok(crate::point::Point::Mark(name)) => return Ok(At::Mark(name)),
-            Err(_) => {}
-        }
+            Err(e) => e,
+        };
         // A well-formed time past what a timestamp holds (9999-12-31, year
         // 12000): later than any record.
         let year = text.bytes().take_while(u8::is_ascii_digit).count();
@@ -188,7 +197,7 @@ impl At {
         if far {
             return Ok(At::Time(jiff::Timestamp::MAX));
         }
-        Err(Error::At(text.to_string()))
+        Err(error)
     }
 
     /// An RFC 3339 time, or a local `YYYY-MM-DD HH:MM:SS[.ffffff]`.
@@ -231,6 +240,18 @@ pub struct LeftOut {
     pub reason: SkipReason,
 }
 
+impl LeftOut {
+    /// The one line that says why it is left out of the tree at `seq`.
+    pub fn describe(&self, seq: u64) -> String {
+        format!(
+            "{}: left out: its content at seq {seq} is not known ({} since seq {})",
+            sanitize(&self.path),
+            self.reason,
+            self.since
+        )
+    }
+}
+
 /// The seq `at` names among `frames` (the intact records, oldest first)
 /// and its index there.
 fn point_index(
@@ -249,8 +270,12 @@ fn point_index(
         At::Seq(seq) if seq > newest => return Err(Error::NotYet { seq, newest }),
         At::Seq(seq) => seq,
         At::Mark(name) => {
-            let decoded: Vec<(u64, Record)> =
-                frames.iter().filter_map(|f| Some((f.seq, Record::decode(f.payload).ok()?))).collect();
+            // Marks are known by the frame's kind: only they are decoded.
+            let decoded: Vec<(u64, Record)> = frames
+                .iter()
+                .filter(|f| f.kind == crate::journal::record::Kind::Mark as u16)
+                .filter_map(|f| Some((f.seq, Record::decode(f.payload).ok()?)))
+                .collect();
             let marks = crate::point::marks(decoded.iter().map(|(s, r)| (*s, r)));
             *marks.get(&name).ok_or_else(|| Error::NoMark { name: name.clone(), oldest, newest })?
         }
@@ -283,6 +308,14 @@ fn point_index(
 /// are damaged, the mirror does not match the journal, or the journal does
 /// not replay.
 pub fn state_at(store_dir: &Path, at: At) -> Result<State, Error> {
+    with_ring(store_dir, |snapshot| state_in(store_dir, &snapshot, at))
+}
+
+/// Run `read` on a copy of the store's ring taken under the store's shared
+/// lock, held until `read` returns: a live monitor commits the ring and the
+/// mirror together under the exclusive lock, so what `read` finds in the
+/// mirror matches the copy.
+fn with_ring<T>(store_dir: &Path, read: impl FnOnce(Snapshot) -> Result<T, Error>) -> Result<T, Error> {
     let ring = store_dir.join(store::RING_FILE);
     if !ring.exists() {
         // Let the reader name the missing ring in its error.
@@ -290,7 +323,11 @@ pub fn state_at(store_dir: &Path, at: At) -> Result<State, Error> {
     }
     let lock = store::LockFile::open(store_dir)?;
     let _guard = lock.lock(LockMode::Shared)?;
-    let snapshot = Snapshot::read(&ring)?;
+    read(Snapshot::read(&ring)?)
+}
+
+/// [`state_at`] on a copy of the ring.
+fn state_in(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<State, Error> {
     // Every intact record, including those after a damaged stretch.
     let scan = snapshot.scan();
     let frames = scan.frames;

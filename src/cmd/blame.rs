@@ -26,7 +26,7 @@ pub fn run(args: &BlameArgs) -> anyhow::Result<ExitCode> {
     let store_dir = store::resolve(args.store.as_deref())?;
     let ring = store_dir.join(store::RING_FILE);
     let at = match &args.at {
-        Some(text) => At::parse(text)?,
+        Some(at) => at.clone(),
         None => {
             let snapshot = Snapshot::read(&ring)?;
             let newest = snapshot.scan().frames.last().map(|f| f.seq);
@@ -45,10 +45,7 @@ pub fn run(args: &BlameArgs) -> anyhow::Result<ExitCode> {
         Some((Node::Symlink, target)) => {
             bail!("{shown} is a symlink (to {}) at seq {}: nothing to blame", sanitize(target), file.seq)
         }
-        None => {
-            let left_out: Vec<_> = file.left_out.iter().cloned().collect();
-            bail!("{}", why_absent(key, &shown, file.seq, &file.history, &left_out))
-        }
+        None => bail!("{}", why_absent(key, &shown, file.seq, &file.history, file.left_out.as_ref())),
     };
     let epoch_records = &file.history[..];
     let boundary = file.epoch_start;
@@ -117,13 +114,10 @@ fn why_absent(
     shown: &str,
     seq: u64,
     records: &[(u64, Record)],
-    left_out: &[restore::LeftOut],
+    left_out: Option<&restore::LeftOut>,
 ) -> String {
-    if let Some(unknown) = left_out.iter().find(|l| l.path == path) {
-        return format!(
-            "{shown}: its content at seq {seq} is not known ({} since seq {})",
-            unknown.reason, unknown.since
-        );
+    if let Some(unknown) = left_out {
+        return unknown.describe(seq);
     }
     for (at, record) in records.iter().rev() {
         let (changes, skipped) = match &record.body {

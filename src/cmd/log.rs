@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::cli::LogArgs;
-use crate::journal::record::{Body, Record};
+use crate::journal::record::{Body, Kind, Record};
 use crate::journal::{Frame, Snapshot};
 use crate::point::{self, Held, Point};
 use crate::query::{self, Kept, Paths, Pickaxe};
@@ -27,13 +27,18 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
     let ring = store_dir.join(store::RING_FILE);
     let snapshot = Snapshot::read(&ring)?;
     let scan = snapshot.scan();
-    let all: Vec<_> = scan.frames.iter().map(|f| Record::decode(f.payload)).collect();
-    let marks =
-        point::marks(scan.frames.iter().zip(&all).filter_map(|(f, r)| Some((f.seq, r.as_ref().ok()?))));
+    // Marks are found by the frame's kind: only they are decoded for it.
+    let mark_records: Vec<(u64, Record)> = scan
+        .frames
+        .iter()
+        .filter(|f| f.kind == Kind::Mark as u16)
+        .filter_map(|f| Some((f.seq, Record::decode(f.payload).ok()?)))
+        .collect();
+    let marks = point::marks(mark_records.iter().map(|(seq, r)| (*seq, r)));
     let range =
         range(&scan.frames, args.since.as_ref(), args.until.as_ref(), |name| marks.get(name).copied())?;
-    let frames = &scan.frames[range.clone()];
-    let decoded = &all[range];
+    let frames = &scan.frames[range];
+    let decoded: &[_] = &frames.iter().map(|f| Record::decode(f.payload)).collect::<Vec<_>>();
     let paths = Paths::new(args.paths.iter().map(|p| p.as_encoded_bytes().to_vec()));
     let pickaxe = match (&args.pickaxe, &args.regex) {
         (Some(text), _) => Some(Pickaxe::Occurrences(text.as_bytes().to_vec())),

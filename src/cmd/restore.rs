@@ -10,7 +10,6 @@ use serde_json::json;
 
 use crate::cli::RestoreArgs;
 use crate::journal::record::{Node, SkipReason};
-use crate::render::human::sanitize;
 use crate::render::json;
 use crate::restore::{self, At};
 use crate::store;
@@ -42,7 +41,7 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
             key = rest;
         }
         if let Some(unknown) = state.left_out.iter().find(|l| l.path == key) {
-            bail!("{}", left_out_line(unknown, state.seq));
+            bail!("{}", unknown.describe(state.seq));
         }
         let Some((node, content)) = state.tree.get(key) else {
             bail!("{} is not in the tree at seq {}", path.display(), state.seq);
@@ -61,7 +60,7 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     for unknown in &state.left_out {
         crate::log::to_stderr(
             crate::log::Level::Warning,
-            &format!("monitord: {}", left_out_line(unknown, state.seq)),
+            &format!("monitord: {}", unknown.describe(state.seq)),
         );
     }
     if args.json {
@@ -89,14 +88,4 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     }
     // A tree missing entries it should hold is not a successful restore.
     Ok(super::reader_exit(!state.left_out.is_empty()))
-}
-
-/// The line that says why an entry was left out of the tree at `seq`.
-fn left_out_line(unknown: &restore::LeftOut, seq: u64) -> String {
-    format!(
-        "{}: left out: its content at seq {seq} is not known ({} since seq {})",
-        sanitize(&unknown.path),
-        unknown.reason,
-        unknown.since
-    )
 }

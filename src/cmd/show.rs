@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::cli::ShowArgs;
+use crate::cli::{ShowArgs, ShowWhat};
 use crate::diff::Patch;
 use crate::journal::Snapshot;
 use crate::journal::record::{Body, Change, FileChange, Node, Record};
@@ -28,20 +28,14 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let color = std::io::stdout().is_terminal();
     let mut out = Vec::new();
     let paths = Paths::new(args.paths.iter().map(|p| p.as_encoded_bytes().to_vec()));
-    match args.what.split_once("..") {
-        Some((a, b)) => {
-            let from = restore::state_at(&store_dir, At::parse(a)?)?;
-            let to = restore::state_at(&store_dir, At::parse(b)?)?;
+    match &args.what {
+        ShowWhat::Range(a, b) => {
+            let from = restore::state_at(&store_dir, a.clone())?;
+            let to = restore::state_at(&store_dir, b.clone())?;
             let (a, b) = (from.seq, to.seq);
             for state in [&from, &to] {
                 if let Some(unknown) = state.left_out.first() {
-                    bail!(
-                        "{}: its content at seq {} is not known ({} since seq {})",
-                        human::sanitize(&unknown.path),
-                        state.seq,
-                        unknown.reason,
-                        unknown.since
-                    );
+                    bail!("{}", unknown.describe(state.seq));
                 }
             }
             let mut changes = net_changes(&from.tree, &to.tree);
@@ -52,10 +46,10 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
             );
             human::render_changes(&changes, color, false, &mut out);
         }
-        None => {
-            let seq = match At::parse(&args.what)? {
-                At::Seq(seq) => seq,
-                other => restore::state_at(&store_dir, other)?.seq,
+        ShowWhat::Point(at) => {
+            let seq = match at {
+                At::Seq(seq) => *seq,
+                other => restore::state_at(&store_dir, other.clone())?.seq,
             };
             let ring = store_dir.join(store::RING_FILE);
             let snapshot = Snapshot::read(&ring)?;

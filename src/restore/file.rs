@@ -8,13 +8,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{At, Error, LeftOut, point_index, unknown_at};
+use super::{At, Error, LeftOut, point_index, unknown_at, with_ring};
 use crate::history::{self, TreeState};
 use crate::journal::record::{Body, Change, Kind, Node, Record};
 use crate::journal::{self, Frame, Snapshot};
 use crate::mirror::Mirror;
 use crate::render::human::sanitize;
-use crate::store::{self, LockMode};
 
 /// One file as of a point.
 #[derive(Debug)]
@@ -51,13 +50,11 @@ fn epoch_of(frame: &Frame<'_>) -> Option<u64> {
 /// # Errors
 /// As [`super::state_at`].
 pub fn file_at(store_dir: &Path, at: At, path: &[u8]) -> Result<FileAt, Error> {
-    let ring = store_dir.join(store::RING_FILE);
-    if !ring.exists() {
-        Snapshot::read(&ring)?;
-    }
-    let lock = store::LockFile::open(store_dir)?;
-    let _guard = lock.lock(LockMode::Shared)?;
-    let snapshot = Snapshot::read(&ring)?;
+    with_ring(store_dir, |snapshot| file_in(store_dir, &snapshot, at, path))
+}
+
+/// [`file_at`] on a copy of the ring.
+fn file_in(store_dir: &Path, snapshot: &Snapshot, at: At, path: &[u8]) -> Result<FileAt, Error> {
     let scan = snapshot.scan();
     let frames = scan.frames;
     let (seq, index) = point_index(at, &frames, &scan.problems, snapshot.info())?;
