@@ -126,19 +126,12 @@ fn back_one(view: &[Option<usize>], patch: &Patch, mut inserted: impl FnMut(usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::record::{FORMAT_VERSION, FileChange, Node, Sample};
-    use std::time::Duration;
+    use crate::journal::record::{FORMAT_VERSION, Sample};
 
     fn sample(changes: Vec<(&str, Change, Option<&str>, &str, &str)>) -> Record {
         let files = changes
             .into_iter()
-            .map(|(path, change, from, old, new)| FileChange {
-                path: path.as_bytes().to_vec(),
-                change,
-                from: from.map(|f| f.as_bytes().to_vec()),
-                node: Node::File,
-                patch: Patch::compute(old.as_bytes(), new.as_bytes(), Duration::from_secs(1)),
-            })
+            .map(|(path, kind, from, old, new)| crate::replay::tests::change(path, kind, from, old, new))
             .collect();
         Record {
             version: FORMAT_VERSION,

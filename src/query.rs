@@ -161,19 +161,9 @@ pub fn is_idle(record: &Record) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diff::Patch;
     use crate::journal::record::{Baseline, Change, FORMAT_VERSION, FileEntry, Node, Sample};
-    use std::time::Duration;
 
-    fn change(path: &str, kind: Change, from: Option<&str>, old: &str, new: &str) -> FileChange {
-        FileChange {
-            path: path.as_bytes().to_vec(),
-            change: kind,
-            from: from.map(|f| f.as_bytes().to_vec()),
-            node: Node::File,
-            patch: Patch::compute(old.as_bytes(), new.as_bytes(), Duration::from_secs(1)),
-        }
-    }
+    use crate::replay::tests::change;
 
     fn sample(files: Vec<FileChange>) -> Record {
         Record {
