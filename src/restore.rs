@@ -311,6 +311,18 @@ pub fn state_at(store_dir: &Path, at: At) -> Result<State, Error> {
     with_ring(store_dir, |snapshot| state_in(store_dir, &snapshot, at))
 }
 
+/// The seq `at` names in the store's ring (an intact record), without
+/// rebuilding anything.
+///
+/// # Errors
+/// As [`state_at`] for a point that names no record.
+pub fn resolve(store_dir: &Path, at: At) -> Result<u64, Error> {
+    with_ring(store_dir, |snapshot| {
+        let scan = snapshot.scan();
+        Ok(point_index(at, &scan.frames, &scan.problems, snapshot.info())?.0)
+    })
+}
+
 /// Run `read` on a copy of the store's ring taken under the store's shared
 /// lock, held until `read` returns: a live monitor commits the ring and the
 /// mirror together under the exclusive lock, so what `read` finds in the

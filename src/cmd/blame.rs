@@ -10,7 +10,6 @@ use serde_json::json;
 
 use crate::blame;
 use crate::cli::BlameArgs;
-use crate::journal::Snapshot;
 use crate::journal::record::{Body, Node, Record};
 use crate::render::human::sanitize;
 use crate::render::{self, json};
@@ -25,14 +24,8 @@ use crate::store;
 pub fn run(args: &BlameArgs) -> anyhow::Result<ExitCode> {
     let store_dir = store::resolve(args.store.as_deref())?;
     let ring = store_dir.join(store::RING_FILE);
-    let at = match &args.at {
-        Some(at) => at.clone(),
-        None => {
-            let snapshot = Snapshot::read(&ring)?;
-            let newest = snapshot.scan().frames.last().map(|f| f.seq);
-            At::Seq(newest.context("the ring holds no record yet")?)
-        }
-    };
+    // By default the newest record: the newest at or before the end of time.
+    let at = args.at.clone().unwrap_or(At::Time(jiff::Timestamp::MAX));
     let mut key = args.path.as_encoded_bytes();
     while let Some(rest) = key.strip_prefix(b"./") {
         key = rest;

@@ -49,7 +49,7 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
         ShowWhat::Point(at) => {
             let seq = match at {
                 At::Seq(seq) => *seq,
-                other => restore::state_at(&store_dir, other.clone())?.seq,
+                other => restore::resolve(&store_dir, other.clone())?,
             };
             let ring = store_dir.join(store::RING_FILE);
             let snapshot = Snapshot::read(&ring)?;
