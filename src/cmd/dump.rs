@@ -23,12 +23,6 @@ const FOLLOW_POLL: Duration = Duration::from_millis(50);
 /// # Errors
 /// When the ring cannot be read or stdout fails.
 pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
-    // Opening a FIFO would wait for a writer, and a device never ends.
-    let meta =
-        std::fs::metadata(&args.ring).with_context(|| format!("cannot read {}", args.ring.display()))?;
-    if !meta.is_file() {
-        anyhow::bail!("{} is not a regular file ({}), so not a ring", args.ring.display(), kind(&meta));
-    }
     if args.follow {
         return follow(args);
     }
@@ -151,24 +145,5 @@ fn reader_gone(out: &impl std::os::fd::AsFd, timeout: Duration) -> bool {
             std::thread::sleep(FOLLOW_POLL);
             false
         }
-    }
-}
-
-/// What kind of file `meta` describes, in words.
-fn kind(meta: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else {
-        "not a file"
     }
 }

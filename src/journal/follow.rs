@@ -80,6 +80,7 @@ impl Follower {
     /// # Errors
     /// [`Error::Read`] or [`Error::Header`] when the file is not a ring.
     pub fn open(path: &Path, start: Start) -> Result<Follower, Error> {
+        super::reader::check_regular(path)?;
         let file = File::open(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
         let mut follower = Follower {
             file,

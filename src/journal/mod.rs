@@ -298,6 +298,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The path is not a regular file: opening a FIFO would wait for a
+    /// writer, and a device never ends.
+    #[error("{} is not a regular file ({kind}), so not a ring", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is, in words ("a FIFO", "a directory", ...).
+        kind: &'static str,
+    },
     /// Reading the file failed.
     #[error("cannot read ring {}", path.display())]
     Read {

@@ -85,6 +85,7 @@ impl Snapshot {
     /// wrapped over the oldest records while the file was being read), the
     /// file is read again, up to a few times; the last copy is returned.
     pub fn read(path: &Path) -> Result<Snapshot, Error> {
+        check_regular(path)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -363,6 +364,7 @@ impl HeaderStamp {
     /// [`Error::Read`] when the file cannot be read, [`Error::Header`] when
     /// it has no usable header.
     pub fn read(path: &Path) -> Result<HeaderStamp, Error> {
+        check_regular(path)?;
         let file = File::open(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
         read_header(&file, path).map(HeaderStamp)
     }
@@ -541,6 +543,30 @@ impl<'a> Iterator for Walker<'a> {
             return Some(f.frame());
         }
     }
+}
+
+/// Every reader checks this before opening a ring: a FIFO would block the
+/// open until a writer comes, a device would be read for ever.
+pub(crate) fn check_regular(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::metadata(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a file"
+    };
+    Err(Error::NotAFile { path: path.to_owned(), kind })
 }
 
 #[cfg(test)]

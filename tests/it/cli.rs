@@ -126,9 +126,17 @@ fn dump_of_a_fifo_or_other_non_file_fails_at_once() {
     let fifo = dir.path().join("ring.bin");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let fifo = fifo.to_str().unwrap();
-    for args in
-        [&["dump", fifo][..], &["dump", "--json", fifo], &["dump", "--follow", fifo], &["dump", "/dev/null"]]
-    {
+    let store = dir.path().to_str().unwrap();
+    // Every reader of a store's ring.bin, not only dump.
+    for args in [
+        &["dump", fifo][..],
+        &["dump", "--json", fifo],
+        &["dump", "--follow", fifo],
+        &["dump", "/dev/null"],
+        &["log", "--store", store],
+        &["restore", "--store", store, "--at", "1", "--path", "a.txt"],
+        &["blame", "--store", store, "a.txt"],
+    ] {
         let mut child = std::process::Command::new(bin())
             .args(args)
             .stdout(std::process::Stdio::null())
