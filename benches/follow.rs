@@ -35,13 +35,13 @@ fn main() {
         epoch: 1,
         pid: 1234,
         body: Body::Sample(Sample {
-            files: vec![FileChange {
-                path: b"src/main.c".to_vec(),
-                change: Change::Modified,
-                from: None,
-                node: Node::File,
-                patch: Patch::compute(b"int a;\nint b;\n", b"int a;\nint c;\n", Duration::from_millis(100)),
-            }],
+            files: vec![FileChange::new(
+                b"src/main.c".to_vec(),
+                Change::Modified,
+                None,
+                Node::File,
+                Patch::compute(b"int a;\nint b;\n", b"int a;\nint c;\n", Duration::from_millis(100)),
+            )],
             ..Sample::default()
         }),
     };

@@ -63,6 +63,7 @@ fn write_store(store: &Path, samples: usize) -> u64 {
             node: *node,
             size: content.len() as u64,
             hash: diff::hash(content),
+            mode: 0o644,
         })
         .collect();
     let mut time_us = 1_700_000_000_000_000u64;
@@ -87,13 +88,13 @@ fn write_store(store: &Path, samples: usize) -> u64 {
             let old = tree[&path].1.clone();
             let text = if s % 97 == 0 { format!("needle {s}\n") } else { format!("edited in sample {s}\n") };
             let new = edit_line(&old, rng.below(1 << 20), text);
-            files.push(FileChange {
-                path: path.clone(),
-                change: Change::Modified,
-                from: None,
-                node: Node::File,
-                patch: Patch::compute(&old, &new, deadline),
-            });
+            files.push(FileChange::new(
+                path.clone(),
+                Change::Modified,
+                None,
+                Node::File,
+                Patch::compute(&old, &new, deadline),
+            ));
             tree.insert(path, (Node::File, new));
         }
         let sample = Sample { files, stats: Some(stats), ..Sample::default() };

@@ -73,6 +73,7 @@ fn write_store(store: &Path, files: usize) -> (TreeState, TreeState) {
             node: *node,
             size: content.len() as u64,
             hash: diff::hash(content),
+            mode: 0o644,
         })
         .collect();
     let baseline = Baseline { cwd: b"/bench".to_vec(), files: entries, ..Baseline::default() };
@@ -97,13 +98,13 @@ fn write_store(store: &Path, files: usize) -> (TreeState, TreeState) {
             let edit = format!("    edited({s}, {at});\n").into_bytes();
             lines[at] = &edit;
             let new = lines.concat();
-            changes.push(FileChange {
-                path: path.clone(),
-                change: Change::Modified,
-                from: None,
-                node: Node::File,
-                patch: Patch::compute(&old, &new, deadline),
-            });
+            changes.push(FileChange::new(
+                path.clone(),
+                Change::Modified,
+                None,
+                Node::File,
+                Patch::compute(&old, &new, deadline),
+            ));
             tree.insert(path, (Node::File, new));
         }
         match s % 10 {
@@ -111,26 +112,26 @@ fn write_store(store: &Path, files: usize) -> (TreeState, TreeState) {
                 created += 1;
                 let path = format!("new/created{created}.rs").into_bytes();
                 let content = source_file(files + created, 30);
-                changes.push(FileChange {
-                    path: path.clone(),
-                    change: Change::Created,
-                    from: None,
-                    node: Node::File,
-                    patch: Patch::compute(b"", &content, deadline),
-                });
+                changes.push(FileChange::new(
+                    path.clone(),
+                    Change::Created,
+                    None,
+                    Node::File,
+                    Patch::compute(b"", &content, deadline),
+                ));
                 tree.insert(path, (Node::File, content));
             }
             6 => {
                 let path = keys[rng.below(keys.len())].clone();
                 if !touched.contains(&path) {
                     let (_, old) = tree.remove(&path).expect("present");
-                    changes.push(FileChange {
+                    changes.push(FileChange::new(
                         path,
-                        change: Change::Deleted,
-                        from: None,
-                        node: Node::File,
-                        patch: Patch::compute(&old, b"", deadline),
-                    });
+                        Change::Deleted,
+                        None,
+                        Node::File,
+                        Patch::compute(&old, b"", deadline),
+                    ));
                 }
             }
             8 => {
@@ -138,13 +139,13 @@ fn write_store(store: &Path, files: usize) -> (TreeState, TreeState) {
                 if !touched.contains(&from) {
                     let (_, content) = tree.remove(&from).expect("present");
                     let path = format!("moved/{s}.rs").into_bytes();
-                    changes.push(FileChange {
-                        path: path.clone(),
-                        change: Change::Renamed,
-                        from: Some(from),
-                        node: Node::File,
-                        patch: Patch::compute(&content, &content, deadline),
-                    });
+                    changes.push(FileChange::new(
+                        path.clone(),
+                        Change::Renamed,
+                        Some(from),
+                        Node::File,
+                        Patch::compute(&content, &content, deadline),
+                    ));
                     tree.insert(path, (Node::File, content));
                 }
             }

@@ -565,12 +565,14 @@ fn fill_dump_ring(path: &Path) -> u64 {
     let mut time_us = clock::now_us();
     while ring.info().dropped_records == 0 {
         let files = (0..K)
-            .map(|_| FileChange {
-                path: rel_path(rng.below(100_000), 1_000).into_bytes(),
-                change: Change::Modified,
-                from: None,
-                node: Node::File,
-                patch: pool[rng.below(pool.len())].clone(),
+            .map(|_| {
+                FileChange::new(
+                    rel_path(rng.below(100_000), 1_000).into_bytes(),
+                    Change::Modified,
+                    None,
+                    Node::File,
+                    pool[rng.below(pool.len())].clone(),
+                )
             })
             .collect();
         let body = Body::Sample(Sample { files, ..Sample::default() });

@@ -236,6 +236,11 @@ pub struct LogArgs {
     /// Only changes that add or remove a line matching REGEX (git's -G).
     #[arg(short = 'G', value_name = "REGEX", value_parser = parse_regex)]
     pub regex: Option<regex::bytes::Regex>,
+    /// Only changes written by WHO: a PID, a command name, `target` (the
+    /// followed process and its descendants) or `foreign` (anyone else).
+    /// Needs a store recorded with --backend fanotify.
+    #[arg(long, value_name = "WHO", value_parser = crate::query::Who::parse)]
+    pub by: Option<crate::query::Who>,
     /// Only records that touch these paths (a directory: what is below it;
     /// a file is followed back across its renames).
     #[arg(last = true, value_name = "PATH")]
@@ -296,6 +301,10 @@ pub struct ShowArgs {
     /// Show the patches that go back in time.
     #[arg(long)]
     pub reverse: bool,
+    /// One JSON object: the record as `dump --json` prints it, or for A..B
+    /// `{from, to, files}` with files as in a sample.
+    #[arg(long)]
+    pub json: bool,
     /// A point (a seq, a time, -10min, @MARK; see POINTS in `log --help`),
     /// or A..B for the net change from A to B (B..A goes back).
     #[arg(value_name = "POINT|A..B", value_parser = parse_show_what)]

@@ -187,13 +187,13 @@ mod tests {
     use std::time::Duration;
 
     fn change(path: &[u8], kind: Change, from: Option<&[u8]>, old: &[u8], new: &[u8]) -> FileChange {
-        FileChange {
-            path: path.to_vec(),
-            change: kind,
-            from: from.map(<[u8]>::to_vec),
-            node: Node::File,
-            patch: Patch::compute(old, new, Duration::from_millis(100)),
-        }
+        FileChange::new(
+            path.to_vec(),
+            kind,
+            from.map(<[u8]>::to_vec),
+            Node::File,
+            Patch::compute(old, new, Duration::from_millis(100)),
+        )
     }
 
     #[test]

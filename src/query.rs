@@ -1,10 +1,11 @@
 //! Asking the history which records matter: the records that touch some
 //! paths (a file followed back across its renames, a directory matching
-//! what is below it), and git's pickaxe over the lines a change adds and
-//! removes. Pure functions over decoded records, used by `log`.
+//! what is below it), git's pickaxe over the lines a change adds and
+//! removes, and the writers of a change (`--by`). Pure functions over
+//! decoded records, used by `log`.
 
 use crate::diff::Tag;
-use crate::journal::record::{Body, FileChange, Record};
+use crate::journal::record::{Body, FileChange, Record, Writers};
 
 /// Paths to follow, as given (relative to the tree; `./` and a trailing
 /// `/` are dropped).
@@ -88,6 +89,49 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// `--by WHO`: whose changes count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Who {
+    /// A process by PID.
+    Pid(i32),
+    /// Processes by command name (`/proc/<pid>/comm`).
+    Comm(String),
+    /// The followed process and its descendants.
+    Target,
+    /// Anyone else.
+    Foreign,
+}
+
+impl Who {
+    /// Read a `--by` argument: a PID, `target`, `foreign`, else a command
+    /// name.
+    pub fn parse(text: &str) -> Result<Who, String> {
+        if text.is_empty() {
+            return Err("a writer is a PID, a command name, `target` or `foreign`".into());
+        }
+        Ok(match text {
+            "target" => Who::Target,
+            "foreign" => Who::Foreign,
+            _ => match text.parse::<i32>() {
+                Ok(pid) if pid > 0 => Who::Pid(pid),
+                Ok(_) => return Err(format!("{text} is not a PID")),
+                Err(_) => Who::Comm(text.to_string()),
+            },
+        })
+    }
+
+    /// Whether one of a change's writers is WHO. Writers recorded without
+    /// names (older stores) match only by PID.
+    pub fn matches(&self, writers: &Writers) -> bool {
+        match self {
+            Who::Pid(pid) => writers.pids.contains(pid),
+            Who::Comm(name) => writers.who.iter().any(|w| w.comm.as_deref() == Some(name.as_str())),
+            Who::Target => writers.who.iter().any(|w| w.target),
+            Who::Foreign => writers.who.iter().any(|w| !w.target),
+        }
+    }
+}
+
 /// What a record shows once filtered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kept {
@@ -102,8 +146,13 @@ pub enum Kept {
 /// pass `pickaxe`. Returns, for each record, what of it to show (`None`:
 /// leave it out). Walks back from the newest, so a file is followed to
 /// the names it had before each rename.
-pub fn select(records: &[(u64, &Record)], paths: &Paths, pickaxe: Option<&Pickaxe>) -> Vec<Option<Kept>> {
-    if paths.is_empty() && pickaxe.is_none() {
+pub fn select(
+    records: &[(u64, &Record)],
+    paths: &Paths,
+    pickaxe: Option<&Pickaxe>,
+    by: Option<&Who>,
+) -> Vec<Option<Kept>> {
+    if paths.is_empty() && pickaxe.is_none() && by.is_none() {
         return vec![Some(Kept::All); records.len()];
     }
     let mut paths = paths.clone();
@@ -124,15 +173,20 @@ pub fn select(records: &[(u64, &Record)], paths: &Paths, pickaxe: Option<&Pickax
                     {
                         paths.follow(from);
                     }
-                    if pickaxe.is_none_or(|p| p.matches(change)) {
+                    let written = || {
+                        by.is_none_or(|who| {
+                            sample.writers.iter().any(|w| w.path == change.path && who.matches(w))
+                        })
+                    };
+                    if pickaxe.is_none_or(|p| p.matches(change)) && written() {
                         chosen.push(j);
                     }
                 }
                 chosen
             }
             // A baseline shows where a path's history starts; the pickaxe
-            // looks at changes only.
-            Body::Baseline(baseline) if pickaxe.is_none() => baseline
+            // and writers look at changes only.
+            Body::Baseline(baseline) if pickaxe.is_none() && by.is_none() => baseline
                 .files
                 .iter()
                 .enumerate()
@@ -146,6 +200,28 @@ pub fn select(records: &[(u64, &Record)], paths: &Paths, pickaxe: Option<&Pickax
         }
     }
     kept
+}
+
+/// Why `--by` cannot be answered from these records, if it cannot: no
+/// record names a writer and no epoch was recorded with a backend that
+/// knows them.
+pub fn writers_unknown(records: &[(u64, &Record)]) -> Option<String> {
+    let mut backends = Vec::new();
+    for (_, record) in records {
+        match &record.body {
+            Body::Sample(s) if s.writers.iter().any(|w| !w.who.is_empty()) => return None,
+            Body::Baseline(b) if b.backend == "fanotify" => return None,
+            Body::Baseline(b) if !b.backend.is_empty() && !backends.contains(&b.backend) => {
+                backends.push(b.backend.clone())
+            }
+            _ => {}
+        }
+    }
+    let how = match backends.as_slice() {
+        [] => "with a backend that cannot know writers, or before writers were named".to_string(),
+        known => format!("with the {} backend, which cannot know writers", known.join(" and ")),
+    };
+    Some(format!("--by: this store was recorded {how}; record with --backend fanotify to ask who wrote"))
 }
 
 /// A sample that changed nothing (no file, no mapping, nothing skipped).
@@ -165,6 +241,52 @@ mod tests {
 
     use crate::replay::tests::change;
 
+    #[test]
+    fn who_reads_pids_names_and_the_two_words() {
+        assert_eq!(Who::parse("42"), Ok(Who::Pid(42)));
+        assert_eq!(Who::parse("target"), Ok(Who::Target));
+        assert_eq!(Who::parse("foreign"), Ok(Who::Foreign));
+        assert_eq!(Who::parse("make"), Ok(Who::Comm("make".into())));
+        assert_eq!(Who::parse("-3"), Err("-3 is not a PID".into()));
+        assert_eq!(Who::parse("0"), Err("0 is not a PID".into()));
+        assert!(Who::parse("").is_err());
+    }
+
+    #[test]
+    fn by_keeps_the_changes_of_that_writer_only() {
+        use crate::journal::record::Writer;
+        let named = |path: &str, pid: i32, comm: &str, target: bool| Writers {
+            path: path.as_bytes().to_vec(),
+            pids: vec![pid],
+            foreign: false,
+            who: vec![Writer { pid, comm: Some(comm.into()), target, ..Writer::default() }],
+        };
+        let mut record = sample(vec![
+            change("a", Change::Modified, None, "1\n", "2\n"),
+            change("b", Change::Modified, None, "1\n", "2\n"),
+            change("c", Change::Created, None, "", "3\n"),
+        ]);
+        if let Body::Sample(s) = &mut record.body {
+            s.writers = vec![named("a", 10, "sh", true), named("b", 20, "sed", false)];
+        }
+        let records = [(7, &record)];
+        let kept = |who: Who| select(&records, &Paths::default(), None, Some(&who));
+        assert_eq!(kept(Who::Target), [Some(Kept::Changes(vec![0]))]);
+        assert_eq!(kept(Who::Foreign), [Some(Kept::Changes(vec![1]))]);
+        assert_eq!(kept(Who::Comm("sed".into())), [Some(Kept::Changes(vec![1]))]);
+        assert_eq!(kept(Who::Pid(10)), [Some(Kept::Changes(vec![0]))]);
+        assert_eq!(kept(Who::Pid(99)), [None], "c has no known writer: nobody's");
+        assert_eq!(writers_unknown(&records), None);
+        let unnamed = sample(vec![change("a", Change::Modified, None, "1\n", "2\n")]);
+        let inotify = Record {
+            body: Body::Baseline(Baseline { backend: "inotify".into(), ..Baseline::default() }),
+            ..unnamed.clone()
+        };
+        let why = writers_unknown(&[(1, &inotify), (2, &unnamed)]).expect("an inotify store cannot say");
+        assert!(why.contains("inotify backend"), "{why}");
+        assert!(writers_unknown(&[(2, &unnamed)]).is_some());
+    }
+
     fn sample(files: Vec<FileChange>) -> Record {
         Record {
             version: FORMAT_VERSION,
@@ -177,7 +299,8 @@ mod tests {
     /// 1 baseline {a.txt, src/x.rs}; 2 a.txt edited; 3 a.txt renamed to
     /// docs/b.txt; 4 docs/b.txt edited, src/x.rs edited; 5 nothing.
     fn history() -> Vec<Record> {
-        let entry = |p: &str| FileEntry { path: p.as_bytes().to_vec(), node: Node::File, size: 0, hash: 0 };
+        let entry =
+            |p: &str| FileEntry { path: p.as_bytes().to_vec(), node: Node::File, size: 0, hash: 0, mode: 0 };
         vec![
             Record {
                 version: FORMAT_VERSION,
@@ -211,7 +334,7 @@ mod tests {
     fn run(paths: &[&str], pickaxe: Option<Pickaxe>) -> Vec<Option<Kept>> {
         let records = history();
         let refs: Vec<(u64, &Record)> = records.iter().enumerate().map(|(i, r)| (i as u64 + 1, r)).collect();
-        select(&refs, &Paths::new(paths.iter().map(|p| p.as_bytes().to_vec())), pickaxe.as_ref())
+        select(&refs, &Paths::new(paths.iter().map(|p| p.as_bytes().to_vec())), pickaxe.as_ref(), None)
     }
 
     #[test]

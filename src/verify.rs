@@ -234,7 +234,7 @@ mod tests {
 
     fn change(path: &[u8], kind: Change, old: &[u8], new: &[u8]) -> FileChange {
         let patch = Patch::compute(old, new, Duration::from_millis(100));
-        FileChange { path: path.to_vec(), change: kind, from: None, node: Node::File, patch }
+        FileChange::new(path.to_vec(), kind, None, Node::File, patch)
     }
 
     fn state(files: &[(&[u8], &[u8])]) -> TreeState {

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::blame;
 use crate::cli::BlameArgs;
-use crate::journal::record::{Body, Node, Record};
+use crate::journal::record::{Body, Node, Record, Writers};
 use crate::render::human::sanitize;
 use crate::render::{self, json};
 use crate::restore::{self, At};
@@ -47,13 +47,13 @@ pub fn run(args: &BlameArgs) -> anyhow::Result<ExitCode> {
     let steps = blame::steps(key, epoch_records);
     let origins = blame::blame(lines.len(), &steps, boundary);
     // Who wrote the path in each step's record.
-    let mut writers: HashMap<u64, Vec<i32>> = HashMap::new();
+    let mut writers: HashMap<u64, &Writers> = HashMap::new();
     for step in &steps {
         if let Some((_, Record { body: Body::Sample(sample), .. })) =
             epoch_records.iter().find(|(s, _)| *s == step.seq)
             && let Some(w) = sample.writers.iter().find(|w| w.path == step.path)
         {
-            writers.insert(step.seq, w.pids.clone());
+            writers.insert(step.seq, w);
         }
     }
     let time = |seq: u64| times.get(&seq).copied().unwrap_or(0);
@@ -65,13 +65,13 @@ pub fn run(args: &BlameArgs) -> anyhow::Result<ExitCode> {
             .zip(&origins)
             .enumerate()
             .map(|(i, (text, origin))| {
-                let pids = writers.get(&origin.seq).filter(|_| !origin.boundary);
+                let who = writers.get(&origin.seq).filter(|_| !origin.boundary);
                 json!({
                     "line": i + 1,
                     "text": json::bytes(text.strip_suffix(b"\n").unwrap_or(text)),
                     "seq": origin.seq,
                     "time": render::rfc3339_us(time(origin.seq)),
-                    "writers": pids.map(|p| p.iter().map(|pid| json!({"pid": pid})).collect::<Vec<_>>()),
+                    "writers": who.map(|w| json::writers_or_pids(w)),
                     "boundary": origin.boundary,
                 })
             })
@@ -85,7 +85,7 @@ pub fn run(args: &BlameArgs) -> anyhow::Result<ExitCode> {
         for (i, (text, origin)) in lines.iter().zip(&origins).enumerate() {
             let seq = if origin.boundary { format!("^{}", origin.seq) } else { origin.seq.to_string() };
             let who = match writers.get(&origin.seq).filter(|_| !origin.boundary) {
-                Some(pids) => pids.iter().map(|p| format!("pid {p}")).collect::<Vec<_>>().join(","),
+                Some(w) => render::human::writer_names(w).join(","),
                 None => "-".to_string(),
             };
             let when = jiff::Timestamp::from_microsecond(time(origin.seq) as i64)

@@ -2,7 +2,7 @@
 //! last: seq, local time, kind, files changed with +/- lines, map changes
 //! and RSS; a run of samples that changed nothing is one line. Filters
 //! (`--since`/`--until`, `-- PATH…`, `-S`, `-G`) and `-p` as git log has
-//! them. Reads a copy of the ring, so it works while the monitor writes.
+//! them; `--by` keeps one writer's changes. Reads a copy of the ring, so it works while the monitor writes.
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
@@ -45,10 +45,24 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
         (None, Some(regex)) => Some(Pickaxe::Lines(regex.clone())),
         (None, None) => None,
     };
-    let filtered = !paths.is_empty() || pickaxe.is_some();
+    let filtered = !paths.is_empty() || pickaxe.is_some() || args.by.is_some();
     let records: Vec<(u64, &Record)> =
         frames.iter().zip(decoded).filter_map(|(f, r)| r.as_ref().ok().map(|r| (f.seq, r))).collect();
-    let mut chosen = query::select(&records, &paths, pickaxe.as_ref()).into_iter();
+    if args.by.is_some() {
+        // Epochs whose baseline lies before the range still say their backend.
+        let baselines: Vec<(u64, Record)> = scan
+            .frames
+            .iter()
+            .filter(|f| f.kind == Kind::Baseline as u16)
+            .filter_map(|f| Some((f.seq, Record::decode(f.payload).ok()?)))
+            .collect();
+        let all: Vec<(u64, &Record)> =
+            baselines.iter().map(|(s, r)| (*s, r)).chain(records.iter().copied()).collect();
+        if let Some(why) = query::writers_unknown(&all) {
+            anyhow::bail!(why);
+        }
+    }
+    let mut chosen = query::select(&records, &paths, pickaxe.as_ref(), args.by.as_ref()).into_iter();
 
     let stdout = std::io::stdout();
     let color = !args.json && args.patch && stdout.is_terminal();
@@ -193,6 +207,9 @@ fn text_line(seq: u64, time_us: u64, record: &Record, tz: &jiff::tz::TimeZone) -
             if maps_added + maps_removed > 0 {
                 d.push_str(&format!("  maps +{maps_added} -{maps_removed}"));
             }
+            if let Body::Sample(sample) = &record.body {
+                d.push_str(&writers_summary(sample));
+            }
             d
         }
         Body::Baseline(b) => {
@@ -206,6 +223,24 @@ fn text_line(seq: u64, time_us: u64, record: &Record, tz: &jiff::tz::TimeZone) -
     };
     let rss = rss.map(|kib| format!("  rss {kib} KiB")).unwrap_or_default();
     format!("{seq:>6}  {time}  {kind:<8}  {detail}{rss}")
+}
+
+/// `  by sh[12], cp[13]`: who wrote the record's changes, the first three
+/// and how many more; nothing when no writer is known.
+fn writers_summary(sample: &crate::journal::record::Sample) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for w in &sample.writers {
+        for name in human::writer_names(w) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    match names.len() {
+        0 => String::new(),
+        1..=3 => format!("  by {}", names.join(", ")),
+        n => format!("  by {} and {} more", names[..3].join(", "), n - 3),
+    }
 }
 
 fn json_line(seq: u64, time_us: u64, record: &Record) -> serde_json::Value {

@@ -1,6 +1,7 @@
-//! `monitord show [--store DIR] [--reverse] SEQ|A..B`: one sample's diffs
-//! (or the patches going back with `--reverse`), or the net change between
-//! two points as one diff per file.
+//! `monitord show [--store DIR] [--reverse] [--json] P|A..B [-- PATH…]`:
+//! one record's diffs (or the patches going back with `--reverse`), or the
+//! net change between two points as one diff per file; `--json` prints
+//! the same as one object.
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
@@ -12,9 +13,9 @@ use anyhow::{Context, bail};
 use crate::cli::{ShowArgs, ShowWhat};
 use crate::diff::Patch;
 use crate::journal::Snapshot;
-use crate::journal::record::{Body, Change, FileChange, Node, Record};
+use crate::journal::record::{Body, Change, FileChange, Node, Record, Sample};
 use crate::query::Paths;
-use crate::render::human;
+use crate::render::{human, json};
 use crate::restore::{self, At};
 use crate::store;
 
@@ -40,6 +41,11 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
             }
             let mut changes = net_changes(&from.tree, &to.tree);
             changes.retain(|c| paths.matches(&c.path));
+            if args.json {
+                let files = json::files(&Sample { files: changes, ..Sample::default() });
+                let value = serde_json::json!({"from": a, "to": b, "files": files});
+                return print(format!("{value}\n").as_bytes());
+            }
             let (added, removed) = human::line_counts(&changes);
             out.extend_from_slice(
                 format!("#{a}..#{b}: {} files changed, +{added} -{removed}\n", changes.len()).as_bytes(),
@@ -65,28 +71,35 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
                     info.next_seq.saturating_sub(1)
                 );
             };
-            let record =
+            let mut record =
                 Record::decode(frame.payload).with_context(|| format!("record {seq} cannot be decoded"))?;
+            if let (Body::Sample(sample), false) = (&mut record.body, paths.is_empty()) {
+                let touches = |c: &FileChange| {
+                    paths.matches(&c.path) || c.from.as_deref().is_some_and(|f| paths.matches(f))
+                };
+                sample.files.retain(touches);
+                sample.writers.retain(|w| sample.files.iter().any(|c| c.path == w.path));
+            }
+            if args.json {
+                return print(format!("{}\n", json::record(seq, frame.time_us, &record)).as_bytes());
+            }
             match &record.body {
+                // Only the given paths' diffs: no maps, no statistics.
                 Body::Sample(sample) if !paths.is_empty() => {
                     out.extend_from_slice(human::summary(seq, frame.time_us, &record, color).as_bytes());
                     out.push(b'\n');
-                    let kept: Vec<_> = sample
-                        .files
-                        .iter()
-                        .filter(|c| {
-                            paths.matches(&c.path) || c.from.as_deref().is_some_and(|f| paths.matches(f))
-                        })
-                        .cloned()
-                        .collect();
-                    human::render_changes(&kept, color, args.reverse, &mut out);
+                    human::render_changes(&sample.files, color, args.reverse, &mut out);
                 }
                 _ => human::render(seq, frame.time_us, &record, color, args.reverse, &mut out),
             }
         }
     }
+    print(&out)
+}
+
+fn print(out: &[u8]) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&out).context("cannot write to stdout")?;
+    stdout.write_all(out).context("cannot write to stdout")?;
     stdout.flush().context("cannot write to stdout")?;
     Ok(ExitCode::SUCCESS)
 }
@@ -104,13 +117,7 @@ fn net_changes(from: &crate::history::TreeState, to: &crate::history::TreeState)
             (Some((node, a)), None) => (Change::Deleted, *node, a, b""),
             (None, None) => continue,
         };
-        changes.push(FileChange {
-            path: path.clone(),
-            change,
-            from: None,
-            node,
-            patch: Patch::compute(old, new, deadline),
-        });
+        changes.push(FileChange::new(path.clone(), change, None, node, Patch::compute(old, new, deadline)));
     }
     changes
 }

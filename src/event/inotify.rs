@@ -166,7 +166,7 @@ impl Reader for Worker {
                 continue;
             }
             self.watch_tree(dir, queue, false);
-            queue.push(Event { dirty: Dirty::Subtree(dir.clone()), pid: None, by_target: false });
+            queue.push(Event::anonymous(Dirty::Subtree(dir.clone())));
             done.push(dir);
         }
     }
@@ -192,7 +192,7 @@ impl Reader for Worker {
                 Ok(Some(wd)) => {
                     self.files.insert(wd, id);
                     self.file_wds.insert(id, wd);
-                    queue.push(Event { dirty: Dirty::Inode(id.0, id.1), pid: None, by_target: false });
+                    queue.push(Event::anonymous(Dirty::Inode(id.0, id.1)));
                 }
                 // Gone or replaced since the sampler saw it: the event
                 // that did it tells the sampler, which asks again.
@@ -207,7 +207,7 @@ impl Reader for Worker {
 
 impl Worker {
     fn handle(&mut self, wd: WatchDescriptor, mask: AddWatchFlags, name: Option<Vec<u8>>, queue: &Queue) {
-        let push = |dirty| queue.push(Event { dirty, pid: None, by_target: false });
+        let push = |dirty| queue.push(Event::anonymous(dirty));
         if mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
             queue.shared.overflow();
             return;

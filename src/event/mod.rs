@@ -51,16 +51,21 @@ impl Backend {
     }
 }
 
-/// A dirty path and, when the backend knows it, the PID that caused it.
+/// A dirty path and, when the backend knows it, the process that caused it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     /// What to compare with the mirror.
     pub dirty: Dirty,
-    /// The process whose action caused the event (fanotify only).
-    pub pid: Option<i32>,
-    /// That process is the target or one of its descendants (known only
-    /// with a PID).
-    pub by_target: bool,
+    /// The process whose action caused the event, named when the event
+    /// was read (fanotify only).
+    pub writer: Option<std::sync::Arc<crate::journal::record::Writer>>,
+}
+
+impl Event {
+    /// An event whose writer the backend cannot know.
+    pub fn anonymous(dirty: Dirty) -> Event {
+        Event { dirty, writer: None }
+    }
 }
 
 /// What every backend needs to know about the tree.

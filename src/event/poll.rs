@@ -287,7 +287,7 @@ impl super::Source for Poll {
     }
 
     fn drain(&mut self, into: &mut Vec<super::Event>) {
-        into.extend(self.queue.drain(..).map(|dirty| super::Event { dirty, pid: None, by_target: false }));
+        into.extend(self.queue.drain(..).map(super::Event::anonymous));
     }
 }
 
@@ -327,7 +327,7 @@ mod tests {
         assert!(poll.sync(Duration::from_secs(1)));
         let mut events = Vec::new();
         poll.drain(&mut events);
-        assert!(events.iter().all(|e| e.pid.is_none()));
+        assert!(events.iter().all(|e| e.writer.is_none()));
         events.into_iter().map(|e| e.dirty).collect()
     }
 

@@ -10,18 +10,28 @@
 //! `<store>/mirror/<epoch>/`.
 //!
 //! Changing any type here changes the on-disk format: bump
-//! [`FORMAT_VERSION`] with it. Version 3 only added variants at the end of
-//! enums (the `mark` record), so a version 2 payload decodes as version 3
-//! and both are read. A change that adds a field to a struct must keep the
-//! older layout's types (postcard is not self-describing) and decode each
-//! version with its own.
+//! [`FORMAT_VERSION`] with it. A change that only adds variants at the end
+//! of enums keeps older payloads decodable by the new types (version 3
+//! added the `mark` record so, and version 2 payloads decode as version 3).
+//! A change that adds a field to a struct must keep the older layout's
+//! types (postcard is not self-describing): [`legacy`] holds them, frozen,
+//! and [`Record::decode`] picks the types by the payload's version, which
+//! is always its first field.
+//!
+//! | version | written by | adds |
+//! |--:|---|---|
+//! | 2 | the first release | |
+//! | 3 | | the `mark` record |
+//! | 4 | | named writers, file modes, the `mode` change, the `undo` record |
 
 use serde::{Deserialize, Serialize};
 
 use crate::diff::Patch;
 
+pub mod legacy;
+
 /// Version of the payload encoding; stored in every record.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 
 /// The oldest payload version this monitord reads.
 pub const OLDEST_READABLE_VERSION: u16 = 2;
@@ -60,6 +70,8 @@ pub enum Kind {
     Rescan = 6,
     /// A point in history named by the user (`mark NAME`).
     Mark = 7,
+    /// Changes written to the live tree by `monitord undo`.
+    Undo = 8,
 }
 
 impl Kind {
@@ -73,6 +85,7 @@ impl Kind {
             Kind::Cwd => "cwd",
             Kind::Rescan => "rescan",
             Kind::Mark => "mark",
+            Kind::Undo => "undo",
         }
     }
 
@@ -86,6 +99,7 @@ impl Kind {
             5 => Kind::Cwd,
             6 => Kind::Rescan,
             7 => Kind::Mark,
+            8 => Kind::Undo,
             _ => return None,
         })
     }
@@ -141,6 +155,16 @@ pub enum Body {
         /// The name ([`valid_mark_name`]).
         name: String,
     },
+    /// `monitord undo A..B` made the live tree what it was at `from`: the
+    /// changes it wrote, and only those.
+    Undo {
+        /// The point the tree was put back to (A).
+        from: u64,
+        /// The point the undo started from (B).
+        to: u64,
+        /// The changes written, as in a sample (no maps, no stats).
+        sample: Sample,
+    },
 }
 
 /// Why a mark name is refused, or `None` when it is valid: one line of
@@ -177,6 +201,10 @@ pub struct Baseline {
     pub maps: Vec<Vec<u8>>,
     /// Process statistics, when recorded.
     pub stats: Option<Stats>,
+    /// The event backend recording this epoch (`inotify`, `fanotify`,
+    /// `poll`; empty in stores written before it was recorded): whether
+    /// its samples can name writers.
+    pub backend: String,
 }
 
 /// A tracked entry in a baseline.
@@ -190,6 +218,9 @@ pub struct FileEntry {
     pub size: u64,
     /// [`crate::diff::hash`] of the content.
     pub hash: u64,
+    /// Permission bits (`st_mode & 0o7777`); 0 when not recorded (stores
+    /// written before modes were; a symlink's).
+    pub mode: u32,
 }
 
 /// What kind of entry a path is. A symlink's "content" is its target
@@ -263,6 +294,34 @@ pub struct Writers {
     /// With `--only-target`: none of them was the target or one of its
     /// descendants. The change is applied (restores stay exact) but marked.
     pub foreign: bool,
+    /// Who each PID was when its event was read, in the order of `pids`
+    /// (empty in stores written before writers were named).
+    pub who: Vec<Writer>,
+}
+
+/// A writing process, as named when its event was read: it may have
+/// exited since.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Writer {
+    /// Its PID.
+    pub pid: i32,
+    /// Its command name (`/proc/<pid>/comm`), when it was still running.
+    pub comm: Option<String>,
+    /// Its executable (`/proc/<pid>/exe`), when it could be read.
+    pub exe: Option<Vec<u8>>,
+    /// Its effective user id (the one its writes were checked against),
+    /// when it was still running.
+    pub uid: Option<u32>,
+    /// It was the target or one of its descendants.
+    pub target: bool,
+}
+
+impl Writer {
+    /// `comm[pid]`, as output names a writer (`?[pid]` when its name is
+    /// not known).
+    pub fn label(&self) -> String {
+        format!("{}[{}]", self.comm.as_deref().unwrap_or("?"), self.pid)
+    }
 }
 
 /// How a path changed.
@@ -276,6 +335,9 @@ pub enum Change {
     Deleted,
     /// It was moved here from [`FileChange::from`] (and perhaps changed).
     Renamed,
+    /// Only its permission bits changed ([`FileChange::old_mode`] →
+    /// [`FileChange::mode`]).
+    Mode,
 }
 
 impl Change {
@@ -286,6 +348,7 @@ impl Change {
             Change::Modified => "modified",
             Change::Deleted => "deleted",
             Change::Renamed => "renamed",
+            Change::Mode => "mode",
         }
     }
 }
@@ -303,6 +366,17 @@ pub struct FileChange {
     pub node: Node,
     /// Old → new content (empty side for created/deleted); applies both ways.
     pub patch: Patch,
+    /// Permission bits before, when this change altered or removed them.
+    pub old_mode: Option<u32>,
+    /// Permission bits after, when this change set or altered them.
+    pub mode: Option<u32>,
+}
+
+impl FileChange {
+    /// A change with no mode recorded.
+    pub fn new(path: Vec<u8>, change: Change, from: Option<Vec<u8>>, node: Node, patch: Patch) -> FileChange {
+        FileChange { path, change, from, node, patch, old_mode: None, mode: None }
+    }
 }
 
 /// Mapping lines added and removed, as in `/proc/<pid>/maps`.
@@ -372,6 +446,7 @@ impl Record {
             Body::Cwd { .. } => Kind::Cwd,
             Body::Rescan { .. } => Kind::Rescan,
             Body::Mark { .. } => Kind::Mark,
+            Body::Undo { .. } => Kind::Undo,
         }
     }
 
@@ -387,11 +462,12 @@ impl Record {
     /// # Errors
     /// [`DecodeError`] when the bytes are not a record of this version.
     pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
-        let record: Record = postcard::from_bytes(payload).map_err(DecodeError::Payload)?;
-        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&record.version) {
-            return Err(DecodeError::Version { found: record.version });
+        let (version, _) = postcard::take_from_bytes::<u16>(payload).map_err(DecodeError::Payload)?;
+        match version {
+            FORMAT_VERSION => postcard::from_bytes(payload).map_err(DecodeError::Payload),
+            OLDEST_READABLE_VERSION..FORMAT_VERSION => legacy::decode_v3(payload),
+            found => Err(DecodeError::Version { found }),
         }
-        Ok(record)
     }
 }
 
@@ -407,17 +483,31 @@ mod tests {
             epoch: 1,
             pid: 42,
             body: Body::Sample(Sample {
-                files: vec![FileChange {
-                    path: b"dir/\xff.txt".to_vec(),
-                    change: Change::Modified,
-                    from: None,
-                    node: Node::File,
-                    patch: Patch::compute(b"a\nb\n", b"a\nc\n", Duration::from_millis(100)),
-                }],
+                files: vec![FileChange::new(
+                    b"dir/\xff.txt".to_vec(),
+                    Change::Modified,
+                    None,
+                    Node::File,
+                    Patch::compute(b"a\nb\n", b"a\nc\n", Duration::from_millis(100)),
+                )],
                 skipped: vec![Skipped { path: b"big".to_vec(), reason: SkipReason::TooLarge { size: 9 } }],
                 maps: MapsDelta::default(),
                 stats: Some(Stats { rss_kib: 10, ..Stats::default() }),
-                writers: vec![Writers { path: b"dir/\xff.txt".to_vec(), pids: vec![7, 9], foreign: true }],
+                writers: vec![Writers {
+                    path: b"dir/\xff.txt".to_vec(),
+                    pids: vec![7, 9],
+                    foreign: true,
+                    who: vec![
+                        Writer {
+                            pid: 7,
+                            comm: Some("sed".into()),
+                            exe: Some(b"/usr/bin/sed".to_vec()),
+                            uid: Some(0),
+                            target: false,
+                        },
+                        Writer { pid: 9, ..Writer::default() },
+                    ],
+                }],
             }),
         }
     }

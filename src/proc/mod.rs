@@ -305,6 +305,14 @@ pub fn stat_fields(raw: &[u8]) -> Option<impl Iterator<Item = &str>> {
     Some(rest.split_ascii_whitespace())
 }
 
+/// The command name of a `/proc/<pid>/stat` line (field 2, between the
+/// first `(` and the last `)`).
+pub fn stat_comm(raw: &[u8]) -> Option<&[u8]> {
+    let open = raw.iter().position(|&b| b == b'(')?;
+    let close = raw.iter().rposition(|&b| b == b')')?;
+    raw.get(open + 1..close)
+}
+
 /// Parse `/proc/<pid>/stat` (see [`stat_fields`]).
 pub fn parse_stat(raw: &[u8]) -> Option<Stat> {
     let mut fields = stat_fields(raw)?;
@@ -337,6 +345,8 @@ mod tests {
     fn stat_with_parentheses_in_the_name_parses() {
         let raw = b"42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 0 0 0\n";
         assert_eq!(parse_stat(raw), Some(Stat { state: 'S', ppid: 1, starttime: 987654 }));
+        assert_eq!(stat_comm(raw), Some(&b"a) b (c)"[..]));
+        assert_eq!(stat_comm(b"garbage"), None);
     }
 
     #[test]

@@ -79,6 +79,14 @@ pub fn summary(seq: u64, time_us: u64, record: &Record, color: bool) -> String {
             if paths.len() == 1 { "y" } else { "ies" }
         ),
         Body::Mark { name } => format!("@{name}"),
+        Body::Undo { from, to, sample } => {
+            let (added, removed) = line_counts(&sample.files);
+            format!(
+                "#{to} put back to #{from}: {} file{} changed, +{added} -{removed}",
+                sample.files.len(),
+                if sample.files.len() == 1 { "" } else { "s" }
+            )
+        }
     };
     format!("{bold}#{seq}{reset} {time} {bold}{kind}{reset} {detail}")
 }
@@ -89,6 +97,11 @@ pub fn render(seq: u64, time_us: u64, record: &Record, color: bool, reverse: boo
     out.extend_from_slice(summary(seq, time_us, record, color).as_bytes());
     out.push(b'\n');
     match &record.body {
+        Body::Undo { sample, .. } => {
+            for change in &sample.files {
+                render_change(change, None, color, reverse, out);
+            }
+        }
         Body::Sample(sample) => {
             for change in &sample.files {
                 let writers = sample.writers.iter().find(|w| w.path == change.path);
@@ -148,6 +161,27 @@ pub fn render_stats(stats: Option<&Stats>, out: &mut Vec<u8>) {
     }
 }
 
+/// The writers of a change for people: `comm[pid]` each when they were
+/// named, else `pid N, M` as stores without names have it.
+pub fn writer_labels(w: &Writers) -> String {
+    if w.who.is_empty() {
+        let pids: Vec<String> = w.pids.iter().map(i32::to_string).collect();
+        format!("pid {}", pids.join(", "))
+    } else {
+        writer_names(w).join(", ")
+    }
+}
+
+/// Each writer of a change for people: `comm[pid]` when named, else
+/// `pid N`.
+pub fn writer_names(w: &Writers) -> Vec<String> {
+    if w.who.is_empty() {
+        w.pids.iter().map(|p| format!("pid {p}")).collect()
+    } else {
+        w.who.iter().map(|n| sanitize(n.label().as_bytes())).collect()
+    }
+}
+
 /// Names for the `---`/`+++` lines of a change, forwards.
 pub fn diff_names(change: &FileChange) -> (Vec<u8>, Vec<u8>) {
     let prefixed = |prefix: &[u8], path: &[u8]| [prefix, path].concat();
@@ -184,13 +218,16 @@ fn render_change(
     };
     let by = match writers {
         Some(w) => {
-            let pids: Vec<String> = w.pids.iter().map(i32::to_string).collect();
             let foreign = if w.foreign { ", not the target" } else { "" };
-            format!(" (by pid {}{foreign})", pids.join(", "))
+            format!(" (by {}{foreign})", writer_labels(w))
         }
         None => String::new(),
     };
-    out.extend_from_slice(format!("{yellow}{} {what}{by}{reset}\n", change.change.name()).as_bytes());
+    let modes = match (change.old_mode, change.mode) {
+        (Some(old), Some(new)) if old != new => format!(" mode {old:04o} -> {new:04o}"),
+        _ => String::new(),
+    };
+    out.extend_from_slice(format!("{yellow}{} {what}{modes}{by}{reset}\n", change.change.name()).as_bytes());
     let (old, new) = diff_names(change);
     let mut text = Vec::new();
     if reverse {

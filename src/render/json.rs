@@ -10,7 +10,7 @@
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
-use crate::journal::record::{Body, Change, Node, Record, Skipped};
+use crate::journal::record::{Body, Change, Node, Record, Sample, Skipped, Writer};
 use crate::render::human::diff_names;
 
 /// A byte string as JSON: a string when it is UTF-8, else `{"bytes": base64}`.
@@ -60,10 +60,19 @@ pub fn record(seq: u64, time_us: u64, record: &Record) -> Value {
     match &record.body {
         Body::Baseline(b) => {
             obj.insert("cwd".into(), bytes(&b.cwd));
+            if !b.backend.is_empty() {
+                obj.insert("backend".into(), json!(b.backend));
+            }
             let files = b
                 .files
                 .iter()
-                .map(|f| json!({ "path": bytes(&f.path), "node": node(f.node), "size": f.size, "hash": hash(f.hash) }))
+                .map(|f| {
+                    let mut entry = json!({ "path": bytes(&f.path), "node": node(f.node), "size": f.size, "hash": hash(f.hash) });
+                    if f.mode != 0 {
+                        entry["mode"] = mode(f.mode);
+                    }
+                    entry
+                })
                 .collect();
             obj.insert("files".into(), Value::Array(files));
             obj.insert("skipped".into(), skipped(&b.skipped));
@@ -75,36 +84,7 @@ pub fn record(seq: u64, time_us: u64, record: &Record) -> Value {
             }
         }
         Body::Sample(s) => {
-            let files = s
-                .files
-                .iter()
-                .map(|f| {
-                    let (old, new) = diff_names(f);
-                    let mut forward = Vec::new();
-                    f.patch.render_unified(&old, &new, &mut forward);
-                    let mut reverse = Vec::new();
-                    f.patch.reversed().render_unified(&new, &old, &mut reverse);
-                    let mut file = Map::new();
-                    file.insert("path".into(), bytes(&f.path));
-                    file.insert("change".into(), json!(f.change.name()));
-                    if let (Change::Renamed, Some(from)) = (f.change, &f.from) {
-                        file.insert("from".into(), bytes(from));
-                    }
-                    file.insert("node".into(), json!(node(f.node)));
-                    file.insert("old_hash".into(), hash(f.patch.old_hash));
-                    file.insert("new_hash".into(), hash(f.patch.new_hash));
-                    file.insert("forward".into(), bytes(&forward));
-                    file.insert("reverse".into(), bytes(&reverse));
-                    if let Some(w) = s.writers.iter().find(|w| w.path == f.path) {
-                        file.insert("by".into(), json!(w.pids));
-                        if w.foreign {
-                            file.insert("foreign".into(), json!(true));
-                        }
-                    }
-                    Value::Object(file)
-                })
-                .collect();
-            obj.insert("files".into(), Value::Array(files));
+            obj.insert("files".into(), files(s));
             obj.insert("skipped".into(), skipped(&s.skipped));
             obj.insert(
                 "maps".into(),
@@ -145,8 +125,89 @@ pub fn record(seq: u64, time_us: u64, record: &Record) -> Value {
         Body::Mark { name } => {
             obj.insert("name".into(), json!(name));
         }
+        Body::Undo { from, to, sample } => {
+            obj.insert("from".into(), json!(from));
+            obj.insert("to".into(), json!(to));
+            obj.insert("files".into(), files(sample));
+        }
     }
     Value::Object(obj)
+}
+
+/// Permission bits as four octal digits, as `stat -c %a` pads them.
+fn mode(bits: u32) -> Value {
+    Value::String(format!("{bits:04o}"))
+}
+
+/// The `files` array of a sample: each change with its diffs both ways,
+/// its modes when it set them, and who wrote it when known.
+pub fn files(s: &Sample) -> Value {
+    let files = s
+        .files
+        .iter()
+        .map(|f| {
+            let (old, new) = diff_names(f);
+            let mut forward = Vec::new();
+            f.patch.render_unified(&old, &new, &mut forward);
+            let mut reverse = Vec::new();
+            f.patch.reversed().render_unified(&new, &old, &mut reverse);
+            let mut file = Map::new();
+            file.insert("path".into(), bytes(&f.path));
+            file.insert("change".into(), json!(f.change.name()));
+            if let (Change::Renamed, Some(from)) = (f.change, &f.from) {
+                file.insert("from".into(), bytes(from));
+            }
+            file.insert("node".into(), json!(node(f.node)));
+            if let Some(bits) = f.old_mode {
+                file.insert("old_mode".into(), mode(bits));
+            }
+            if let Some(bits) = f.mode {
+                file.insert("mode".into(), mode(bits));
+            }
+            file.insert("old_hash".into(), hash(f.patch.old_hash));
+            file.insert("new_hash".into(), hash(f.patch.new_hash));
+            file.insert("forward".into(), bytes(&forward));
+            file.insert("reverse".into(), bytes(&reverse));
+            if let Some(w) = s.writers.iter().find(|w| w.path == f.path) {
+                file.insert("by".into(), json!(w.pids));
+                if !w.who.is_empty() {
+                    file.insert("writers".into(), writers(&w.who));
+                }
+                if w.foreign {
+                    file.insert("foreign".into(), json!(true));
+                }
+            }
+            Value::Object(file)
+        })
+        .collect();
+    Value::Array(files)
+}
+
+/// The writers of a change: named when the store names them, else
+/// `[{pid}]` each.
+pub fn writers_or_pids(w: &crate::journal::record::Writers) -> Value {
+    if w.who.is_empty() {
+        Value::Array(w.pids.iter().map(|pid| json!({ "pid": pid })).collect())
+    } else {
+        writers(&w.who)
+    }
+}
+
+/// Named writers: `[{pid, comm, exe, uid, target}]`, unknown fields null.
+pub fn writers(who: &[Writer]) -> Value {
+    Value::Array(
+        who.iter()
+            .map(|w| {
+                json!({
+                    "pid": w.pid,
+                    "comm": w.comm,
+                    "exe": w.exe.as_deref().map(bytes),
+                    "uid": w.uid,
+                    "target": w.target,
+                })
+            })
+            .collect(),
+    )
 }
 
 fn stats_value(s: &crate::journal::record::Stats) -> Value {

@@ -518,13 +518,13 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn change(path: &str, kind: Change, from: Option<&str>, old: &str, new: &str) -> FileChange {
-        FileChange {
-            path: path.as_bytes().to_vec(),
-            change: kind,
-            from: from.map(|f| f.as_bytes().to_vec()),
-            node: Node::File,
-            patch: Patch::compute(old.as_bytes(), new.as_bytes(), Duration::from_secs(1)),
-        }
+        FileChange::new(
+            path.as_bytes().to_vec(),
+            kind,
+            from.map(|f| f.as_bytes().to_vec()),
+            Node::File,
+            Patch::compute(old.as_bytes(), new.as_bytes(), Duration::from_secs(1)),
+        )
     }
 
     pub(crate) fn sample(seq: u64, epoch: u64, files: Vec<FileChange>, rss: u64) -> Entry {

@@ -143,13 +143,13 @@ fn order(
             continue;
         }
         let old = old_content(path);
-        found.changes.push(FileChange {
-            path: path.clone(),
-            change: Change::Deleted,
-            from: None,
-            node: tracked.node,
-            patch: Patch::compute(&old, b"", deadline),
-        });
+        found.changes.push(FileChange::new(
+            path.clone(),
+            Change::Deleted,
+            None,
+            tracked.node,
+            Patch::compute(&old, b"", deadline),
+        ));
         found.updates.push((path.clone(), None));
     }
     // A renamed file's new path is put in the mirror before its old
@@ -169,13 +169,13 @@ fn order(
     let (mut early, mut late) = (Vec::new(), Vec::new());
     let before_renames = found.updates.len();
     for ((path, from, node, content), clash) in renames.into_iter().zip(clashes) {
-        found.changes.push(FileChange {
-            path: path.clone(),
-            change: Change::Renamed,
-            from: Some(from.clone()),
+        found.changes.push(FileChange::new(
+            path.clone(),
+            Change::Renamed,
+            Some(from.clone()),
             node,
-            patch: Patch::compute(&content, &content, deadline),
-        });
+            Patch::compute(&content, &content, deadline),
+        ));
         if clash {
             late.push((path, Some((node, content))))
         } else {
@@ -197,13 +197,13 @@ fn order(
     rest.sort_by(|a, b| a.0.cmp(&b.0));
     for (path, node, content, change) in rest {
         let old = if change == Change::Modified { old_content(&path) } else { Vec::new() };
-        found.changes.push(FileChange {
-            path: path.clone(),
+        found.changes.push(FileChange::new(
+            path.clone(),
             change,
-            from: None,
+            None,
             node,
-            patch: Patch::compute(&old, &content, deadline),
-        });
+            Patch::compute(&old, &content, deadline),
+        ));
         found.updates.push((path, Some((node, content))));
     }
 }

@@ -7,10 +7,11 @@
 //! handed. What the dirty paths hold now is `observe`'s job.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::event::{Dirty, Event, Source};
-use crate::journal::record::{FileChange, Writers};
+use crate::journal::record::{FileChange, Writer, Writers};
 use crate::tree;
 
 /// The dirty paths of one period.
@@ -18,8 +19,9 @@ use crate::tree;
 pub(super) struct DirtySet {
     /// What to compare at the next sample.
     pub(super) pending: BTreeSet<Dirty>,
-    /// Who caused the pending events: path → (PIDs, any of them the target's).
-    writers: BTreeMap<Vec<u8>, (BTreeSet<i32>, bool)>,
+    /// Who caused the pending events: path → PID → the writer as first
+    /// named in the period.
+    writers: BTreeMap<Vec<u8>, BTreeMap<i32, Arc<Writer>>>,
     /// Why events were lost since the last `rescan` record.
     rescan_reasons: Vec<String>,
 }
@@ -59,7 +61,7 @@ impl DirtySet {
 
     /// Add one event, and its writer when the backend knows it.
     fn add(&mut self, event: Event) {
-        if let Some(pid) = event.pid {
+        if let Some(writer) = event.writer {
             let path = match &event.dirty {
                 Dirty::Path(p) | Dirty::Subtree(p) => p.clone(),
                 // An inode event that names a writer is dropped, as it
@@ -67,9 +69,7 @@ impl DirtySet {
                 // inode events, and it knows no PIDs).
                 Dirty::Inode(..) => return,
             };
-            let entry = self.writers.entry(path).or_default();
-            entry.0.insert(pid);
-            entry.1 |= event.by_target;
+            self.writers.entry(path).or_default().entry(writer.pid).or_insert(writer);
         }
         self.pending.insert(event.dirty);
     }
@@ -125,19 +125,21 @@ impl DirtySet {
         };
         let mut out = Vec::new();
         for change in changes {
-            let mut pids = BTreeSet::new();
-            let mut by_target = false;
+            let mut who: BTreeMap<i32, &Arc<Writer>> = BTreeMap::new();
             for path in std::iter::once(&change.path).chain(change.from.as_ref()) {
-                if let Some((found, ours)) = lookup(path) {
-                    pids.extend(found.iter().copied());
-                    by_target |= ours;
+                if let Some(found) = lookup(path) {
+                    for (pid, writer) in found {
+                        who.entry(*pid).or_insert(writer);
+                    }
                 }
             }
-            if !pids.is_empty() {
+            if !who.is_empty() {
+                let by_target = who.values().any(|w| w.target);
                 out.push(Writers {
                     path: change.path.clone(),
-                    pids: pids.into_iter().collect(),
+                    pids: who.keys().copied().collect(),
                     foreign: only_target && !by_target,
+                    who: who.values().map(|w| Writer::clone(w)).collect(),
                 });
             }
         }
@@ -159,18 +161,19 @@ mod tests {
         Dirty::Subtree(p.as_bytes().to_vec())
     }
 
-    fn event(dirty: Dirty, pid: Option<i32>, by_target: bool) -> Event {
-        Event { dirty, pid, by_target }
+    fn event(dirty: Dirty, pid: Option<i32>, target: bool) -> Event {
+        let comm = Some(format!("w{}", pid.unwrap_or(0)));
+        Event { dirty, writer: pid.map(|pid| Arc::new(Writer { pid, comm, target, ..Writer::default() })) }
     }
 
     fn change(path: &str, from: Option<&str>) -> FileChange {
-        FileChange {
-            path: path.as_bytes().to_vec(),
-            change: if from.is_some() { Change::Renamed } else { Change::Modified },
-            from: from.map(|f| f.as_bytes().to_vec()),
-            node: Node::File,
-            patch: Patch::compute(b"", b"", Duration::from_secs(1)),
-        }
+        FileChange::new(
+            path.as_bytes().to_vec(),
+            if from.is_some() { Change::Renamed } else { Change::Modified },
+            from.map(|f| f.as_bytes().to_vec()),
+            Node::File,
+            Patch::compute(b"", b"", Duration::from_secs(1)),
+        )
     }
 
     #[test]
@@ -249,6 +252,13 @@ mod tests {
                 ("d/e/b".to_string(), vec![12], true),
                 ("new".to_string(), vec![11], true),
             ]
+        );
+        let names: Vec<Vec<String>> =
+            writers.iter().map(|w| w.who.iter().map(Writer::label).collect()).collect();
+        assert_eq!(
+            names,
+            [vec!["w10[10]"], vec!["w12[12]"], vec!["w11[11]"]],
+            "each writer named as its event was"
         );
         // Without `--only-target` nothing is foreign.
         assert!(set.attribute(&changes, false).iter().all(|w| !w.foreign));

@@ -158,7 +158,13 @@ impl Sampler {
                         failed = Some(e);
                         return;
                     }
-                    files.push(FileEntry { path: path.clone(), node, size: content.len() as u64, hash });
+                    files.push(FileEntry {
+                        path: path.clone(),
+                        node,
+                        size: content.len() as u64,
+                        hash,
+                        mode: 0,
+                    });
                     index.insert(path, Tracked { node, hash, id: inode.map(|i| i.id()) });
                 }
             },
@@ -188,6 +194,7 @@ impl Sampler {
             skipped,
             maps,
             stats,
+            backend: self.settings.backend.name().to_string(),
         });
         let committed = self.commit(body, |_| Ok(()))?;
         self.needs_baseline = false;

@@ -5,6 +5,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
+use serde_json::json;
+
 use crate::harness::*;
 
 /// Whether this kernel and filesystem let root use fanotify here; says so
@@ -87,9 +89,11 @@ fn fanotify_names_the_writer_of_each_change_and_marks_others_with_only_target() 
         }
         let daemon = Daemon::start(writer.pid(), store.path(), 600_000, &args);
         writer.write();
-        // Someone else, not descended from the target.
-        let other =
-            Command::new("sh").args(["-c", "echo other > other.txt"]).current_dir(tree.path()).status();
+        // Someone else, not descended from the target, gone before the
+        // sample is taken (it lingers a moment after writing: a writer
+        // that exits before its event is even read cannot be named).
+        let script = "open('other.txt', 'w').write('other\\n'); import time; time.sleep(0.3)";
+        let other = Command::new("python3").args(["-c", script]).current_dir(tree.path()).status();
         assert!(other.unwrap().success());
         let (code, out, err) = daemon.ctl(&["sample"]);
         assert_eq!(code, 0, "{err}");
@@ -104,17 +108,111 @@ fn fanotify_names_the_writer_of_each_change_and_marks_others_with_only_target() 
         let (other, other_foreign) = by(sample, "other.txt");
         assert_eq!(other.len(), 1);
         assert_eq!((own_foreign, child_foreign, other_foreign), (false, false, only_target), "{sample:#}");
+        // Each writer is named as it was when its event was read.
+        let named = |path: &str| {
+            let file = sample["files"].as_array().unwrap().iter().find(|f| f["path"] == path).unwrap();
+            let writers = file["writers"].as_array().unwrap_or_else(|| panic!("no writers: {file:#}"));
+            assert_eq!(writers.len(), 1, "{file:#}");
+            writers[0].clone()
+        };
+        let own_writer = named("own.txt");
+        assert_eq!(own_writer["pid"], writer.pid());
+        assert_eq!(
+            (&own_writer["comm"], &own_writer["target"], &own_writer["uid"]),
+            (&json!("sh"), &json!(true), &json!(0))
+        );
+        assert!(own_writer["exe"].as_str().is_some_and(|exe| exe.starts_with('/')), "{own_writer}");
+        assert_eq!(named("child.txt")["target"], true);
+        let other_writer = named("other.txt");
+        assert_eq!(other_writer["pid"], other[0]);
+        assert_eq!(
+            (&other_writer["comm"], &other_writer["target"]),
+            (&json!("python3"), &json!(false)),
+            "{other_writer}"
+        );
+        let exe = other_writer["exe"].as_str().unwrap_or_default();
+        assert!(exe.contains("/python3"), "the exited writer's executable: {other_writer}");
         // Every change is recorded either way: restores stay exact.
         assert_eq!(restored(store.path(), seq).len(), 3);
         let (code, text, _) = run(&["dump", store.path().join("ring.bin").to_str().unwrap()]);
         assert_eq!(code, 0);
         let text = String::from_utf8(text).unwrap();
-        assert!(text.contains(&format!("created own.txt (by pid {})", writer.pid())), "{text}");
+        assert!(text.contains(&format!("created own.txt (by sh[{}])", writer.pid())), "{text}");
+        assert!(text.contains(&format!("created other.txt (by python3[{}]", other[0])), "{text}");
         if only_target {
             assert!(text.contains(", not the target)"), "{text}");
         }
         drop(daemon);
     }
+}
+
+#[test]
+fn log_by_and_blame_name_who_wrote_and_other_backends_say_they_cannot() {
+    let tree = TempDir::new("monitord-tree-");
+    if !fanotify_works(tree.path()) {
+        return;
+    }
+    let store = TempDir::new("monitord-store-");
+    let mut writer = Writer::start(tree.path());
+    let daemon = Daemon::start(writer.pid(), store.path(), 600_000, &["--backend", "fanotify"]);
+    writer.write();
+    let (code, _, err) = daemon.ctl(&["sample"]);
+    assert_eq!(code, 0, "{err}");
+    let script = "open('own.txt', 'a').write('appended\\n'); import time; time.sleep(0.3)";
+    let other = Command::new("python3").args(["-c", script]).current_dir(tree.path()).spawn().unwrap();
+    let other_pid = other.id();
+    assert!(other.wait_with_output().unwrap().status.success());
+    let (code, out, err) = daemon.ctl(&["sample"]);
+    assert_eq!(code, 0, "{err}");
+    let foreign_seq = out.trim().strip_prefix("sampled: ").unwrap().to_string();
+    drop(daemon);
+    let s = store.path().to_str().unwrap();
+    let seqs = |args: &[&str]| -> Vec<String> {
+        let out = monitord(&[&["log", "--store", s][..], args].concat()).expect_success().text();
+        out.lines().map(|l| l.split_whitespace().next().unwrap().to_string()).collect()
+    };
+    assert_eq!(seqs(&["--by", "foreign"]), std::slice::from_ref(&foreign_seq));
+    assert_eq!(seqs(&["--by", "python3"]), std::slice::from_ref(&foreign_seq));
+    assert_eq!(seqs(&["--by", &other_pid.to_string()]), std::slice::from_ref(&foreign_seq));
+    let own = seqs(&["--by", "target"]);
+    assert_eq!(own.len(), 1, "the target's sample only: {own:?}");
+    assert_ne!(own[0], foreign_seq);
+    assert_eq!(seqs(&["--by", "nobody-of-that-name"]), Vec::<String>::new());
+    let out = monitord(&["log", "--store", s, "--by", "foreign", "-p"]).expect_success().text();
+    assert!(out.contains(&format!("by python3[{other_pid}]")) && out.contains("+appended"), "{out}");
+    assert!(!out.contains("child.txt"), "only the foreign writer's changes: {out}");
+    // blame names the writer of each line.
+    let out = monitord(&["blame", "--store", s, "own.txt"]).expect_success().text();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].contains(&format!("(sh[{}] ", writer.pid())) && lines[0].ends_with(" own"), "{out}");
+    assert!(
+        lines[1].contains(&format!("(python3[{other_pid}] ")) && lines[1].ends_with(" appended"),
+        "{out}"
+    );
+    let out = monitord(&["blame", "--json", "--store", s, "own.txt"]).expect_success().text();
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["lines"][1]["writers"][0]["comm"], "python3", "{json:#}");
+    assert_eq!(json["lines"][1]["writers"][0]["target"], false, "{json:#}");
+    monitord(&["log", "--store", s, "--by", "-1"]).expect_code(2);
+
+    // inotify cannot know writers: --by says so rather than answering nothing.
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let target = Target::start(tree.path());
+    let mut m = Monitord::start(&target, store.path(), &["--backend", "inotify"]);
+    std::fs::write(tree.path().join("a.txt"), "a\n").unwrap();
+    m.sample();
+    m.stop();
+    let ran = monitord(&["log", "--store", store.path().to_str().unwrap(), "--by", "target"]);
+    ran.expect_code(1);
+    assert!(ran.stderr.contains("inotify backend, which cannot know writers"), "{}", ran.stderr);
+    assert_eq!(ran.stderr.trim().lines().count(), 1, "{}", ran.stderr);
+    let records = dump_json(store.path());
+    assert!(
+        records
+            .iter()
+            .all(|r| r["files"].as_array().is_none_or(|f| f.iter().all(|f| f["writers"].is_null())))
+    );
 }
 
 #[test]

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use serde_json::json;
+
 use crate::harness::*;
 
 /// A store with a baseline (a.txt), then: b appended to a.txt; c.txt
@@ -221,6 +223,20 @@ fn log_collapses_idle_runs_follows_paths_and_digs_with_the_pickaxe() {
     let out = monitord(&["show", "--store", s, &format!("#1..{time}"), "--", "docs"]).expect_success().text();
     assert!(out.starts_with("#1..#5: 1 files changed"), "{out}");
     assert!(out.contains("docs/b.txt") && !out.contains("src/x.rs"), "{out}");
+    // The same as JSON: the record as dump prints it, only those paths; a
+    // range as {from, to, files}.
+    let out = monitord(&["show", "--json", "--store", s, "6", "--", "src"]).expect_success().text();
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut want = records[5].clone();
+    want["files"].as_array_mut().unwrap().retain(|f| f["path"] == "src/x.rs");
+    assert_eq!(shown, want);
+    let out = monitord(&["show", "--json", "--store", s, "1..6", "--", "docs"]).expect_success().text();
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((shown["from"].as_u64(), shown["to"].as_u64()), (Some(1), Some(6)), "{shown:#}");
+    let files = shown["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{shown:#}");
+    assert_eq!((&files[0]["path"], &files[0]["change"]), (&json!("docs/b.txt"), &json!("created")));
+    assert!(files[0]["forward"].as_str().unwrap().contains("+two done"), "{shown:#}");
     // A point that does not parse is a usage error, as for log --since.
     monitord(&["show", "--store", s, "soonish"]).expect_code(2);
 }

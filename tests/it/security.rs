@@ -182,12 +182,14 @@ fn s14_restore_refuses_crafted_ring_paths() {
     let last = Snapshot::read(&ring_path).unwrap().frames().last().map(|f| f.payload.to_vec()).unwrap();
     let epoch = Record::decode(&last).unwrap().epoch;
 
-    let deleted = |path: &[u8]| FileChange {
-        path: path.to_vec(),
-        change: Change::Deleted,
-        from: None,
-        node: Node::File,
-        patch: Patch::compute(b"owned\n", b"", Duration::from_secs(1)),
+    let deleted = |path: &[u8]| {
+        FileChange::new(
+            path.to_vec(),
+            Change::Deleted,
+            None,
+            Node::File,
+            Patch::compute(b"owned\n", b"", Duration::from_secs(1)),
+        )
     };
     let mut crafted = vec![
         deleted(b"../x"),
@@ -197,13 +199,13 @@ fn s14_restore_refuses_crafted_ring_paths() {
         deleted(&[b'n'; 5000]),
         deleted(b"./x"),
     ];
-    crafted.push(FileChange {
-        path: b"renamed.txt".to_vec(),
-        change: Change::Renamed,
-        from: Some(b"../y".to_vec()),
-        node: Node::File,
-        patch: Patch::compute(b"alpha\n", b"alpha\n", Duration::from_secs(1)),
-    });
+    crafted.push(FileChange::new(
+        b"renamed.txt".to_vec(),
+        Change::Renamed,
+        Some(b"../y".to_vec()),
+        Node::File,
+        Patch::compute(b"alpha\n", b"alpha\n", Duration::from_secs(1)),
+    ));
     for change in crafted {
         let shown = String::from_utf8_lossy(&change.path[..change.path.len().min(40)]).into_owned();
         let seq = {

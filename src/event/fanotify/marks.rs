@@ -270,7 +270,7 @@ impl Worker {
                 // The new mount's directories, or the ones it uncovered.
                 self.mark_tree(&rel, queue);
             }
-            queue.push(Event { dirty: Dirty::Subtree(rel), pid: None, by_target: false });
+            queue.push(Event::anonymous(Dirty::Subtree(rel)));
         }
         self.publish(queue);
     }

@@ -181,6 +181,8 @@ impl Fanotify {
             target: options.target,
             family: std::iter::once(options.target).collect(),
             others: std::collections::HashSet::new(),
+            named: HashMap::new(),
+            batch: 0,
             forks: crate::proc::forks::Forks::open().ok(),
             me: std::process::id() as i32,
             buf: vec![0u8; 256 * 1024],
@@ -243,6 +245,10 @@ struct Worker {
     family: std::collections::HashSet<i32>,
     /// Other PIDs already checked: not of the family.
     others: std::collections::HashSet<i32>,
+    /// Writers already named, by PID (see `writers.rs`).
+    named: HashMap<i32, writers::Named>,
+    /// Reads of the queue so far: a writer is named once per read.
+    batch: u64,
     /// Fork events, so children that exit before their events are read
     /// are still known (None without CAP_NET_ADMIN: ancestry only).
     forks: Option<crate::proc::forks::Forks>,
@@ -284,6 +290,7 @@ impl Reader for Worker {
                 Err(_) => break,
             };
             self.follow_forks();
+            self.batch += 1;
             let mut at = 0;
             while let Some((raw, len)) = parse_event(&buf[at..n]) {
                 at += len;
@@ -313,7 +320,7 @@ impl Reader for Worker {
                     }
                     Marks::Filesystems => self.mark_filesystem_at(&dir, queue),
                 }
-                queue.push(Event { dirty: Dirty::Subtree(dir), pid: None, by_target: false });
+                queue.push(Event::anonymous(Dirty::Subtree(dir)));
             }
             self.quiet = false;
         }
@@ -355,8 +362,8 @@ impl Worker {
             // other names).
             let inside = raw.object.and_then(|object| self.linked.get(object)).cloned();
             if let Some(path) = inside.filter(|_| !is_dir) {
-                let by_target = self.is_target_family(raw.pid);
-                queue.push(Event { dirty: Dirty::Path(path), pid: Some(raw.pid), by_target });
+                let writer = Some(self.writer(raw.pid));
+                queue.push(Event { dirty: Dirty::Path(path), writer });
             } else {
                 self.count_outside(fid, queue);
             }
@@ -387,7 +394,7 @@ impl Worker {
                 Dirty::Path(path)
             }
         };
-        let by_target = self.is_target_family(raw.pid);
-        queue.push(Event { dirty, pid: Some(raw.pid), by_target });
+        let writer = Some(self.writer(raw.pid));
+        queue.push(Event { dirty, writer });
     }
 }

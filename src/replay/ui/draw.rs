@@ -93,6 +93,7 @@ impl<S: Source> App<S> {
                     Some(Change::Modified) => ("M", Color::Yellow),
                     Some(Change::Deleted) => ("D", Color::Red),
                     Some(Change::Renamed) => ("R", Color::Cyan),
+                    Some(Change::Mode) => ("P", Color::Magenta),
                     None => (" ", Color::Reset),
                 };
                 let mut style = Style::new();
