@@ -15,6 +15,57 @@ pub type Entry = (Node, Vec<u8>);
 /// A tree as path → (kind, content).
 pub type TreeState = BTreeMap<Vec<u8>, Entry>;
 
+/// The permission bits of a tree's files, where recorded: path → mode.
+pub type Modes = BTreeMap<Vec<u8>, u32>;
+
+/// Follow a record's changes forwards in `modes`: a rename moves the
+/// path's mode, a change that sets one records it, a deletion forgets it.
+pub fn modes_forward(modes: &mut Modes, changes: &[FileChange]) {
+    for change in changes {
+        if let Some(from) = &change.from
+            && let Some(mode) = modes.remove(from)
+        {
+            modes.insert(change.path.clone(), mode);
+        }
+        match (change.change, change.mode) {
+            (Change::Deleted, _) => {
+                modes.remove(&change.path);
+            }
+            (_, Some(mode)) => {
+                modes.insert(change.path.clone(), mode);
+            }
+            (Change::Created, None) => {
+                modes.remove(&change.path);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Follow a record's changes backwards in `modes` (the tree after → the
+/// tree before).
+pub fn modes_reverse(modes: &mut Modes, changes: &[FileChange]) {
+    for change in changes.iter().rev() {
+        match (change.change, change.old_mode) {
+            (Change::Created, _) => {
+                modes.remove(&change.path);
+            }
+            (_, Some(mode)) => {
+                modes.insert(change.path.clone(), mode);
+            }
+            (Change::Deleted, None) => {
+                modes.remove(&change.path);
+            }
+            _ => {}
+        }
+        if let Some(from) = &change.from
+            && let Some(mode) = modes.remove(&change.path)
+        {
+            modes.insert(from.clone(), mode);
+        }
+    }
+}
+
 /// A change that does not apply to the tree it was given.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {what}")]
@@ -183,6 +234,40 @@ pub fn roll_forward<S: Entries>(entries: &mut S, changes: &[FileChange]) -> Resu
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn modes_follow_changes_both_ways() {
+        let with = |mut c: FileChange, old: Option<u32>, new: Option<u32>| {
+            (c.old_mode, c.mode) = (old, new);
+            c
+        };
+        let changes = [
+            with(change(b"new", Change::Created, None, b"", b"x\n"), None, Some(0o755)),
+            with(change(b"to", Change::Renamed, Some(b"from"), b"y\n", b"y\n"), Some(0o644), Some(0o600)),
+            with(change(b"gone", Change::Deleted, None, b"z\n", b""), Some(0o640), None),
+            with(change(b"kept", Change::Mode, None, b"k\n", b"k\n"), Some(0o644), Some(0o700)),
+            change(b"edited", Change::Modified, None, b"1\n", b"2\n"),
+        ];
+        let before: Modes = [
+            (b"from".to_vec(), 0o644),
+            (b"gone".to_vec(), 0o640),
+            (b"kept".to_vec(), 0o644),
+            (b"edited".to_vec(), 0o664),
+        ]
+        .into();
+        let mut modes = before.clone();
+        modes_forward(&mut modes, &changes);
+        let after: Modes = [
+            (b"new".to_vec(), 0o755),
+            (b"to".to_vec(), 0o600),
+            (b"kept".to_vec(), 0o700),
+            (b"edited".to_vec(), 0o664),
+        ]
+        .into();
+        assert_eq!(modes, after);
+        modes_reverse(&mut modes, &changes);
+        assert_eq!(modes, before);
+    }
+
     use super::*;
     use std::time::Duration;
 

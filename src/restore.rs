@@ -221,6 +221,9 @@ pub struct State {
     pub newest: u64,
     /// The tree: every entry whose content at `seq` is known.
     pub tree: TreeState,
+    /// The files' permission bits at `seq`, where the journal recorded
+    /// them (a store from before modes were recorded has none).
+    pub modes: history::Modes,
     /// Entries whose content at `seq` is not known, left out of `tree`.
     pub left_out: Vec<LeftOut>,
     /// Damaged stretches of the ring; the tree was rebuilt from intact
@@ -404,7 +407,9 @@ fn state_in(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<State, Erro
     for entry in &left_out {
         tree.remove(&entry.path);
     }
-    Ok(State { seq, time_us: frames[index].time_us, newest, tree, left_out, damage: scan.problems })
+    let mut modes = modes_at(&records[..=at_index]);
+    modes.retain(|path, _| tree.get(path).is_some_and(|(node, _)| *node == Node::File));
+    Ok(State { seq, time_us: frames[index].time_us, newest, tree, modes, left_out, damage: scan.problems })
 }
 
 /// Check `tree`, the mirror of `epoch` as of its newest record, against
@@ -474,6 +479,24 @@ fn check_mirror(epoch: u64, tree: &TreeState, records: &[(u64, Record)]) -> Resu
     Ok(())
 }
 
+/// The files' modes as of the last of `records` (an epoch's, oldest
+/// first): the baseline's, followed forwards. When the baseline has left
+/// the ring, only the modes later records set are known.
+fn modes_at(records: &[(u64, Record)]) -> history::Modes {
+    let mut modes = history::Modes::new();
+    for (_, record) in records {
+        match &record.body {
+            Body::Baseline(baseline) => {
+                modes =
+                    baseline.files.iter().filter(|f| f.mode != 0).map(|f| (f.path.clone(), f.mode)).collect();
+            }
+            Body::Sample(sample) => history::modes_forward(&mut modes, &sample.files),
+            _ => {}
+        }
+    }
+    modes
+}
+
 /// The entries whose content at the last of `records` is not known: found
 /// unreadable by a record, and not read since (a later change of the path
 /// is a successful read).
@@ -501,8 +524,9 @@ fn unknown_at(records: &[(u64, Record)]) -> Vec<LeftOut> {
 }
 
 /// Write `tree` into `dest`, which must not exist or be an empty
-/// directory. Files are created new (never through an existing link);
-/// symlinks are created last, so none can redirect a later write.
+/// directory. Files are created new (never through an existing link),
+/// with their mode from `modes` when it is known (else as the umask has
+/// it); symlinks are created last, so none can redirect a later write.
 ///
 /// Every path is checked before anything is written. Directories are made
 /// once each; the files are then written by several threads, each taking a
@@ -511,7 +535,7 @@ fn unknown_at(records: &[(u64, Record)]) -> Vec<LeftOut> {
 ///
 /// # Errors
 /// [`Error::DestNotEmpty`], [`Error::UnsafePath`] or [`Error::Write`].
-pub fn write_tree(tree: &TreeState, dest: &Path) -> Result<(), Error> {
+pub fn write_tree(tree: &TreeState, modes: &history::Modes, dest: &Path) -> Result<(), Error> {
     match fs::read_dir(dest) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -539,7 +563,7 @@ pub fn write_tree(tree: &TreeState, dest: &Path) -> Result<(), Error> {
             parents.insert(&rel[..slash]);
         }
         match node {
-            Node::File => files.push((rel.as_slice(), content.as_slice())),
+            Node::File => files.push((rel.as_slice(), content.as_slice(), modes.get(rel).copied())),
             Node::Symlink => links.push((rel.as_slice(), content.as_slice())),
         }
     }
@@ -570,14 +594,18 @@ pub fn write_tree(tree: &TreeState, dest: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// The permission bits a restore gives: all but set-user-ID and
+/// set-group-ID (and the sticky bit, which means nothing on a file).
+pub const RESTORED_MODE_BITS: u32 = 0o777;
+
 /// At most this many threads write files.
 const MAX_WRITERS: usize = 8;
 /// Fewer files than this are not worth a thread of their own.
 const MIN_FILES_PER_WRITER: usize = 512;
 
-fn write_files(dest: &Path, files: &[(&[u8], &[u8])]) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    for (rel, content) in files {
+fn write_files(dest: &Path, files: &[(&[u8], &[u8], Option<u32>)]) -> Result<(), Error> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    for (rel, content, mode) in files {
         let path = dest.join(as_path(rel));
         let mut file = OpenOptions::new()
             .write(true)
@@ -586,6 +614,12 @@ fn write_files(dest: &Path, files: &[(&[u8], &[u8])]) -> Result<(), Error> {
             .open(&path)
             .map_err(write_err(&path))?;
         file.write_all(content).map_err(write_err(&path))?;
+        if let Some(mode) = mode {
+            // fchmod: exact, whatever the umask; never set-id (the mode
+            // came from a tree others may write).
+            file.set_permissions(fs::Permissions::from_mode(mode & RESTORED_MODE_BITS))
+                .map_err(write_err(&path))?;
+        }
     }
     Ok(())
 }
@@ -621,9 +655,12 @@ mod tests {
         let mut tree = TreeState::new();
         tree.insert(b"../evil".to_vec(), (Node::File, b"x".to_vec()));
         let dest = dir.path().join("out");
-        assert!(matches!(write_tree(&tree, &dest), Err(Error::UnsafePath(_))));
+        assert!(matches!(write_tree(&tree, &Default::default(), &dest), Err(Error::UnsafePath(_))));
         assert!(!dir.path().join("evil").exists());
-        assert!(matches!(write_tree(&TreeState::new(), dir.path()), Err(Error::DestNotEmpty(_))));
+        assert!(matches!(
+            write_tree(&TreeState::new(), &Default::default(), dir.path()),
+            Err(Error::DestNotEmpty(_))
+        ));
     }
 
     #[test]
@@ -633,7 +670,7 @@ mod tests {
         let mut tree = TreeState::new();
         tree.insert(b"a".to_vec(), (Node::Symlink, outside.path().as_os_str().as_encoded_bytes().to_vec()));
         tree.insert(b"a/passwd".to_vec(), (Node::File, b"owned".to_vec()));
-        let _ = write_tree(&tree, &dir.path().join("out"));
+        let _ = write_tree(&tree, &Default::default(), &dir.path().join("out"));
         assert!(!outside.path().join("passwd").exists());
     }
 
@@ -644,7 +681,10 @@ mod tests {
         let mut tree = TreeState::new();
         tree.insert(b"a".to_vec(), (Node::Symlink, outside.path().as_os_str().as_encoded_bytes().to_vec()));
         tree.insert(b"a/b".to_vec(), (Node::Symlink, b"/etc/passwd".to_vec()));
-        assert!(matches!(write_tree(&tree, &dir.path().join("out")), Err(Error::UnsafePath(_))));
+        assert!(matches!(
+            write_tree(&tree, &Default::default(), &dir.path().join("out")),
+            Err(Error::UnsafePath(_))
+        ));
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written through the link");
     }
 }

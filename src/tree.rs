@@ -68,6 +68,8 @@ pub struct Inode {
     pub ino: u64,
     /// How many names it has (in the tree or not).
     pub nlink: u64,
+    /// Its permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
 }
 
 impl Inode {
@@ -294,7 +296,8 @@ fn read_regular(
         // Swapped for a FIFO, device or directory between the two calls.
         return retry(dir, name, max_size, opener, tries);
     }
-    let inode = Some(Inode { dev: stat.st_dev, ino: stat.st_ino, nlink: stat.st_nlink });
+    let inode =
+        Some(Inode { dev: stat.st_dev, ino: stat.st_ino, nlink: stat.st_nlink, mode: stat.st_mode & 0o7777 });
     let size = u64::try_from(stat.st_size).unwrap_or(0);
     if size > max_size {
         return (Observed::TooLarge(size), inode);

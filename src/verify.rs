@@ -136,6 +136,7 @@ fn check_epoch(
 ) -> usize {
     let Some((newest, first)) = records.last().map(|(seq, r)| (*seq, r)) else { return 0 };
     let epoch = first.epoch;
+    check_modes(records, problems);
     let mut tree: TreeState = match Mirror::open_existing(store_dir, epoch).and_then(|m| m.load_all()) {
         Ok(tree) => tree,
         Err(e) => {
@@ -173,6 +174,38 @@ fn check_epoch(
         }
     }
     behind
+}
+
+/// Follow the epoch's modes forwards from its baseline: a change that says
+/// what a file's mode was must agree with what the records before it said.
+fn check_modes(records: &[(u64, Record)], problems: &mut Vec<Problem>) {
+    let mut modes: Option<history::Modes> = None;
+    for (seq, record) in records {
+        match &record.body {
+            Body::Baseline(baseline) => {
+                modes = Some(
+                    baseline.files.iter().filter(|f| f.mode != 0).map(|f| (f.path.clone(), f.mode)).collect(),
+                );
+            }
+            Body::Sample(sample) => {
+                let Some(modes) = modes.as_mut() else { continue };
+                for change in &sample.files {
+                    let before = modes.get(change.from.as_ref().unwrap_or(&change.path));
+                    if let (Some(said), Some(known)) = (change.old_mode, before)
+                        && said != *known
+                    {
+                        problems.push(problem(
+                            Some(*seq),
+                            Some(sanitize(&change.path)),
+                            format!("recorded as changed from mode {said:04o}, but the records before leave it {known:04o}"),
+                        ));
+                    }
+                    history::modes_forward(modes, std::slice::from_ref(change));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Bring `tree` (a mirror) up to date with its last sample, as start-up
@@ -239,6 +272,38 @@ mod tests {
 
     fn state(files: &[(&[u8], &[u8])]) -> TreeState {
         files.iter().map(|(p, c)| (p.to_vec(), (Node::File, c.to_vec()))).collect()
+    }
+
+    #[test]
+    fn a_mode_change_that_contradicts_the_records_before_is_a_problem() {
+        use crate::journal::record::{Baseline, FORMAT_VERSION, FileEntry, Sample};
+        let record = |body| Record { version: FORMAT_VERSION, epoch: 1, pid: 1, body };
+        let entry = FileEntry {
+            path: b"a".to_vec(),
+            node: Node::File,
+            size: 2,
+            hash: diff::hash(b"x\n"),
+            mode: 0o644,
+        };
+        let chmod = |old: u32, new: u32| {
+            let mut c = change(b"a", Change::Mode, b"x\n", b"x\n");
+            (c.old_mode, c.mode) = (Some(old), Some(new));
+            Body::Sample(Sample { files: vec![c], ..Sample::default() })
+        };
+        let records = vec![
+            (1, record(Body::Baseline(Baseline { files: vec![entry], ..Baseline::default() }))),
+            (2, record(chmod(0o644, 0o755))),
+            (3, record(chmod(0o755, 0o700))),
+        ];
+        let mut problems = Vec::new();
+        check_modes(&records, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut bad = records.clone();
+        bad[2].1 = record(chmod(0o644, 0o700));
+        check_modes(&bad, &mut problems);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].seq, Some(3));
+        assert!(problems[0].what.contains("mode 0644") && problems[0].what.contains("0755"), "{problems:?}");
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let Some(dest) = &args.dest else { bail!("DEST is required") };
-    restore::write_tree(&state.tree, Path::new(dest))?;
+    restore::write_tree(&state.tree, &state.modes, Path::new(dest))?;
     for unknown in &state.left_out {
         crate::log::to_stderr(
             crate::log::Level::Warning,

@@ -26,6 +26,8 @@ pub(super) struct Tracked {
     /// The file read (device, inode), to find its other names when a link
     /// to it appears.
     pub(super) id: Option<Id>,
+    /// Its permission bits when read (0: a symlink, or not known).
+    pub(super) mode: u32,
 }
 
 /// A mirror update: the path's new entry, or `None` to remove it.
@@ -49,11 +51,13 @@ pub(super) struct Classified {
 }
 
 /// Classify the differences between `observed` (each path's state now) and
-/// `index` (each path's recorded state). `listed` holds the files already
+/// `index` (each path's recorded state). `modes` holds the permission bits
+/// of the regular files observed. `listed` holds the files already
 /// reported as unreadable (not listed as skipped again while they keep
 /// failing); `old_content` gives a tracked path's recorded content.
 pub(super) fn classify(
     observed: BTreeMap<Vec<u8>, Observed>,
+    modes: &BTreeMap<Vec<u8>, u32>,
     index: &BTreeMap<Vec<u8>, Tracked>,
     listed: &BTreeMap<Vec<u8>, i32>,
     old_content: impl Fn(&[u8]) -> Vec<u8>,
@@ -63,6 +67,7 @@ pub(super) fn classify(
     let mut deleted = Vec::new();
     let mut created = Vec::new();
     let mut modified = Vec::new();
+    let mut chmodded = Vec::new();
     for (path, seen) in observed {
         let old = index.get(&path).copied();
         // A file still failing to be read was listed when it first failed.
@@ -98,14 +103,37 @@ pub(super) fn classify(
                 created.push((path, new));
             }
             (Some(old), Some(new)) => {
+                let mode = modes.get(&path).copied().unwrap_or(0);
                 if old.hash != diff::hash(&new.1) {
                     modified.push((path, new));
+                } else if old.mode != 0 && mode != 0 && old.mode != mode {
+                    chmodded.push((path, new));
                 }
             }
         }
     }
-    order(deleted, created, modified, &old_content, deadline, &mut found);
+    order(deleted, created, modified, chmodded, &old_content, deadline, &mut found);
+    for change in &mut found.changes {
+        set_modes(change, index, modes);
+    }
     found
+}
+
+/// The modes a change records: a created file's, a deleted file's old one,
+/// both when a change altered them.
+fn set_modes(change: &mut FileChange, index: &BTreeMap<Vec<u8>, Tracked>, modes: &BTreeMap<Vec<u8>, u32>) {
+    let known = |mode: u32| (mode != 0).then_some(mode);
+    let old = index.get(change.from.as_ref().unwrap_or(&change.path)).and_then(|t| known(t.mode));
+    let new = modes.get(&change.path).copied().and_then(known);
+    match change.change {
+        Change::Created => change.mode = new,
+        Change::Deleted => change.old_mode = old,
+        Change::Modified | Change::Renamed | Change::Mode => {
+            if old.is_some() && new.is_some() && old != new {
+                (change.old_mode, change.mode) = (old, new);
+            }
+        }
+    }
 }
 
 /// Pair deletions with creations of the same content into renames, and put
@@ -114,6 +142,7 @@ fn order(
     deleted: Vec<(Vec<u8>, Tracked)>,
     created: Vec<(Vec<u8>, Entry)>,
     modified: Vec<(Vec<u8>, Entry)>,
+    chmodded: Vec<(Vec<u8>, Entry)>,
     old_content: &impl Fn(&[u8]) -> Vec<u8>,
     deadline: Duration,
     found: &mut Classified,
@@ -193,10 +222,16 @@ fn order(
         .into_iter()
         .map(|(p, n, c)| (p, n, c, Change::Created))
         .chain(modified.into_iter().map(|(p, (n, c))| (p, n, c, Change::Modified)))
+        .chain(chmodded.into_iter().map(|(p, (n, c))| (p, n, c, Change::Mode)))
         .collect();
     rest.sort_by(|a, b| a.0.cmp(&b.0));
     for (path, node, content, change) in rest {
-        let old = if change == Change::Modified { old_content(&path) } else { Vec::new() };
+        let old = match change {
+            Change::Modified => old_content(&path),
+            // Only the mode changed: the content stays, and so does the mirror.
+            Change::Mode => content.clone(),
+            _ => Vec::new(),
+        };
         found.changes.push(FileChange::new(
             path.clone(),
             change,
@@ -204,7 +239,9 @@ fn order(
             node,
             Patch::compute(&old, &content, deadline),
         ));
-        found.updates.push((path, Some((node, content))));
+        if change != Change::Mode {
+            found.updates.push((path, Some((node, content))));
+        }
     }
 }
 
@@ -217,10 +254,12 @@ pub(super) fn tracked_after(changes: &[FileChange]) -> Vec<(Vec<u8>, Option<Trac
         if let Some(from) = &change.from {
             out.push((from.clone(), None));
         }
+        // The mode (and the inode) follow from what the sample read.
         let entry = (change.change != Change::Deleted).then_some(Tracked {
             node: change.node,
             hash: change.patch.new_hash,
             id: None,
+            mode: change.mode.unwrap_or(0),
         });
         out.push((change.path.clone(), entry));
     }
@@ -452,14 +491,24 @@ mod tests {
                 .before
                 .iter()
                 .map(|(p, node, c)| {
-                    (p.as_bytes().to_vec(), Tracked { node: *node, hash: diff::hash(c.as_bytes()), id: None })
+                    (
+                        p.as_bytes().to_vec(),
+                        Tracked { node: *node, hash: diff::hash(c.as_bytes()), id: None, mode: 0 },
+                    )
                 })
                 .collect();
             let after: BTreeMap<Vec<u8>, Observed> =
                 case.after.iter().map(|(p, s)| (p.as_bytes().to_vec(), observed(*s))).collect();
             let listed: BTreeMap<Vec<u8>, i32> = [(b"listed".to_vec(), libc::EIO)].into();
             let old_content = |p: &[u8]| contents.get(p).cloned().unwrap_or_default();
-            let found = classify(after.clone(), &index, &listed, old_content, Duration::from_secs(5));
+            let found = classify(
+                after.clone(),
+                &BTreeMap::new(),
+                &index,
+                &listed,
+                old_content,
+                Duration::from_secs(5),
+            );
 
             let changes: Vec<(Change, String, Option<String>, Node)> = found
                 .changes
@@ -527,7 +576,14 @@ mod tests {
             (b"perm".to_vec(), Observed::Unreadable(libc::EACCES)),
         ]
         .into();
-        let found = classify(after, &index, &BTreeMap::new(), |_| Vec::new(), Duration::from_secs(5));
+        let found = classify(
+            after,
+            &BTreeMap::new(),
+            &index,
+            &BTreeMap::new(),
+            |_| Vec::new(),
+            Duration::from_secs(5),
+        );
         assert_eq!(found.unread, [(b"io".to_vec(), libc::EIO)].into());
         assert_eq!(found.files_read, 0);
     }
@@ -537,15 +593,91 @@ mod tests {
         let after: BTreeMap<Vec<u8>, Observed> =
             [(b"a".to_vec(), Observed::Absent), (b"b".to_vec(), Observed::File(b"x\n".to_vec()))].into();
         let index: BTreeMap<Vec<u8>, Tracked> =
-            [(b"a".to_vec(), Tracked { node: Node::File, hash: diff::hash(b"x\n"), id: None })].into();
-        let found = classify(after, &index, &BTreeMap::new(), |_| b"x\n".to_vec(), Duration::from_secs(5));
+            [(b"a".to_vec(), Tracked { node: Node::File, hash: diff::hash(b"x\n"), id: None, mode: 0 })]
+                .into();
+        let found = classify(
+            after,
+            &BTreeMap::new(),
+            &index,
+            &BTreeMap::new(),
+            |_| b"x\n".to_vec(),
+            Duration::from_secs(5),
+        );
         let tracked = tracked_after(&found.changes);
         assert_eq!(
             tracked,
             vec![
                 (b"a".to_vec(), None),
-                (b"b".to_vec(), Some(Tracked { node: Node::File, hash: diff::hash(b"x\n"), id: None }))
+                (
+                    b"b".to_vec(),
+                    Some(Tracked { node: Node::File, hash: diff::hash(b"x\n"), id: None, mode: 0 })
+                )
             ]
         );
+    }
+
+    #[test]
+    fn modes_are_recorded_when_set_altered_or_removed() {
+        let file =
+            |mode: u32, c: &str| Tracked { node: Node::File, hash: diff::hash(c.as_bytes()), id: None, mode };
+        let index: BTreeMap<Vec<u8>, Tracked> = [
+            (b"chmod".to_vec(), file(0o644, "same\n")),
+            (b"both".to_vec(), file(0o644, "old\n")),
+            (b"edit".to_vec(), file(0o755, "old\n")),
+            (b"gone".to_vec(), file(0o600, "gone\n")),
+            (b"moved".to_vec(), file(0o644, "moved\n")),
+        ]
+        .into();
+        let contents: BTreeMap<&[u8], &[u8]> = [
+            (&b"chmod"[..], &b"same\n"[..]),
+            (b"both", b"old\n"),
+            (b"edit", b"old\n"),
+            (b"gone", b"gone\n"),
+            (b"moved", b"moved\n"),
+        ]
+        .into();
+        let seen = |c: &str| Observed::File(c.as_bytes().to_vec());
+        let after: BTreeMap<Vec<u8>, Observed> = [
+            (b"chmod".to_vec(), seen("same\n")),
+            (b"both".to_vec(), seen("new\n")),
+            (b"edit".to_vec(), seen("new\n")),
+            (b"gone".to_vec(), Observed::Absent),
+            (b"moved".to_vec(), Observed::Absent),
+            (b"there".to_vec(), seen("moved\n")),
+            (b"new".to_vec(), seen("new\n")),
+        ]
+        .into();
+        let modes: BTreeMap<Vec<u8>, u32> = [
+            (b"chmod".to_vec(), 0o755),
+            (b"both".to_vec(), 0o600),
+            (b"edit".to_vec(), 0o755),
+            (b"there".to_vec(), 0o700),
+            (b"new".to_vec(), 0o750),
+        ]
+        .into();
+        let old = |p: &[u8]| contents.get(p).map(|c| c.to_vec()).unwrap_or_default();
+        let found = classify(after, &modes, &index, &BTreeMap::new(), old, Duration::from_secs(5));
+        let got: Vec<(String, Change, Option<u32>, Option<u32>)> = found
+            .changes
+            .iter()
+            .map(|c| (String::from_utf8_lossy(&c.path).into_owned(), c.change, c.old_mode, c.mode))
+            .collect();
+        let want = [
+            ("gone", Change::Deleted, Some(0o600), None),
+            ("there", Change::Renamed, Some(0o644), Some(0o700)),
+            ("both", Change::Modified, Some(0o644), Some(0o600)),
+            ("chmod", Change::Mode, Some(0o644), Some(0o755)),
+            ("edit", Change::Modified, None, None),
+            ("new", Change::Created, None, Some(0o750)),
+        ]
+        .map(|(p, c, o, n)| (p.to_string(), c, o, n));
+        assert_eq!(got, want);
+        let chmod = found.changes.iter().find(|c| c.change == Change::Mode).unwrap();
+        assert_eq!(
+            chmod.patch.apply_forward(b"same\n").unwrap(),
+            b"same\n",
+            "a mode change keeps the content"
+        );
+        assert!(found.updates.iter().all(|(p, _)| p != b"chmod"), "nor does it touch the mirror");
     }
 }

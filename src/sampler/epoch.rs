@@ -154,6 +154,7 @@ impl Sampler {
                         return;
                     }
                     let hash = diff::hash(&content);
+                    let mode = inode.map_or(0, |i| i.mode);
                     if let Err(e) = mirror.put_new(&path, node, &content) {
                         failed = Some(e);
                         return;
@@ -163,9 +164,9 @@ impl Sampler {
                         node,
                         size: content.len() as u64,
                         hash,
-                        mode: 0,
+                        mode,
                     });
-                    index.insert(path, Tracked { node, hash, id: inode.map(|i| i.id()) });
+                    index.insert(path, Tracked { node, hash, id: inode.map(|i| i.id()), mode });
                 }
             },
             &mut |_, _| {},

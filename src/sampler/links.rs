@@ -126,7 +126,7 @@ mod tests {
     }
 
     fn inode(ino: u64, nlink: u64) -> Option<Inode> {
-        Some(Inode { dev: 1, ino, nlink })
+        Some(Inode { dev: 1, ino, nlink, mode: 0o644 })
     }
 
     #[test]

@@ -485,6 +485,7 @@ impl Sampler {
         for (path, inode) in inodes {
             if let Some(tracked) = self.index.get_mut(&path) {
                 tracked.id = inode.map(|i| i.id());
+                tracked.mode = inode.map_or(0, |i| i.mode);
             }
             self.links.set(&path, inode);
         }

@@ -43,7 +43,7 @@ impl Sampler {
         let searched = self.observe_links(&mut seen);
         let Seen { mut observed, inodes } = seen;
         self.make_consistent(&mut observed);
-        let inodes = observed
+        let inodes: Vec<(Vec<u8>, Option<Inode>)> = observed
             .iter()
             .filter(|(_, o)| !matches!(o, Observed::Unreadable(_)))
             .map(|(path, o)| {
@@ -52,9 +52,11 @@ impl Sampler {
                 (path.clone(), inode)
             })
             .collect();
+        let modes: BTreeMap<Vec<u8>, u32> =
+            inodes.iter().filter_map(|(p, i)| Some((p.clone(), i.as_ref()?.mode))).collect();
         let old_content = |path: &[u8]| self.mirror_content(path);
         let Classified { changes, skipped, updates, files_read, bytes_read, unread } =
-            classify(observed, &self.index, &self.unread, old_content, self.settings.diff_deadline);
+            classify(observed, &modes, &self.index, &self.unread, old_content, self.settings.diff_deadline);
         Found { changes, skipped, updates, files_read, bytes_read, unread, inodes, searched }
     }
 

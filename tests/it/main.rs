@@ -21,6 +21,7 @@ mod journal;
 mod links;
 mod maps;
 mod marks;
+mod modes;
 mod pidreuse;
 mod readme;
 mod replay;
