@@ -11,7 +11,8 @@
 //! `fail` crate's syntax: `name=actions;name=actions…`, where an action is
 //! `[p%][count*]task[(arg)]` and `->` chains them. The task that matters
 //! here is `return`: the point fails with `EIO`, or with the errno named
-//! by its argument (`return(ENOSPC)`, or a number). Each point is hit once
+//! by its argument (`return(ENOSPC)`, or a number); `sleep(MS)` holds the
+//! operation there (a test then kills the process mid-way). Each point is hit once
 //! per operation:
 //!
 //! | point | operation |
@@ -24,6 +25,7 @@
 //! | `tree.read` | reading one file of the watched tree |
 //! | `events.watch_add` | one inotify watch, or the fanotify mark |
 //! | `control.reply` | writing one reply to a `monitord ctl` client |
+//! | `undo.write` | putting back one file of an undo (before any byte of it is written) |
 //!
 //! `1*off->1*return` fails the second operation only (the first passes),
 //! `return` every one from the start:
@@ -35,7 +37,7 @@
 use std::io;
 
 /// The points, by name (see the module doc for where each one is).
-pub const POINTS: [&str; 8] = [
+pub const POINTS: [&str; 9] = [
     "ring.append",
     "ring.msync",
     "mirror.write",
@@ -44,6 +46,7 @@ pub const POINTS: [&str; 8] = [
     "tree.read",
     "events.watch_add",
     "control.reply",
+    "undo.write",
 ];
 
 /// A `FAILPOINTS` value that cannot be used.

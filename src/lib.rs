@@ -85,7 +85,8 @@
 //! | a restore equals what was, or says it cannot | [`restore`], [`mirror`], [`journal`] |
 //! | only text files; large files listed, not copied | [`text`], [`tree`] |
 //! | the map at any sample can be rebuilt | [`maps`] |
-//! | never outside the tree | [`tree`], [`restore`] |
+//! | never outside the tree | [`tree`], [`restore`], [`undo`] |
+//! | an undo writes nothing on a conflict, and never a torn file | [`undo`] |
 //! | cost follows the change | [`sampler`], [`event`] |
 //! | bad input gets a clear error | [`control`], [`cmd`] |
 
@@ -125,4 +126,5 @@ pub mod signals;
 pub mod store;
 pub mod text;
 pub mod tree;
+pub mod undo;
 pub mod verify;

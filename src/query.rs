@@ -120,6 +120,16 @@ impl Who {
         })
     }
 
+    /// Whether this named writer is WHO.
+    pub fn matches_one(&self, writer: &crate::journal::record::Writer) -> bool {
+        match self {
+            Who::Pid(pid) => writer.pid == *pid,
+            Who::Comm(name) => writer.comm.as_deref() == Some(name.as_str()),
+            Who::Target => writer.target,
+            Who::Foreign => !writer.target,
+        }
+    }
+
     /// Whether one of a change's writers is WHO. Writers recorded without
     /// names (older stores) match only by PID.
     pub fn matches(&self, writers: &Writers) -> bool {

@@ -219,6 +219,11 @@ pub struct State {
     pub time_us: u64,
     /// The newest record held (so a time after it can be pointed out).
     pub newest: u64,
+    /// The epoch `seq` belongs to.
+    pub epoch: u64,
+    /// The watched directory of the epoch, as its baseline named it (when
+    /// the baseline is still held).
+    pub cwd: Option<Vec<u8>>,
     /// The tree: every entry whose content at `seq` is known.
     pub tree: TreeState,
     /// The files' permission bits at `seq`, where the journal recorded
@@ -409,7 +414,12 @@ fn state_in(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<State, Erro
     }
     let mut modes = modes_at(&records[..=at_index]);
     modes.retain(|path, _| tree.get(path).is_some_and(|(node, _)| *node == Node::File));
-    Ok(State { seq, time_us: frames[index].time_us, newest, tree, modes, left_out, damage: scan.problems })
+    let cwd = match records.first() {
+        Some((_, Record { body: Body::Baseline(baseline), .. })) => Some(baseline.cwd.clone()),
+        _ => None,
+    };
+    let time_us = frames[index].time_us;
+    Ok(State { seq, time_us, newest, epoch, cwd, tree, modes, left_out, damage: scan.problems })
 }
 
 /// Check `tree`, the mirror of `epoch` as of its newest record, against
