@@ -19,6 +19,7 @@ use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, readlink
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 
 use crate::credentials::Opener;
+use crate::exclude::Matcher;
 use crate::relpath::as_path as bytes_as_path;
 pub use crate::relpath::{as_path, is_safe_relative, is_within, join, split};
 use crate::text;
@@ -364,13 +365,13 @@ pub type Visit<'a> = dyn FnMut(&[u8], BorrowedFd<'_>, &[(Vec<u8>, bool)]) + 'a;
 
 /// Walk the directories below `start` (included), depth first, calling
 /// `visit(rel_dir, dir_fd, entries)` for each directory that could be
-/// opened. Excluded paths and the directory whose identity is `skip` (the
-/// store, when it lies inside the tree) are pruned. Directories that
-/// cannot be opened are reported through `on_error`.
+/// opened. Paths the matcher leaves out and the directory whose identity is
+/// `skip` (the store, when it lies inside the tree) are pruned. Directories
+/// that cannot be opened are reported through `on_error`.
 pub fn walk(
     root: BorrowedFd<'_>,
     start: &[u8],
-    excludes: &Excludes,
+    excludes: &Matcher,
     skip: Option<(u64, u64)>,
     visit: &mut Visit<'_>,
     on_error: &mut dyn FnMut(&[u8], Errno),
@@ -394,8 +395,10 @@ pub fn walk(
                 continue;
             }
         };
-        let entries: Vec<(Vec<u8>, bool)> =
-            entries.into_iter().filter(|(name, _)| !excludes.is_excluded(&join(&rel, name))).collect();
+        let entries: Vec<(Vec<u8>, bool)> = entries
+            .into_iter()
+            .filter(|(name, is_dir)| !excludes.is_excluded(&join(&rel, name), *is_dir))
+            .collect();
         visit(&rel, dir.as_fd(), &entries);
         for (name, is_dir) in entries.iter().rev() {
             if *is_dir {
@@ -471,7 +474,7 @@ mod tests {
         fs::create_dir_all(tree.path().join(".git/objects")).unwrap();
         fs::write(tree.path().join("a/b/f"), "x").unwrap();
         let root = root_of(tree.path());
-        let ex = Excludes::new(&[".git"]).unwrap();
+        let ex = Matcher::new(&[".git"], None, false).unwrap();
         let mut seen = Vec::new();
         walk(
             root.as_fd(),

@@ -47,8 +47,9 @@ use nix::sys::stat::{Mode, SFlag, fstat};
 
 use super::thread::{self, Queue, Reader, Threaded};
 use super::{Dirty, Error, Event, Linked, Source};
+use crate::exclude::Matcher;
 use crate::fault::Fault;
-use crate::tree::{self, Excludes};
+use crate::tree;
 
 /// The inotify backend.
 pub struct Inotify;
@@ -56,7 +57,7 @@ pub struct Inotify;
 struct Worker {
     kernel: Kernel,
     root: OwnedFd,
-    excludes: Excludes,
+    excludes: Matcher,
     skip: Option<(u64, u64)>,
     /// Watched directories.
     dirs: HashMap<WatchDescriptor, Watched>,
@@ -104,7 +105,7 @@ impl Inotify {
     /// when the thread cannot start.
     pub fn start(
         root: &OwnedFd,
-        excludes: Excludes,
+        excludes: Matcher,
         skip: Option<(u64, u64)>,
         capacity: usize,
     ) -> Result<Box<dyn Source>, Error> {
@@ -242,7 +243,7 @@ impl Worker {
             return;
         };
         let path = tree::join(&dir, &name);
-        if self.excludes.is_excluded(&path) {
+        if self.excludes.is_excluded(&path, mask.contains(AddWatchFlags::IN_ISDIR)) {
             return;
         }
         if mask.contains(AddWatchFlags::IN_ISDIR) {

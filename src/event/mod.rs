@@ -26,8 +26,8 @@ pub use fanotify::Fanotify;
 pub use inotify::Inotify;
 pub use poll::Poll;
 
+use crate::exclude::Matcher;
 use crate::fault::Fault;
-use crate::tree::Excludes;
 
 /// Which kernel interface finds changes (`--backend`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -66,8 +66,10 @@ pub struct Event {
 /// What every backend needs to know about the tree.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Paths left out.
-    pub excludes: Excludes,
+    /// Paths left out: the command line's rules ([`Matcher::fixed`]). The
+    /// tree's ignore files change while it is watched; the sampler applies
+    /// them to what the backend reports.
+    pub excludes: Matcher,
     /// A directory (device, inode) never to enter: the store.
     pub skip: Option<(u64, u64)>,
     /// Capacity of the dirty-path queue.

@@ -51,7 +51,8 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{FileStat, SFlag, fstatat};
 
 use super::{Dirty, Error, Options, Shared};
-use crate::tree::{self, Excludes};
+use crate::exclude::Matcher;
+use crate::tree;
 
 /// What a scan remembers of one entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +101,7 @@ type DirTable = HashMap<Vec<u8>, Entry>;
 /// The poll backend (see the module doc).
 pub struct Poll {
     root: OwnedFd,
-    excludes: Excludes,
+    excludes: Matcher,
     skip: Option<(u64, u64)>,
     capacity: usize,
     /// Directory path → its entries, as of the last scan.
@@ -311,8 +312,12 @@ mod tests {
     }
 
     fn start(dir: &Path, skip: Option<(u64, u64)>, capacity: usize) -> Poll {
-        let options =
-            Options { excludes: Excludes::new(&[".git", "*.log"]).unwrap(), skip, capacity, target: 0 };
+        let options = Options {
+            excludes: Matcher::new(&[".git", "*.log"], None, false).unwrap(),
+            skip,
+            capacity,
+            target: 0,
+        };
         Poll::start(&root_of(dir), options).unwrap()
     }
 

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use crate::credentials::Opener;
 use crate::diff;
 use crate::event::{self, Source};
+use crate::exclude::Reader;
 use crate::journal::record::{Baseline, Body, FileEntry, Node, SkipReason, Skipped};
 use crate::mirror::{self, Mirror};
 use crate::proc::Target;
@@ -54,7 +55,7 @@ impl Tree {
             (m.dev(), m.ino())
         });
         let options = event::Options {
-            excludes: settings.excludes.clone(),
+            excludes: settings.matcher.fixed(),
             skip,
             capacity: settings.queue_capacity,
             target: target.pid(),
@@ -127,10 +128,15 @@ impl Sampler {
         let mut failed: Option<mirror::Error> = None;
         let max = self.settings.max_file_size;
         let mirror = &mut self.mirror;
+        // The ignore files are read afresh: the rules of a directory are
+        // in force before its entries are judged.
+        self.rules = self.settings.matcher.clone();
+        let reader = Reader { root: watched.root.as_fd(), opener: &watched.opener, skip: watched.skip };
+        self.rules.reload_tree(reader, b"");
         tree::walk(
             watched.root.as_fd(),
             b"",
-            &self.settings.excludes,
+            &self.rules,
             watched.skip,
             &mut |rel, dir, entries| {
                 for (name, is_dir) in entries {

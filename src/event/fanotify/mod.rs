@@ -80,7 +80,8 @@ use nix::errno::Errno;
 
 use super::thread::{self, Queue, Reader, Threaded};
 use super::{Dirty, Error, Event, Options, Source};
-use crate::tree::{self, Excludes};
+use crate::exclude::Matcher;
+use crate::tree;
 use decode::{Raw, fd_path, fsid, parse_event};
 use marks::mark;
 
@@ -231,7 +232,7 @@ struct Worker {
     root_id: (u64, u64),
     /// The filesystems the tree spans, the root's first.
     mounts: Vec<Mount>,
-    excludes: Excludes,
+    excludes: Matcher,
     skip: Option<(u64, u64)>,
     /// The store's path below the root, once an event has shown it.
     store_rel: Option<Vec<u8>>,
@@ -363,7 +364,7 @@ impl Worker {
             return;
         };
         let path = if raw.name.is_empty() || raw.name == b"." { dir } else { tree::join(&dir, raw.name) };
-        if self.excludes.is_excluded_anywhere(&path)
+        if self.excludes.is_excluded_anywhere(&path, is_dir)
             || self.store_rel.as_ref().is_some_and(|store| tree::is_within(&path, store))
         {
             return;
