@@ -30,6 +30,7 @@
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
@@ -109,8 +110,9 @@ impl Rules {
     }
 }
 
-/// The ignore files of one directory, by their index in [`IGNORE_FILES`].
-type DirRules = [Option<Rules>; 2];
+/// The ignore files of one directory, by their index in [`IGNORE_FILES`]
+/// (shared: handing the rules to the event thread copies no pattern).
+type DirRules = [Option<Arc<Rules>>; 2];
 
 /// Where to read ignore files from: the tree's root fd, the opener of its
 /// files and the store to skip (see [`tree::walk`]).
@@ -128,12 +130,12 @@ pub struct Reader<'a> {
 #[derive(Clone, Debug)]
 pub struct Matcher {
     globs: Excludes,
-    from: Option<(PathBuf, Rules)>,
+    from: Option<(PathBuf, Arc<Rules>)>,
     gitignore: bool,
     /// The ignore files read, by the directory (relative path) they are in.
     dirs: BTreeMap<Vec<u8>, DirRules>,
     /// The root's `.git/info/exclude`.
-    info: Option<Rules>,
+    info: Option<Arc<Rules>>,
 }
 
 impl Matcher {
@@ -152,16 +154,11 @@ impl Matcher {
         let from = match exclude_from {
             Some(path) => {
                 let rules = read_exclude_from(path)?;
-                Some((std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()), rules))
+                Some((std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()), Arc::new(rules)))
             }
             None => None,
         };
         Ok(Matcher { globs, from, gitignore, dirs: BTreeMap::new(), info: None })
-    }
-
-    /// The same command-line rules, without any ignore file of the tree.
-    pub fn fixed(&self) -> Matcher {
-        Matcher { dirs: BTreeMap::new(), info: None, ..self.clone() }
     }
 
     /// Whether `.gitignore`, `.ignore` and `.git/info/exclude` are honoured.
@@ -243,7 +240,7 @@ impl Matcher {
         let mut now: DirRules = [None, None];
         for (slot, name) in now.iter_mut().zip(IGNORE_FILES) {
             if let Observed::File(content) = tree::observe_entry(fd, name, MAX_IGNORE_FILE, opener) {
-                *slot = Some(Rules::parse(&content));
+                *slot = Some(Arc::new(Rules::parse(&content)));
             }
         }
         let hashes = |rules: &DirRules| rules.clone().map(|r| r.map(|r| r.hash));
@@ -330,7 +327,7 @@ impl Matcher {
             return false;
         }
         let now = match tree::observe(at.root, INFO_EXCLUDE, MAX_IGNORE_FILE, at.opener) {
-            Observed::File(content) => Some(Rules::parse(&content)),
+            Observed::File(content) => Some(Arc::new(Rules::parse(&content))),
             _ => None,
         };
         let changed = self.info.as_ref().map(|r| r.hash) != now.as_ref().map(|r| r.hash);

@@ -172,6 +172,16 @@ impl Reader for Worker {
         }
     }
 
+    fn rules(&mut self, rules: Matcher, changed: &[Vec<u8>], queue: &Queue) {
+        self.excludes = rules;
+        for dir in changed {
+            if dir.is_empty() || !self.excludes.is_excluded_anywhere(dir, true) {
+                self.watch_tree(dir, queue, true);
+                queue.push(Event { dirty: Dirty::Subtree(dir.clone()), pid: None, by_target: false });
+            }
+        }
+    }
+
     /// Watch exactly the files in `files` (each by one of its names in the
     /// tree). A new watch is followed by a dirty inode: whatever was
     /// written between the sampler's read and the watch is read then.

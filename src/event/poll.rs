@@ -290,6 +290,12 @@ impl super::Source for Poll {
     fn drain(&mut self, into: &mut Vec<super::Event>) {
         into.extend(self.queue.drain(..).map(|dirty| super::Event { dirty, pid: None, by_target: false }));
     }
+
+    /// The next scan walks what the rules let in: the entries that appear
+    /// to it are new (dirty), those that leave it are gone.
+    fn rules(&mut self, rules: &Matcher, _changed: &[Vec<u8>]) {
+        self.excludes = rules.clone();
+    }
 }
 
 #[cfg(test)]

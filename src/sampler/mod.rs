@@ -507,6 +507,11 @@ impl Sampler {
             self.dirty.rescan_dir(format!("ignore rules changed in {shown}"), dir.clone());
             covered.push(dir);
         }
+        if !covered.is_empty()
+            && let Some(watch) = &mut self.watch
+        {
+            watch.tree.events.rules(&self.rules, &covered);
+        }
     }
 
     /// Book a committed sample: the index follows its changes, the pending

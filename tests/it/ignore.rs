@@ -66,6 +66,7 @@ fn ignored_files_never_reach_the_journal_nor_a_restore(backend: &str) {
     ]);
     assert_eq!(restored(store.path(), seq), expected);
     assert!(!occurs_below(store.path(), b"noise"), "nothing ignored is copied into the store");
+    assert_eq!(status["last_files_read"], "1", "an ignored file costs no read: {status:?}");
     assert_eq!(status["gitignore"], "on", "{status:?}");
     assert_eq!(status["ignore_files"], "3", "{status:?}");
     assert_eq!(status["exclude_from"], "-", "{status:?}");
@@ -171,6 +172,46 @@ fn a_nested_ignore_file_created_while_monitoring_applies_only_below_it(backend: 
     );
 }
 
+fn an_ignored_directory_let_in_again_is_watched_and_followed(backend: &str) {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let t = tree.path();
+    write(t, ".gitignore", "build/\n");
+    write(t, "build/x/y/old.txt", "old\n");
+    write(t, "src.txt", "src\n");
+    let target = Target::start(t);
+    let mut m = Monitord::start_on(backend, &target, store.path(), &["--gitignore"]);
+    let ignored = m.status();
+    write(t, "build/x/y/noise.txt", "noise\n");
+    let unseen = m.sample();
+    write(t, ".gitignore", "\n");
+    let back = m.sample();
+    write(t, "build/x/y/new.txt", "new\n");
+    let created = m.sample();
+    write(t, "build/x/y/new.txt", "newer\n");
+    let modified = m.sample();
+    let let_in = m.status();
+    m.stop();
+
+    if backend == "inotify" {
+        assert_eq!(ignored["watches"], "1", "an ignored directory is not watched: {ignored:?}");
+        assert_eq!(let_in["watches"], "4", "once let in, it is: {let_in:?}");
+    }
+    let records = dump_json(store.path());
+    assert!(changes(record(&records, unseen)).is_empty());
+    assert_eq!(
+        changes(record(&records, back)),
+        [
+            (".gitignore".into(), "modified".into()),
+            ("build/x/y/noise.txt".into(), "created".into()),
+            ("build/x/y/old.txt".into(), "created".into())
+        ]
+    );
+    assert_eq!(changes(record(&records, created)), [("build/x/y/new.txt".into(), "created".into())]);
+    assert_eq!(changes(record(&records, modified)), [("build/x/y/new.txt".into(), "modified".into())]);
+    assert_eq!(restored(store.path(), modified)["build/x/y/new.txt"], b"newer\n");
+}
+
 fn exclude_from_leaves_out_its_patterns(backend: &str) {
     let tree = TempDir::new("monitord-tree-");
     let store = TempDir::new("monitord-store-");
@@ -212,6 +253,7 @@ on_every_backend!(
     ignored_files_never_reach_the_journal_nor_a_restore,
     editing_an_ignore_file_rescans_and_restores_stay_exact,
     a_nested_ignore_file_created_while_monitoring_applies_only_below_it,
+    an_ignored_directory_let_in_again_is_watched_and_followed,
     exclude_from_leaves_out_its_patterns,
 );
 

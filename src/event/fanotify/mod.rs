@@ -295,6 +295,21 @@ impl Reader for Worker {
         self.buf = buf;
     }
 
+    fn rules(&mut self, rules: Matcher, changed: &[Vec<u8>], queue: &Queue) {
+        self.excludes = rules;
+        for dir in changed {
+            if !dir.is_empty() && self.excludes.is_excluded_anywhere(dir, true) {
+                continue;
+            }
+            // A filesystem mark sees the directories let in already.
+            if self.marks == Marks::Inodes {
+                self.mark_tree(dir, queue);
+            }
+            queue.push(Event { dirty: Dirty::Subtree(dir.clone()), pid: None, by_target: false });
+        }
+        self.publish(queue);
+    }
+
     /// At each barrier: follow mounts and unmounts below the root, and
     /// mark again the directories that could not be marked (each then
     /// compared whole).
