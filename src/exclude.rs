@@ -203,6 +203,26 @@ impl Matcher {
             .any(|(p, d)| self.is_excluded(p, d))
     }
 
+    /// Whether an event backend must report a change of `rel`, its
+    /// ancestors being known not to be left out: it is not left out, or it
+    /// is an ignore file, whose rules are in force even where it leaves
+    /// itself out (as in git).
+    pub fn is_reported(&self, rel: &[u8], is_dir: bool) -> bool {
+        !self.is_excluded(rel, is_dir) || (!is_dir && self.is_ignore_file(tree::split(rel).1))
+    }
+
+    /// [`Matcher::is_reported`] for a path that did not come from a walk.
+    pub fn is_reported_anywhere(&self, rel: &[u8], is_dir: bool) -> bool {
+        let mut dir = rel;
+        while !dir.is_empty() {
+            dir = tree::split(dir).0;
+            if self.is_excluded(dir, true) {
+                return false;
+            }
+        }
+        self.is_reported(rel, is_dir)
+    }
+
     /// The verdict of the patterns on `rel` (see [`Rules::verdict`]), in
     /// order of precedence.
     fn verdict(&self, rel: &[u8], is_dir: bool) -> Option<bool> {
@@ -513,6 +533,21 @@ mod tests {
         assert!(m.reload_info(at));
         assert!(!m.reload_info(at));
         assert!(m.is_excluded(b"z", false));
+    }
+
+    #[test]
+    fn an_ignore_file_left_out_is_still_reported_to_the_sampler() {
+        let tree = tempfile::tempdir().unwrap();
+        write(tree.path(), ".gitignore", ".*\nvendor/\n");
+        let m = read(tree.path(), &[], None);
+        assert!(m.is_excluded(b".gitignore", false));
+        assert!(m.is_reported(b".gitignore", false), "its edits must reach the sampler");
+        assert!(m.is_reported(b"sub/.ignore", false));
+        assert!(!m.is_reported(b".env", false));
+        assert!(!m.is_reported_anywhere(b"vendor/.gitignore", false), "not below a directory left out");
+        assert!(m.is_reported_anywhere(b"src/main.rs", false));
+        let plain = Matcher::new(&[".*"], None, false).unwrap();
+        assert!(!plain.is_reported(b".gitignore", false), "without --gitignore it is a file like any other");
     }
 
     #[test]

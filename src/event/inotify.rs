@@ -253,7 +253,7 @@ impl Worker {
             return;
         };
         let path = tree::join(&dir, &name);
-        if self.excludes.is_excluded(&path, mask.contains(AddWatchFlags::IN_ISDIR)) {
+        if !self.excludes.is_reported(&path, mask.contains(AddWatchFlags::IN_ISDIR)) {
             return;
         }
         if mask.contains(AddWatchFlags::IN_ISDIR) {
@@ -287,7 +287,7 @@ impl Worker {
         tree::walk(
             self.root.as_fd(),
             start,
-            &self.excludes,
+            &|path, is_dir| !self.excludes.is_excluded(path, is_dir),
             self.skip,
             &mut |rel, dir, _| {
                 let proc_path = format!("/proc/self/fd/{}", dir.as_raw_fd());

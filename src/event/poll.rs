@@ -146,7 +146,7 @@ impl Poll {
         tree::walk(
             self.root.as_fd(),
             b"",
-            &self.excludes,
+            &|path, is_dir| self.excludes.is_reported(path, is_dir),
             self.skip,
             &mut |rel, dir, listing| {
                 // Keys are moved from the old table to the new one: an

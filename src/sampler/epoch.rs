@@ -141,10 +141,11 @@ impl Sampler {
         // force before its entries are judged.
         let reader = Reader { root: watched.root.as_fd(), opener: &watched.opener, skip: watched.skip };
         let changed = self.rules.reload_tree(reader, b"");
+        let rules = &self.rules;
         tree::walk(
             watched.root.as_fd(),
             b"",
-            &self.rules,
+            &|path, is_dir| !rules.is_excluded(path, is_dir),
             watched.skip,
             &mut |rel, dir, entries| {
                 for (name, is_dir) in entries {

@@ -220,7 +220,7 @@ impl Sampler {
         tree::walk(
             watch.tree.root.as_fd(),
             dir,
-            &self.rules,
+            &|path, is_dir| !self.rules.is_excluded(path, is_dir),
             watch.tree.skip,
             &mut |rel, fd, entries| {
                 for (name, is_dir) in entries {

@@ -212,6 +212,25 @@ fn an_ignored_directory_let_in_again_is_watched_and_followed(backend: &str) {
     assert_eq!(restored(store.path(), modified)["build/x/y/new.txt"], b"newer\n");
 }
 
+fn an_ignore_file_that_leaves_itself_out_still_rules(backend: &str) {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let t = tree.path();
+    write(t, ".gitignore", ".*\n*.tmp\n");
+    write(t, "a.tmp", "a\n");
+    write(t, "b.txt", "b\n");
+    let target = Target::start(t);
+    let mut m = Monitord::start_on(backend, &target, store.path(), &["--gitignore"]);
+    write(t, ".gitignore", ".*\n");
+    let seq = m.sample();
+    m.stop();
+
+    let records = dump_json(store.path());
+    assert_eq!(file_paths(record(&records, 1)), ["b.txt"]);
+    assert_eq!(record(&records, seq - 1)["kind"], "rescan", "its edit is seen: {records:#?}");
+    assert_eq!(changes(record(&records, seq)), [("a.tmp".into(), "created".into())]);
+}
+
 fn exclude_from_leaves_out_its_patterns(backend: &str) {
     let tree = TempDir::new("monitord-tree-");
     let store = TempDir::new("monitord-store-");
@@ -254,6 +273,7 @@ on_every_backend!(
     editing_an_ignore_file_rescans_and_restores_stay_exact,
     a_nested_ignore_file_created_while_monitoring_applies_only_below_it,
     an_ignored_directory_let_in_again_is_watched_and_followed,
+    an_ignore_file_that_leaves_itself_out_still_rules,
     exclude_from_leaves_out_its_patterns,
 );
 

@@ -379,7 +379,7 @@ impl Worker {
             return;
         };
         let path = if raw.name.is_empty() || raw.name == b"." { dir } else { tree::join(&dir, raw.name) };
-        if self.excludes.is_excluded_anywhere(&path, is_dir)
+        if !self.excludes.is_reported_anywhere(&path, is_dir)
             || self.store_rel.as_ref().is_some_and(|store| tree::is_within(&path, store))
         {
             return;
