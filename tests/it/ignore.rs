@@ -231,6 +231,27 @@ fn an_ignore_file_that_leaves_itself_out_still_rules(backend: &str) {
     assert_eq!(changes(record(&records, seq)), [("a.tmp".into(), "created".into())]);
 }
 
+fn editing_git_info_exclude_is_seen_though_git_is_excluded(backend: &str) {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let t = tree.path();
+    write(t, ".git/info/exclude", "# git ls-files --others --exclude-from=.git/info/exclude\n");
+    write(t, "key.secret", "k1\n");
+    write(t, "plain.txt", "p\n");
+    let target = Target::start(t);
+    let mut m = Monitord::start_on(backend, &target, store.path(), &["--gitignore"]);
+    write(t, ".git/info/exclude", "*.secret\n");
+    let seq = m.sample();
+    m.stop();
+
+    let records = dump_json(store.path());
+    assert_eq!(file_paths(record(&records, 1)), ["key.secret", "plain.txt"]);
+    let rescan = record(&records, seq - 1);
+    assert!(rescan["reason"].as_str().unwrap().contains("ignore rules changed in ."), "{rescan}");
+    assert_eq!(changes(record(&records, seq)), [("key.secret".into(), "deleted".into())]);
+    assert_eq!(restored(store.path(), seq), tree_of(&[("plain.txt", "p\n")]));
+}
+
 fn exclude_from_leaves_out_its_patterns(backend: &str) {
     let tree = TempDir::new("monitord-tree-");
     let store = TempDir::new("monitord-store-");
@@ -274,6 +295,7 @@ on_every_backend!(
     a_nested_ignore_file_created_while_monitoring_applies_only_below_it,
     an_ignored_directory_let_in_again_is_watched_and_followed,
     an_ignore_file_that_leaves_itself_out_still_rules,
+    editing_git_info_exclude_is_seen_though_git_is_excluded,
     exclude_from_leaves_out_its_patterns,
 );
 
