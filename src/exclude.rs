@@ -491,6 +491,11 @@ mod tests {
         assert!(!m.is_excluded(b"a/cache", false));
         assert_eq!(m.exclude_from(), Some(from.as_path()));
 
+        let bad = dir.path().join("bad");
+        fs::write(&bad, "ok.txt\n[z-a]\n").unwrap();
+        let message = Matcher::new::<&str>(&[], Some(&bad), false).unwrap_err().to_string();
+        assert!(message.contains("bad, line 2"), "{message}");
+
         let missing = dir.path().join("missing");
         let err = Matcher::new::<&str>(&[], Some(&missing), false).unwrap_err();
         assert!(matches!(err, Error::Read { .. }));
