@@ -260,7 +260,11 @@ impl Worker {
             if mask.intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM) {
                 self.suspect_tree(&path, queue);
             }
-            if mask.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO) {
+            // A directory made below one the rules came to leave out after
+            // it was watched is not watched.
+            if mask.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+                && !self.excludes.is_excluded_anywhere(&path, true)
+            {
                 self.watch_tree(&path, queue, true);
             }
             if mask.intersects(

@@ -326,4 +326,32 @@ fn an_unreadable_exclude_from_is_a_usage_error_that_leaves_nothing() {
     ran.expect_code(2);
     assert!(ran.stderr.contains("Is a directory"), "{}", ran.stderr);
     assert!(!store.exists());
+
+    let bad = parent.path().join("bad-patterns");
+    fs::write(&bad, "*.o\n[z-a]\n").unwrap();
+    let ran =
+        monitord(&["-i", "--store", store.to_str().unwrap(), "--exclude-from", bad.to_str().unwrap(), "1"]);
+    ran.expect_code(2);
+    assert!(ran.stderr.contains("bad-patterns, line 2"), "names the line: {}", ran.stderr);
+    assert!(!store.exists());
+}
+
+#[test]
+fn inotify_watches_no_directory_made_below_one_left_out_later() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let t = tree.path();
+    write(t, "build/old.txt", "old\n");
+    let target = Target::start(t);
+    let mut m = Monitord::start_on("inotify", &target, store.path(), &["--gitignore"]);
+    assert_eq!(m.status()["watches"], "2", "the root and build/");
+    write(t, ".gitignore", "build/\n");
+    m.sample();
+    fs::create_dir_all(t.join("build/new/deeper")).unwrap();
+    write(t, "build/new/deeper/f.txt", "noise\n");
+    let seq = m.sample();
+    let status = m.status();
+    m.stop();
+    assert_eq!(status["watches"], "2", "nothing below build/ is watched any more: {status:?}");
+    assert!(changes(record(&dump_json(store.path()), seq)).is_empty());
 }
