@@ -15,10 +15,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use monitord::event::{self, Backend, Options};
+use monitord::exclude::Matcher;
 use monitord::journal::Ring;
 use monitord::proc::Target;
 use monitord::sampler::{Sampler, Settings};
-use monitord::tree::Excludes;
 
 fn build_tree(root: &Path, dirs: usize, files_per_dir: usize) {
     for d in 0..dirs {
@@ -35,7 +35,12 @@ fn open_root(root: &Path) -> OwnedFd {
 }
 
 fn options(target: i32) -> Options {
-    Options { excludes: Excludes::new(&[".git"]).expect("excludes"), skip: None, capacity: 65_536, target }
+    Options {
+        excludes: Matcher::new(&[".git"], None, false).expect("excludes"),
+        skip: None,
+        capacity: 65_536,
+        target,
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -68,7 +73,7 @@ fn burst(backend: Backend, root: &Path, dirs: usize, files_per_dir: usize, write
     let settings = Settings {
         store: store.path().to_path_buf(),
         max_file_size: 8 << 20,
-        excludes: Excludes::new(&[".git"]).expect("excludes"),
+        matcher: Matcher::new(&[".git"], None, false).expect("excludes"),
         diff_deadline: Duration::from_millis(100),
         queue_capacity: 65_536,
         backend,

@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use monitord::event::{self, Backend, Dirty, Options};
-use monitord::tree::Excludes;
+use monitord::exclude::Matcher;
 
 const CHANGED: usize = 10;
 
@@ -114,7 +114,7 @@ fn main() {
 
     let root = open_dir(&tree);
     let options = Options {
-        excludes: Excludes::new(&[".git"]).expect("globs"),
+        excludes: Matcher::new(&[".git"], None, false).expect("globs"),
         skip: None,
         capacity: 65_536,
         target: 0,

@@ -33,12 +33,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use monitord::clock;
 use monitord::diff::Patch;
+use monitord::exclude::Matcher;
 use monitord::journal::Ring;
 use monitord::journal::record::{Body, Change, FORMAT_VERSION, FileChange, Node, Record, Sample};
 use monitord::proc::Target;
 use monitord::sampler::{Committed, Sampler, Settings};
 use monitord::store;
-use monitord::tree::Excludes;
 
 /// Changed files per sample.
 const K: usize = 10;
@@ -329,7 +329,7 @@ fn start_sampler(writer: &Writer, store_dir: &Path) -> (Sampler, Cost) {
     let settings = Settings {
         store: store_dir.to_path_buf(),
         max_file_size: 8 << 20,
-        excludes: Excludes::new(&[".git"]).expect("excludes"),
+        matcher: Matcher::new(&[".git"], None, false).expect("excludes"),
         diff_deadline: Duration::from_millis(100),
         queue_capacity: 65_536,
         backend: monitord::event::Backend::Inotify,

@@ -101,6 +101,20 @@ pub struct MonitorArgs {
     /// component). Giving any replaces the default.
     #[arg(long = "exclude", value_name = "GLOB", default_value = ".git")]
     pub exclude: Vec<String>,
+    /// Also leave out what the tree's .gitignore and .ignore files and its
+    /// .git/info/exclude leave out, with git's rules ('!' keeps a path,
+    /// '/x' is anchored, 'x/' matches directories only, '**' any depth). A
+    /// file applies to its own directory's subtree, a deeper one overriding
+    /// a shallower one. Editing one while monitoring rescans the directory
+    /// it covers: what it now leaves out is recorded as deleted, what it
+    /// lets in again as created.
+    #[arg(long)]
+    pub gitignore: bool,
+    /// Leave out the paths matched by the patterns in FILE, written as in a
+    /// .gitignore at the root of the tree (they take precedence over the
+    /// tree's ignore files, as git's command-line patterns do).
+    #[arg(long, value_name = "FILE")]
+    pub exclude_from: Option<PathBuf>,
     /// Larger text files are listed as skipped, not copied (K, M, G suffixes).
     #[arg(long, value_name = "SIZE", default_value = "8M", value_parser = parse_size)]
     pub max_file_size: u64,

@@ -34,7 +34,7 @@
 //!
 //! | layer | modules |
 //! |---|---|
-//! | edges: the kernel and the process | [`event`] (inotify, fanotify, poll backends), [`proc`] (pinned `/proc/<pid>`, maps probe, stats, forks, child reaper), [`tree`] and [`relpath`] (reading strictly beneath the root), [`credentials`], [`signals`], [`daemon`], [`notify`], [`launch`] |
+//! | edges: the kernel and the process | [`event`] (inotify, fanotify, poll backends), [`proc`] (pinned `/proc/<pid>`, maps probe, stats, forks, child reaper), [`tree`] and [`relpath`] (reading strictly beneath the root), [`exclude`] (what is left out), [`credentials`], [`signals`], [`daemon`], [`notify`], [`launch`] |
 //! | core: recording | [`sampler`] (dirty set, classify, epochs, upkeep, hard links), [`diff`], [`text`], [`journal`] (ring, frames, records, reader, follower), [`mirror`], [`maps`], [`fault`], [`clock`], [`failpoint`] |
 //! | readers: answers | [`restore`], [`history`], [`point`], [`query`], [`blame`], [`verify`], [`replay`], [`render`] |
 //! | the program | [`monitor`] (loop, command replies, output, threads), [`control`], [`cmd`], [`cli`], [`store`], [`log`] |
@@ -104,6 +104,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod diff;
 pub mod event;
+pub mod exclude;
 pub mod failpoint;
 pub mod fault;
 pub mod history;

@@ -367,13 +367,15 @@ pub type Visit<'a> = dyn FnMut(&[u8], BorrowedFd<'_>, &[(Vec<u8>, bool)]) + 'a;
 
 /// Walk the directories below `start` (included), depth first, calling
 /// `visit(rel_dir, dir_fd, entries)` for each directory that could be
-/// opened. Excluded paths and the directory whose identity is `skip` (the
-/// store, when it lies inside the tree) are pruned. Directories that
-/// cannot be opened are reported through `on_error`.
+/// opened, with the entries `keep(path, is_dir)` keeps (a
+/// [`Matcher`](crate::exclude::Matcher) decides). What it does not keep and
+/// the directory whose identity is `skip` (the store, when it lies inside
+/// the tree) are pruned. Directories that cannot be opened are reported
+/// through `on_error`.
 pub fn walk(
     root: BorrowedFd<'_>,
     start: &[u8],
-    excludes: &Excludes,
+    keep: &dyn Fn(&[u8], bool) -> bool,
     skip: Option<(u64, u64)>,
     visit: &mut Visit<'_>,
     on_error: &mut dyn FnMut(&[u8], Errno),
@@ -398,7 +400,7 @@ pub fn walk(
             }
         };
         let entries: Vec<(Vec<u8>, bool)> =
-            entries.into_iter().filter(|(name, _)| !excludes.is_excluded(&join(&rel, name))).collect();
+            entries.into_iter().filter(|(name, is_dir)| keep(&join(&rel, name), *is_dir)).collect();
         visit(&rel, dir.as_fd(), &entries);
         for (name, is_dir) in entries.iter().rev() {
             if *is_dir {
@@ -474,12 +476,12 @@ mod tests {
         fs::create_dir_all(tree.path().join(".git/objects")).unwrap();
         fs::write(tree.path().join("a/b/f"), "x").unwrap();
         let root = root_of(tree.path());
-        let ex = Excludes::new(&[".git"]).unwrap();
+        let ex = crate::exclude::Matcher::new(&[".git"], None, false).unwrap();
         let mut seen = Vec::new();
         walk(
             root.as_fd(),
             b"",
-            &ex,
+            &|path, is_dir| !ex.is_excluded(path, is_dir),
             None,
             &mut |rel, _, entries| {
                 seen.push((rel.to_vec(), entries.len()));

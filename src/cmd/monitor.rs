@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 
 use crate::cli::{MonitorArgs, What};
 use crate::daemon::{self, Detached};
+use crate::exclude::{self, Matcher};
 use crate::journal::Ring;
 use crate::launch::Launched;
 use crate::log::Log;
@@ -18,7 +19,6 @@ use crate::proc::Target;
 use crate::proc::probe::Recording;
 use crate::sampler::{Sampler, Settings};
 use crate::store::{self, PidFile};
-use crate::tree::Excludes;
 use crate::{control, notify, signals};
 
 /// Follow the process until `stop` or a signal: in the foreground, or
@@ -40,7 +40,20 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
     };
     // Without `files`, every entry is excluded: the tree is neither walked
     // nor copied, and only the root directory is watched.
-    let excludes = if record.files { Excludes::new(&args.exclude)? } else { Excludes::new(&["*"])? };
+    let excludes = if record.files {
+        match Matcher::new(&args.exclude, args.exclude_from.as_deref(), args.gitignore) {
+            Ok(matcher) => matcher,
+            // The file named on the command line is unusable: a usage
+            // error, found before anything is created.
+            Err(e @ (exclude::Error::Read { .. } | exclude::Error::Pattern { .. })) => {
+                crate::log::to_stderr(crate::log::Level::Error, &format!("monitord: {e}"));
+                return Ok(ExitCode::from(super::exit::USAGE));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        Matcher::new(&["*"], None, false)?
+    };
     // Resolve paths before a daemon changes directory to `/`.
     let store_arg = match &args.store {
         Some(dir) => Some(
@@ -126,7 +139,7 @@ struct Running {
 fn start(
     args: &MonitorArgs,
     pid: i32,
-    (excludes, record): (Excludes, Recording),
+    (excludes, record): (Matcher, Recording),
     store_arg: Option<PathBuf>,
     daemon: bool,
     launched: Option<Launched>,
@@ -155,7 +168,7 @@ fn start(
 fn start_locked(
     args: &MonitorArgs,
     target: Target,
-    (excludes, record): (Excludes, Recording),
+    (excludes, record): (Matcher, Recording),
     store_dir: PathBuf,
     daemon: bool,
     launched: Option<Launched>,
@@ -181,7 +194,7 @@ fn start_locked(
     let settings = Settings {
         store: store_dir.clone(),
         max_file_size: args.max_file_size,
-        excludes,
+        matcher: excludes,
         diff_deadline: Duration::from_millis(100),
         queue_capacity: usize::try_from(args.queue_capacity).unwrap_or(65_536),
         backend: args.backend,

@@ -47,8 +47,9 @@ use nix::sys::stat::{Mode, SFlag, fstat};
 
 use super::thread::{self, Queue, Reader, Threaded};
 use super::{Dirty, Error, Event, Linked, Source};
+use crate::exclude::Matcher;
 use crate::fault::Fault;
-use crate::tree::{self, Excludes};
+use crate::tree;
 
 /// The inotify backend.
 pub struct Inotify;
@@ -56,7 +57,7 @@ pub struct Inotify;
 struct Worker {
     kernel: Kernel,
     root: OwnedFd,
-    excludes: Excludes,
+    excludes: Matcher,
     skip: Option<(u64, u64)>,
     /// Watched directories.
     dirs: HashMap<WatchDescriptor, Watched>,
@@ -104,7 +105,7 @@ impl Inotify {
     /// when the thread cannot start.
     pub fn start(
         root: &OwnedFd,
-        excludes: Excludes,
+        excludes: Matcher,
         skip: Option<(u64, u64)>,
         capacity: usize,
     ) -> Result<Box<dyn Source>, Error> {
@@ -168,6 +169,16 @@ impl Reader for Worker {
             self.watch_tree(dir, queue, false);
             queue.push(Event::anonymous(Dirty::Subtree(dir.clone())));
             done.push(dir);
+        }
+    }
+
+    fn rules(&mut self, rules: Matcher, changed: &[Vec<u8>], queue: &Queue) {
+        self.excludes = rules;
+        for dir in changed {
+            if dir.is_empty() || !self.excludes.is_excluded_anywhere(dir, true) {
+                self.watch_tree(dir, queue, true);
+                queue.push(Event { dirty: Dirty::Subtree(dir.clone()), pid: None, by_target: false });
+            }
         }
     }
 
@@ -242,14 +253,18 @@ impl Worker {
             return;
         };
         let path = tree::join(&dir, &name);
-        if self.excludes.is_excluded(&path) {
+        if !self.excludes.is_reported(&path, mask.contains(AddWatchFlags::IN_ISDIR)) {
             return;
         }
         if mask.contains(AddWatchFlags::IN_ISDIR) {
             if mask.intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM) {
                 self.suspect_tree(&path, queue);
             }
-            if mask.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO) {
+            // A directory made below one the rules came to leave out after
+            // it was watched is not watched.
+            if mask.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+                && !self.excludes.is_excluded_anywhere(&path, true)
+            {
                 self.watch_tree(&path, queue, true);
             }
             if mask.intersects(
@@ -276,7 +291,7 @@ impl Worker {
         tree::walk(
             self.root.as_fd(),
             start,
-            &self.excludes,
+            &|path, is_dir| !self.excludes.is_excluded(path, is_dir),
             self.skip,
             &mut |rel, dir, _| {
                 let proc_path = format!("/proc/self/fd/{}", dir.as_raw_fd());

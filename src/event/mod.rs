@@ -26,8 +26,8 @@ pub use fanotify::Fanotify;
 pub use inotify::Inotify;
 pub use poll::Poll;
 
+use crate::exclude::Matcher;
 use crate::fault::Fault;
-use crate::tree::Excludes;
 
 /// Which kernel interface finds changes (`--backend`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -71,8 +71,10 @@ impl Event {
 /// What every backend needs to know about the tree.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Paths left out.
-    pub excludes: Excludes,
+    /// Paths left out: what is neither watched nor reported. The tree's
+    /// ignore files change while it is watched: the sampler hands the
+    /// backend each new set of rules ([`Source::rules`]).
+    pub excludes: Matcher,
     /// A directory (device, inode) never to enter: the store.
     pub skip: Option<(u64, u64)>,
     /// Capacity of the dirty-path queue.
@@ -93,6 +95,13 @@ pub trait Source: Send {
     /// must report (as [`Dirty::Inode`]), replacing the previous list.
     /// Nothing to do for a backend that sees those writes anyway (poll).
     fn watch_files(&mut self, _files: &[Linked]) {}
+    /// Leave out what `rules` leave out from now on. Below each directory
+    /// of `changed` (whose rules changed), watch what they let in, then
+    /// report the directory as a dirty subtree, for what changed there
+    /// before its watches were in place (poll, whose next scan finds
+    /// those entries new, needs neither). Directories they now leave out
+    /// may stay watched: their events are dropped.
+    fn rules(&mut self, rules: &Matcher, changed: &[Vec<u8>]);
     /// Counters and flags shared with the backend.
     fn shared(&self) -> &Arc<Shared>;
 }

@@ -51,7 +51,8 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{FileStat, SFlag, fstatat};
 
 use super::{Dirty, Error, Options, Shared};
-use crate::tree::{self, Excludes};
+use crate::exclude::Matcher;
+use crate::tree;
 
 /// What a scan remembers of one entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +101,7 @@ type DirTable = HashMap<Vec<u8>, Entry>;
 /// The poll backend (see the module doc).
 pub struct Poll {
     root: OwnedFd,
-    excludes: Excludes,
+    excludes: Matcher,
     skip: Option<(u64, u64)>,
     capacity: usize,
     /// Directory path → its entries, as of the last scan.
@@ -145,7 +146,7 @@ impl Poll {
         tree::walk(
             self.root.as_fd(),
             b"",
-            &self.excludes,
+            &|path, is_dir| self.excludes.is_reported(path, is_dir),
             self.skip,
             &mut |rel, dir, listing| {
                 // Keys are moved from the old table to the new one: an
@@ -289,6 +290,12 @@ impl super::Source for Poll {
     fn drain(&mut self, into: &mut Vec<super::Event>) {
         into.extend(self.queue.drain(..).map(super::Event::anonymous));
     }
+
+    /// The next scan walks what the rules let in: the entries that appear
+    /// to it are new (dirty), those that leave it are gone.
+    fn rules(&mut self, rules: &Matcher, _changed: &[Vec<u8>]) {
+        self.excludes = rules.clone();
+    }
 }
 
 #[cfg(test)]
@@ -311,8 +318,12 @@ mod tests {
     }
 
     fn start(dir: &Path, skip: Option<(u64, u64)>, capacity: usize) -> Poll {
-        let options =
-            Options { excludes: Excludes::new(&[".git", "*.log"]).unwrap(), skip, capacity, target: 0 };
+        let options = Options {
+            excludes: Matcher::new(&[".git", "*.log"], None, false).unwrap(),
+            skip,
+            capacity,
+            target: 0,
+        };
         Poll::start(&root_of(dir), options).unwrap()
     }
 

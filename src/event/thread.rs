@@ -15,6 +15,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::{Error, Event, Linked, Shared, Source};
+use crate::exclude::Matcher;
 
 /// A backend's reading half, run on the event thread.
 pub(super) trait Reader: Send + 'static {
@@ -27,6 +28,9 @@ pub(super) trait Reader: Send + 'static {
     fn retry(&mut self, _queue: &Queue) {}
     /// Follow writes to exactly these files (see [`Source::watch_files`]).
     fn watch_files(&mut self, _files: &[Linked], _queue: &Queue) {}
+    /// Leave out what `rules` leave out from now on, and watch what they
+    /// let in below `changed` (see [`Source::rules`]).
+    fn rules(&mut self, rules: Matcher, changed: &[Vec<u8>], queue: &Queue);
 }
 
 /// The sending side of the dirty-path queue. A full queue is an overflow
@@ -51,6 +55,7 @@ impl Queue {
 enum Request {
     Sync(Sender<()>),
     Files(Vec<Linked>),
+    Rules(Box<Matcher>, Vec<Vec<u8>>),
     Stop,
 }
 
@@ -116,6 +121,7 @@ fn run(reader: &mut impl Reader, queue: &Queue, wake: &EventFd, requests: &Recei
                         let _ = reply.send(());
                     }
                     Request::Files(files) => reader.watch_files(&files, queue),
+                    Request::Rules(rules, changed) => reader.rules(*rules, &changed, queue),
                     Request::Stop => return,
                 }
             }
@@ -143,6 +149,12 @@ impl Source for Threaded {
 
     fn watch_files(&mut self, files: &[Linked]) {
         if self.requests.send(Request::Files(files.to_vec())).is_ok() {
+            let _ = self.wake.write(1);
+        }
+    }
+
+    fn rules(&mut self, rules: &Matcher, changed: &[Vec<u8>]) {
+        if self.requests.send(Request::Rules(Box::new(rules.clone()), changed.to_vec())).is_ok() {
             let _ = self.wake.write(1);
         }
     }

@@ -126,6 +126,7 @@ impl Monitor {
         let events = self.sampler.event_shared();
         let load = |v: Option<&std::sync::atomic::AtomicU64>| v.map_or(0, |v| v.load(Ordering::Relaxed));
         let newest = info.next_seq.saturating_sub(1);
+        let rules = self.sampler.rules();
         let cwd = self
             .sampler
             .cwd_now()
@@ -171,6 +172,14 @@ impl Monitor {
             ("unwatched_dirs", events.map_or(0, |e| e.unwatched().len()).to_string()),
             ("last_scan_us", load(events.map(|e| &e.last_scan_us)).to_string()),
             ("last_scan_entries", load(events.map(|e| &e.last_scan_entries)).to_string()),
+            ("gitignore", if rules.gitignore() { "on" } else { "off" }.to_string()),
+            ("ignore_files", rules.ignore_files().to_string()),
+            (
+                "exclude_from",
+                rules
+                    .exclude_from()
+                    .map_or_else(|| "-".to_string(), |p| human::sanitize(p.as_os_str().as_encoded_bytes())),
+            ),
             ("dropped_replies", self.dropped_replies.to_string()),
             // Last: readers of a reply on a stream wait for this key.
             ("events", load(events.map(|e| &e.events)).to_string()),

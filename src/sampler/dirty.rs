@@ -81,6 +81,13 @@ impl DirtySet {
         self.pending.insert(Dirty::Subtree(Vec::new()));
     }
 
+    /// The rules of what is left out changed below `dir`: its subtree is
+    /// compared, and a `rescan` record says why.
+    pub(super) fn rescan_dir(&mut self, reason: String, dir: Vec<u8>) {
+        self.rescan_reasons.push(reason);
+        self.pending.insert(Dirty::Subtree(dir));
+    }
+
     /// The `rescan` record due, if events were lost: the reasons, joined,
     /// and the subtrees to compare.
     pub(super) fn rescan_due(&self) -> Option<(String, Vec<Vec<u8>>)> {

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use crate::credentials::Opener;
 use crate::diff;
 use crate::event::{self, Source};
+use crate::exclude::{Matcher, Reader};
 use crate::journal::record::{Baseline, Body, FileEntry, Node, SkipReason, Skipped};
 use crate::mirror::{self, Mirror};
 use crate::proc::Target;
@@ -39,6 +40,9 @@ pub(super) struct Tree {
     pub(super) events: Box<dyn Source>,
     /// Opens files with the target's rights (see [`crate::credentials`]).
     pub(super) opener: Opener,
+    /// What is left out, as read when the tree was opened (the event
+    /// source started with these rules).
+    pub(super) rules: Matcher,
 }
 
 impl Tree {
@@ -53,18 +57,22 @@ impl Tree {
             use std::os::unix::fs::MetadataExt;
             (m.dev(), m.ino())
         });
+        let opener = match target.creds() {
+            Some(creds) => Opener::for_target(&creds),
+            None => Opener::Direct,
+        };
+        // The ignore files are read before the backend starts, so that
+        // it never watches what they leave out.
+        let mut rules = settings.matcher.clone();
+        rules.reload_tree(Reader { root: root.as_fd(), opener: &opener, skip }, b"");
         let options = event::Options {
-            excludes: settings.excludes.clone(),
+            excludes: rules.clone(),
             skip,
             capacity: settings.queue_capacity,
             target: target.pid(),
         };
         let events = event::start(settings.backend, &root, options)?;
-        let opener = match target.creds() {
-            Some(creds) => Opener::for_target(&creds),
-            None => Opener::Direct,
-        };
-        Ok(Tree { root, id, cwd, skip, events, opener })
+        Ok(Tree { root, id, cwd, skip, events, opener, rules })
     }
 }
 
@@ -101,6 +109,7 @@ impl Sampler {
     pub(super) fn rebase(&mut self, watch: Watch) -> Result<Committed, Error> {
         self.epoch = self.ring.info().next_seq;
         self.pid = Some(watch.target.pid());
+        self.rules = watch.tree.rules.clone();
         self.watch = Some(watch);
         self.index.clear();
         self.links.clear();
@@ -127,10 +136,16 @@ impl Sampler {
         let mut failed: Option<mirror::Error> = None;
         let max = self.settings.max_file_size;
         let mirror = &mut self.mirror;
+        // The ignore files are read again, for what changed since the
+        // event source was given them: the rules of a directory are in
+        // force before its entries are judged.
+        let reader = Reader { root: watched.root.as_fd(), opener: &watched.opener, skip: watched.skip };
+        let changed = self.rules.reload_tree(reader, b"");
+        let rules = &self.rules;
         tree::walk(
             watched.root.as_fd(),
             b"",
-            &self.settings.excludes,
+            &|path, is_dir| !rules.is_excluded(path, is_dir),
             watched.skip,
             &mut |rel, dir, entries| {
                 for (name, is_dir) in entries {
@@ -197,6 +212,11 @@ impl Sampler {
             stats,
             backend: self.settings.backend.name().to_string(),
         });
+        if !changed.is_empty()
+            && let Some(watch) = &mut self.watch
+        {
+            watch.tree.events.rules(&self.rules, &changed);
+        }
         let committed = self.commit(body, |_| Ok(()))?;
         self.needs_baseline = false;
         self.probe.keep_anchor(&self.settings.store, self.epoch, committed.seq, self.ring.info().oldest_seq);

@@ -34,11 +34,13 @@ mod observe;
 mod upkeep;
 
 use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::clock::now_us;
 use crate::event::{Backend, Dirty, Linked};
+use crate::exclude::{Matcher, Reader};
 use crate::fault::Fault;
 use crate::journal::record::{Body, FORMAT_VERSION, FileChange, Record, Sample, Skipped};
 use crate::journal::{self, Ring, RingInfo};
@@ -46,7 +48,7 @@ use crate::mirror::{self, Mirror};
 use crate::proc::probe::{Probe, Recording};
 use crate::proc::{Target, child};
 use crate::store::{self, LockFile, LockMode};
-use crate::tree::{Excludes, Inode};
+use crate::tree::{self, Inode};
 use classify::{Tracked, Update, tracked_after};
 use dirty::DirtySet;
 use epoch::{Tree, Watch};
@@ -102,8 +104,9 @@ pub struct Settings {
     pub store: PathBuf,
     /// Larger text files are listed as skipped, not copied.
     pub max_file_size: u64,
-    /// Paths left out.
-    pub excludes: Excludes,
+    /// Paths left out, as the command line says (the tree's ignore files
+    /// are read into the sampler's own copy).
+    pub matcher: Matcher,
     /// How long one file's line diff may take before a coarser patch is used.
     pub diff_deadline: Duration,
     /// Capacity of the dirty-path queue.
@@ -175,6 +178,9 @@ pub struct Sampler {
     epoch: u64,
     mirror: Mirror,
     index: BTreeMap<Vec<u8>, Tracked>,
+    /// What is left out: the command line's rules and the ignore files
+    /// of the tree as last read.
+    rules: Matcher,
     /// The names of files with more than one link.
     links: Links,
     /// The files the event source was last asked to watch for writes
@@ -221,6 +227,7 @@ impl Sampler {
         let mirror = Mirror::open(&store_path, epoch)?;
         let mut sampler = Sampler {
             probe: Probe::new(settings.record),
+            rules: settings.matcher.clone(),
             settings,
             ring,
             lock,
@@ -310,6 +317,12 @@ impl Sampler {
         Counters { tracked: self.index.len() as u64, ..self.counters }
     }
 
+    /// What is left out: the command line's rules and the tree's ignore
+    /// files in force.
+    pub fn rules(&self) -> &Matcher {
+        &self.rules
+    }
+
     /// Journal figures.
     pub fn ring_info(&self) -> RingInfo {
         self.ring.info()
@@ -394,6 +407,7 @@ impl Sampler {
             out.push(self.baseline()?);
         }
         self.collect();
+        self.refresh_rules();
         if let Some((reason, paths)) = self.dirty.rescan_due() {
             out.push(self.commit(Body::Rescan { reason, paths }, |_| Ok(()))?);
             self.dirty.rescan_recorded();
@@ -452,6 +466,52 @@ impl Sampler {
         }
         self.collect_garbage();
         Ok(())
+    }
+
+    /// Read again the ignore files the pending paths name (or may hold,
+    /// below a dirty directory), and the root's `.git/info/exclude`. Each
+    /// directory whose rules changed is compared whole: what they now
+    /// leave out is recorded as deleted, what they let in as created,
+    /// after a `rescan` record that says why.
+    fn refresh_rules(&mut self) {
+        let Some(watch) = &self.watch else { return };
+        if !self.rules.gitignore() {
+            return;
+        }
+        let at = Reader { root: watch.tree.root.as_fd(), opener: &watch.tree.opener, skip: watch.tree.skip };
+        let mut changed: Vec<Vec<u8>> = Vec::new();
+        for dirty in &self.dirty.pending {
+            match dirty {
+                Dirty::Path(path) => {
+                    let (dir, name) = tree::split(path);
+                    if self.rules.is_ignore_file(name) && self.rules.reload_dir(at, dir) {
+                        changed.push(dir.to_vec());
+                    }
+                }
+                Dirty::Subtree(dir) => changed.extend(self.rules.reload_tree(at, dir)),
+                Dirty::Inode(..) => {}
+            }
+        }
+        if self.rules.reload_info(at) {
+            changed.push(Vec::new());
+        }
+        changed.sort();
+        changed.dedup();
+        let mut covered: Vec<Vec<u8>> = Vec::new();
+        for dir in changed {
+            if covered.iter().any(|c| tree::is_within(&dir, c)) {
+                continue;
+            }
+            let shown =
+                if dir.is_empty() { ".".to_string() } else { String::from_utf8_lossy(&dir).into_owned() };
+            self.dirty.rescan_dir(format!("ignore rules changed in {shown}"), dir.clone());
+            covered.push(dir);
+        }
+        if !covered.is_empty()
+            && let Some(watch) = &mut self.watch
+        {
+            watch.tree.events.rules(&self.rules, &covered);
+        }
     }
 
     /// Book a committed sample: the index follows its changes, the pending

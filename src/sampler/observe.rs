@@ -118,7 +118,7 @@ impl Sampler {
     /// is a directory now).
     fn observe_path(&self, path: &[u8], seen: &mut Seen) {
         let Some(watch) = &self.watch else { return };
-        if seen.observed.contains_key(path) || self.settings.excludes.is_excluded_anywhere(path) {
+        if seen.observed.contains_key(path) || self.rules.is_excluded_anywhere(path, false) {
             return;
         }
         let max = self.settings.max_file_size;
@@ -216,13 +216,13 @@ impl Sampler {
                 observed.entry(path.clone()).or_insert(Observed::Absent);
             }
         }
-        if !dir.is_empty() && self.settings.excludes.is_excluded_anywhere(dir) {
+        if !dir.is_empty() && self.rules.is_excluded_anywhere(dir, true) {
             return;
         }
         tree::walk(
             watch.tree.root.as_fd(),
             dir,
-            &self.settings.excludes,
+            &|path, is_dir| !self.rules.is_excluded(path, is_dir),
             watch.tree.skip,
             &mut |rel, fd, entries| {
                 for (name, is_dir) in entries {

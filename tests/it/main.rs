@@ -17,6 +17,7 @@ mod follow;
 mod formats;
 mod fullness;
 mod history;
+mod ignore;
 mod journal;
 mod links;
 mod maps;

@@ -65,7 +65,7 @@ impl Worker {
             };
             for (name, is_dir) in entries {
                 let child = tree::join(&rel, &name);
-                if self.excludes.is_excluded(&child) {
+                if self.excludes.is_excluded(&child, is_dir) {
                     continue;
                 }
                 if is_dir {
@@ -237,7 +237,7 @@ impl Worker {
         }
         let now: Vec<(u64, Vec<u8>)> = mounts_below(&text, &self.root_path)
             .into_iter()
-            .filter(|(_, rel)| !self.excludes.is_excluded_anywhere(rel))
+            .filter(|(_, rel)| !self.excludes.is_excluded_anywhere(rel, true))
             .collect();
         let gone: Vec<Vec<u8>> = self
             .mounts

@@ -80,7 +80,8 @@ use nix::errno::Errno;
 
 use super::thread::{self, Queue, Reader, Threaded};
 use super::{Dirty, Error, Event, Options, Source};
-use crate::tree::{self, Excludes};
+use crate::exclude::Matcher;
+use crate::tree;
 use decode::{Raw, fd_path, fsid, parse_event};
 use marks::mark;
 
@@ -233,7 +234,7 @@ struct Worker {
     root_id: (u64, u64),
     /// The filesystems the tree spans, the root's first.
     mounts: Vec<Mount>,
-    excludes: Excludes,
+    excludes: Matcher,
     skip: Option<(u64, u64)>,
     /// The store's path below the root, once an event has shown it.
     store_rel: Option<Vec<u8>>,
@@ -299,6 +300,21 @@ impl Reader for Worker {
             }
         }
         self.buf = buf;
+    }
+
+    fn rules(&mut self, rules: Matcher, changed: &[Vec<u8>], queue: &Queue) {
+        self.excludes = rules;
+        for dir in changed {
+            if !dir.is_empty() && self.excludes.is_excluded_anywhere(dir, true) {
+                continue;
+            }
+            // A filesystem mark sees the directories let in already.
+            if self.marks == Marks::Inodes {
+                self.mark_tree(dir, queue);
+            }
+            queue.push(Event { dirty: Dirty::Subtree(dir.clone()), pid: None, by_target: false });
+        }
+        self.publish(queue);
     }
 
     /// At each barrier: follow mounts and unmounts below the root, and
@@ -370,7 +386,7 @@ impl Worker {
             return;
         };
         let path = if raw.name.is_empty() || raw.name == b"." { dir } else { tree::join(&dir, raw.name) };
-        if self.excludes.is_excluded_anywhere(&path)
+        if !self.excludes.is_reported_anywhere(&path, is_dir)
             || self.store_rel.as_ref().is_some_and(|store| tree::is_within(&path, store))
         {
             return;
