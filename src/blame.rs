@@ -6,7 +6,7 @@
 //! boundary's (git marks them `^`).
 
 use crate::diff::{Patch, Tag};
-use crate::journal::record::{Body, Change, Record};
+use crate::journal::record::{Change, Record};
 
 /// Who a line is from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub fn steps<'a>(path: &[u8], records: &'a [(u64, Record)]) -> Vec<Step<'a>> {
     let mut path = path.to_vec();
     let mut steps = Vec::new();
     for (seq, record) in records.iter().rev() {
-        let Body::Sample(sample) = &record.body else { continue };
+        let Some(sample) = record.changes() else { continue };
         // A record applies its changes in order; walking back, the last
         // change of the path is met first.
         for change in sample.files.iter().rev() {
@@ -126,7 +126,7 @@ fn back_one(view: &[Option<usize>], patch: &Patch, mut inserted: impl FnMut(usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::record::{FORMAT_VERSION, Sample};
+    use crate::journal::record::{Body, FORMAT_VERSION, Sample};
 
     fn sample(changes: Vec<(&str, Change, Option<&str>, &str, &str)>) -> Record {
         let files = changes

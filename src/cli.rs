@@ -153,6 +153,8 @@ pub enum Command {
     Blame(BlameArgs),
     /// Name this point in history: the running monitor writes a mark record (@NAME finds it).
     Mark(MarkArgs),
+    /// Put the live tree back to what it was at a point (checks every file first).
+    Undo(UndoArgs),
     /// Rebuild the tracked tree as it was at a sample.
     Restore(RestoreArgs),
     /// Check the store: ring, records, patches against their hashes, mirror.
@@ -416,6 +418,57 @@ pub struct MarkArgs {
     #[arg(value_name = "NAME", value_parser = parse_mark_name)]
     pub name: String,
 }
+
+/// `monitord undo`.
+#[derive(Debug, Args)]
+#[command(after_long_help = UNDO_HELP)]
+pub struct UndoArgs {
+    /// The store [default: the most recently written store in the default location].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print the diff the undo would apply (as JSON with --json) and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: the changes as one JSON object {from, to, files, conflicts}.
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
+    /// Write even over files that changed since B (each one is named).
+    #[arg(long)]
+    pub force: bool,
+    /// Undo only the changes written by WHO: a PID, a command name, `target` or `foreign`
+    /// (stores recorded with --backend fanotify).
+    #[arg(long, value_name = "WHO", value_parser = crate::query::Who::parse)]
+    pub by: Option<crate::query::Who>,
+    /// How long to wait for a running monitor to apply it, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub timeout: u64,
+    /// A (the point the tree goes back to) or A..B (B: where it goes back
+    /// from, default the newest record); points as in `log --help`.
+    #[arg(value_name = "A[..B]", value_parser = parse_show_what)]
+    pub what: ShowWhat,
+    /// Only these paths (a directory: what is below it).
+    #[arg(last = true, value_name = "PATH")]
+    pub paths: Vec<std::ffi::OsString>,
+}
+
+const UNDO_HELP: &str = "\
+Every file the undo would change is checked first: one whose live content
+or mode differs from what was recorded at B is a conflict, and with any
+conflict nothing is written (exit 1, each conflict named on stderr). A
+file already as it was at A is left alone, so running an interrupted undo
+again finishes it. Each file is written to a temporary beside it and
+renamed over its path, with its recorded mode and its owner, never through
+a symlink and never outside the watched directory.
+
+When a monitor runs on the store, it applies the undo between two samples
+and records it as one `undo` record; without one, the next monitor's
+baseline shows it.
+
+Examples:
+  monitord -i -- make install && monitord undo 1
+  monitord undo --dry-run @before-deploy
+  monitord undo --by foreign '10 min ago' -- src";
 
 /// A mark name, for clap.
 fn parse_mark_name(text: &str) -> Result<String, String> {

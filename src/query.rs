@@ -142,6 +142,18 @@ impl Who {
     }
 }
 
+impl std::fmt::Display for Who {
+    /// As [`Who::parse`] reads it back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Who::Pid(pid) => write!(f, "{pid}"),
+            Who::Comm(name) => f.write_str(name),
+            Who::Target => f.write_str("target"),
+            Who::Foreign => f.write_str("foreign"),
+        }
+    }
+}
+
 /// What a record shows once filtered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kept {
@@ -169,7 +181,7 @@ pub fn select(
     let mut kept = vec![None; records.len()];
     for (i, (_, record)) in records.iter().enumerate().rev() {
         let chosen: Vec<usize> = match &record.body {
-            Body::Sample(sample) => {
+            Body::Sample(sample) | Body::Undo { sample, .. } => {
                 let mut chosen = Vec::new();
                 for (j, change) in sample.files.iter().enumerate() {
                     let touches = paths.matches(&change.path)

@@ -394,7 +394,10 @@ fn state_in(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<State, Erro
     }
     let newest_epoch = after.is_none();
     let mut tree = Mirror::open_existing(store_dir, epoch)?.load_all()?;
-    if newest_epoch && let Some((_, Record { body: Body::Sample(sample), .. })) = records.last() {
+    if newest_epoch
+        && let Some((_, Record { body: Body::Sample(sample) | Body::Undo { sample, .. }, .. })) =
+            records.last()
+    {
         // A crash between committing the last record and updating the
         // mirror leaves the mirror behind it (the next start repairs it).
         if let Err(never) = history::roll_forward(&mut tree, &sample.files) {
@@ -403,7 +406,7 @@ fn state_in(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<State, Erro
     }
     check_mirror(epoch, &tree, &records)?;
     for (seq, record) in records[at_index + 1..].iter().rev() {
-        if let Body::Sample(sample) = &record.body {
+        if let Some(sample) = record.changes() {
             history::apply_reverse(&mut tree, &sample.files)
                 .map_err(|source| Error::Replay { seq: *seq, source })?;
         }
@@ -448,7 +451,7 @@ fn check_mirror(epoch: u64, tree: &TreeState, records: &[(u64, Record)]) -> Resu
                     .collect();
                 complete = true;
             }
-            Body::Sample(sample) => {
+            Body::Sample(sample) | Body::Undo { sample, .. } => {
                 for change in &sample.files {
                     for path in std::iter::once(&change.path).chain(&change.from) {
                         if !is_safe_relative(path) {
@@ -500,7 +503,9 @@ fn modes_at(records: &[(u64, Record)]) -> history::Modes {
                 modes =
                     baseline.files.iter().filter(|f| f.mode != 0).map(|f| (f.path.clone(), f.mode)).collect();
             }
-            Body::Sample(sample) => history::modes_forward(&mut modes, &sample.files),
+            Body::Sample(sample) | Body::Undo { sample, .. } => {
+                history::modes_forward(&mut modes, &sample.files)
+            }
             _ => {}
         }
     }
@@ -513,7 +518,7 @@ fn modes_at(records: &[(u64, Record)]) -> history::Modes {
 fn unknown_at(records: &[(u64, Record)]) -> Vec<LeftOut> {
     let mut unknown: BTreeMap<&[u8], (u64, &SkipReason)> = BTreeMap::new();
     for (seq, record) in records {
-        if let Body::Sample(sample) = &record.body {
+        if let Some(sample) = record.changes() {
             for change in &sample.files {
                 unknown.remove(change.path.as_slice());
                 if let Some(from) = &change.from {

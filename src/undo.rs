@@ -34,7 +34,7 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::credentials::Opener;
 use crate::diff::{self, Patch};
-use crate::journal::record::{Body, Change, FileChange, Node, Record};
+use crate::journal::record::{Change, FileChange, Node, Record};
 use crate::journal::{Frame, Snapshot};
 use crate::query::{Paths, Who};
 use crate::relpath::as_path;
@@ -126,6 +126,41 @@ pub struct Request {
     pub paths: Vec<Vec<u8>>,
     /// Only the changes of this writer.
     pub by: Option<Who>,
+}
+
+/// An undo as sent to a running monitor (the control command `undo
+/// JSON`): the points as typed, the paths as bytes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Wire {
+    /// A, as typed.
+    pub from: String,
+    /// B, as typed (`None`: the newest record).
+    pub to: Option<String>,
+    /// Only these paths.
+    #[serde(default)]
+    pub paths: Vec<Vec<u8>>,
+    /// Only this writer's changes, as typed.
+    #[serde(default)]
+    pub by: Option<String>,
+    /// Write over conflicts.
+    #[serde(default)]
+    pub force: bool,
+}
+
+impl Wire {
+    /// The request it asks for.
+    ///
+    /// # Errors
+    /// A point or a writer that does not parse, worded for people.
+    pub fn request(&self) -> Result<Request, String> {
+        let point = |text: &str| At::parse_point(text).map_err(|e| e.to_string());
+        Ok(Request {
+            from: point(&self.from)?,
+            to: self.to.as_deref().map(point).transpose()?,
+            paths: self.paths.clone(),
+            by: self.by.as_deref().map(Who::parse).transpose()?,
+        })
+    }
 }
 
 /// One version of a path: what it is, its content, its mode when known.
@@ -276,11 +311,7 @@ struct Touched {
 fn writers_by_path(records: &[(u64, Record)], who: &Who) -> BTreeMap<Vec<u8>, Touched> {
     let mut by: BTreeMap<Vec<u8>, Touched> = BTreeMap::new();
     for (_, record) in records {
-        let changes = match &record.body {
-            Body::Sample(sample) => sample,
-            Body::Undo { sample, .. } => sample,
-            _ => continue,
-        };
+        let Some(changes) = record.changes() else { continue };
         for change in &changes.files {
             let writers = changes.writers.iter().find(|w| w.path == change.path);
             for path in std::iter::once(&change.path).chain(&change.from) {

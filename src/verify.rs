@@ -149,14 +149,14 @@ fn check_epoch(
         }
     };
     let behind = match records.last() {
-        Some((_, Record { body: Body::Sample(sample), .. })) if newest_epoch => {
+        Some((_, Record { body: Body::Sample(sample) | Body::Undo { sample, .. }, .. })) if newest_epoch => {
             roll_forward(&mut tree, &sample.files)
         }
         _ => 0,
     };
     for (seq, record) in records.iter().rev() {
         match &record.body {
-            Body::Sample(sample) => {
+            Body::Sample(sample) | Body::Undo { sample, .. } => {
                 if let Err(e) = history::apply_reverse(&mut tree, &sample.files) {
                     problems.push(problem(
                         Some(*seq),
@@ -187,7 +187,7 @@ fn check_modes(records: &[(u64, Record)], problems: &mut Vec<Problem>) {
                     baseline.files.iter().filter(|f| f.mode != 0).map(|f| (f.path.clone(), f.mode)).collect(),
                 );
             }
-            Body::Sample(sample) => {
+            Body::Sample(sample) | Body::Undo { sample, .. } => {
                 let Some(modes) = modes.as_mut() else { continue };
                 for change in &sample.files {
                     let before = modes.get(change.from.as_ref().unwrap_or(&change.path));

@@ -49,7 +49,7 @@ pub fn run(args: &BlameArgs) -> anyhow::Result<ExitCode> {
     // Who wrote the path in each step's record.
     let mut writers: HashMap<u64, &Writers> = HashMap::new();
     for step in &steps {
-        if let Some((_, Record { body: Body::Sample(sample), .. })) =
+        if let Some((_, Record { body: Body::Sample(sample) | Body::Undo { sample, .. }, .. })) =
             epoch_records.iter().find(|(s, _)| *s == step.seq)
             && let Some(w) = sample.writers.iter().find(|w| w.path == step.path)
         {
@@ -114,7 +114,7 @@ fn why_absent(
     }
     for (at, record) in records.iter().rev() {
         let (changes, skipped) = match &record.body {
-            Body::Sample(s) => (&s.files[..], &s.skipped[..]),
+            Body::Sample(s) | Body::Undo { sample: s, .. } => (&s.files[..], &s.skipped[..]),
             Body::Baseline(b) => (&[][..], &b.skipped[..]),
             _ => continue,
         };

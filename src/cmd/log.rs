@@ -159,7 +159,7 @@ fn flush_idle(idle: &mut Option<(u64, u64, u64)>, as_json: bool, out: &mut impl 
 
 /// A record's diffs, only the kept changes when a filter chose them.
 fn patch(record: &Record, kept: &Kept, color: bool, out: &mut Vec<u8>) {
-    if let Body::Sample(sample) = &record.body {
+    if let Some(sample) = record.changes() {
         let changes: Vec<_> = match kept {
             Kept::All => sample.files.clone(),
             Kept::Changes(indexes) => indexes.iter().filter_map(|&i| sample.files.get(i).cloned()).collect(),
@@ -173,7 +173,7 @@ fn patch(record: &Record, kept: &Kept, color: bool, out: &mut Vec<u8>) {
 
 fn figures(record: &Record) -> (usize, usize, usize, usize, usize, Option<u64>) {
     match &record.body {
-        Body::Sample(s) => {
+        Body::Sample(s) | Body::Undo { sample: s, .. } => {
             let (added, removed) = human::line_counts(&s.files);
             (
                 s.files.len(),
@@ -207,7 +207,7 @@ fn text_line(seq: u64, time_us: u64, record: &Record, tz: &jiff::tz::TimeZone) -
             if maps_added + maps_removed > 0 {
                 d.push_str(&format!("  maps +{maps_added} -{maps_removed}"));
             }
-            if let Body::Sample(sample) = &record.body {
+            if let Some(sample) = record.changes() {
                 d.push_str(&writers_summary(sample));
             }
             d

@@ -11,6 +11,7 @@ pub mod monitor;
 pub mod replay;
 pub mod restore;
 pub mod show;
+pub mod undo;
 pub mod verify;
 
 use std::path::Path;
@@ -43,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Show(args)) => show::run(&args),
         Some(Command::Blame(args)) => blame::run(&args),
         Some(Command::Mark(args)) => mark::run(&args),
+        Some(Command::Undo(args)) => undo::run(&args),
         Some(Command::Restore(args)) => restore::run(&args),
         Some(Command::Verify(args)) => verify::run(&args),
         Some(Command::Maps(args)) => maps::run(&args),

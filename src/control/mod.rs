@@ -56,6 +56,9 @@ pub enum Command {
     Help,
     /// `mark <name>`: write a `mark` record, a point `@name` finds.
     Mark(String),
+    /// `undo <json>`: put the live tree back to a point and record it (what
+    /// `monitord undo` sends; see [`crate::undo::Wire`]).
+    Undo(Box<crate::undo::Wire>),
 }
 
 impl Command {
@@ -73,6 +76,7 @@ impl Command {
             Command::Stop => "stop",
             Command::Help => "help",
             Command::Mark(_) => "mark",
+            Command::Undo(_) => "undo",
         }
     }
 }
@@ -137,6 +141,12 @@ pub enum ParseError {
         min: u64,
         /// Largest accepted value.
         max: u64,
+    },
+    /// An `undo` request that does not parse.
+    #[error("bad undo request: {why}")]
+    BadUndo {
+        /// Why.
+        why: String,
     },
     /// A mark name that is not one (see [`crate::journal::record::valid_mark_name`]).
     #[error("bad mark name {}: {why}", quote(.name))]
@@ -204,6 +214,16 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
             return Err(ParseError::BadMark { name: name.to_string(), why });
         }
         return Ok(Command::Mark(name.to_string()));
+    }
+    if word == "undo" {
+        let json = line.trim().strip_prefix("undo").unwrap_or_default().trim();
+        if json.is_empty() {
+            return Err(ParseError::MissingArgument { command: "undo" });
+        }
+        let wire: crate::undo::Wire =
+            serde_json::from_str(json).map_err(|e| ParseError::BadUndo { why: e.to_string() })?;
+        wire.request().map_err(|why| ParseError::BadUndo { why })?;
+        return Ok(Command::Undo(Box::new(wire)));
     }
     let arg = words.next();
     let command = match word {
@@ -287,6 +307,11 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "mark",
         args: "<name>",
         summary: "write a mark record, which @name finds wherever a point is taken",
+    },
+    CommandHelp {
+        name: "undo",
+        args: "<json>",
+        summary: "put the tree back to a point and record it (sent by `monitord undo`)",
     },
     CommandHelp { name: "help", args: "", summary: "list the commands" },
 ];

@@ -177,7 +177,7 @@ impl Reader for Worker {
         for dir in changed {
             if dir.is_empty() || !self.excludes.is_excluded_anywhere(dir, true) {
                 self.watch_tree(dir, queue, true);
-                queue.push(Event { dirty: Dirty::Subtree(dir.clone()), pid: None, by_target: false });
+                queue.push(Event::anonymous(Dirty::Subtree(dir.clone())));
             }
         }
     }

@@ -450,6 +450,16 @@ impl Record {
         }
     }
 
+    /// The file changes a record makes to the tree: a sample's, or an
+    /// undo's (kept as a sample). Every reader of file history goes
+    /// through this, so an undo replays as any sample does.
+    pub fn changes(&self) -> Option<&Sample> {
+        match &self.body {
+            Body::Sample(sample) | Body::Undo { sample, .. } => Some(sample),
+            _ => None,
+        }
+    }
+
     /// Encode as a frame payload.
     pub fn encode(&self) -> Vec<u8> {
         // Serializing into a Vec cannot fail for these types: postcard only

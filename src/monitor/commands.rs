@@ -57,6 +57,7 @@ impl Monitor {
             Command::History(k) => self.history(k),
             Command::Pid(pid) => self.follow(pid)?,
             Command::Mark(name) => self.mark(name)?,
+            Command::Undo(wire) => self.undo(&wire)?,
         };
         Ok((reply, false))
     }
@@ -76,6 +77,50 @@ impl Monitor {
                 self.show(&[committed]);
                 Ok(Reply::ok(format!("marked: {seq}\n")))
             }
+            Err(e) if e.is_transient() => Ok(Reply::error(self.stall(&e))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `undo <json>`: take a sample first (so the undo starts from every
+    /// change made before it), then put the tree back and record it.
+    fn undo(&mut self, wire: &crate::undo::Wire) -> Result<Reply, crate::sampler::Error> {
+        let request = match wire.request() {
+            Ok(request) => request,
+            Err(why) => return Ok(Reply::error(why)),
+        };
+        if self.sampler.pid().is_some() {
+            self.sample()?;
+            if let Some(why) = &self.stalled {
+                return Ok(Reply::error(why.clone()));
+            }
+        }
+        match self.sampler.undo(&request, wire.force) {
+            Ok(Ok(undone)) => {
+                let mut text = String::new();
+                for conflict in &undone.forced {
+                    text.push_str(&format!("forced: {conflict}\n"));
+                }
+                match undone.committed {
+                    Some(committed) => {
+                        let seq = committed.seq;
+                        self.show(&[committed]);
+                        text.push_str(&format!(
+                            "undone: #{}..#{}, {} file{} put back (seq {seq})\n",
+                            undone.to,
+                            undone.from,
+                            undone.files,
+                            if undone.files == 1 { "" } else { "s" }
+                        ));
+                    }
+                    None => text.push_str(&format!(
+                        "undone: #{}..#{}: the tree is already as it was\n",
+                        undone.to, undone.from
+                    )),
+                }
+                Ok(Reply::ok(text))
+            }
+            Ok(Err(why)) => Ok(Reply::error(why)),
             Err(e) if e.is_transient() => Ok(Reply::error(self.stall(&e))),
             Err(e) => Err(e),
         }

@@ -56,7 +56,7 @@ impl Entry {
     /// Lines added plus lines removed by this record.
     pub fn lines_changed(&self) -> u64 {
         match &self.record.body {
-            Body::Sample(s) => {
+            Body::Sample(s) | Body::Undo { sample: s, .. } => {
                 let (added, removed) = human::line_counts(&s.files);
                 (added + removed) as u64
             }
@@ -76,7 +76,7 @@ impl Entry {
     /// The file changes of this record (none unless it is a sample).
     pub fn files(&self) -> &[FileChange] {
         match &self.record.body {
-            Body::Sample(s) => &s.files,
+            Body::Sample(s) | Body::Undo { sample: s, .. } => &s.files,
             _ => &[],
         }
     }

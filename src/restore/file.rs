@@ -83,7 +83,7 @@ fn file_in(store_dir: &Path, snapshot: &Snapshot, at: At, path: &[u8]) -> Result
             continue;
         }
         let record = decode(frame)?;
-        if let Body::Sample(sample) = &record.body {
+        if let Some(sample) = record.changes() {
             for change in &sample.files {
                 if change.from.as_deref() == Some(&name[..]) {
                     name.clone_from(&change.path);
@@ -105,7 +105,8 @@ fn file_in(store_dir: &Path, snapshot: &Snapshot, at: At, path: &[u8]) -> Result
     let newest_epoch = hi == frames.len();
     if newest_epoch
         && let Some(last) = frames[lo..hi].last()
-        && let Ok(Record { body: Body::Sample(sample), .. }) = Record::decode(last.payload)
+        && let Ok(Record { body: Body::Sample(sample) | Body::Undo { sample, .. }, .. }) =
+            Record::decode(last.payload)
     {
         let files: Vec<_> =
             sample.files.into_iter().filter(|c| names.iter().any(|n| touches(c, n))).collect();
@@ -117,7 +118,7 @@ fn file_in(store_dir: &Path, snapshot: &Snapshot, at: At, path: &[u8]) -> Result
         check_name(epoch, name, &tree, &frames[lo..hi])?;
     }
     for (seq, record) in later.iter().rev() {
-        if let Body::Sample(sample) = &record.body {
+        if let Some(sample) = record.changes() {
             let files: Vec<_> =
                 sample.files.iter().filter(|c| names.iter().any(|n| touches(c, n))).cloned().collect();
             history::apply_reverse(&mut tree, &files)
@@ -132,7 +133,7 @@ fn file_in(store_dir: &Path, snapshot: &Snapshot, at: At, path: &[u8]) -> Result
             continue;
         }
         let record = decode(frame)?;
-        if let Body::Sample(sample) = &record.body {
+        if let Some(sample) = record.changes() {
             for change in sample.files.iter().rev() {
                 if change.path == current
                     && let Some(from) = &change.from
@@ -165,7 +166,7 @@ fn check_name(epoch: u64, name: &[u8], tree: &TreeState, frames: &[Frame<'_>]) -
         }
         let Ok(record) = Record::decode(frame.payload) else { continue };
         let said = match &record.body {
-            Body::Sample(sample) => sample.files.iter().rev().find_map(|c| {
+            Body::Sample(sample) | Body::Undo { sample, .. } => sample.files.iter().rev().find_map(|c| {
                 if c.path == name {
                     Some((c.change != Change::Deleted).then_some((c.node, c.patch.new_hash)))
                 } else if c.from.as_deref() == Some(name) {

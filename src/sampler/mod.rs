@@ -31,6 +31,7 @@ mod dirty;
 mod epoch;
 mod links;
 mod observe;
+mod undo;
 mod upkeep;
 
 use std::collections::BTreeMap;
@@ -53,6 +54,7 @@ use classify::{Tracked, Update, tracked_after};
 use dirty::DirtySet;
 use epoch::{Tree, Watch};
 use links::{Id, Links};
+pub use undo::{Undone, conflict_lines};
 use upkeep::apply_updates;
 pub use upkeep::repair;
 

@@ -216,6 +216,40 @@ fn log_by_and_blame_name_who_wrote_and_other_backends_say_they_cannot() {
 }
 
 #[test]
+fn undo_by_foreign_reverts_only_what_others_wrote() {
+    let tree = TempDir::new("monitord-tree-");
+    if !fanotify_works(tree.path()) {
+        return;
+    }
+    let store = TempDir::new("monitord-store-");
+    let mut writer = Writer::start(tree.path());
+    let daemon = Daemon::start(writer.pid(), store.path(), 600_000, &["--backend", "fanotify"]);
+    // The target writes own.txt, its child child.txt; someone else writes
+    // other.txt and appends to child.txt.
+    writer.write();
+    let script = "open('other.txt','w').write('theirs\\n'); open('child.txt','a').write('foreign\\n'); \
+                  import time; time.sleep(0.3)";
+    assert!(
+        Command::new("python3").args(["-c", script]).current_dir(tree.path()).status().unwrap().success()
+    );
+    let (code, _, err) = daemon.ctl(&["sample"]);
+    assert_eq!(code, 0, "{err}");
+    let s = store.path().to_str().unwrap();
+    let ran = monitord(&["undo", "--by", "foreign", "--store", s, "1"]);
+    ran.expect_code(1);
+    assert!(ran.stderr.contains("child.txt: also changed by"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("--by cannot separate"), "{}", ran.stderr);
+    assert!(tree.path().join("other.txt").exists(), "nothing written on a conflict");
+    monitord(&["undo", "--by", "foreign", "--store", s, "1", "--", "other.txt", "own.txt"]).expect_success();
+    assert!(!tree.path().join("other.txt").exists(), "the foreign file is undone");
+    assert_eq!(std::fs::read(tree.path().join("own.txt")).unwrap(), b"own\n", "the target's own file stays");
+    let records = dump_json(store.path());
+    let undo = records.iter().find(|r| r["kind"] == "undo").expect("recorded by the running monitor");
+    assert_eq!(undo["files"].as_array().unwrap().len(), 1, "{undo:#}");
+    drop(daemon);
+}
+
+#[test]
 fn only_target_needs_fanotify_and_fanotify_needs_root() {
     let tree = TempDir::new("monitord-tree-");
     let store = TempDir::new("monitord-store-");

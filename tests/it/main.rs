@@ -31,5 +31,6 @@ mod run;
 mod security;
 mod soak;
 mod stderr;
+mod undo;
 mod valgrind;
 mod watched;

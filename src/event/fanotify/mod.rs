@@ -312,7 +312,7 @@ impl Reader for Worker {
             if self.marks == Marks::Inodes {
                 self.mark_tree(dir, queue);
             }
-            queue.push(Event { dirty: Dirty::Subtree(dir.clone()), pid: None, by_target: false });
+            queue.push(Event::anonymous(Dirty::Subtree(dir.clone())));
         }
         self.publish(queue);
     }
