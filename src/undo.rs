@@ -630,7 +630,6 @@ fn write_file(
         nix::unistd::fchown(&file, Some(uid.into()), Some(gid.into()))?;
     }
     nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(mode))?;
-    file.sync_all().map_err(io)?;
     Ok(())
 }
 
