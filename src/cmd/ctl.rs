@@ -40,7 +40,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
             to_stderr(Level::Error, &format!("monitord: {reason}"));
             Ok(ExitCode::from(exit::FAILED))
         }
-        Err(e @ (Error::NoDaemon(_) | Error::Timeout { .. })) => {
+        Err(e @ (Error::NoDaemon(_) | Error::Gone(_) | Error::Timeout { .. })) => {
             to_stderr(Level::Error, &format!("monitord: {e}"));
             Ok(ExitCode::from(exit::NO_DAEMON))
         }

@@ -19,6 +19,9 @@ pub enum Error {
     /// Nothing listens on the control FIFO (exit status 3).
     #[error("no monitord is listening on {0}")]
     NoDaemon(PathBuf),
+    /// The monitor exited before it replied (exit status 3).
+    #[error("monitord on {0} exited before it replied")]
+    Gone(PathBuf),
     /// The monitor did not answer in time (exit status 3).
     #[error("no reply from monitord on {path} within {timeout:?}")]
     Timeout {
@@ -134,8 +137,13 @@ pub fn request(ctl: &Path, command: &str, timeout: Duration) -> Result<Reply, Er
     .map_err(|errno| Error::Local { what: "open the reply FIFO".into(), source: errno.into() })?;
     let line = wire::encode_request(reply_dir.fifo.as_os_str().as_encoded_bytes(), command.as_bytes())
         .ok_or(Error::TooLong)?;
+    // The monitor holds its pid file locked while it runs: when it was
+    // running as the request went out, its end is noticed at once rather
+    // than at the timeout.
+    let store = ctl.parent().map(Path::to_path_buf);
+    let watched = store.filter(|dir| crate::store::is_running(dir));
     send(ctl, &line)?;
-    read_reply(&reply_fd, ctl, timeout, deadline)
+    read_reply(&reply_fd, ctl, timeout, deadline, watched.as_deref())
 }
 
 fn send(ctl: &Path, line: &[u8]) -> Result<(), Error> {
@@ -172,7 +180,16 @@ fn send(ctl: &Path, line: &[u8]) -> Result<(), Error> {
     }
 }
 
-fn read_reply(fd: &OwnedFd, ctl: &Path, timeout: Duration, deadline: Instant) -> Result<Reply, Error> {
+/// How often a wait for a reply looks whether the monitor still runs.
+const ALIVE_CHECK: Duration = Duration::from_millis(200);
+
+fn read_reply(
+    fd: &OwnedFd,
+    ctl: &Path,
+    timeout: Duration,
+    deadline: Instant,
+    store: Option<&Path>,
+) -> Result<Reply, Error> {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 65536];
     loop {
@@ -183,10 +200,23 @@ fn read_reply(fd: &OwnedFd, ctl: &Path, timeout: Duration, deadline: Instant) ->
         if left.is_zero() {
             return Err(Error::Timeout { path: ctl.to_path_buf(), timeout });
         }
-        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let ms = u16::try_from(left.min(ALIVE_CHECK).as_millis()).unwrap_or(u16::MAX);
         let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(0) => {
+                if store.is_some_and(|dir| !crate::store::is_running(dir)) {
+                    // A reply written just before the end is still read.
+                    match nix::unistd::read(fd, &mut chunk) {
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Err(_) => return Err(Error::Gone(ctl.to_path_buf())),
+                    }
+                    if wire::decode_reply(&buf)?.is_none() {
+                        return Err(Error::Gone(ctl.to_path_buf()));
+                    }
+                }
+                continue;
+            }
+            Err(Errno::EINTR) => continue,
             Ok(_) => {}
             Err(errno) => {
                 return Err(Error::Local { what: "wait for the reply".into(), source: errno.into() });

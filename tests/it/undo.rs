@@ -223,3 +223,73 @@ fn an_undo_killed_between_files_leaves_no_torn_file_and_a_second_one_finishes() 
     monitord(&["undo", "--store", s, "1"]).expect_success();
     assert_eq!(live(tree.path()), old);
 }
+
+#[test]
+fn a_monitor_killed_in_the_middle_of_an_undo_leaves_no_torn_file() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    for i in 0..20 {
+        fs::write(tree.path().join(format!("f{i:02}.txt")), format!("old {i}\n").repeat(200)).unwrap();
+    }
+    let target = Target::start(tree.path());
+    let env = [("FAILPOINTS", "undo.write=10*off->sleep(60000)")];
+    let mut m = Monitord::start_with_env(&target, store.path(), 600_000, &[], &env);
+    let old = live(tree.path());
+    for i in 0..20 {
+        fs::write(tree.path().join(format!("f{i:02}.txt")), format!("new {i}\n").repeat(300)).unwrap();
+    }
+    m.sample();
+    let new = live(tree.path());
+    let s = store.path().to_str().unwrap();
+    let mut client = Command::new(bin()).args(["undo", "--store", s, "1"]).spawn().unwrap();
+    let contents = |dir: &Path| -> BTreeMap<String, Vec<u8>> {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                Some((e.file_name().to_string_lossy().into_owned(), fs::read(e.path()).ok()?))
+            })
+            .collect()
+    };
+    poll(std::time::Duration::from_secs(20), || {
+        let done = contents(tree.path()).iter().filter(|(p, c)| old.0.get(*p) == Some(*c)).count();
+        (done == 10).then_some(())
+    })
+    .expect("ten files put back within 20 s");
+    m.kill(libc::SIGKILL);
+    let killed = std::time::Instant::now();
+    let status = client.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "the client reports the monitor's death");
+    assert!(killed.elapsed() < std::time::Duration::from_secs(10), "at once, not at its timeout");
+    let now = live(tree.path());
+    assert_eq!(now.0.len(), 20, "no temporary left: {:?}", now.0.keys());
+    for (path, content) in &now.0 {
+        assert!(old.0.get(path) == Some(content) || new.0.get(path) == Some(content), "{path} is torn");
+    }
+    // No monitor now: a second undo finishes the job.
+    monitord(&["undo", "--store", s, "1"]).expect_success();
+    assert_eq!(live(tree.path()), old);
+    monitord(&["verify", "--store", s]).expect_success();
+}
+
+#[test]
+fn undo_as_root_keeps_each_file_s_owner() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    planted(tree.path());
+    let nobody = Some(65534);
+    for path in ["", "a.txt", "b.txt", "run.sh", "dir", "dir/c.txt"] {
+        std::os::unix::fs::chown(tree.path().join(path), nobody, nobody).unwrap();
+    }
+    let target = Target::start(tree.path());
+    let mut m = Monitord::start(&target, store.path(), &[]);
+    let (before, _) = changed_tree(tree.path(), &mut m);
+    m.stop();
+    monitord(&["undo", "--store", store.path().to_str().unwrap(), "1"]).expect_success();
+    assert_eq!(live(tree.path()), before);
+    use std::os::unix::fs::MetadataExt;
+    for path in ["a.txt", "b.txt", "run.sh", "dir", "dir/c.txt"] {
+        let meta = fs::symlink_metadata(tree.path().join(path)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "{path} keeps its owner");
+    }
+}
