@@ -113,6 +113,7 @@ pub mod launch;
 pub mod log;
 pub mod maps;
 pub mod mirror;
+pub mod modes;
 pub mod monitor;
 pub mod notify;
 pub mod point;

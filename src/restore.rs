@@ -415,7 +415,7 @@ fn state_in(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<State, Erro
     for entry in &left_out {
         tree.remove(&entry.path);
     }
-    let mut modes = modes_at(&records[..=at_index]);
+    let mut modes = crate::modes::at(&records, at_index, crate::modes::read(store_dir).as_ref());
     modes.retain(|path, _| tree.get(path).is_some_and(|(node, _)| *node == Node::File));
     let cwd = match records.first() {
         Some((_, Record { body: Body::Baseline(baseline), .. })) => Some(baseline.cwd.clone()),
@@ -490,26 +490,6 @@ fn check_mirror(epoch: u64, tree: &TreeState, records: &[(u64, Record)]) -> Resu
         return Err(mismatch(extra, "present, but no record of the epoch names it".to_string()));
     }
     Ok(())
-}
-
-/// The files' modes as of the last of `records` (an epoch's, oldest
-/// first): the baseline's, followed forwards. When the baseline has left
-/// the ring, only the modes later records set are known.
-fn modes_at(records: &[(u64, Record)]) -> history::Modes {
-    let mut modes = history::Modes::new();
-    for (_, record) in records {
-        match &record.body {
-            Body::Baseline(baseline) => {
-                modes =
-                    baseline.files.iter().filter(|f| f.mode != 0).map(|f| (f.path.clone(), f.mode)).collect();
-            }
-            Body::Sample(sample) | Body::Undo { sample, .. } => {
-                history::modes_forward(&mut modes, &sample.files)
-            }
-            _ => {}
-        }
-    }
-    modes
 }
 
 /// The entries whose content at the last of `records` is not known: found

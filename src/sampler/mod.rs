@@ -195,6 +195,8 @@ pub struct Sampler {
     /// Mirror updates of the last committed record that could not be made
     /// (see [`Error::MirrorBehind`]); made before anything else is recorded.
     unapplied: Option<Vec<Update>>,
+    /// The (epoch, seq) `<store>/modes` was last written as of.
+    modes_anchored: Option<(u64, u64)>,
     /// How the target ended, when we are its parent and have reaped it.
     exit: Option<crate::journal::record::Exit>,
     /// The current epoch has no committed baseline yet (recording it
@@ -242,6 +244,7 @@ impl Sampler {
             dirty: DirtySet::default(),
             pid: None,
             unapplied: None,
+            modes_anchored: None,
             exit: None,
             needs_baseline: false,
             unread: BTreeMap::new(),
@@ -465,6 +468,7 @@ impl Sampler {
         }
         if let Some(last) = out.last() {
             self.probe.keep_anchor(&self.settings.store, self.epoch, last.seq, self.ring.info().oldest_seq);
+            self.keep_modes_anchor(last.seq);
         }
         self.collect_garbage();
         Ok(())
@@ -513,6 +517,28 @@ impl Sampler {
             && let Some(watch) = &mut self.watch
         {
             watch.tree.events.rules(&self.rules, &covered);
+        }
+    }
+
+    /// After record `seq`: keep `<store>/modes` (every tracked file's mode
+    /// as of `seq`) when it is due: at an epoch's first sample, and again
+    /// each time the ring has dropped records past it. Best effort, as the
+    /// map's anchor: a failure only limits how far back modes are known
+    /// once the baseline has left the ring, and a later record tries again.
+    fn keep_modes_anchor(&mut self, seq: u64) {
+        let oldest = self.ring.info().oldest_seq;
+        let due = match self.modes_anchored {
+            Some((epoch, at)) => epoch != self.epoch || oldest > at + 1,
+            None => true,
+        };
+        if !due {
+            return;
+        }
+        let modes =
+            self.index.iter().filter(|(_, t)| t.mode != 0).map(|(p, t)| (p.clone(), t.mode)).collect();
+        let anchor = crate::modes::Anchor { epoch: self.epoch, seq, modes };
+        if crate::modes::write(&self.settings.store, &anchor).is_ok() {
+            self.modes_anchored = Some((self.epoch, seq));
         }
     }
 

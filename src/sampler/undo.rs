@@ -112,6 +112,7 @@ impl Sampler {
             }
         };
         self.follow_index(tracked);
+        self.keep_modes_anchor(committed.seq);
         Ok(Ok(Undone { from, to, committed: Some(committed), files, forced: conflicts }))
     }
 

@@ -113,3 +113,32 @@ fn chmods_are_recorded_and_restored(backend: &str) {
 }
 
 on_every_backend!(chmods_are_recorded_and_restored);
+
+#[test]
+fn modes_are_known_after_the_baseline_left_the_ring() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let t = tree.path();
+    fs::write(t.join("run.sh"), "#!/bin/sh\n").unwrap();
+    chmod(&t.join("run.sh"), 0o750);
+    fs::write(t.join("log.txt"), "start\n").unwrap();
+    let target = Target::start(t);
+    let mut m = Monitord::start(&target, store.path(), &["--ring-size", "16K"]);
+    let mut seqs = Vec::new();
+    for i in 0..60 {
+        fs::write(t.join("log.txt"), format!("sample {i} {}\n", "x".repeat(200)).repeat(2)).unwrap();
+        if i == 40 {
+            chmod(&t.join("log.txt"), 0o600);
+        }
+        seqs.push((m.sample(), i));
+    }
+    m.stop();
+    let records = dump_json(store.path());
+    assert_ne!(records[0]["kind"], "baseline", "the ring wrapped past the baseline");
+    let held = records[0]["seq"].as_u64().unwrap();
+    for (seq, i) in seqs.iter().filter(|(seq, _)| *seq >= held) {
+        let modes = restored_modes(store.path(), *seq);
+        assert_eq!(modes["run.sh"], 0o750, "an untouched script keeps its mode at {seq}");
+        assert_eq!(modes["log.txt"], if *i >= 40 { 0o600 } else { 0o644 }, "at {seq}");
+    }
+}
