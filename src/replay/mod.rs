@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound::{Excluded, Included, Unbounded};
 use std::path::{Path, PathBuf};
 
-use crate::history::{self, TreeState};
+use crate::history::{self, Modes, TreeState};
 use crate::journal::record::{Body, Change, FileChange, Record};
 use crate::journal::{self, HeaderStamp, Snapshot};
 use crate::render::human;
@@ -100,11 +100,12 @@ pub trait Source {
     /// When the store cannot be read.
     fn read(&mut self, after: Option<u64>) -> Result<(u64, Vec<Entry>), Error>;
 
-    /// The tracked tree as of `seq`, built from scratch.
+    /// The tracked tree as of `seq`, built from scratch, and its files'
+    /// modes where recorded.
     ///
     /// # Errors
     /// When `seq` is gone or the history does not replay.
-    fn state_at(&mut self, seq: u64) -> Result<TreeState, Error>;
+    fn state_at(&mut self, seq: u64) -> Result<(TreeState, Modes), Error>;
 }
 
 /// A store on disk, read while a monitor may be writing it.
@@ -154,8 +155,9 @@ impl Source for StoreSource {
         Ok((oldest, entries))
     }
 
-    fn state_at(&mut self, seq: u64) -> Result<TreeState, Error> {
-        Ok(restore::state_at(&self.dir, At::Seq(seq))?.tree)
+    fn state_at(&mut self, seq: u64) -> Result<(TreeState, Modes), Error> {
+        let state = restore::state_at(&self.dir, At::Seq(seq))?;
+        Ok((state.tree, state.modes))
     }
 }
 
@@ -177,7 +179,7 @@ impl Source for MemorySource {
         Ok((oldest, new))
     }
 
-    fn state_at(&mut self, seq: u64) -> Result<TreeState, Error> {
+    fn state_at(&mut self, seq: u64) -> Result<(TreeState, Modes), Error> {
         let index = self.entries.iter().position(|e| e.seq == seq).ok_or(Error::NoTree(seq))?;
         let epoch = self.entries[index].record.epoch;
         let mut tree = self.mirrors.get(&epoch).cloned().ok_or(Error::NoTree(seq))?;
@@ -186,7 +188,7 @@ impl Source for MemorySource {
         for entry in later.iter().rev() {
             history::apply_reverse(&mut tree, entry.files()).map_err(|_| Error::NoTree(seq))?;
         }
-        Ok(tree)
+        Ok((tree, Modes::new()))
     }
 }
 
@@ -209,6 +211,8 @@ pub struct Replay<S: Source> {
     entries: Vec<Entry>,
     cursor: usize,
     tree: TreeState,
+    /// The modes of `tree`'s files, where recorded.
+    modes: Modes,
     /// Epoch of `tree` (the cursor record's epoch).
     epoch: u64,
     problem: Option<String>,
@@ -222,9 +226,9 @@ impl<S: Source> Replay<S> {
     pub fn open(mut source: S) -> Result<Replay<S>, Error> {
         let (_, entries) = source.read(None)?;
         let first = entries.first().ok_or(Error::Empty)?;
-        let tree = source.state_at(first.seq)?;
+        let (tree, modes) = source.state_at(first.seq)?;
         let epoch = first.record.epoch;
-        Ok(Replay { source, entries, cursor: 0, tree, epoch, problem: None })
+        Ok(Replay { source, entries, cursor: 0, tree, modes, epoch, problem: None })
     }
 
     /// The records on the timeline, oldest first.
@@ -245,6 +249,11 @@ impl<S: Source> Replay<S> {
     /// The tracked tree as of the cursor.
     pub fn tree(&self) -> &TreeState {
         &self.tree
+    }
+
+    /// A file's mode as of the cursor, when recorded.
+    pub fn mode_of(&self, path: &[u8]) -> Option<u32> {
+        self.modes.get(path).copied()
     }
 
     /// The last problem met (a tree that could not be rebuilt), if any.
@@ -268,6 +277,9 @@ impl<S: Source> Replay<S> {
             && next.record.epoch == self.epoch
             && !matches!(next.record.body, Body::Baseline(_))
             && history::apply_forward(&mut self.tree, next.files()).is_ok();
+        if applied {
+            history::modes_forward(&mut self.modes, next.files());
+        }
         self.cursor += 1;
         if !applied {
             self.reload();
@@ -287,6 +299,9 @@ impl<S: Source> Replay<S> {
             && before.record.epoch == self.epoch
             && !matches!(here.record.body, Body::Baseline(_))
             && history::apply_reverse(&mut self.tree, here.files()).is_ok();
+        if applied {
+            history::modes_reverse(&mut self.modes, here.files());
+        }
         self.cursor -= 1;
         if !applied {
             self.reload();
@@ -312,12 +327,14 @@ impl<S: Source> Replay<S> {
         let entry = &self.entries[self.cursor];
         self.epoch = entry.record.epoch;
         match self.source.state_at(entry.seq) {
-            Ok(tree) => {
+            Ok((tree, modes)) => {
                 self.tree = tree;
+                self.modes = modes;
                 self.problem = None;
             }
             Err(e) => {
                 self.tree.clear();
+                self.modes.clear();
                 self.problem = Some(format!("cannot rebuild the tree at #{}: {e}", entry.seq));
             }
         }
@@ -617,10 +634,10 @@ pub(crate) mod tests {
         while replay.current().seq < 4 {
             assert!(replay.step_forward());
         }
-        assert_eq!(replay.tree(), &fresh.state_at(4).unwrap());
+        assert_eq!(replay.tree(), &fresh.state_at(4).unwrap().0);
         assert!(replay.step_back());
         assert_eq!(replay.current().seq, 2);
-        assert_eq!(replay.tree(), &fresh.state_at(2).unwrap_or_default());
+        assert_eq!(replay.tree(), &fresh.state_at(2).unwrap_or_default().0);
     }
 
     #[test]
@@ -630,13 +647,13 @@ pub(crate) mod tests {
         let n = replay.entries().len();
         for i in 1..n {
             assert!(replay.step_forward());
-            assert_eq!(replay.tree(), &fresh.state_at(replay.current().seq).unwrap(), "forward to {i}");
+            assert_eq!(replay.tree(), &fresh.state_at(replay.current().seq).unwrap().0, "forward to {i}");
             assert_eq!(replay.problem(), None);
         }
         assert!(!replay.step_forward());
         for i in (0..n - 1).rev() {
             assert!(replay.step_back());
-            assert_eq!(replay.tree(), &fresh.state_at(replay.current().seq).unwrap(), "back to {i}");
+            assert_eq!(replay.tree(), &fresh.state_at(replay.current().seq).unwrap().0, "back to {i}");
         }
         assert!(!replay.step_back());
         replay.seek(usize::MAX);

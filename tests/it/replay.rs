@@ -18,6 +18,8 @@ use crate::harness::*;
 /// notes.txt; then whatever `stop` records. Returns how many records.
 fn recorded(tree: &Path, store: &Path) -> usize {
     std::fs::write(tree.join("notes.txt"), "first\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tree.join("notes.txt"), std::fs::Permissions::from_mode(0o640)).unwrap();
     std::fs::create_dir(tree.join("src")).unwrap();
     std::fs::write(tree.join("src/main.rs"), "fn main() {}\n").unwrap();
     let target = Target::start(tree);
@@ -55,7 +57,8 @@ fn replay_screens_of_a_recorded_store() {
     app.on_key(key(KeyCode::Right), now);
     let second = screen(&app);
     assert!(second.contains("#2 ") && second.contains("1 file changed, +1 -0"), "{second}");
-    assert!(second.contains("M notes.txt") && second.contains("notes.txt: diff at #2"), "{second}");
+    // The view names the file's recorded mode.
+    assert!(second.contains("M notes.txt") && second.contains("notes.txt (0640): diff at #2"), "{second}");
     assert!(second.contains("+second line"), "{second}");
     assert!(second.contains("▲ #2"), "{second}");
 
@@ -132,7 +135,7 @@ fn replay_runs_in_a_real_terminal_and_quits_with_q() {
     assert!(first.contains("notes.txt") && first.contains("main.rs"), "{first}");
     tmux.cmd(&["send-keys", "-t", "replay", "Right"]);
     let second = tmux.wait_for("the step to #2", |p| p.contains(&format!("[2/{n}]")));
-    assert!(second.contains("notes.txt: diff at #2") && second.contains("+second line"), "{second}");
+    assert!(second.contains("notes.txt (0640): diff at #2") && second.contains("+second line"), "{second}");
     tmux.cmd(&["send-keys", "-t", "replay", "Right"]);
     let third = tmux.wait_for("the step to #3", |p| p.contains(&format!("[3/{n}]")));
     assert!(third.contains("util.rs"), "{third}");

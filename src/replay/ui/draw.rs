@@ -122,7 +122,8 @@ impl<S: Source> App<S> {
             frame.render_widget(Paragraph::new("The tree is empty at this record.").block(block), area);
             return;
         };
-        let name = human::sanitize(path);
+        let mode = self.replay.mode_of(path).map(|m| format!(" ({m:04o})")).unwrap_or_default();
+        let name = format!("{}{mode}", human::sanitize(path));
         let diff = if self.view == View::Diff { self.replay.diff_of(path) } else { None };
         let height = area.height.saturating_sub(2) as usize;
         let skip = self.scroll as usize;
