@@ -27,6 +27,27 @@ pub struct Undone {
     pub forced: Vec<Conflict>,
 }
 
+/// Apply a plan straight to its directory (no tree is watched, so nothing
+/// is recorded): the steps as recorded at B, and the conflicts with
+/// `force`.
+fn apply_unwatched(plan: &undo::Plan, force: bool) -> Result<Undone, String> {
+    let root = undo::open_root(plan).map_err(|e| e.to_string())?;
+    let (mut todo, conflicts) = undo::sort_out(plan, undo::check(plan, root.as_fd()));
+    if !conflicts.is_empty() && !force {
+        return Err(conflict_lines(&conflicts));
+    }
+    todo.extend(
+        plan.steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| conflicts.iter().any(|c| c.path == s.path))
+            .map(|(i, _)| i),
+    );
+    todo.sort_unstable();
+    undo::apply(plan, root.as_fd(), &todo).map_err(|e| e.to_string())?;
+    Ok(Undone { from: plan.from, to: plan.to, committed: None, files: todo.len(), forced: conflicts })
+}
+
 impl Sampler {
     /// Put the live tree back as `request` asks. `Ok(Err(why))` is a
     /// refusal that changed nothing (a conflict, a point that names no
@@ -36,12 +57,14 @@ impl Sampler {
     /// # Errors
     /// [`Error`] when the journal or the mirror cannot be written.
     pub fn undo(&mut self, request: &Request, force: bool) -> Result<Result<Undone, String>, Error> {
-        let Some(watch) = &self.watch else {
-            return Ok(Err("no process is followed: there is no tree to put back".into()));
-        };
         let plan = match undo::plan(&self.settings.store, request) {
             Ok(plan) => plan,
             Err(e) => return Ok(Err(e.to_string())),
+        };
+        let Some(watch) = &self.watch else {
+            // The target is gone: nothing records the tree now, so the
+            // undo is applied as without a monitor.
+            return Ok(apply_unwatched(&plan, force));
         };
         let same_tree = undo::open_root(&plan).ok().and_then(|fd| tree_id(fd.as_fd())) == Some(watch.tree.id);
         if !same_tree {
