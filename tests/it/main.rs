@@ -24,6 +24,7 @@ mod marks;
 mod pidreuse;
 mod readme;
 mod replay;
+mod report;
 mod restore;
 mod run;
 mod security;
