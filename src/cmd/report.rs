@@ -94,16 +94,34 @@ fn command_line(pid: i32, starttime: u64) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
-/// Write `bytes` to `path` through a temporary beside it, then rename: a
-/// reader never sees half a page.
+/// Write `bytes` to `path`. A regular file (or a new one) is replaced
+/// through a temporary beside it, then a rename, so a reader never sees
+/// half a page; a symlink is followed and the file it names replaced the
+/// same way. Anything else (a FIFO, a terminal, `/dev/null`) is written
+/// into as it is: a rename would put a file in its place.
 fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let context = || format!("cannot write the report to {}", path.display());
+    let path = match std::fs::canonicalize(path) {
+        Ok(real) => real,
+        // A new file: its name as given (a dangling link is refused below).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.to_path_buf(),
+        Err(e) => return Err(e).with_context(context),
+    };
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            anyhow::bail!("{}: a symlink to nothing", context())
+        }
+        Ok(meta) if !meta.is_file() => {
+            let mut file = std::fs::OpenOptions::new().write(true).open(&path).with_context(context)?;
+            return file.write_all(bytes).and_then(|()| file.flush()).with_context(context);
+        }
+        _ => {}
+    }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .with_context(|| format!("cannot write the report to {}: not a file name", path.display()))?;
+    let name = path.file_name().with_context(|| format!("{}: not a file name", context()))?;
     let mut temp_name = std::ffi::OsString::from(".");
     temp_name.push(name);
     temp_name.push(format!(".{}.tmp", std::process::id()));
@@ -112,11 +130,11 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> 
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        std::fs::rename(&temp, path)
+        std::fs::rename(&temp, &path)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&temp);
-        return Err(e).with_context(|| format!("cannot write the report to {}", path.display()));
+        return Err(e).with_context(context);
     }
     Ok(())
 }

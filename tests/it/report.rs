@@ -293,3 +293,40 @@ fn report_takes_since_and_until_and_refuses_a_point_it_does_not_hold() {
     ran.expect_code(1);
     assert!(ran.stdout.is_empty());
 }
+
+/// `-o` naming something that is not a regular file writes into it:
+/// a FIFO (or /dev/null) stays what it is, and a symlink stays a link
+/// to the file that gets the page.
+#[test]
+fn report_writes_into_a_fifo_or_through_a_symlink_and_never_replaces_them() {
+    use std::os::unix::fs::FileTypeExt;
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    let _target = record_alpha(tree.path(), store.path());
+    let s = store.path().to_str().unwrap();
+    let out = TempDir::new("monitord-out-");
+    let fifo = out.path().join("page.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read_to_string(fifo).unwrap())
+    };
+    monitord(&["report", "--store", s, "-o", fifo.to_str().unwrap()]).expect_success();
+    // (Checked first: a reader of a FIFO replaced by a file would wait forever.)
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "still a FIFO");
+    let page = reader.join().unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") && page.ends_with("</html>\n"), "the reader got the page");
+
+    let target = out.path().join("real.html");
+    fs::write(&target, "old").unwrap();
+    let link = out.path().join("link.html");
+    std::os::unix::fs::symlink("real.html", &link).unwrap();
+    monitord(&["report", "--store", s, "-o", link.to_str().unwrap()]).expect_success();
+    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "still a link");
+    assert!(fs::read_to_string(&target).unwrap().starts_with("<!DOCTYPE html>"), "its file has the page");
+    let names: Vec<String> = fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "no temporary left: {names:?}");
+}
