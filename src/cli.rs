@@ -404,10 +404,10 @@ pub struct ReportArgs {
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// Start at this point (a seq, a time, -10min, "10 min ago", @MARK; see log --help).
-    #[arg(long, value_name = "POINT", value_parser = parse_point)]
+    #[arg(long, value_name = "POINT", value_parser = parse_point, allow_hyphen_values = true)]
     pub since: Option<crate::point::Point>,
     /// End at this point.
-    #[arg(long, value_name = "POINT", value_parser = parse_point)]
+    #[arg(long, value_name = "POINT", value_parser = parse_point, allow_hyphen_values = true)]
     pub until: Option<crate::point::Point>,
     /// Where to write the page; - for stdout [default: <store>/report.html].
     #[arg(short = 'o', long = "output", value_name = "FILE")]

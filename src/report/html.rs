@@ -240,7 +240,8 @@ const PLOT_H: f64 = 100.0;
 /// its maximum and a line through the maxima, so spikes stay visible.
 fn series_svg(series: &Series, breaks: &[usize], out: &mut String) {
     let top = series.top();
-    let y = |v: f64| PLOT_H - (v / top * (PLOT_H - 4.0)).clamp(0.0, PLOT_H);
+    // 4 units of room at both ends, so a dot at 0 or at the top shows whole.
+    let y = |v: f64| PLOT_H - 4.0 - (v / top * (PLOT_H - 8.0)).clamp(0.0, PLOT_H - 8.0);
     let _ = write!(
         out,
         "<svg class=\"plot-svg\" viewBox=\"0 0 {COLUMNS} {PLOT_H}\" preserveAspectRatio=\"none\" \

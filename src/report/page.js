@@ -45,7 +45,7 @@
     var show = function (ev) {
       var plot = ev.currentTarget, box = plot.getBoundingClientRect();
       var f = Math.min(Math.max((ev.clientX - box.left) / box.width, 0), 0.999999);
-      var c = Math.floor(f * N), reach = Math.max(2, Math.ceil(N / box.width * 8));
+      var c = Math.floor(f * N), reach = Math.max(2, Math.ceil(N / box.width * 40));
       var row = plot.parentNode, id = row.getAttribute("data-series");
       var named = null, parts = [];
       if (!id) {
@@ -54,8 +54,8 @@
         data.events.forEach(function (e) { var d = Math.abs(e[0] - c); if (d <= reach && (!best || d < Math.abs(best[0] - c))) best = e; });
         if (best) named = { seq: best[1], t: best[2], what: best[4] };
       }
-      Object.keys(data.charts).forEach(function (k) {
-        var s = data.charts[k], j = nearest(s, c, reach);
+      ["changes", "files", "cpu", "rss", "threads", "fds", "maps"].forEach(function (k) {
+        var s = data.charts[k], j = s ? nearest(s, c, reach) : -1;
         if (j < 0) return;
         if (!named && k === (id || "")) named = { seq: s.seq[j], t: s.t[j] };
         if (k === "files") return;

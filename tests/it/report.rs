@@ -289,6 +289,9 @@ fn report_takes_since_and_until_and_refuses_a_point_it_does_not_hold() {
     assert!(since.contains("late.txt") && !since.contains("early.txt"));
     let until = page(&["--until", &early.to_string()]);
     assert!(until.contains("early.txt") && !until.contains("late.txt"));
+    // A relative time is a value, not an option.
+    let recent = page(&["--since", "-10min", "--until", "-0s"]);
+    assert!(recent.contains("early.txt") && recent.contains("late.txt"));
     let ran = monitord(&["report", "--store", s, "--since", "@nowhere", "-o", "-"]);
     ran.expect_code(1);
     assert!(ran.stdout.is_empty());
