@@ -493,7 +493,7 @@ impl Page<'_> {
                 e.seq,
                 e.time_us / 1000,
                 e.kind.lane(),
-                event_text(e, &self.clock),
+                event_text(e),
             ]));
         }
 
@@ -778,7 +778,7 @@ impl Page<'_> {
                 self.clock.full(e.time_us),
                 e.kind.lane(),
                 e.kind.lane(),
-                escape(&event_text(e, &self.clock))
+                escape(&event_text(e))
             );
         }
         self.out.push_str("</tbody></table></div></section>");
@@ -798,7 +798,7 @@ fn size(bytes: usize) -> String {
 }
 
 /// An event in words (plain text; the caller escapes it).
-fn event_text(event: &Event, _clock: &Clock<'_>) -> String {
+fn event_text(event: &Event) -> String {
     match &event.kind {
         EventKind::Baseline { files } => format!("baseline: {files} files tracked"),
         EventKind::Pid { old, new } => format!("following pid {new} (was {old})"),

@@ -177,7 +177,9 @@
       " change" + (n === 1 ? "" : "s") + ', <span class="add">+' + f.a + '</span> <span class="del">-' + f.r + "</span></span></h3>");
     c.forEach(function (x) { if (x[7] < 0) without.push("#" + x[0]); });
     if (without.length) {
-      html.push('<p class="older dim">Without their diff here: ' + without.join(" ") + " — <code>" + esc(showCmd + quote(f.p)) + "</code></p>");
+      var listed = without.length > 24 ? without.slice(0, 12).join(" ") + " … " + without.slice(-6).join(" ") : without.join(" ");
+      html.push('<p class="older dim">' + without.length + " change" + (without.length === 1 ? "" : "s") + " without their diff here: " +
+        listed + " — <code>" + esc(showCmd + quote(f.p)) + "</code></p>");
     }
     c.forEach(function (x) {
       if (x[7] < 0) return;
