@@ -303,6 +303,8 @@ impl Page<'_> {
         self.out.push_str(
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
+             style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\
              <link rel=\"icon\" href=\"data:,\">",
         );
         let title = match model.pids.first() {
@@ -990,6 +992,7 @@ mod tests {
         assert!(paths.contains(&"bad\\xff\\xfe\\x1b[31m.txt"), "invalid bytes and escapes as \\xNN");
         assert!(value["diffs"][0].as_str().unwrap().contains("+<script>alert(3)</script>\n+\u{fffd}</pre>"));
         assert!(value["events"].to_string().contains("</script><b>x"), "the mark name survives as data");
+        assert!(whole.contains("default-src 'none'"), "and the browser is told to load nothing");
         // No external resource: every src/href is an anchor or a data: URI.
         for attr in ["src=\"", "href=\""] {
             for rest in whole.split(attr).skip(1) {

@@ -53,8 +53,17 @@ fn browse(chromium: &Path, page: &Path, fragment: &str, args: &[&str]) -> String
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The text of HTML: tags dropped, entities decoded.
+/// The text a reader sees in HTML: scripts and tags dropped, entities
+/// decoded.
 fn text_of(html: &str) -> String {
+    let mut rest = html;
+    let mut shown = String::with_capacity(html.len());
+    while let Some(start) = rest.find("<script") {
+        shown.push_str(&rest[..start]);
+        rest = rest[start..].split_once("</script>").map_or("", |(_, after)| after);
+    }
+    shown.push_str(rest);
+    let html = shown;
     let mut out = String::with_capacity(html.len());
     let mut in_tag = false;
     for c in html.chars() {
@@ -163,6 +172,16 @@ fn the_report_of_a_real_run_opens_in_a_browser_with_every_file_diff_mark_and_cha
     };
     let dom = browse(&chromium, &page_path, "", &["--virtual-time-budget=2000", "--dump-dom"]);
     assert!(dom.contains("data-load-ms=\""), "the page's script ran: {}", &dom[..400.min(dom.len())]);
+    // What the script drew links only inside the page too.
+    for attr in [" src=\"", " href=\""] {
+        for rest in dom.split(attr).skip(1) {
+            assert!(
+                rest.starts_with('#') || rest.starts_with("data:"),
+                "drawn {attr}{}",
+                &rest[..60.min(rest.len())]
+            );
+        }
+    }
     let text = text_of(&dom);
     for path in ["notes.txt", "src/main.rs", "src/lib.rs", "README.txt"] {
         assert!(text.contains(path), "{path} is in the page");
