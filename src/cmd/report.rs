@@ -20,9 +20,6 @@ use crate::report::html::{self, Options};
 use crate::report::model::{Entry, MapsAnchor, Model};
 use crate::store;
 
-/// The page's file name inside the store.
-pub const REPORT_FILE: &str = "report.html";
-
 /// Write the report of the store's ring.
 ///
 /// # Errors
@@ -68,7 +65,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     options.backend = model.writers_known.then(|| "fanotify".to_string());
     let page = html::write(&model, &options);
 
-    let output = args.output.clone().unwrap_or_else(|| store_dir.join(REPORT_FILE));
+    let output = args.output.clone().unwrap_or_else(|| store_dir.join(store::REPORT_FILE));
     if output.as_os_str() == "-" {
         let mut stdout = std::io::stdout().lock();
         stdout.write_all(page.as_bytes()).context("cannot write to stdout")?;

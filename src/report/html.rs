@@ -678,12 +678,7 @@ impl Page<'_> {
                     .iter()
                     .zip(diff_of)
                     .map(|(c, d)| {
-                        let by = c.writers.map(|w| {
-                            let mut fw = model::FileWriters::default();
-                            fw.pids.extend(w.pids.iter().copied());
-                            fw.foreign = w.foreign;
-                            model::writer_text(&fw)
-                        });
+                        let by = c.writers.map(|w| model::writer_text(&model::FileWriters::from(w)));
                         // Compact: 67,000 changes must stay a few MB.
                         serde_json::json!([
                             c.seq,

@@ -176,6 +176,15 @@ impl FileWriters {
     }
 }
 
+impl From<&Writers> for FileWriters {
+    /// The writers of one change.
+    fn from(writers: &Writers) -> FileWriters {
+        let mut one = FileWriters::default();
+        one.add(writers);
+        one
+    }
+}
+
 /// The one place writers are put into words (named writers, `comm[pid]`,
 /// will be formatted here too). Empty when no writer is known.
 pub fn writer_text(writers: &FileWriters) -> String {
