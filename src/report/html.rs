@@ -43,7 +43,7 @@ impl Options {
             store,
             command: None,
             backend: None,
-            diff_budget: 4 << 20,
+            diff_budget: 3 << 20,
             maps_budget: 2000,
             events_budget: 2000,
             tz: TimeZone::system(),
