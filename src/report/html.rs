@@ -727,10 +727,13 @@ impl Page<'_> {
             );
         }
         for m in &model.maps[model.maps.len() - shown..] {
+            // A long list (a library loaded, a process exec'd) starts folded.
+            let lines = m.delta.added.len() + m.delta.removed.len();
             let _ = write!(
                 self.out,
-                "<div class=\"change\"><div class=\"change-head\"><span class=\"seq\">#{}</span> {} \
-                 <span class=\"add\">+{}</span> <span class=\"del\">-{}</span></div><pre class=\"diff maps\">",
+                "<details class=\"change\"{}><summary class=\"change-head\"><span class=\"seq\">#{}</span> {} \
+                 <span class=\"add\">+{}</span> <span class=\"del\">-{}</span></summary><pre class=\"diff maps\">",
+                if lines <= 16 { " open" } else { "" },
                 m.seq,
                 self.clock.full(m.time_us),
                 m.delta.added.len(),
@@ -741,7 +744,7 @@ impl Page<'_> {
                     let _ = writeln!(self.out, "<span class=\"{class}\">{sign}{}</span>", path(line));
                 }
             }
-            self.out.push_str("</pre></div>");
+            self.out.push_str("</pre></details>");
         }
         self.out.push_str("</section>");
     }
