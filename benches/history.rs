@@ -14,6 +14,8 @@
 //! ≤ 2 s, a page of ≤ 20 MB that headless Chromium has loaded (parsed,
 //! laid out, its script run) in ≤ 1 s, as the page itself measures
 //! (`performance.now()` at its load event; skipped without Chromium).
+//! `MONITORD_BENCH_KEEP=1` keeps the store and the page (the path is
+//! printed last) to look at them.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
