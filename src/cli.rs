@@ -163,6 +163,8 @@ pub enum Command {
     Maps(MapsArgs),
     /// Play history in the terminal: file tree, diffs, map changes, timeline.
     Replay(ReplayArgs),
+    /// Write the whole recording as one self-contained HTML page: timeline, charts, files, diffs.
+    Report(ReportArgs),
     /// Print a shell completion script to stdout.
     Completions(CompletionsArgs),
 }
@@ -469,6 +471,37 @@ Examples:
   monitord -i -- make install && monitord undo 1
   monitord undo --dry-run @before-deploy
   monitord undo --by foreign '10 min ago' -- src";
+
+/// `monitord report`.
+#[derive(Debug, Args)]
+#[command(after_long_help = REPORT_HELP)]
+pub struct ReportArgs {
+    /// The store [default: the most recently written store in the default location].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Start at this point (a seq, a time, -10min, "10 min ago", @MARK; see log --help).
+    #[arg(long, value_name = "POINT", value_parser = parse_point, allow_hyphen_values = true)]
+    pub since: Option<crate::point::Point>,
+    /// End at this point.
+    #[arg(long, value_name = "POINT", value_parser = parse_point, allow_hyphen_values = true)]
+    pub until: Option<crate::point::Point>,
+    /// Where to write the page; - for stdout [default: <store>/report.html].
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+const REPORT_HELP: &str = "\
+The page needs no network: styles, script and charts are inline, so it
+opens from a file:// address in any browser. It shows the run's timeline
+(changes per sample, PID, cwd, exit, rescans, gaps, marks), charts of CPU,
+RSS, threads, open fds and mappings, the table of files, each file's
+history with its diffs, and the map changes. For a large ring the charts
+keep each pixel's minimum and maximum, and the diffs of the newest changes
+are embedded up to a budget; the page says which were left out and how
+monitord show prints them.
+
+Exit status: 0 written; 1 an error, or a damaged ring (what is readable is
+still written, and the damage is named on stderr).";
 
 /// A mark name, for clap.
 fn parse_mark_name(text: &str) -> Result<String, String> {

@@ -36,7 +36,7 @@
 //! |---|---|
 //! | edges: the kernel and the process | [`event`] (inotify, fanotify, poll backends), [`proc`] (pinned `/proc/<pid>`, maps probe, stats, forks, child reaper), [`tree`] and [`relpath`] (reading strictly beneath the root), [`exclude`] (what is left out), [`credentials`], [`signals`], [`daemon`], [`notify`], [`launch`] |
 //! | core: recording | [`sampler`] (dirty set, classify, epochs, upkeep, hard links), [`diff`], [`text`], [`journal`] (ring, frames, records, reader, follower), [`mirror`], [`maps`], [`fault`], [`clock`], [`failpoint`] |
-//! | readers: answers | [`restore`], [`history`], [`point`], [`query`], [`blame`], [`verify`], [`replay`], [`render`] |
+//! | readers: answers | [`restore`], [`history`], [`point`], [`query`], [`blame`], [`verify`], [`replay`], [`render`], [`report`] |
 //! | the program | [`monitor`] (loop, command replies, output, threads), [`control`], [`cmd`], [`cli`], [`store`], [`log`] |
 //!
 //! - The sampler ([`sampler`]) is the only writer of the ring
@@ -122,6 +122,7 @@ pub mod query;
 pub mod relpath;
 pub mod render;
 pub mod replay;
+pub mod report;
 pub mod restore;
 pub mod sampler;
 pub mod signals;

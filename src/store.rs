@@ -10,6 +10,7 @@
 //!   tmp/              staging for atomic mirror writes (same filesystem)
 //!   lock              flock: exclusive while the sampler commits a record
 //!                     and updates the mirror, shared while `restore` reads
+//!   report.html       `monitord report`'s page, when it was asked for
 //! ```
 //!
 //! The control FIFO, pid file and log join this directory later; their names
@@ -39,6 +40,8 @@ pub const PID_FILE: &str = "monitord.pid";
 pub const LOG_FILE: &str = "monitord.log";
 /// The output of a command run with `-d -- COMMAND`.
 pub const COMMAND_LOG_FILE: &str = "command.log";
+/// The page `monitord report` writes by default.
+pub const REPORT_FILE: &str = "report.html";
 
 /// Errors of the store directory.
 #[derive(Debug, thiserror::Error)]

@@ -110,8 +110,9 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
     Ok(super::reader_exit(super::warn_damage(&ring, &scan.problems)))
 }
 
-/// The frames between `since` and `until`, as a range of indexes.
-fn range(
+/// The frames between `since` and `until`, as a range of indexes (`log`
+/// and `report` take them alike).
+pub(crate) fn range(
     frames: &[Frame<'_>],
     since: Option<&Point>,
     until: Option<&Point>,

@@ -9,6 +9,7 @@ pub mod maps;
 pub mod mark;
 pub mod monitor;
 pub mod replay;
+pub mod report;
 pub mod restore;
 pub mod show;
 pub mod undo;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Verify(args)) => verify::run(&args),
         Some(Command::Maps(args)) => maps::run(&args),
         Some(Command::Replay(args)) => replay::run(&args),
+        Some(Command::Report(args)) => report::run(&args),
         Some(Command::Completions(args)) => {
             use std::io::Write;
             let mut stdout = std::io::stdout().lock();

@@ -111,7 +111,7 @@ fn completions_for_each_shell_name_the_subcommands() {
         assert_eq!(code, 0, "completions {shell}: {err}");
         let script = String::from_utf8(out).expect("a script is text");
         assert!(!script.trim().is_empty(), "completions {shell} printed nothing");
-        for word in ["replay", "restore", "store"] {
+        for word in ["replay", "report", "restore", "store"] {
             assert!(script.contains(word), "completions {shell} does not mention {word}:\n{script}");
         }
     }

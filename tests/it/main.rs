@@ -26,6 +26,7 @@ mod modes;
 mod pidreuse;
 mod readme;
 mod replay;
+mod report;
 mod restore;
 mod run;
 mod security;

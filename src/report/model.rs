@@ -1,0 +1,754 @@
+//! What the report shows, computed from decoded records and nothing else:
+//! the events placed in time, the statistics series (CPU % from CPU time
+//! deltas, RSS, threads, fds, mapping count), the per-file table and
+//! histories, and the min/max buckets that downsample a series to the
+//! pixels a chart has. Pure functions; the page is written by
+//! [`super::html`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::journal::record::{Body, FileChange, MapsDelta, Record, Writers};
+
+/// One record of the ring as the report takes it.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry<'a> {
+    /// Sequence number.
+    pub seq: u64,
+    /// Time the record was written, µs since the Unix epoch.
+    pub time_us: u64,
+    /// The decoded record; `None` when its payload could not be decoded.
+    pub record: Option<&'a Record>,
+}
+
+/// The map count a store's anchor file (`<store>/maps`) gives, which makes
+/// the mapping count known for samples whose baseline left the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapsAnchor {
+    /// The epoch the anchor belongs to.
+    pub epoch: u64,
+    /// The record the map is as of.
+    pub seq: u64,
+    /// How many mappings it has.
+    pub count: u64,
+}
+
+/// Something that happened other than a sample's changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A baseline: the tree was listed in full.
+    Baseline {
+        /// Files tracked.
+        files: usize,
+    },
+    /// The monitor followed another process.
+    Pid {
+        /// The PID before (0: none).
+        old: i32,
+        /// The PID after.
+        new: i32,
+    },
+    /// The target changed its working directory.
+    Cwd {
+        /// The old directory.
+        old: Vec<u8>,
+        /// The new one.
+        new: Vec<u8>,
+    },
+    /// The target exited.
+    Exit {
+        /// Exit status, when known.
+        code: Option<i32>,
+        /// Terminating signal, when known.
+        signal: Option<i32>,
+    },
+    /// Events were lost; directories were rescanned.
+    Rescan {
+        /// Why.
+        reason: String,
+        /// How many directories.
+        dirs: usize,
+    },
+    /// Records `from..=to` are not in the ring (dropped by wrap-around, or
+    /// skipped as damaged).
+    Gap {
+        /// First missing seq.
+        from: u64,
+        /// Last missing seq.
+        to: u64,
+        /// Dropped by wrap-around (before the oldest kept record), not damage.
+        wrap: bool,
+    },
+    /// A mark record.
+    Mark {
+        /// Its name.
+        name: String,
+    },
+    /// A record whose payload could not be decoded.
+    Undecodable,
+}
+
+impl EventKind {
+    /// The lane name used in the page (one colour each).
+    pub fn lane(&self) -> &'static str {
+        match self {
+            EventKind::Baseline { .. } => "baseline",
+            EventKind::Pid { .. } => "pid",
+            EventKind::Cwd { .. } => "cwd",
+            EventKind::Exit { .. } => "exit",
+            EventKind::Rescan { .. } => "rescan",
+            EventKind::Gap { .. } | EventKind::Undecodable => "gap",
+            EventKind::Mark { .. } => "mark",
+        }
+    }
+}
+
+/// An event at a point in time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The record's seq (for a gap: the first record after it).
+    pub seq: u64,
+    /// Its time.
+    pub time_us: u64,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// A sample that changed files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Activity {
+    /// The sample's seq.
+    pub seq: u64,
+    /// Its time.
+    pub time_us: u64,
+    /// Files changed.
+    pub files: usize,
+    /// Lines added plus lines removed.
+    pub lines: usize,
+}
+
+/// The statistics of one record that carried them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StatPoint {
+    /// The record's seq.
+    pub seq: u64,
+    /// Its time.
+    pub time_us: u64,
+    /// CPU use since the previous point of the same process, in percent of
+    /// one CPU; `None` for the first point of a process or after a reset.
+    pub cpu: Option<f64>,
+    /// Resident set size, KiB.
+    pub rss_kib: u64,
+    /// Threads.
+    pub threads: u64,
+    /// Open file descriptors.
+    pub fds: u64,
+    /// Mappings, when the map is known at this record.
+    pub maps: Option<u64>,
+}
+
+/// One change of one file, as its history lists it.
+#[derive(Clone, Copy, Debug)]
+pub struct ChangeAt<'a> {
+    /// The sample's seq.
+    pub seq: u64,
+    /// Its time.
+    pub time_us: u64,
+    /// The change, with its patch.
+    pub change: &'a FileChange,
+    /// Who wrote it, when the backend knows.
+    pub writers: Option<&'a Writers>,
+}
+
+/// The writers of a file over the report: PIDs, and whether any change
+/// was not the target's. [`writer_text`] formats them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileWriters {
+    /// PIDs that wrote it.
+    pub pids: BTreeSet<i32>,
+    /// Their names (`comm[pid]`) where the store names writers.
+    pub names: BTreeSet<String>,
+    /// Some change was written by a process outside the target's tree.
+    pub foreign: bool,
+}
+
+impl FileWriters {
+    fn add(&mut self, writers: &Writers) {
+        self.pids.extend(writers.pids.iter().copied());
+        self.names.extend(writers.who.iter().map(|w| w.label()));
+        self.foreign |= writers.foreign;
+    }
+}
+
+impl From<&Writers> for FileWriters {
+    /// The writers of one change.
+    fn from(writers: &Writers) -> FileWriters {
+        let mut one = FileWriters::default();
+        one.add(writers);
+        one
+    }
+}
+
+/// The one place writers are put into words: `comm[pid]` where they were
+/// named, else their PIDs. Empty when no writer is known.
+pub fn writer_text(writers: &FileWriters) -> String {
+    let named: BTreeSet<i32> =
+        writers.names.iter().filter_map(|n| n.rsplit_once('[')?.1.strip_suffix(']')?.parse().ok()).collect();
+    let mut words: Vec<String> = writers.names.iter().cloned().collect();
+    words.extend(writers.pids.iter().filter(|p| !named.contains(p)).map(i32::to_string));
+    let mut text = words.join(", ");
+    if writers.foreign {
+        text.push_str(" (not the target)");
+    }
+    text
+}
+
+/// A row of the file table, with the file's history.
+#[derive(Clone, Debug)]
+pub struct FileRow<'a> {
+    /// Path relative to the watched directory.
+    pub path: &'a [u8],
+    /// Its changes, oldest first.
+    pub changes: Vec<ChangeAt<'a>>,
+    /// Lines added over all changes.
+    pub added: usize,
+    /// Lines removed over all changes.
+    pub removed: usize,
+    /// Who wrote it.
+    pub writers: FileWriters,
+}
+
+/// A sample whose memory map changed.
+#[derive(Clone, Copy, Debug)]
+pub struct MapChange<'a> {
+    /// The sample's seq.
+    pub seq: u64,
+    /// Its time.
+    pub time_us: u64,
+    /// Mappings added and removed.
+    pub delta: &'a MapsDelta,
+}
+
+/// The counts in the page's header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Records in the report.
+    pub records: usize,
+    /// Samples among them.
+    pub samples: usize,
+    /// File changes.
+    pub changes: usize,
+    /// Distinct paths changed.
+    pub files: usize,
+    /// Distinct writer PIDs.
+    pub writers: usize,
+    /// Gaps (wrap-around and missing records).
+    pub gaps: usize,
+    /// Marks.
+    pub marks: usize,
+    /// Records that could not be decoded.
+    pub undecodable: usize,
+    /// Rescans.
+    pub rescans: usize,
+}
+
+/// Everything the page shows.
+#[derive(Clone, Debug, Default)]
+pub struct Model<'a> {
+    /// Oldest and newest (seq, time) in the report.
+    pub span: Option<((u64, u64), (u64, u64))>,
+    /// PIDs followed, in order of appearance.
+    pub pids: Vec<i32>,
+    /// Working directories, in order of appearance.
+    pub cwds: Vec<Vec<u8>>,
+    /// The event backends the baselines name (stores from before they were
+    /// recorded name none).
+    pub backends: Vec<String>,
+    /// Each followed process's PID and start time (ticks after boot), from
+    /// its baselines, in order: with the PID, the start time is its identity.
+    pub identities: Vec<(i32, u64)>,
+    /// The header's counts.
+    pub counts: Counts,
+    /// Events other than file changes, in seq order.
+    pub events: Vec<Event>,
+    /// Samples that changed files, in seq order.
+    pub activity: Vec<Activity>,
+    /// Statistics, in seq order.
+    pub stats: Vec<StatPoint>,
+    /// Changed files, by path.
+    pub files: Vec<FileRow<'a>>,
+    /// Samples whose map changed, in seq order.
+    pub maps: Vec<MapChange<'a>>,
+    /// Some change named its writers (only fanotify knows them).
+    pub writers_known: bool,
+}
+
+/// CPU use between two readings of the same process, in percent of one
+/// CPU: `None` when the time does not advance or the CPU time went back
+/// (another process, or a counter reset).
+pub fn cpu_percent(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
+    let ((t0, cpu0), (t1, cpu1)) = (before, after);
+    if t1 <= t0 || cpu1 < cpu0 {
+        return None;
+    }
+    // ms of CPU over µs of wall time, in percent: ×1000 ×100.
+    Some((cpu1 - cpu0) as f64 * 100_000.0 / (t1 - t0) as f64)
+}
+
+impl<'a> Model<'a> {
+    /// Build the model of `entries` (seq order). `dropped_before` is the
+    /// range of seqs the ring dropped by wrap-around before the first
+    /// entry, if any; `anchor` the store's newest map, if read.
+    pub fn build(
+        entries: &[Entry<'a>],
+        dropped_before: Option<(u64, u64)>,
+        anchor: Option<MapsAnchor>,
+    ) -> Self {
+        let mut model = Model::default();
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return model };
+        model.span = Some(((first.seq, first.time_us), (last.seq, last.time_us)));
+        model.counts.records = entries.len();
+        if let Some((from, to)) = dropped_before {
+            model.events.push(Event {
+                seq: first.seq,
+                time_us: first.time_us,
+                kind: EventKind::Gap { from, to, wrap: true },
+            });
+        }
+        let mut files: BTreeMap<&'a [u8], FileRow<'a>> = BTreeMap::new();
+        let mut writers: BTreeSet<i32> = BTreeSet::new();
+        // The previous CPU reading: (pid, time, cpu ms).
+        let mut cpu_before: Option<(i32, u64, u64)> = None;
+        // Map count as known going forward: (epoch, count).
+        let mut maps_known: Option<(u64, i64)> = None;
+        // Per stats point: its epoch and the map delta of its record, for
+        // the anchor pass.
+        let mut map_steps: Vec<(u64, i64)> = Vec::new();
+        let mut previous: Option<u64> = None;
+        for entry in entries {
+            if let Some(prev) = previous
+                && entry.seq > prev + 1
+            {
+                model.events.push(Event {
+                    seq: entry.seq,
+                    time_us: entry.time_us,
+                    kind: EventKind::Gap { from: prev + 1, to: entry.seq - 1, wrap: false },
+                });
+            }
+            previous = Some(entry.seq);
+            let event = |kind| Event { seq: entry.seq, time_us: entry.time_us, kind };
+            let Some(record) = entry.record else {
+                model.counts.undecodable += 1;
+                model.events.push(event(EventKind::Undecodable));
+                continue;
+            };
+            if record.pid != 0 && !model.pids.contains(&record.pid) {
+                model.pids.push(record.pid);
+            }
+            if maps_known.is_some_and(|(epoch, _)| epoch != record.epoch) {
+                maps_known = None;
+            }
+            let stats = match &record.body {
+                Body::Baseline(b) => {
+                    if !model.cwds.contains(&b.cwd) {
+                        model.cwds.push(b.cwd.clone());
+                    }
+                    if !b.backend.is_empty() && !model.backends.contains(&b.backend) {
+                        model.backends.push(b.backend.clone());
+                    }
+                    if record.pid != 0 && !model.identities.contains(&(record.pid, b.starttime)) {
+                        model.identities.push((record.pid, b.starttime));
+                    }
+                    maps_known = Some((record.epoch, b.maps.len() as i64));
+                    model.events.push(event(EventKind::Baseline { files: b.files.len() }));
+                    b.stats.map(|s| (s, 0))
+                }
+                // An undo's changes are file changes as a sample's are.
+                Body::Sample(s) | Body::Undo { sample: s, .. } => {
+                    if matches!(record.body, Body::Sample(_)) {
+                        model.counts.samples += 1;
+                    }
+                    let delta = s.maps.added.len() as i64 - s.maps.removed.len() as i64;
+                    if let Some((_, count)) = &mut maps_known {
+                        *count += delta;
+                    }
+                    if !s.maps.added.is_empty() || !s.maps.removed.is_empty() {
+                        model.maps.push(MapChange { seq: entry.seq, time_us: entry.time_us, delta: &s.maps });
+                    }
+                    if !s.files.is_empty() {
+                        let lines =
+                            s.files.iter().map(|f| f.patch.lines_added() + f.patch.lines_removed()).sum();
+                        model.activity.push(Activity {
+                            seq: entry.seq,
+                            time_us: entry.time_us,
+                            files: s.files.len(),
+                            lines,
+                        });
+                    }
+                    for change in &s.files {
+                        model.counts.changes += 1;
+                        let by = s.writers.iter().find(|w| w.path == change.path);
+                        let row = files.entry(&change.path).or_insert_with(|| FileRow {
+                            path: &change.path,
+                            changes: Vec::new(),
+                            added: 0,
+                            removed: 0,
+                            writers: FileWriters::default(),
+                        });
+                        row.added += change.patch.lines_added();
+                        row.removed += change.patch.lines_removed();
+                        if let Some(by) = by {
+                            row.writers.add(by);
+                            writers.extend(by.pids.iter().copied());
+                            model.writers_known = true;
+                        }
+                        row.changes.push(ChangeAt {
+                            seq: entry.seq,
+                            time_us: entry.time_us,
+                            change,
+                            writers: by,
+                        });
+                    }
+                    s.stats.map(|st| (st, delta))
+                }
+                Body::Pid { old, new } => {
+                    model.events.push(event(EventKind::Pid { old: *old, new: *new }));
+                    None
+                }
+                Body::Cwd { old, new } => {
+                    if !model.cwds.contains(new) {
+                        model.cwds.push(new.clone());
+                    }
+                    model.events.push(event(EventKind::Cwd { old: old.clone(), new: new.clone() }));
+                    None
+                }
+                Body::Exit(exit) => {
+                    model.events.push(event(EventKind::Exit { code: exit.code, signal: exit.signal }));
+                    None
+                }
+                Body::Rescan { reason, paths } => {
+                    model.counts.rescans += 1;
+                    model.events.push(event(EventKind::Rescan { reason: reason.clone(), dirs: paths.len() }));
+                    None
+                }
+                Body::Mark { name } => {
+                    model.counts.marks += 1;
+                    model.events.push(event(EventKind::Mark { name: name.clone() }));
+                    None
+                }
+            };
+            if let Some((stats, delta)) = stats {
+                let cpu_ms = stats.utime_ms + stats.stime_ms;
+                let cpu = match cpu_before {
+                    Some((pid, t, ms)) if pid == record.pid => cpu_percent((t, ms), (entry.time_us, cpu_ms)),
+                    _ => None,
+                };
+                cpu_before = Some((record.pid, entry.time_us, cpu_ms));
+                model.stats.push(StatPoint {
+                    seq: entry.seq,
+                    time_us: entry.time_us,
+                    cpu,
+                    rss_kib: stats.rss_kib,
+                    threads: stats.threads,
+                    fds: stats.fds,
+                    maps: maps_known.map(|(_, n)| n.max(0) as u64),
+                });
+                map_steps.push((record.epoch, delta));
+            }
+        }
+        if let Some(anchor) = anchor {
+            fill_maps_from_anchor(&mut model.stats, &map_steps, anchor);
+        }
+        model.counts.gaps = model.events.iter().filter(|e| matches!(e.kind, EventKind::Gap { .. })).count();
+        model.counts.files = files.len();
+        model.counts.writers = writers.len();
+        model.files = files.into_values().collect();
+        model
+    }
+}
+
+/// Give the mapping count to the points of the anchor's epoch that did not
+/// have it (their baseline left the ring): from the anchor's count, undo
+/// the deltas backwards and apply them forwards. `steps[i]` is point `i`'s
+/// epoch and the map delta of its record.
+fn fill_maps_from_anchor(points: &mut [StatPoint], steps: &[(u64, i64)], anchor: MapsAnchor) {
+    let Some(at) = points.iter().position(|p| p.seq == anchor.seq) else { return };
+    if steps[at].0 != anchor.epoch || points[at].maps.is_some() {
+        return;
+    }
+    points[at].maps = Some(anchor.count);
+    let mut count = anchor.count as i64;
+    for i in (0..at).rev() {
+        count -= steps[i + 1].1;
+        if steps[i].0 != anchor.epoch || points[i].maps.is_some() {
+            break;
+        }
+        points[i].maps = Some(count.max(0) as u64);
+    }
+    let mut count = anchor.count as i64;
+    for i in at + 1..points.len() {
+        count += steps[i].1;
+        if steps[i].0 != anchor.epoch || points[i].maps.is_some() {
+            break;
+        }
+        points[i].maps = Some(count.max(0) as u64);
+    }
+}
+
+/// A series value downsampled to one chart column: the smallest and
+/// largest value that fell in it, and which records they were.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bucket {
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Seq of the record with the smallest value.
+    pub min_seq: u64,
+    /// Seq of the record with the largest value (the one a tooltip names).
+    pub max_seq: u64,
+    /// Time of that record.
+    pub max_time_us: u64,
+    /// How many values fell in the column.
+    pub count: u32,
+    /// Their sum.
+    pub sum: f64,
+}
+
+/// The column of `time_us` when `t0..=t1` is cut into `n` columns.
+pub fn column(time_us: u64, t0: u64, t1: u64, n: usize) -> usize {
+    if n == 0 || t1 <= t0 {
+        return 0;
+    }
+    let offset = time_us.clamp(t0, t1) - t0;
+    let index = (u128::from(offset) * n as u128 / (u128::from(t1 - t0) + 1)) as usize;
+    index.min(n - 1)
+}
+
+/// Downsample `(time_us, seq, value)` points to `n` columns over
+/// `t0..=t1`, keeping each column's minimum and maximum so a spike that
+/// lasts one sample still shows. A column no point fell in is `None`.
+pub fn buckets(
+    points: impl IntoIterator<Item = (u64, u64, f64)>,
+    t0: u64,
+    t1: u64,
+    n: usize,
+) -> Vec<Option<Bucket>> {
+    let mut out: Vec<Option<Bucket>> = vec![None; n];
+    if n == 0 {
+        return out;
+    }
+    for (time_us, seq, value) in points {
+        let slot = &mut out[column(time_us, t0, t1, n)];
+        match slot {
+            None => {
+                *slot = Some(Bucket {
+                    min: value,
+                    max: value,
+                    min_seq: seq,
+                    max_seq: seq,
+                    max_time_us: time_us,
+                    count: 1,
+                    sum: value,
+                })
+            }
+            Some(b) => {
+                if value < b.min {
+                    b.min = value;
+                    b.min_seq = seq;
+                }
+                if value > b.max {
+                    b.max = value;
+                    b.max_seq = seq;
+                    b.max_time_us = time_us;
+                }
+                b.count += 1;
+                b.sum += value;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::Patch;
+    use crate::journal::record::{Baseline, Change, FORMAT_VERSION, Node, Sample, Stats};
+    use std::time::Duration;
+
+    fn record(pid: i32, epoch: u64, body: Body) -> Record {
+        Record { version: FORMAT_VERSION, epoch, pid, body }
+    }
+
+    fn stats(cpu_ms: u64) -> Option<Stats> {
+        Some(Stats { utime_ms: cpu_ms, stime_ms: 0, rss_kib: 100, vsz_kib: 200, threads: 1, fds: 3 })
+    }
+
+    fn change(path: &str, kind: Change, old: &str, new: &str) -> FileChange {
+        FileChange::new(
+            path.as_bytes().to_vec(),
+            kind,
+            None,
+            Node::File,
+            Patch::compute(old.as_bytes(), new.as_bytes(), Duration::from_secs(1)),
+        )
+    }
+
+    #[test]
+    fn buckets_keep_a_one_sample_spike_and_the_dip_beside_it() {
+        // 10,000 flat points with one spike and one dip, into 100 columns.
+        let points = (0..10_000u64).map(|i| {
+            let v = match i {
+                4321 => 99.0,
+                4322 => -5.0,
+                _ => 1.0,
+            };
+            (1_000_000 + i * 1000, i + 1, v)
+        });
+        let cols = buckets(points, 1_000_000, 1_000_000 + 9_999 * 1000, 100);
+        assert_eq!(cols.len(), 100);
+        assert!(cols.iter().all(Option::is_some));
+        let max = cols.iter().flatten().max_by(|a, b| a.max.total_cmp(&b.max)).unwrap();
+        assert_eq!((max.max, max.max_seq), (99.0, 4322));
+        let min = cols.iter().flatten().min_by(|a, b| a.min.total_cmp(&b.min)).unwrap();
+        assert_eq!((min.min, min.min_seq), (-5.0, 4323));
+        assert_eq!(cols.iter().flatten().map(|b| b.count).sum::<u32>(), 10_000);
+        // Columns without a point stay empty; the last point lands in the last column.
+        let sparse = buckets([(0, 1, 1.0), (100, 2, 2.0)], 0, 100, 10);
+        assert_eq!(sparse.iter().filter(|b| b.is_some()).count(), 2);
+        assert_eq!(sparse[9].map(|b| b.max), Some(2.0));
+        // One instant: everything in the first column.
+        assert_eq!(column(5, 5, 5, 10), 0);
+    }
+
+    #[test]
+    fn cpu_percent_comes_from_deltas_and_resets_on_a_pid_change() {
+        assert_eq!(cpu_percent((0, 100), (1_000_000, 600)), Some(50.0));
+        assert_eq!(cpu_percent((0, 100), (500_000, 1100)), Some(200.0), "two CPUs busy");
+        assert_eq!(cpu_percent((0, 600), (1_000_000, 100)), None, "the counter went back");
+        assert_eq!(cpu_percent((5, 0), (5, 10)), None, "no time passed");
+
+        let records = [
+            record(10, 1, Body::Baseline(Baseline { stats: stats(1000), ..Baseline::default() })),
+            record(10, 1, Body::Sample(Sample { stats: stats(1250), ..Sample::default() })),
+            record(10, 1, Body::Mark { name: "m".into() }),
+            record(10, 1, Body::Sample(Sample { stats: stats(1250), ..Sample::default() })),
+            record(20, 5, Body::Pid { old: 10, new: 20 }),
+            // The new process used more CPU in all than the old one: not a delta.
+            record(20, 5, Body::Baseline(Baseline { stats: stats(9000), ..Baseline::default() })),
+            record(20, 5, Body::Sample(Sample { stats: stats(9100), ..Sample::default() })),
+        ];
+        let entries: Vec<Entry> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Entry { seq: i as u64 + 1, time_us: i as u64 * 1_000_000, record: Some(r) })
+            .collect();
+        let model = Model::build(&entries, None, None);
+        let cpu: Vec<(u64, Option<f64>)> = model.stats.iter().map(|p| (p.seq, p.cpu)).collect();
+        assert_eq!(
+            cpu,
+            [(1, None), (2, Some(25.0)), (4, Some(0.0)), (6, None), (7, Some(10.0))],
+            "the mark does not break the series; the new PID starts it again"
+        );
+        assert_eq!(model.pids, [10, 20]);
+        let lanes: Vec<&str> = model.events.iter().map(|e| e.kind.lane()).collect();
+        assert_eq!(lanes, ["baseline", "mark", "pid", "baseline"]);
+    }
+
+    #[test]
+    fn the_file_table_counts_changes_lines_and_writers() {
+        let s1 = Sample {
+            files: vec![
+                change("a.txt", Change::Created, "", "1\n2\n"),
+                change("b.txt", Change::Created, "", "x\n"),
+            ],
+            writers: vec![Writers {
+                path: b"a.txt".to_vec(),
+                pids: vec![7],
+                foreign: false,
+                who: Vec::new(),
+            }],
+            ..Sample::default()
+        };
+        let s2 = Sample {
+            files: vec![change("a.txt", Change::Modified, "1\n2\n", "1\n3\n4\n")],
+            writers: vec![Writers {
+                path: b"a.txt".to_vec(),
+                pids: vec![8, 7],
+                foreign: true,
+                who: Vec::new(),
+            }],
+            maps: MapsDelta { added: vec![b"1-2 r--p 0 0:0 0 /x".to_vec()], removed: vec![] },
+            ..Sample::default()
+        };
+        let s3 = Sample { files: vec![change("b.txt", Change::Deleted, "x\n", "")], ..Sample::default() };
+        let records = [
+            record(1, 1, Body::Baseline(Baseline { maps: vec![b"m".to_vec(); 3], ..Baseline::default() })),
+            record(1, 1, Body::Sample(s1)),
+            record(1, 1, Body::Sample(s2)),
+            record(1, 1, Body::Sample(s3)),
+            record(1, 1, Body::Sample(Sample { stats: stats(0), ..Sample::default() })),
+        ];
+        // Seq 3 is missing from the ring: a gap.
+        let entries: Vec<Entry> = records
+            .iter()
+            .zip([10u64, 11, 13, 14, 15])
+            .map(|(r, seq)| Entry { seq, time_us: seq * 1000, record: Some(r) })
+            .collect();
+        let model = Model::build(&entries, Some((1, 9)), None);
+        let table: Vec<(&[u8], usize, usize, usize, String)> = model
+            .files
+            .iter()
+            .map(|f| (f.path, f.changes.len(), f.added, f.removed, writer_text(&f.writers)))
+            .collect();
+        assert_eq!(
+            table,
+            [
+                (&b"a.txt"[..], 2, 4, 1, "7, 8 (not the target)".to_string()),
+                (&b"b.txt"[..], 2, 1, 1, String::new())
+            ]
+        );
+        assert_eq!(
+            model.counts,
+            Counts { records: 5, samples: 4, changes: 4, files: 2, writers: 2, gaps: 2, ..Counts::default() }
+        );
+        assert_eq!(
+            model.activity.iter().map(|a| (a.seq, a.files, a.lines)).collect::<Vec<_>>(),
+            [(11, 2, 3), (13, 1, 3), (14, 1, 1)]
+        );
+        assert_eq!(model.maps.iter().map(|m| m.seq).collect::<Vec<_>>(), [13]);
+        assert_eq!(model.stats.last().map(|p| p.maps), Some(Some(4)), "3 at the baseline, one added");
+        let gaps: Vec<&EventKind> =
+            model.events.iter().filter(|e| e.kind.lane() == "gap").map(|e| &e.kind).collect();
+        assert_eq!(
+            gaps,
+            [
+                &EventKind::Gap { from: 1, to: 9, wrap: true },
+                &EventKind::Gap { from: 12, to: 12, wrap: false }
+            ]
+        );
+        assert!(model.writers_known);
+    }
+
+    #[test]
+    fn the_anchor_gives_the_map_count_once_the_baseline_is_gone() {
+        let sample = |added: usize, removed: usize| {
+            Body::Sample(Sample {
+                maps: MapsDelta { added: vec![b"a".to_vec(); added], removed: vec![b"r".to_vec(); removed] },
+                stats: stats(0),
+                ..Sample::default()
+            })
+        };
+        let records = [record(1, 1, sample(2, 0)), record(1, 1, sample(0, 1)), record(1, 1, sample(1, 0))];
+        let entries: Vec<Entry> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Entry { seq: i as u64 + 50, time_us: i as u64, record: Some(r) })
+            .collect();
+        let unknown = Model::build(&entries, None, None);
+        assert!(unknown.stats.iter().all(|p| p.maps.is_none()));
+        let anchored = Model::build(&entries, None, Some(MapsAnchor { epoch: 1, seq: 51, count: 10 }));
+        let counts: Vec<Option<u64>> = anchored.stats.iter().map(|p| p.maps).collect();
+        assert_eq!(counts, [Some(11), Some(10), Some(11)]);
+    }
+}
