@@ -444,13 +444,41 @@ mod tests {
     }
 
     #[test]
+    fn undo_takes_one_json_request_and_refuses_anything_else() {
+        let wire = |from: &str| crate::undo::Wire {
+            from: from.to_string(),
+            to: None,
+            paths: Vec::new(),
+            by: None,
+            force: false,
+        };
+        assert_eq!(parse(br#"undo {"from": "@build"}"#), Ok(Command::Undo(Box::new(wire("@build")))));
+        let full = br#"undo {"from":"1","to":"9","paths":[[97,32,98]],"by":"foreign","force":true}"#;
+        let Ok(Command::Undo(got)) = parse(full) else { panic!("not an undo") };
+        assert_eq!((got.to.as_deref(), &got.paths[..], got.force), (Some("9"), &[b"a b".to_vec()][..], true));
+        for bad in [
+            &b"undo"[..],
+            b"undo 1",
+            b"undo {}",
+            br#"undo {"from": "soonish"}"#,
+            br#"undo {"from": "1", "by": "-2"}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
     fn every_table_row_parses_and_help_lists_it_aligned() {
         let help = help_text();
         let lines: Vec<&str> = help.lines().collect();
         assert_eq!(lines.len(), COMMANDS.len());
         let column = lines[0].find(COMMANDS[0].summary).unwrap();
         for (row, line) in COMMANDS.iter().zip(&lines) {
-            let example = if row.args.is_empty() { row.name.to_string() } else { format!("{} 1", row.name) };
+            let example = match (row.name, row.args.is_empty()) {
+                ("undo", _) => r#"undo {"from": "1"}"#.to_string(),
+                (name, true) => name.to_string(),
+                (name, false) => format!("{name} 1"),
+            };
             let cmd = parse(example.as_bytes()).unwrap();
             assert_eq!(cmd.name(), row.name);
             assert!(line.starts_with(&usage(row.name)), "{line:?}");
