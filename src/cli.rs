@@ -243,10 +243,10 @@ pub struct LogArgs {
     #[arg(long)]
     pub all: bool,
     /// Start at this point (a seq, a time, -10min, "10 min ago", @MARK; see POINTS).
-    #[arg(long, value_name = "POINT", value_parser = parse_point)]
+    #[arg(long, value_name = "POINT", value_parser = parse_point, allow_hyphen_values = true)]
     pub since: Option<crate::point::Point>,
     /// End at this point.
-    #[arg(long, value_name = "POINT", value_parser = parse_point)]
+    #[arg(long, value_name = "POINT", value_parser = parse_point, allow_hyphen_values = true)]
     pub until: Option<crate::point::Point>,
     /// Only changes that alter how many lines contain STRING (git's -S).
     #[arg(short = 'S', value_name = "STRING", conflicts_with = "regex")]
@@ -325,7 +325,7 @@ pub struct ShowArgs {
     pub json: bool,
     /// A point (a seq, a time, -10min, @MARK; see POINTS in `log --help`),
     /// or A..B for the net change from A to B (B..A goes back).
-    #[arg(value_name = "POINT|A..B", value_parser = parse_show_what)]
+    #[arg(value_name = "POINT|A..B", value_parser = parse_show_what, allow_hyphen_values = true)]
     pub what: ShowWhat,
     /// Only the changes of these paths (a directory: what is below it).
     #[arg(last = true, value_name = "PATH")]
@@ -447,7 +447,7 @@ pub struct UndoArgs {
     pub timeout: u64,
     /// A (the point the tree goes back to) or A..B (B: where it goes back
     /// from, default the newest record); points as in `log --help`.
-    #[arg(value_name = "A[..B]", value_parser = parse_show_what)]
+    #[arg(value_name = "A[..B]", value_parser = parse_show_what, allow_hyphen_values = true)]
     pub what: ShowWhat,
     /// Only these paths (a directory: what is below it).
     #[arg(last = true, value_name = "PATH")]
@@ -519,7 +519,7 @@ pub struct BlameArgs {
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// The point to blame the file as of (default: the newest record; see POINTS in `log --help`).
-    #[arg(long, value_name = "POINT", value_parser = parse_at)]
+    #[arg(long, value_name = "POINT", value_parser = parse_at, allow_hyphen_values = true)]
     pub at: Option<crate::restore::At>,
     /// JSON: {path, at, lines: [{line, text, seq, time, writers, boundary}]}.
     #[arg(long)]
@@ -547,7 +547,7 @@ pub struct RestoreArgs {
     /// "YYYY-MM-DD HH:MM:SS" or HH:MM, -10min, "10 min ago", yesterday, now):
     /// the newest record at or before it; a time after the newest record
     /// restores that record and says so on stderr.
-    #[arg(long, value_name = "SEQ|TIME")]
+    #[arg(long, value_name = "SEQ|TIME", allow_hyphen_values = true)]
     pub at: String,
     /// Print just this file (path relative to the tree, any bytes) to stdout
     /// instead of writing a tree; a symlink prints its target and a newline,

@@ -203,6 +203,13 @@ fn log_collapses_idle_runs_follows_paths_and_digs_with_the_pickaxe() {
     let out =
         monitord(&["log", "--store", s, "--since", "10 min ago", "--until", "now"]).expect_success().text();
     assert_eq!(log_seqs(&out).len(), 6, "{out}");
+    // The systemd.time(7) form that starts with a minus, as a value.
+    let out = monitord(&["log", "--store", s, "--since", "-10min"]).expect_success().text();
+    assert_eq!(log_seqs(&out).len(), 6, "{out}");
+    // Read as a point (one before the oldest record), not as an option.
+    let ran = monitord(&["show", "--store", s, "-1h..now"]);
+    ran.expect_code(1);
+    assert!(ran.stderr.contains("is before the oldest record held"), "{}", ran.stderr);
     assert_eq!(seq(4), "5");
 
     // Bad input: usage errors exit 2, points that name nothing exit 1.
