@@ -348,6 +348,15 @@ fn with_ring<T>(store_dir: &Path, read: impl FnOnce(Snapshot) -> Result<T, Error
 
 /// [`state_at`] on a copy of the ring.
 fn state_in(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<State, Error> {
+    Ok(state_and_records(store_dir, snapshot, at)?.0)
+}
+
+/// A state, the epoch's held records (oldest first) and the point's index
+/// among them.
+type WithRecords = (State, Vec<(u64, Record)>, usize);
+
+/// [`state_in`], and the epoch's held records with the point's index.
+fn state_and_records(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<WithRecords, Error> {
     // Every intact record, including those after a damaged stretch.
     let scan = snapshot.scan();
     let frames = scan.frames;
@@ -422,7 +431,69 @@ fn state_in(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<State, Erro
         _ => None,
     };
     let time_us = frames[index].time_us;
-    Ok(State { seq, time_us, newest, epoch, cwd, tree, modes, left_out, damage: scan.problems })
+    let state = State { seq, time_us, newest, epoch, cwd, tree, modes, left_out, damage: scan.problems };
+    Ok((state, records, at_index))
+}
+
+/// Two points of one epoch, read together: the whole tree at the later
+/// one (B), and at the earlier one (A) only the entries the records in
+/// between changed, what `undo` needs. One read of the mirror, no copy of
+/// the tree.
+#[derive(Debug)]
+pub struct Span {
+    /// The tree at B.
+    pub to: State,
+    /// A.
+    pub from_seq: u64,
+    /// Every path the records after A up to B name, and its entry at A
+    /// (`None`: absent). Paths not here are at A as at B.
+    pub from_changed: TreeState,
+    /// Those paths that were absent at A.
+    pub from_absent: Vec<Vec<u8>>,
+    /// The files' modes at A.
+    pub from_modes: history::Modes,
+    /// Entries whose content at A is not known.
+    pub from_left_out: Vec<LeftOut>,
+}
+
+/// A and B read together (see [`Span`]); `None` when A is not an earlier
+/// record of B's epoch (the caller then reads each on its own).
+///
+/// # Errors
+/// As [`state_at`].
+pub fn span_at(store_dir: &Path, a: At, b: At) -> Result<Option<Span>, Error> {
+    with_ring(store_dir, |snapshot| {
+        let (to, records, at_b) = state_and_records(store_dir, &snapshot, b)?;
+        let scan = snapshot.scan();
+        let (from_seq, _) = point_index(a, &scan.frames, &scan.problems, snapshot.info())?;
+        let Some(at_a) = records.iter().position(|(s, _)| *s == from_seq).filter(|&i| i <= at_b) else {
+            return Ok(None);
+        };
+        let later = &records[at_a + 1..=at_b];
+        let mut touched = std::collections::BTreeSet::new();
+        for (_, record) in later {
+            for change in record.changes().map_or(&[][..], |s| &s.files[..]) {
+                touched.insert(change.path.clone());
+                touched.extend(change.from.clone());
+            }
+        }
+        let mut partial: TreeState =
+            touched.iter().filter_map(|p| Some((p.clone(), to.tree.get(p)?.clone()))).collect();
+        for (seq, record) in later.iter().rev() {
+            if let Some(sample) = record.changes() {
+                history::apply_reverse(&mut partial, &sample.files)
+                    .map_err(|source| Error::Replay { seq: *seq, source })?;
+            }
+        }
+        let from_left_out = unknown_at(&records[..=at_a]);
+        for entry in &from_left_out {
+            partial.remove(&entry.path);
+        }
+        let unknown = |p: &Vec<u8>| from_left_out.iter().any(|l| &l.path == p);
+        let from_absent = touched.into_iter().filter(|p| !partial.contains_key(p) && !unknown(p)).collect();
+        let from_modes = crate::modes::at(&records, at_a, crate::modes::read(store_dir).as_ref());
+        Ok(Some(Span { to, from_seq, from_changed: partial, from_absent, from_modes, from_left_out }))
+    })
 }
 
 /// Check `tree`, the mirror of `epoch` as of its newest record, against

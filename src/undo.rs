@@ -222,45 +222,19 @@ impl std::fmt::Display for Conflict {
 /// a content involved is not known, the store cannot be read.
 pub fn plan(store_dir: &Path, request: &Request) -> Result<Plan, Error> {
     let newest = At::Time(jiff::Timestamp::MAX);
-    let to = restore::state_at(store_dir, request.to.clone().unwrap_or(newest))?;
-    let from = restore::state_at(store_dir, request.from.clone())?;
-    if from.seq > to.seq {
-        return Err(Error::Backwards { from: from.seq, to: to.seq });
-    }
-    let root = to.cwd.clone().ok_or(Error::NoRoot { seq: to.seq })?;
+    let b = request.to.clone().unwrap_or(newest);
     let paths = Paths::new(request.paths.iter().cloned());
-    if from.epoch != to.epoch {
-        return Err(Error::Epochs { from: from.seq, to: to.seq, epoch: to.epoch });
-    }
-    let version = |state: &restore::State, path: &[u8]| {
-        state.tree.get(path).map(|(node, content)| Version {
-            node: *node,
-            content: content.clone(),
-            mode: state.modes.get(path).copied(),
-        })
-    };
-    let all: BTreeSet<&Vec<u8>> = from.tree.keys().chain(to.tree.keys()).collect();
-    let mut steps = Vec::new();
-    for path in all {
-        if !paths.matches(path) {
-            continue;
-        }
-        let (now, then) = (version(&to, path), version(&from, path));
-        if now != then {
-            steps.push(Step { path: path.clone(), now, then });
-        }
-    }
-    for state in [&from, &to] {
-        if let Some(unknown) = state.left_out.iter().find(|l| paths.matches(&l.path)) {
-            return Err(Error::LeftOut(unknown.describe(state.seq)));
-        }
-    }
+    let (from_seq, to_seq, root, mut steps) =
+        match restore::span_at(store_dir, request.from.clone(), b.clone())? {
+            Some(span) => span_steps(&span, &paths)?,
+            None => whole_steps(store_dir, request.from.clone(), b, &paths)?,
+        };
     let mut refused = Vec::new();
     if let Some(who) = &request.by {
         if let Some(why) = writers_unknown_in_store(store_dir)? {
             return Err(Error::WritersUnknown(why));
         }
-        let records = records_between(store_dir, from.seq, to.seq)?;
+        let records = records_between(store_dir, from_seq, to_seq)?;
         let by = writers_by_path(&records, who);
         steps.retain(|step| match by.get(&step.path) {
             Some(Touched { by_who: true, others }) if others.is_empty() => true,
@@ -271,8 +245,8 @@ pub fn plan(store_dir: &Path, request: &Request) -> Result<Plan, Error> {
                     why: format!(
                         "also changed by {} between #{} and #{}: --by cannot separate their changes",
                         others.join(", "),
-                        from.seq,
-                        to.seq
+                        from_seq,
+                        to_seq
                     ),
                 });
                 false
@@ -280,7 +254,77 @@ pub fn plan(store_dir: &Path, request: &Request) -> Result<Plan, Error> {
             _ => false,
         });
     }
-    Ok(Plan { from: from.seq, to: to.seq, root, steps, refused })
+    Ok(Plan { from: from_seq, to: to_seq, root, steps, refused })
+}
+
+/// A, B, the watched directory and the steps, as [`plan`] wants them.
+type Planned = (u64, u64, Vec<u8>, Vec<Step>);
+
+fn version_in(
+    tree: &crate::history::TreeState,
+    modes: &crate::history::Modes,
+    path: &[u8],
+) -> Option<Version> {
+    tree.get(path).map(|(node, content)| Version {
+        node: *node,
+        content: content.clone(),
+        mode: modes.get(path).copied(),
+    })
+}
+
+/// The steps from a [`restore::Span`]: only the paths the records between
+/// A and B name can differ.
+fn span_steps(span: &restore::Span, paths: &Paths) -> Result<Planned, Error> {
+    let to = &span.to;
+    for (seq, left) in [(span.from_seq, &span.from_left_out), (to.seq, &to.left_out)] {
+        if let Some(unknown) = left.iter().find(|l| paths.matches(&l.path)) {
+            return Err(Error::LeftOut(unknown.describe(seq)));
+        }
+    }
+    let root = to.cwd.clone().ok_or(Error::NoRoot { seq: to.seq })?;
+    let touched: BTreeSet<&Vec<u8>> = span.from_changed.keys().chain(&span.from_absent).collect();
+    let mut steps = Vec::new();
+    for path in touched {
+        if !paths.matches(path) {
+            continue;
+        }
+        let now = version_in(&to.tree, &to.modes, path);
+        let then = version_in(&span.from_changed, &span.from_modes, path);
+        if now != then {
+            steps.push(Step { path: path.clone(), now, then });
+        }
+    }
+    Ok((span.from_seq, to.seq, root, steps))
+}
+
+/// The steps from two whole trees read on their own: when A is not an
+/// earlier record of B's epoch (which is then an error, said here).
+fn whole_steps(store_dir: &Path, a: At, b: At, paths: &Paths) -> Result<Planned, Error> {
+    let to = restore::state_at(store_dir, b)?;
+    let from = restore::state_at(store_dir, a)?;
+    if from.seq > to.seq {
+        return Err(Error::Backwards { from: from.seq, to: to.seq });
+    }
+    if from.epoch != to.epoch {
+        return Err(Error::Epochs { from: from.seq, to: to.seq, epoch: to.epoch });
+    }
+    for state in [&from, &to] {
+        if let Some(unknown) = state.left_out.iter().find(|l| paths.matches(&l.path)) {
+            return Err(Error::LeftOut(unknown.describe(state.seq)));
+        }
+    }
+    let root = to.cwd.clone().ok_or(Error::NoRoot { seq: to.seq })?;
+    let all: BTreeSet<&Vec<u8>> = from.tree.keys().chain(to.tree.keys()).collect();
+    let mut steps = Vec::new();
+    for path in all {
+        let same = from.tree.get(path) == to.tree.get(path) && from.modes.get(path) == to.modes.get(path);
+        if same || !paths.matches(path) {
+            continue;
+        }
+        let (now, then) = (version_in(&to.tree, &to.modes, path), version_in(&from.tree, &from.modes, path));
+        steps.push(Step { path: path.clone(), now, then });
+    }
+    Ok((from.seq, to.seq, root, steps))
 }
 
 /// Why `--by` cannot be answered from this store, if it cannot: no record
