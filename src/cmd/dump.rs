@@ -65,7 +65,9 @@ fn write_record(
     buf: &mut Vec<u8>,
 ) -> anyhow::Result<()> {
     match Record::decode(payload) {
-        Ok(record) if args.json => split::write_lines(&json::record(seq, time_us, &record), args.max_line, buf)?,
+        Ok(record) if args.json => {
+            split::write_lines(&json::record(seq, time_us, &record), args.max_line, buf)?
+        }
         Ok(record) => human::render(seq, time_us, &record, color, false, buf),
         Err(e) if args.json => {
             let value = serde_json::json!({ "seq": seq, "kind": "undecodable", "error": e.to_string() });

@@ -79,7 +79,8 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
                     let value = json!({"seq": frame.seq, "kind": "undecodable", "error": e.to_string()});
                     write_json(&value, args, &mut out)?;
                 } else {
-                    writeln!(out, "{:>6}  undecodable record: {e}", frame.seq).context("cannot write to stdout")?;
+                    writeln!(out, "{:>6}  undecodable record: {e}", frame.seq)
+                        .context("cannot write to stdout")?;
                 }
                 continue;
             }
@@ -145,7 +146,11 @@ fn range(
 
 /// Print the pending run of idle samples: one line for a run, the usual
 /// line's shape for a single one.
-fn flush_idle(idle: &mut Option<(u64, u64, u64)>, args: &LogArgs, out: &mut impl Write) -> anyhow::Result<()> {
+fn flush_idle(
+    idle: &mut Option<(u64, u64, u64)>,
+    args: &LogArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let Some((first, last, n)) = idle.take() else { return Ok(()) };
     if args.json {
         return write_json(&json!({"kind": "idle", "from": first, "to": last, "samples": n}), args, out);

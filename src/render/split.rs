@@ -433,7 +433,8 @@ fn summary(value: &Value, room: usize) -> serde_json::Result<Vec<u8>> {
                 added.extend(["json_bytes", "json_hash"]);
             }
             for name in diffs {
-                let text = map.remove(name).map(|v| json::parse_bytes(&v).unwrap_or_default()).unwrap_or_default();
+                let text =
+                    map.remove(name).map(|v| json::parse_bytes(&v).unwrap_or_default()).unwrap_or_default();
                 let keys = diff_keys(name);
                 map.insert(keys[0].into(), Value::from(text.len()));
                 map.insert(keys[1].into(), Value::from(line_count(&text)));
@@ -474,5 +475,476 @@ fn diff_keys(name: &str) -> [&'static str; 3] {
         ["forward_bytes", "forward_lines", "forward_hash"]
     } else {
         ["reverse_bytes", "reverse_lines", "reverse_hash"]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::diff::Patch;
+    use crate::journal::record::{
+        Baseline, Body, Change, FileChange, FileEntry, MapsDelta, Node, Record, Sample, SkipReason, Skipped,
+        Stats, Writer, Writers,
+    };
+
+    /// The lines written for `value` under `limit`.
+    fn lines(value: &Value, limit: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        write_lines(value, Some(limit), &mut out).unwrap();
+        assert_eq!(out.last(), Some(&b'\n'), "every line ends in a newline");
+        out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect()
+    }
+
+    /// The fields a summary adds to what it keeps of the entry.
+    const ADDED: [&str; 10] = [
+        "truncated",
+        "forward_bytes",
+        "forward_lines",
+        "forward_hash",
+        "reverse_bytes",
+        "reverse_lines",
+        "reverse_hash",
+        "json_bytes",
+        "json_hash",
+        "omitted",
+    ];
+
+    fn text_of(value: &Value) -> Vec<u8> {
+        json::parse_bytes(value).unwrap()
+    }
+
+    /// Whether `summary` honestly says what it replaced: the original's
+    /// fields it keeps are equal, the ones it left out are named, and the
+    /// counts and hashes are those of the original.
+    fn describes(summary: &Value, original: &Value) -> Result<(), String> {
+        let s = summary.as_object().ok_or("a summary is an object")?;
+        if s.get("truncated") != Some(&json!(true)) {
+            return Err(format!("{summary} is not marked truncated"));
+        }
+        let compact = serde_json::to_vec(original).unwrap();
+        if let Some(n) = s.get("json_bytes")
+            && (n != &json!(compact.len()) || s["json_hash"] != hash_hex(&compact))
+        {
+            return Err(format!("{summary}: json_bytes/json_hash do not match the original"));
+        }
+        let omitted: Vec<&str> = s
+            .get("omitted")
+            .and_then(Value::as_array)
+            .map_or(Vec::new(), |a| a.iter().filter_map(Value::as_str).collect());
+        match original.as_object() {
+            Some(o) if !(o.len() == 1 && o.contains_key("bytes")) => {
+                for (key, value) in o {
+                    if key == "forward" || key == "reverse" {
+                        let text = text_of(value);
+                        if s[&format!("{key}_bytes")] != json!(text.len())
+                            || s[&format!("{key}_lines")] != json!(line_count(&text))
+                            || s[&format!("{key}_hash")] != hash_hex(&text)
+                        {
+                            return Err(format!("{summary}: the {key} figures do not match"));
+                        }
+                    } else if omitted.contains(&key.as_str()) {
+                        if s.contains_key(key) {
+                            return Err(format!("{key} is both kept and omitted"));
+                        }
+                    } else if s.get(key) != Some(value) {
+                        return Err(format!("{summary} changed field {key}"));
+                    }
+                }
+                for key in s.keys() {
+                    if !ADDED.contains(&key.as_str()) && !o.contains_key(key) {
+                        return Err(format!("{summary} invented field {key}"));
+                    }
+                }
+                if !s.contains_key("json_bytes") && !o.contains_key("forward") && !o.contains_key("reverse") {
+                    return Err(format!("{summary} does not say what it replaced"));
+                }
+                Ok(())
+            }
+            _ if s.contains_key("json_bytes") => Ok(()),
+            _ => Err(format!("{summary} does not say what it replaced")),
+        }
+    }
+
+    /// Compare the joined record with the original: equal, except values
+    /// replaced by summaries that describe them. Returns how many there are.
+    fn compare(joined: &Value, original: &Value) -> Result<usize, String> {
+        let (j, o) = (joined.as_object().unwrap(), original.as_object().unwrap());
+        if j.keys().ne(o.keys()) {
+            return Err(format!(
+                "fields differ: {:?} vs {:?}",
+                j.keys().collect::<Vec<_>>(),
+                o.keys().collect::<Vec<_>>()
+            ));
+        }
+        let mut summaries = 0;
+        let entries = |a: &Vec<Value>, b: &Vec<Value>| -> Result<usize, String> {
+            if a.len() != b.len() {
+                return Err(format!("a list has {} entries joined, {} recorded", a.len(), b.len()));
+            }
+            let mut summaries = 0;
+            for (x, y) in a.iter().zip(b) {
+                if x != y {
+                    describes(x, y)?;
+                    summaries += 1;
+                }
+            }
+            Ok(summaries)
+        };
+        for (key, value) in o {
+            match (&j[key], value) {
+                (Value::Array(a), Value::Array(b)) => summaries += entries(a, b)?,
+                (Value::Object(a), Value::Object(b)) if b.values().all(Value::is_array) && !b.is_empty() => {
+                    for (sub, list) in b {
+                        summaries += entries(
+                            a[sub].as_array().ok_or("a list became something else")?,
+                            list.as_array().unwrap(),
+                        )?;
+                    }
+                }
+                (x, y) if x == y => {}
+                (x, y) => {
+                    describes(x, y)?;
+                    summaries += 1;
+                }
+            }
+        }
+        Ok(summaries)
+    }
+
+    /// Split `value` under `limit` and check every promise: bounded lines
+    /// that parse, the identity in every part, parts numbered 1..=parts,
+    /// and a join that gives back the record but for honest summaries.
+    fn check(value: &Value, limit: usize) -> Result<usize, String> {
+        let lines = lines(value, limit);
+        let mut parsed = Vec::new();
+        for line in &lines {
+            if line.len() + 1 > limit {
+                return Err(format!("a line of {} bytes under --max-line {limit}", line.len() + 1));
+            }
+            parsed
+                .push(serde_json::from_slice::<Value>(line).map_err(|e| format!("a line is not JSON: {e}"))?);
+        }
+        if parsed.len() == 1 && parsed[0].get("part").is_none() {
+            return if &parsed[0] == value { Ok(0) } else { Err("a single line changed the record".into()) };
+        }
+        for part in &parsed {
+            for key in IDENTITY {
+                if part.get(key) != value.get(key) {
+                    return Err(format!("part {} does not repeat {key}", part["part"]));
+                }
+            }
+            if part["parts"] != json!(parsed.len()) {
+                return Err(format!("parts says {}, {} written", part["parts"], parsed.len()));
+            }
+        }
+        let numbers: Vec<&Value> = parsed.iter().map(|p| &p["part"]).collect();
+        if numbers != (1..=parsed.len()).map(|n| json!(n)).collect::<Vec<_>>().iter().collect::<Vec<_>>() {
+            return Err(format!("parts out of order: {numbers:?}"));
+        }
+        let joined = join(&parsed).ok_or("the parts do not join")?;
+        compare(&joined, value)
+    }
+
+    fn sample_value(files: Vec<FileChange>, maps: MapsDelta, writers: Vec<Writers>) -> Value {
+        let record = Record {
+            version: crate::journal::record::FORMAT_VERSION,
+            epoch: 1,
+            pid: 4242,
+            body: Body::Sample(Sample {
+                files,
+                skipped: vec![Skipped {
+                    path: b"big.log".to_vec(),
+                    reason: SkipReason::TooLarge { size: 9 << 20 },
+                }],
+                maps,
+                stats: Some(Stats { utime_ms: 1, stime_ms: 2, rss_kib: 3, vsz_kib: 4, threads: 5, fds: 6 }),
+                writers,
+            }),
+        };
+        json::record(17, 1_764_000_000_123_456, &record)
+    }
+
+    fn change(path: &[u8], old: &[u8], new: &[u8]) -> FileChange {
+        let patch = Patch::compute(old, new, Duration::from_secs(5));
+        FileChange::new(path.to_vec(), Change::Modified, None, Node::File, patch)
+    }
+
+    #[test]
+    fn a_record_that_fits_is_written_as_without_the_option() {
+        let value = sample_value(vec![change(b"a.txt", b"a\n", b"b\n")], MapsDelta::default(), vec![]);
+        let mut plain = Vec::new();
+        write_lines(&value, None, &mut plain).unwrap();
+        let mut bounded = Vec::new();
+        write_lines(&value, Some(MIN_LINE), &mut bounded).unwrap();
+        assert_eq!(plain, bounded);
+        assert_eq!(plain, [serde_json::to_vec(&value).unwrap(), b"\n".to_vec()].concat());
+    }
+
+    #[test]
+    fn many_files_are_shared_out_in_order_and_join_back_exactly() {
+        let files: Vec<FileChange> = (0..200)
+            .map(|i| {
+                change(format!("dir/file-{i}.txt").as_bytes(), b"old\n", format!("new {i}\n").as_bytes())
+            })
+            .collect();
+        let maps = MapsDelta {
+            added: (0..100)
+                .map(|i| {
+                    format!("7f{i:010x}-7f{i:010x} r--p 00000000 08:01 {i} /usr/lib/lib{i}.so").into_bytes()
+                })
+                .collect(),
+            removed: vec![b"\xff not utf-8".to_vec()],
+        };
+        let value = sample_value(files, maps, vec![]);
+        let lines = lines(&value, 2000);
+        assert!(lines.len() > 10, "{} lines", lines.len());
+        assert_eq!(check(&value, 2000), Ok(0), "no summaries when every entry fits");
+        let first: Value = serde_json::from_slice(&lines[0]).unwrap();
+        assert_eq!(first["stats"], value["stats"], "part 1 holds the other fields");
+        assert!(first["maps"]["added"].is_array() && first["maps"]["removed"].is_array());
+        let second: Value = serde_json::from_slice(&lines[1]).unwrap();
+        assert!(second.get("stats").is_none(), "only part 1 holds them");
+    }
+
+    #[test]
+    fn a_diff_too_long_for_any_line_is_summarised() {
+        let old: Vec<u8> = (0..2000).flat_map(|i| format!("old line {i}\n").into_bytes()).collect();
+        let new: Vec<u8> = (0..2000).flat_map(|i| format!("new line {i}\n").into_bytes()).collect();
+        let mut big = change(b"big\xe9.txt", &old, &new);
+        big.mode = Some(0o755);
+        big.old_mode = Some(0o644);
+        let files = vec![change(b"small.txt", b"a\n", b"b\n"), big];
+        let writers = vec![Writers {
+            path: b"big\xe9.txt".to_vec(),
+            pids: vec![7],
+            foreign: false,
+            who: vec![Writer {
+                pid: 7,
+                comm: Some("sed".into()),
+                exe: Some(b"/usr/bin/sed".to_vec()),
+                uid: Some(0),
+                target: true,
+            }],
+        }];
+        let value = sample_value(files, MapsDelta::default(), writers);
+        assert_eq!(check(&value, 8000), Ok(1));
+        let parts: Vec<Value> =
+            lines(&value, 8000).iter().map(|l| serde_json::from_slice(l).unwrap()).collect();
+        let summary = &join(&parts).unwrap()["files"][1];
+        assert_eq!(summary["truncated"], json!(true));
+        assert_eq!(summary["path"], json!({"bytes": "Ymln6S50eHQ="}));
+        assert_eq!(summary["mode"], json!("0755"));
+        assert_eq!(summary["writers"][0]["comm"], json!("sed"));
+        assert_eq!(summary["forward_lines"], json!(4003), "a hunk header, two file names, 4000 lines");
+        assert!(summary.get("forward").is_none() && summary.get("omitted").is_none());
+    }
+
+    #[test]
+    fn a_summary_too_long_leaves_out_its_largest_fields_and_says_so() {
+        let path = vec![b'p'; 3000];
+        let old: Vec<u8> = (0..200).flat_map(|i| format!("old line {i}\n").into_bytes()).collect();
+        let value = sample_value(vec![change(&path, &old, b"")], MapsDelta::default(), vec![]);
+        assert_eq!(check(&value, MIN_LINE), Ok(1));
+        let parts: Vec<Value> =
+            lines(&value, MIN_LINE).iter().map(|l| serde_json::from_slice(l).unwrap()).collect();
+        let summary = &join(&parts).unwrap()["files"][0];
+        assert_eq!(summary["omitted"], json!(["path"]));
+        assert_eq!(summary["change"], json!("modified"));
+    }
+
+    #[test]
+    fn a_long_field_of_part_one_is_summarised() {
+        let record = Record {
+            version: crate::journal::record::FORMAT_VERSION,
+            epoch: 3,
+            pid: 1,
+            body: Body::Cwd { old: vec![b'\xff'; 2000], new: b"/".to_vec() },
+        };
+        let value = json::record(3, 0, &record);
+        assert_eq!(check(&value, MIN_LINE), Ok(1));
+    }
+
+    #[test]
+    fn join_refuses_missing_parts() {
+        let files: Vec<FileChange> =
+            (0..100).map(|i| change(format!("f{i}").as_bytes(), b"", b"x\n")).collect();
+        let value = sample_value(files, MapsDelta::default(), vec![]);
+        let mut parts: Vec<Value> =
+            lines(&value, 1500).iter().map(|l| serde_json::from_slice(l).unwrap()).collect();
+        assert!(parts.len() > 2);
+        parts.remove(1);
+        assert_eq!(join(&parts), None);
+    }
+
+    /// A generator of pseudo-random numbers from a seed (generating each
+    /// byte with proptest costs seconds for the large values).
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed | 1;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
+    /// `len` bytes drawn from `alphabet`.
+    fn bytes(alphabet: &'static [u8], len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<u8>> {
+        (any::<u64>(), len).prop_map(move |(seed, n)| {
+            let mut next = xorshift(seed);
+            (0..n).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect()
+        })
+    }
+
+    /// Paths, some not UTF-8, a few thousands of bytes long.
+    fn path() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![8 => bytes(b"a/. \"\xe9\xff", 1..40), 1 => bytes(b"x\xff", 500..3000)]
+    }
+
+    /// Lines of text, `lines` of them.
+    fn text(lines: std::ops::Range<usize>) -> impl Strategy<Value = Vec<u8>> {
+        (any::<u64>(), lines).prop_map(|(seed, n)| {
+            let mut next = xorshift(seed);
+            let mut text = Vec::new();
+            for _ in 0..n {
+                let len = next() % 60;
+                text.extend((0..len).map(|_| b"ab\t\xe9\\\"x "[(next() % 8) as usize]));
+                text.push(b'\n');
+            }
+            text
+        })
+    }
+
+    fn file_change() -> impl Strategy<Value = FileChange> {
+        // A file created with thousands of lines makes a very large diff
+        // that costs little to compute.
+        let new = prop_oneof![4 => text(0..8), 2 => text(0..100), 1 => text(1000..4000)];
+        (path(), text(0..30), new, 0..5u8, path()).prop_map(|(path, old, new, how, from)| {
+            let (change, old, new, from) = match how {
+                0 => (Change::Created, Vec::new(), new, None),
+                1 => (Change::Deleted, old, Vec::new(), None),
+                2 => (Change::Renamed, old, new.into_iter().take(4000).collect(), Some(from)),
+                3 => (Change::Mode, old.clone(), old, None),
+                _ => (Change::Modified, old, new.into_iter().take(4000).collect(), None),
+            };
+            let patch = Patch::compute(&old, &new, Duration::from_secs(5));
+            let mut f = FileChange::new(path, change, from, Node::File, patch);
+            if how == 3 {
+                f.old_mode = Some(0o644);
+                f.mode = Some(0o755);
+            }
+            f
+        })
+    }
+
+    fn map_lines(n: usize) -> impl Strategy<Value = Vec<Vec<u8>>> {
+        proptest::collection::vec(
+            path().prop_map(|p| [b"7f00-7f01 r-xp 00000000 08:01 12 /".to_vec(), p].concat()),
+            0..n,
+        )
+    }
+
+    fn sample() -> impl Strategy<Value = Value> {
+        (proptest::collection::vec(file_change(), 0..12), map_lines(40), map_lines(40), any::<bool>())
+            .prop_map(|(files, added, removed, named)| {
+                let writers = if named {
+                    files
+                        .iter()
+                        .map(|f| Writers {
+                            path: f.path.clone(),
+                            pids: vec![9],
+                            foreign: false,
+                            who: vec![Writer { pid: 9, ..Writer::default() }],
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                sample_value(files, MapsDelta { added, removed }, writers)
+            })
+    }
+
+    fn baseline() -> impl Strategy<Value = Value> {
+        (proptest::collection::vec((path(), any::<u64>(), any::<u64>()), 0..400), map_lines(200), path())
+            .prop_map(|(files, maps, cwd)| {
+                let record = Record {
+                    version: crate::journal::record::FORMAT_VERSION,
+                    epoch: 5,
+                    pid: 77,
+                    body: Body::Baseline(Baseline {
+                        cwd,
+                        starttime: 1,
+                        files: files
+                            .into_iter()
+                            .map(|(path, size, hash)| FileEntry {
+                                path,
+                                node: Node::File,
+                                size,
+                                hash,
+                                mode: 0o644,
+                            })
+                            .collect(),
+                        skipped: vec![Skipped {
+                            path: b"x".to_vec(),
+                            reason: SkipReason::Unreadable { errno: 13 },
+                        }],
+                        maps,
+                        stats: None,
+                        backend: "inotify".into(),
+                    }),
+                };
+                json::record(5, 1_764_000_000_000_001, &record)
+            })
+    }
+
+    /// The longest entry of any list, and the longest other field.
+    fn longest(value: &Value) -> usize {
+        let mut most = 0;
+        for (key, field) in value.as_object().unwrap() {
+            let lists: Vec<&Vec<Value>> = match field {
+                Value::Array(a) => vec![a],
+                Value::Object(o) if o.values().all(Value::is_array) && !o.is_empty() => {
+                    o.values().filter_map(Value::as_array).collect()
+                }
+                other => {
+                    most = most.max(key.len() + serde_json::to_vec(other).unwrap().len());
+                    continue;
+                }
+            };
+            for entry in lists.into_iter().flatten() {
+                most = most.max(serde_json::to_vec(entry).unwrap().len());
+            }
+        }
+        most
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn parts_are_bounded_parse_and_join_back(
+            value in prop_oneof![3 => sample(), 1 => baseline()],
+            limit in prop_oneof![MIN_LINE..4096usize, 4096..200_000usize],
+        ) {
+            let checked = check(&value, limit);
+            prop_assert!(checked.is_ok(), "{:?}", checked);
+        }
+
+        #[test]
+        fn with_room_for_every_entry_the_join_is_exact(value in prop_oneof![sample(), baseline()], extra in 0..2000usize) {
+            // Room for the longest entry and part 1's fields besides a
+            // part's own fixed fields (a few hundred bytes at most).
+            let fixed: usize = value.as_object().unwrap().iter()
+                .filter(|(_, v)| !v.is_array() && !v.as_object().is_some_and(|o| !o.is_empty() && o.values().all(Value::is_array)))
+                .map(|(k, v)| k.len() + 4 + serde_json::to_vec(v).unwrap().len())
+                .sum();
+            let limit = (longest(&value) + fixed + 300 + extra).max(MIN_LINE);
+            prop_assert_eq!(check(&value, limit), Ok(0));
+        }
     }
 }
