@@ -39,15 +39,18 @@ fn rsyslogd() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The manual's rsyslog configuration, unescaped from roff, with this
-/// test's files in place of the documented ones.
-fn documented_config(input: &Path, output: &Path) -> String {
+/// The manual's rsyslog configuration, unescaped from roff.
+fn manual_config() -> String {
     let page = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/extra.roff")).unwrap();
     let start = page.find("# /etc/rsyslog.d/monitord.conf\n").expect("the rsyslog example is in the manual");
     let end = start + page[start..].find(".EE").expect("the example ends");
-    page[start..end]
-        .replace("\\-", "-")
-        .replace("\\e", "\\")
+    page[start..end].replace("\\-", "-").replace("\\e", "\\")
+}
+
+/// The manual's rsyslog configuration with this test's files in place of
+/// the documented ones.
+fn documented_config(input: &Path, output: &Path) -> String {
+    manual_config()
         .replace("/var/log/monitord/1234.jsonl", input.to_str().unwrap())
         .replace("/var/log/monitord/records.jsonl", output.to_str().unwrap())
 }
@@ -169,6 +172,17 @@ fn compare(joined: &Value, recorded: &Value) -> Vec<Value> {
         }
     }
     summaries
+}
+
+#[test]
+fn the_readme_shows_the_tested_rsyslog_configuration() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let config = manual_config();
+    assert!(
+        config.contains("template(name=\"monitord-json\" type=\"string\" string=\"%msg%\\n\")"),
+        "{config}"
+    );
+    assert!(readme.contains(&config), "README.md shows the manual's rsyslog configuration:\n{config}");
 }
 
 #[test]
