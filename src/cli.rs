@@ -221,8 +221,8 @@ pub struct DumpArgs {
     /// included (at least 1024; K and M suffixes). A record whose line is
     /// longer is written as parts: objects with its seq, time, kind, epoch
     /// and pid and with part (from 1) and parts; part 1 holds its other
-    /// fields and every list (files, skipped, maps...), each part whole
-    /// entries of the lists, which join back into the record. An entry too
+    /// fields and every list (files, skipped, maps...), and each part holds
+    /// whole entries of the lists, which join back into the record. An entry too
     /// long for any line is replaced by a summary with "truncated": true,
     /// the length, line count and hash of the diffs it replaces. Without
     /// it, a record is one line, however long. See LOG PIPELINES in monitord(1).
@@ -249,8 +249,8 @@ pub struct LogArgs {
     /// included (at least 1024; K and M suffixes). A record whose line is
     /// longer is written as parts: objects with its seq, time, kind, epoch
     /// and pid and with part (from 1) and parts; part 1 holds its other
-    /// fields and every list (files, skipped, maps...), each part whole
-    /// entries of the lists, which join back into the record. An entry too
+    /// fields and every list (files, skipped, maps...), and each part holds
+    /// whole entries of the lists, which join back into the record. An entry too
     /// long for any line is replaced by a summary with "truncated": true,
     /// the length, line count and hash of the diffs it replaces. Without
     /// it, a record is one line, however long. See LOG PIPELINES in monitord(1).
