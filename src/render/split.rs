@@ -56,18 +56,34 @@ pub const IDENTITY: [&str; 5] = ["seq", "time", "kind", "epoch", "pid"];
 /// # Errors
 /// When serde_json fails to serialize (it does not for a [`Value`]).
 pub fn write_lines(value: &Value, max_line: Option<usize>, out: &mut Vec<u8>) -> serde_json::Result<()> {
-    let start = out.len();
-    serde_json::to_writer(&mut *out, value)?;
-    match max_line {
-        Some(limit) if out.len() - start + 1 > limit => {
-            out.truncate(start);
-            split(value, limit, out)
-        }
-        _ => {
+    match (max_line, value.as_object()) {
+        (None, _) => {
+            serde_json::to_writer(&mut *out, value)?;
             out.push(b'\n');
-            Ok(())
+        }
+        (Some(limit), Some(record)) => {
+            let start = out.len();
+            serde_json::to_writer(&mut *out, value)?;
+            if out.len() - start < limit {
+                out.push(b'\n');
+            } else {
+                // Too long: serialised again, noting where each field and
+                // entry lies, and split from those bytes.
+                out.truncate(start);
+                split(&mut Layout::new(record)?, limit, out)?;
+            }
+        }
+        (Some(limit), None) => {
+            let mut json = serde_json::to_vec(value)?;
+            if json.len() >= limit {
+                // Not a record: nothing to share out, only to summarise.
+                json = summary(value, limit.saturating_sub(1))?;
+            }
+            out.extend_from_slice(&json);
+            out.push(b'\n');
         }
     }
+    Ok(())
 }
 
 /// Join the parts of one record (as parsed from their lines, in any
@@ -111,33 +127,26 @@ struct List<'a> {
     key: Vec<u8>,
     /// The entries.
     values: &'a [Value],
-    /// Their compact JSON.
-    entries: Vec<Vec<u8>>,
+    /// Where each entry's compact JSON lies in [`Layout::json`].
+    entries: Vec<Range<usize>>,
     /// The summary that replaces an entry too long for a part of its own.
     summaries: Vec<Option<Vec<u8>>>,
 }
 
-impl List<'_> {
-    /// Entry `n` as it is written: itself, or its summary.
-    fn entry(&self, n: usize) -> &[u8] {
-        self.summaries[n].as_deref().unwrap_or(&self.entries[n])
-    }
-}
-
 /// A field of the record, in output order.
 enum Item<'a> {
-    /// `"key":value` as JSON, in every part.
-    Identity(Vec<u8>),
-    /// `"key":value` as JSON, in part 1 only.
+    /// `"key":value`, in every part: where it lies in [`Layout::json`].
+    Identity(Range<usize>),
+    /// A field in part 1 only.
     Scalar {
         /// `"key"`.
         key: Vec<u8>,
         /// The value, for its summary.
         value: &'a Value,
-        /// `"key":value`, or `"key":summary`.
-        json: Vec<u8>,
-        /// Whether `json` holds the summary.
-        summarised: bool,
+        /// Where `"key":value` lies in [`Layout::json`].
+        field: Range<usize>,
+        /// `"key":summary`, when the field is too long for part 1.
+        summary: Option<Vec<u8>>,
     },
     /// A list field (index into [`Layout::lists`]).
     List(usize),
@@ -145,8 +154,10 @@ enum Item<'a> {
     Group(Vec<u8>, Vec<usize>),
 }
 
-/// The record taken apart into what the parts are made of.
+/// The record serialised, and taken apart into what parts are made of.
 struct Layout<'a> {
+    /// The record's compact JSON, as serde_json writes it.
+    json: Vec<u8>,
     items: Vec<Item<'a>>,
     lists: Vec<List<'a>>,
 }
@@ -166,43 +177,84 @@ fn field_json(key: &[u8], value: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether a field's value is an object of lists (a sample's `maps`).
+fn is_group(value: &Value) -> bool {
+    value.as_object().is_some_and(|fields| !fields.is_empty() && fields.values().all(Value::is_array))
+}
+
 impl<'a> Layout<'a> {
+    /// Serialise `record` compactly, byte for byte as serde_json does,
+    /// noting where each field and each list entry lies.
     fn new(record: &'a Map<String, Value>) -> serde_json::Result<Layout<'a>> {
-        let mut layout = Layout { items: Vec::new(), lists: Vec::new() };
-        let list = |key: &str, values: &'a [Value]| -> serde_json::Result<List<'a>> {
-            Ok(List {
-                key: key_json(key)?,
-                values,
-                entries: values.iter().map(serde_json::to_vec).collect::<Result<_, _>>()?,
-                summaries: vec![None; values.len()],
-            })
-        };
-        for (key, value) in record {
-            if IDENTITY.contains(&key.as_str()) {
-                layout.items.push(Item::Identity(field_json(&key_json(key)?, &serde_json::to_vec(value)?)));
-                continue;
+        let mut layout = Layout { json: Vec::new(), items: Vec::new(), lists: Vec::new() };
+        let json = &mut layout.json;
+        let list = |key: Vec<u8>, values: &'a [Value], json: &mut Vec<u8>| -> serde_json::Result<List<'a>> {
+            json.extend_from_slice(&key);
+            json.extend_from_slice(b":[");
+            let mut entries = Vec::with_capacity(values.len());
+            for (n, value) in values.iter().enumerate() {
+                if n > 0 {
+                    json.push(b',');
+                }
+                let start = json.len();
+                serde_json::to_writer(&mut *json, value)?;
+                entries.push(start..json.len());
             }
-            match value {
-                Value::Array(values) => {
-                    layout.lists.push(list(key, values)?);
-                    layout.items.push(Item::List(layout.lists.len() - 1));
-                }
-                Value::Object(fields) if !fields.is_empty() && fields.values().all(Value::is_array) => {
-                    let mut members = Vec::new();
-                    for (sub, values) in fields {
-                        layout.lists.push(list(sub, values.as_array().map_or(&[], Vec::as_slice))?);
-                        members.push(layout.lists.len() - 1);
+            json.push(b']');
+            Ok(List { key, values, entries, summaries: vec![None; values.len()] })
+        };
+        json.push(b'{');
+        for (n, (key, value)) in record.iter().enumerate() {
+            if n > 0 {
+                json.push(b',');
+            }
+            let start = json.len();
+            let key_bytes = key_json(key)?;
+            if IDENTITY.contains(&key.as_str()) || !(value.is_array() || is_group(value)) {
+                json.extend_from_slice(&key_bytes);
+                json.push(b':');
+                serde_json::to_writer(&mut *json, value)?;
+                layout.items.push(if IDENTITY.contains(&key.as_str()) {
+                    Item::Identity(start..json.len())
+                } else {
+                    Item::Scalar { key: key_bytes, value, field: start..json.len(), summary: None }
+                });
+            } else if let Value::Array(values) = value {
+                layout.lists.push(list(key_bytes, values, json)?);
+                layout.items.push(Item::List(layout.lists.len() - 1));
+            } else if let Value::Object(fields) = value {
+                json.extend_from_slice(&key_bytes);
+                json.extend_from_slice(b":{");
+                let mut members = Vec::new();
+                for (m, (sub, values)) in fields.iter().enumerate() {
+                    if m > 0 {
+                        json.push(b',');
                     }
-                    layout.items.push(Item::Group(key_json(key)?, members));
+                    let values = values.as_array().map_or(&[][..], Vec::as_slice);
+                    layout.lists.push(list(key_json(sub)?, values, json)?);
+                    members.push(layout.lists.len() - 1);
                 }
-                _ => {
-                    let key = key_json(key)?;
-                    let json = field_json(&key, &serde_json::to_vec(value)?);
-                    layout.items.push(Item::Scalar { key, value, json, summarised: false });
-                }
+                json.push(b'}');
+                layout.items.push(Item::Group(key_bytes, members));
             }
         }
+        json.push(b'}');
         Ok(layout)
+    }
+
+    /// Entry `n` of list `i` as it is written: itself, or its summary.
+    fn entry(&self, i: usize, n: usize) -> &[u8] {
+        let list = &self.lists[i];
+        list.summaries[n].as_deref().unwrap_or(&self.json[list.entries[n].clone()])
+    }
+
+    /// A field of part 1 as it is written: itself, or its summary.
+    fn scalar<'s>(&'s self, item: &'s Item<'_>) -> &'s [u8] {
+        match item {
+            Item::Identity(field) => &self.json[field.clone()],
+            Item::Scalar { field, summary, .. } => summary.as_deref().unwrap_or(&self.json[field.clone()]),
+            Item::List(_) | Item::Group(..) => &[],
+        }
     }
 
     /// The length of a part's line (without its newline) holding `fill`,
@@ -218,12 +270,12 @@ impl<'a> Layout<'a> {
         let mut fields = 2;
         for item in &self.items {
             match item {
-                Item::Identity(json) => {
-                    len += json.len();
+                Item::Identity(_) => {
+                    len += self.scalar(item).len();
                     fields += 1;
                 }
-                Item::Scalar { json, .. } if first => {
-                    len += json.len();
+                Item::Scalar { .. } if first => {
+                    len += self.scalar(item).len();
                     fields += 1;
                 }
                 Item::Scalar { .. } => {}
@@ -257,14 +309,14 @@ impl<'a> Layout<'a> {
                 if n > ranges[i].start {
                     out.push(b',');
                 }
-                out.extend_from_slice(self.lists[i].entry(n));
+                out.extend_from_slice(self.entry(i, n));
             }
             out.push(b']');
         };
         out.push(b'{');
         for item in &self.items {
-            if let Item::Identity(json) = item {
-                out.extend_from_slice(json);
+            if let Item::Identity(_) = item {
+                out.extend_from_slice(self.scalar(item));
                 out.push(b',');
             }
         }
@@ -272,10 +324,10 @@ impl<'a> Layout<'a> {
         for item in &self.items {
             match item {
                 Item::Identity(_) => {}
-                Item::Scalar { json, .. } => {
+                Item::Scalar { .. } => {
                     if first {
                         out.push(b',');
-                        out.extend_from_slice(json);
+                        out.extend_from_slice(self.scalar(item));
                     }
                 }
                 Item::List(i) => {
@@ -308,17 +360,13 @@ impl<'a> Layout<'a> {
     fn fit_part_one(&mut self, limit: usize, digits: usize) -> serde_json::Result<()> {
         let none: Fill = vec![(0, 0); self.lists.len()];
         while self.len(true, digits, &none) + 1 > limit {
-            let largest = self
-                .items
-                .iter_mut()
-                .filter(|item| matches!(item, Item::Scalar { summarised: false, .. }))
-                .max_by_key(|item| match item {
-                    Item::Scalar { json, .. } => json.len(),
-                    _ => 0,
-                });
-            let Some(Item::Scalar { key, value, json, summarised }) = largest else { return Ok(()) };
-            *json = field_json(key, &summary(value, MIN_LINE / 4)?);
-            *summarised = true;
+            let largest = (0..self.items.len())
+                .filter(|&k| matches!(self.items[k], Item::Scalar { summary: None, .. }))
+                .max_by_key(|&k| self.scalar(&self.items[k]).len());
+            let Some(k) = largest else { return Ok(()) };
+            if let Item::Scalar { key, value, summary: slot, .. } = &mut self.items[k] {
+                *slot = Some(field_json(key, &summary(value, MIN_LINE / 4)?));
+            }
         }
         Ok(())
     }
@@ -349,7 +397,7 @@ impl<'a> Layout<'a> {
         let mut fill = none.clone();
         for (i, list) in self.lists.iter().enumerate() {
             for n in 0..list.entries.len() {
-                let len = list.entry(n).len();
+                let len = self.entry(i, n).len();
                 let mut grown = fill.clone();
                 grown[i] = (fill[i].0 + 1, fill[i].1 + len);
                 let first = parts.is_empty();
@@ -375,15 +423,9 @@ fn digits(n: usize) -> usize {
     n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
-/// Write `value` as parts of at most `limit` bytes per line.
-fn split(value: &Value, limit: usize, out: &mut Vec<u8>) -> serde_json::Result<()> {
-    let Some(record) = value.as_object() else {
-        // Not a record: nothing to share out, only to summarise.
-        out.extend_from_slice(&summary(value, limit.saturating_sub(1))?);
-        out.push(b'\n');
-        return Ok(());
-    };
-    let mut layout = Layout::new(record)?;
+/// Write the record laid out in `layout` as parts of at most `limit`
+/// bytes per line.
+fn split(layout: &mut Layout<'_>, limit: usize, out: &mut Vec<u8>) -> serde_json::Result<()> {
     // `part` and `parts` are reckoned with `d` digits: more parts than
     // that holds means packing again with room for one more digit.
     let mut d = 1;
@@ -620,6 +662,10 @@ mod tests {
     /// that parse, the identity in every part, parts numbered 1..=parts,
     /// and a join that gives back the record but for honest summaries.
     fn check(value: &Value, limit: usize) -> Result<usize, String> {
+        let layout = Layout::new(value.as_object().unwrap()).unwrap();
+        if layout.json != serde_json::to_vec(value).unwrap() {
+            return Err("the layout's JSON is not serde_json's".into());
+        }
         let lines = lines(value, limit);
         let mut parsed = Vec::new();
         for line in &lines {
@@ -630,7 +676,9 @@ mod tests {
                 .push(serde_json::from_slice::<Value>(line).map_err(|e| format!("a line is not JSON: {e}"))?);
         }
         if parsed.len() == 1 && parsed[0].get("part").is_none() {
-            return if &parsed[0] == value { Ok(0) } else { Err("a single line changed the record".into()) };
+            // A record that fits is written byte for byte as without the option.
+            let plain = serde_json::to_vec(value).unwrap();
+            return if lines[0] == plain { Ok(0) } else { Err("a single line changed the record".into()) };
         }
         for part in &parsed {
             for key in IDENTITY {
