@@ -219,6 +219,17 @@ pub struct DumpArgs {
     /// With --follow: exit 0 once the monitor writing the ring has stopped.
     #[arg(long, requires = "follow")]
     pub until_stop: bool,
+    /// With --json: no output line is longer than BYTES, its newline
+    /// included (at least 1024; K and M suffixes). A record whose line is
+    /// longer is written as parts: objects with its seq, time, kind, epoch
+    /// and pid and with part (from 1) and parts; part 1 holds its other
+    /// fields and every list (files, skipped, maps...), and each part holds
+    /// whole entries of the lists, which join back into the record. An entry too
+    /// long for any line is replaced by a summary with "truncated": true,
+    /// the length, line count and hash of the diffs it replaces. Without
+    /// it, a record is one line, however long. See LOG PIPELINES in monitord(1).
+    #[arg(long, value_name = "BYTES", requires = "json", value_parser = parse_max_line)]
+    pub max_line: Option<usize>,
     /// The ring file.
     #[arg(value_name = "RING")]
     pub ring: PathBuf,
@@ -236,6 +247,17 @@ pub struct LogArgs {
     /// changed nothing is {"kind": "idle", "from", "to", "samples"}.
     #[arg(long)]
     pub json: bool,
+    /// With --json: no output line is longer than BYTES, its newline
+    /// included (at least 1024; K and M suffixes). A record whose line is
+    /// longer is written as parts: objects with its seq, time, kind, epoch
+    /// and pid and with part (from 1) and parts; part 1 holds its other
+    /// fields and every list (files, skipped, maps...), and each part holds
+    /// whole entries of the lists, which join back into the record. An entry too
+    /// long for any line is replaced by a summary with "truncated": true,
+    /// the length, line count and hash of the diffs it replaces. Without
+    /// it, a record is one line, however long. See LOG PIPELINES in monitord(1).
+    #[arg(long, value_name = "BYTES", requires = "json", value_parser = parse_max_line)]
+    pub max_line: Option<usize>,
     /// Print each record's diffs under its line, like git log -p.
     #[arg(short = 'p', long = "patch")]
     pub patch: bool,
@@ -573,6 +595,17 @@ pub struct MapsArgs {
     /// The sequence number of a record still in the ring.
     #[arg(long, value_name = "SEQ")]
     pub at: u64,
+}
+
+/// `--max-line`, for clap: a size of at least [`crate::render::split::MIN_LINE`].
+fn parse_max_line(text: &str) -> Result<usize, String> {
+    let min = crate::render::split::MIN_LINE;
+    let bytes = parse_size(text)?;
+    match usize::try_from(bytes) {
+        Ok(bytes) if bytes >= min => Ok(bytes),
+        Ok(_) => Err(format!("{bytes} bytes cannot hold a part's fixed fields (the least is {min})")),
+        Err(_) => Err(format!("{text:?} is too large")),
+    }
 }
 
 /// Parse a size such as `4096`, `64K`, `64M`, `1G` (powers of 1024).

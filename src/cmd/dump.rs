@@ -1,5 +1,5 @@
-//! `monitord dump [--json] [--follow] RING`: print every record of a ring
-//! file, or follow it as it is written.
+//! `monitord dump [--json [--max-line BYTES]] [--follow] RING`: print
+//! every record of a ring file, or follow it as it is written.
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::Path;
@@ -12,7 +12,7 @@ use crate::cli::DumpArgs;
 use crate::journal::Snapshot;
 use crate::journal::follow::{Follower, Start, Step};
 use crate::journal::record::Record;
-use crate::render::{human, json};
+use crate::render::{human, json, split};
 use crate::store;
 
 /// How long `--follow` sleeps when nothing new is committed.
@@ -48,32 +48,30 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
     let mut buf = Vec::new();
     for frame in &scan.frames {
         buf.clear();
-        write_record(frame.seq, frame.time_us, frame.payload, args.json, color, &mut buf)?;
+        write_record(frame.seq, frame.time_us, frame.payload, args, color, &mut buf)?;
         out.write_all(&buf).context("cannot write to stdout")?;
     }
     out.flush().context("cannot write to stdout")?;
     Ok(super::reader_exit(super::warn_damage(&args.ring, &scan.problems)))
 }
 
-/// One record, as JSON or human text.
+/// One record, as JSON (in lines of at most `--max-line`) or human text.
 fn write_record(
     seq: u64,
     time_us: u64,
     payload: &[u8],
-    as_json: bool,
+    args: &DumpArgs,
     color: bool,
     buf: &mut Vec<u8>,
 ) -> anyhow::Result<()> {
     match Record::decode(payload) {
-        Ok(record) if as_json => {
-            serde_json::to_writer(&mut *buf, &json::record(seq, time_us, &record))?;
-            buf.push(b'\n');
+        Ok(record) if args.json => {
+            split::write_lines(&json::record(seq, time_us, &record), args.max_line, buf)?
         }
         Ok(record) => human::render(seq, time_us, &record, color, false, buf),
-        Err(e) if as_json => {
+        Err(e) if args.json => {
             let value = serde_json::json!({ "seq": seq, "kind": "undecodable", "error": e.to_string() });
-            serde_json::to_writer(&mut *buf, &value)?;
-            buf.push(b'\n');
+            split::write_lines(&value, args.max_line, buf)?;
         }
         Err(e) => buf.extend_from_slice(format!("#{seq} undecodable record: {e}\n").as_bytes()),
     }
@@ -95,11 +93,10 @@ fn follow(args: &DumpArgs) -> anyhow::Result<ExitCode> {
         buf.clear();
         while let Some(step) = follower.poll()? {
             match step {
-                Step::Record(r) => write_record(r.seq, r.time_us, &r.payload, args.json, color, &mut buf)?,
+                Step::Record(r) => write_record(r.seq, r.time_us, &r.payload, args, color, &mut buf)?,
                 Step::Gap { from, to } if args.json => {
                     let value = serde_json::json!({ "kind": "gap", "from_seq": from, "to_seq": to, "dropped": to - from });
-                    serde_json::to_writer(&mut buf, &value)?;
-                    buf.push(b'\n');
+                    split::write_lines(&value, args.max_line, &mut buf)?;
                 }
                 Step::Gap { from, to } => {
                     buf.extend_from_slice(

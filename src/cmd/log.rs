@@ -15,7 +15,7 @@ use crate::journal::record::{Body, Kind, Record};
 use crate::journal::{Frame, Snapshot};
 use crate::point::{self, Held, Point};
 use crate::query::{self, Kept, Paths, Pickaxe};
-use crate::render::{self, human};
+use crate::render::{self, human, split};
 use crate::store;
 
 /// Print the log of the store's ring.
@@ -74,13 +74,14 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
         let record = match record {
             Ok(record) => record,
             Err(e) => {
-                flush_idle(&mut idle, args.json, &mut out)?;
-                let line = if args.json {
-                    json!({"seq": frame.seq, "kind": "undecodable", "error": e.to_string()}).to_string()
+                flush_idle(&mut idle, args, &mut out)?;
+                if args.json {
+                    let value = json!({"seq": frame.seq, "kind": "undecodable", "error": e.to_string()});
+                    write_json(&value, args, &mut out)?;
                 } else {
-                    format!("{:>6}  undecodable record: {e}", frame.seq)
-                };
-                writeln!(out, "{line}").context("cannot write to stdout")?;
+                    writeln!(out, "{:>6}  undecodable record: {e}", frame.seq)
+                        .context("cannot write to stdout")?;
+                }
                 continue;
             }
         };
@@ -92,20 +93,20 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
             });
             continue;
         }
-        flush_idle(&mut idle, args.json, &mut out)?;
-        let line = if args.json {
-            json_line(frame.seq, frame.time_us, record).to_string()
+        flush_idle(&mut idle, args, &mut out)?;
+        if args.json {
+            write_json(&json_line(frame.seq, frame.time_us, record), args, &mut out)?;
         } else {
-            text_line(frame.seq, frame.time_us, record, &tz)
-        };
-        writeln!(out, "{line}").context("cannot write to stdout")?;
+            writeln!(out, "{}", text_line(frame.seq, frame.time_us, record, &tz))
+                .context("cannot write to stdout")?;
+        }
         if args.patch && !args.json {
             let mut buf = Vec::new();
             patch(record, &kept, color, &mut buf);
             out.write_all(&buf).context("cannot write to stdout")?;
         }
     }
-    flush_idle(&mut idle, args.json, &mut out)?;
+    flush_idle(&mut idle, args, &mut out)?;
     out.flush().context("cannot write to stdout")?;
     Ok(super::reader_exit(super::warn_damage(&ring, &scan.problems)))
 }
@@ -146,16 +147,28 @@ pub(crate) fn range(
 
 /// Print the pending run of idle samples: one line for a run, the usual
 /// line's shape for a single one.
-fn flush_idle(idle: &mut Option<(u64, u64, u64)>, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+fn flush_idle(
+    idle: &mut Option<(u64, u64, u64)>,
+    args: &LogArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let Some((first, last, n)) = idle.take() else { return Ok(()) };
-    let line = if as_json {
-        json!({"kind": "idle", "from": first, "to": last, "samples": n}).to_string()
-    } else if n == 1 {
+    if args.json {
+        return write_json(&json!({"kind": "idle", "from": first, "to": last, "samples": n}), args, out);
+    }
+    let line = if n == 1 {
         format!("{first:>6}  1 sample, no change")
     } else {
         format!("{:>6}  {n} samples, no change", format!("{first}..{last}"))
     };
     writeln!(out, "{line}").context("cannot write to stdout")
+}
+
+/// One JSON line (or its parts, with `--max-line`).
+fn write_json(value: &serde_json::Value, args: &LogArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let mut buf = Vec::new();
+    split::write_lines(value, args.max_line, &mut buf)?;
+    out.write_all(&buf).context("cannot write to stdout")
 }
 
 /// A record's diffs, only the kept changes when a filter chose them.

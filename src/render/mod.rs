@@ -1,9 +1,11 @@
 //! Presentation of records: coloured unified diffs for people
-//! ([`human`]) and JSON Lines for programs ([`json`]). The journal stores
-//! minimal reversible deltas; these views are computed when read.
+//! ([`human`]) and JSON Lines for programs ([`json`], with lines bounded
+//! for log shippers by [`split`]). The journal stores minimal reversible
+//! deltas; these views are computed when read.
 
 pub mod human;
 pub mod json;
+pub mod split;
 
 /// RFC 3339 UTC time with microseconds, e.g. `2026-11-23T15:40:01.123456Z`.
 pub fn rfc3339_us(time_us: u64) -> String {

@@ -98,7 +98,7 @@ fn the_manual_s_file_pipeline_example_works_as_written() {
     let page =
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man/extra.roff"))
             .unwrap();
-    let documented = "monitord dump \\-\\-follow \\-\\-json /var/lib/monitord/1234/ring.bin >> /var/log/monitord/1234.jsonl";
+    let documented = "monitord dump \\-\\-follow \\-\\-json \\-\\-max\\-line 102400 /var/lib/monitord/1234/ring.bin >> /var/log/monitord/1234.jsonl";
     assert!(page.contains(documented), "the example is in the manual");
     let tree = TempDir::new("monitord-tree-");
     let store = TempDir::new("monitord-store-");

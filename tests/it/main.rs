@@ -24,6 +24,7 @@ mod maps;
 mod marks;
 mod modes;
 mod pidreuse;
+mod pipeline;
 mod readme;
 mod replay;
 mod report;
