@@ -1,0 +1,184 @@
+//! zstd, as the store uses it: the mirror's pack blocks and log entries,
+//! and large record payloads in the ring.
+//!
+//! Two rules hold everywhere:
+//!
+//! - bytes are kept compressed only when that makes them strictly smaller
+//!   ([`Deflater::shrink`]), so a reader tells stored from compressed by
+//!   comparing the stored length with the recorded one (or by a flag);
+//! - inflating never produces more than the length the writer recorded
+//!   ([`inflate`]): a stream that would inflate to more (a decompression
+//!   bomb, or a recorded length that lies) or to fewer bytes, or that is
+//!   cut short or damaged, is an error, and memory is never reserved
+//!   beyond what the stream actually produced.
+//!
+//! Every compressed stream carries zstd's content checksum, so damage to
+//! it is an error at inflate time even before the caller's own hash check.
+
+use std::io::{self, Read};
+
+/// The zstd level of every compressed structure. Measured on the sample
+/// bench's text in 128 KiB blocks: level 1 keeps 22% of the bytes, 3 keeps
+/// 21%, 6 keeps 20% at four times the CPU; 3 is zstd's default.
+pub const LEVEL: i32 = 3;
+
+/// Why bytes did not inflate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The stream is damaged or cut short (zstd's own checks).
+    #[error("compressed bytes are damaged: {0}")]
+    Corrupt(#[source] io::Error),
+    /// The stream inflates to more bytes than recorded.
+    #[error("compressed bytes inflate to more than the recorded {limit} bytes")]
+    TooLong {
+        /// The recorded length.
+        limit: u64,
+    },
+    /// The stream ends before the recorded length.
+    #[error("compressed bytes inflate to {got} bytes, not the recorded {want}")]
+    TooShort {
+        /// What came out.
+        got: u64,
+        /// The recorded length.
+        want: u64,
+    },
+}
+
+/// A reusable zstd compressor (its context is kept between calls, which
+/// matters for the many small inputs of a sample).
+pub struct Deflater(zstd::bulk::Compressor<'static>);
+
+impl std::fmt::Debug for Deflater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deflater")
+    }
+}
+
+impl Deflater {
+    /// A compressor at [`LEVEL`] that writes content checksums.
+    ///
+    /// # Errors
+    /// When zstd cannot allocate its context.
+    pub fn new() -> io::Result<Deflater> {
+        let mut inner = zstd::bulk::Compressor::new(LEVEL)?;
+        inner.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+        Ok(Deflater(inner))
+    }
+
+    /// `raw` compressed, when that is strictly smaller; `None` when the
+    /// bytes are better kept as they are (or zstd failed, which only costs
+    /// the space).
+    pub fn shrink(&mut self, raw: &[u8]) -> Option<Vec<u8>> {
+        if raw.is_empty() {
+            return None;
+        }
+        let out = self.0.compress(raw).ok()?;
+        (out.len() < raw.len()).then_some(out)
+    }
+}
+
+/// Inflate the single zstd stream `stored` into exactly `raw_len` bytes.
+///
+/// # Errors
+/// [`Error::Corrupt`] when the stream is damaged or cut short,
+/// [`Error::TooLong`] when it would inflate past `raw_len`,
+/// [`Error::TooShort`] when it ends before.
+pub fn inflate(stored: &[u8], raw_len: u64) -> Result<Vec<u8>, Error> {
+    let decoder = zstd::stream::read::Decoder::with_buffer(stored).map_err(Error::Corrupt)?.single_frame();
+    // Reserve no more than a plausible ratio of what is stored: a lying
+    // `raw_len` must not allocate by itself.
+    let reserve = raw_len.min((stored.len() as u64).saturating_mul(16).saturating_add(4096));
+    let mut out = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
+    decoder.take(raw_len.saturating_add(1)).read_to_end(&mut out).map_err(Error::Corrupt)?;
+    let got = out.len() as u64;
+    if got > raw_len {
+        return Err(Error::TooLong { limit: raw_len });
+    }
+    if got < raw_len {
+        return Err(Error::TooShort { got, want: raw_len });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn text(n: usize) -> Vec<u8> {
+        (0..n).map(|i| b"the quick brown fox\n"[i % 20]).collect()
+    }
+
+    #[test]
+    fn small_or_random_bytes_are_kept_as_they_are() {
+        let mut d = Deflater::new().unwrap();
+        assert_eq!(d.shrink(b""), None);
+        assert_eq!(d.shrink(b"bee\n"), None);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert_eq!(d.shrink(&noise), None);
+    }
+
+    #[test]
+    fn a_bomb_or_a_lying_length_is_refused() {
+        let mut d = Deflater::new().unwrap();
+        let zeros = vec![0u8; 64 << 20];
+        let bomb = d.shrink(&zeros).unwrap();
+        assert!(bomb.len() < 8 << 10, "{}", bomb.len());
+        assert!(matches!(inflate(&bomb, 1 << 20), Err(Error::TooLong { limit }) if limit == 1 << 20));
+        assert!(matches!(inflate(&bomb, (64 << 20) + 1), Err(Error::TooShort { .. })));
+        assert_eq!(inflate(&bomb, 64 << 20).unwrap().len(), 64 << 20);
+    }
+
+    #[test]
+    fn every_cut_of_a_stream_is_refused() {
+        let mut d = Deflater::new().unwrap();
+        let raw = text(5000);
+        let packed = d.shrink(&raw).unwrap();
+        for cut in 0..packed.len() {
+            assert!(inflate(&packed[..cut], raw.len() as u64).is_err(), "cut at {cut}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(raw in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'\n'), any::<u8>()], 0..4000)) {
+            let mut d = Deflater::new().unwrap();
+            if let Some(packed) = d.shrink(&raw) {
+                prop_assert!(packed.len() < raw.len());
+                prop_assert_eq!(inflate(&packed, raw.len() as u64).unwrap(), raw);
+            }
+        }
+
+        #[test]
+        fn flipped_bits_never_inflate_to_other_bytes(at in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let mut d = Deflater::new().unwrap();
+            let raw = text(3000);
+            let mut packed = d.shrink(&raw).unwrap();
+            let i = at.index(packed.len());
+            packed[i] ^= 1 << bit;
+            if let Ok(out) = inflate(&packed, raw.len() as u64) {
+                prop_assert_eq!(out, raw);
+            }
+        }
+
+        #[test]
+        fn hostile_bytes_never_panic_nor_exceed_the_limit(
+            bytes in proptest::collection::vec(any::<u8>(), 0..600),
+            limit in 0u64..10_000,
+        ) {
+            if let Ok(out) = inflate(&bytes, limit) {
+                prop_assert_eq!(out.len() as u64, limit);
+            }
+        }
+    }
+}
