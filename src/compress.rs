@@ -85,6 +85,42 @@ impl Deflater {
 /// [`Error::TooLong`] when it would inflate past `raw_len`,
 /// [`Error::TooShort`] when it ends before.
 pub fn inflate(stored: &[u8], raw_len: u64) -> Result<Vec<u8>, Error> {
+    // The common case, in one call with this thread's reused context into
+    // a buffer of exactly `raw_len` bytes (zstd refuses to write past it):
+    // a sample reads a few blocks, and making a context per read cost more
+    // than inflating. Only for a length the stored bytes can plausibly
+    // give, so that a lying length allocates nothing by itself; any
+    // failure is told apart by the bounded stream below.
+    let plausible = (stored.len() as u64).saturating_mul(256).saturating_add(1 << 20);
+    if raw_len <= plausible
+        && let Ok(len) = usize::try_from(raw_len)
+    {
+        let mut out = Vec::with_capacity(len);
+        let done = DECOMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = zstd::bulk::Decompressor::new().ok();
+            }
+            slot.as_mut().map(|d| d.decompress_to_buffer(stored, &mut out))
+        });
+        if let Some(Ok(n)) = done
+            && n == len
+        {
+            return Ok(out);
+        }
+    }
+    inflate_stream(stored, raw_len)
+}
+
+thread_local! {
+    /// This thread's zstd decompression context, made on first use.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// [`inflate`] as a stream: memory grows with what actually comes out,
+/// never past `raw_len` (plus one byte, to see that it goes on).
+fn inflate_stream(stored: &[u8], raw_len: u64) -> Result<Vec<u8>, Error> {
     let decoder = zstd::stream::read::Decoder::with_buffer(stored).map_err(Error::Corrupt)?.single_frame();
     // Reserve no more than a plausible ratio of what is stored: a lying
     // `raw_len` must not allocate by itself.
