@@ -484,7 +484,7 @@ struct Written {
 
 impl Worker {
     fn start(out: BufWriter<File>, path: PathBuf) -> Result<Worker, Error> {
-        let mut deflater = Deflater::new().map_err(io_err("compress", &path))?;
+        let mut deflater = Deflater::fast().map_err(io_err("compress", &path))?;
         let (blocks, raw) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
         let at = path.clone();
         let thread = std::thread::Builder::new()
