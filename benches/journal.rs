@@ -44,7 +44,7 @@ fn append(c: &mut Criterion) {
         let seq = ring.append(2, 0, &p).expect("append");
         let snap = Snapshot::read(&path).expect("read");
         let last = snap.frames().last().expect("a record");
-        assert_eq!((last.seq, last.kind, last.payload), (seq, 2, &p[..]));
+        assert_eq!((last.seq, last.kind, &last.payload[..]), (seq, 2, &p[..]));
 
         group.throughput(Throughput::Bytes(len as u64));
         group.bench_function(format!("{}KiB", len / 1024), |b| {

@@ -35,7 +35,7 @@
 //! | layer | modules |
 //! |---|---|
 //! | edges: the kernel and the process | [`event`] (inotify, fanotify, poll backends), [`proc`] (pinned `/proc/<pid>`, maps probe, stats, forks, child reaper), [`tree`] and [`relpath`] (reading strictly beneath the root), [`exclude`] (what is left out), [`credentials`], [`signals`], [`daemon`], [`notify`], [`launch`] |
-//! | core: recording | [`sampler`] (dirty set, classify, epochs, upkeep, hard links), [`diff`], [`text`], [`journal`] (ring, frames, records, reader, follower), [`mirror`], [`maps`], [`fault`], [`clock`], [`failpoint`] |
+//! | core: recording | [`sampler`] (dirty set, classify, epochs, upkeep, hard links), [`diff`], [`text`], [`journal`] (ring, frames, records, reader, follower), [`mirror`], [`compress`], [`maps`], [`fault`], [`clock`], [`failpoint`] |
 //! | readers: answers | [`restore`], [`history`], [`point`], [`query`], [`blame`], [`verify`], [`replay`], [`render`], [`report`] |
 //! | the program | [`monitor`] (loop, command replies, output, threads), [`control`], [`cmd`], [`cli`], [`store`], [`log`] |
 //!
@@ -99,6 +99,7 @@ pub mod blame;
 pub mod cli;
 pub mod clock;
 pub mod cmd;
+pub mod compress;
 pub mod control;
 pub mod credentials;
 pub mod daemon;

@@ -360,6 +360,20 @@ impl crate::history::Entries for Mirror {
 mod tests {
     use super::*;
 
+    /// `len` bytes that do not compress (the log's size must grow by what
+    /// is put), different for each `seed`.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
     #[test]
     fn put_read_remove_round_trip() {
         let store = tempfile::tempdir().unwrap();
@@ -482,7 +496,7 @@ mod tests {
         mirror.remove(b"drop.txt").unwrap();
         let dir = epoch_dir(store.path(), 3);
         let log_path = log::path(&dir);
-        let big = vec![b'x'; 1 << 20];
+        let big = noise(1 << 20, 1);
         let mut rounds = 0;
         while fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0) + (big.len() as u64) <= COMPACT_AFTER {
             mirror.put(b"big.txt", Node::File, &big).unwrap();
@@ -491,7 +505,7 @@ mod tests {
         // The log as it was before the append that folds it, which takes
         // it just past the limit.
         let before = fs::read(&log_path).unwrap();
-        let last = vec![b'y'; (COMPACT_AFTER - before.len() as u64) as usize];
+        let last = noise((COMPACT_AFTER - before.len() as u64) as usize, 2);
         mirror.put(b"big.txt", Node::File, &last).unwrap();
         assert_eq!(rounds, 63, "no fold before the limit");
         assert_eq!(fs::metadata(&log_path).unwrap().len(), 0, "the log is emptied");
@@ -521,7 +535,7 @@ mod tests {
         let mut mirror = Mirror::open(store.path(), 6).unwrap();
         mirror.put_new(b"a.txt", Node::File, b"a\n").unwrap();
         mirror.finish_baseline().unwrap();
-        let big = vec![b'x'; (COMPACT_AFTER / 2) as usize];
+        let big = noise((COMPACT_AFTER / 2) as usize, 3);
         mirror.put(b"big.txt", Node::File, &big).unwrap();
         crate::failpoint::cfg("mirror.rename", "1*return").unwrap();
         let failed = mirror.put(b"big.txt", Node::File, &big);

@@ -282,7 +282,7 @@ fn point_index(
             let decoded: Vec<(u64, Record)> = frames
                 .iter()
                 .filter(|f| f.kind == crate::journal::record::Kind::Mark as u16)
-                .filter_map(|f| Some((f.seq, Record::decode(f.payload).ok()?)))
+                .filter_map(|f| Some((f.seq, Record::decode(&f.payload).ok()?)))
                 .collect();
             let marks = crate::point::marks(decoded.iter().map(|(s, r)| (*s, r)));
             *marks.get(&name).ok_or_else(|| Error::NoMark { name: name.clone(), oldest, newest })?
@@ -363,14 +363,14 @@ fn state_and_records(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<Wi
     let (seq, index) = point_index(at, &frames, &scan.problems, snapshot.info())?;
     let newest = frames.last().map_or(seq, |f| f.seq);
     let decode = |frame: &journal::Frame<'_>| {
-        Record::decode(frame.payload).map_err(|source| Error::Decode { seq: frame.seq, source })
+        Record::decode(&frame.payload).map_err(|source| Error::Decode { seq: frame.seq, source })
     };
     let epoch = decode(&frames[index])?.epoch;
     // The epoch's records still in the ring, oldest first; `at` indexes
     // the point among them.
     let mut records = Vec::new();
     for frame in frames[..index].iter().rev() {
-        match Record::decode(frame.payload) {
+        match Record::decode(&frame.payload) {
             Ok(record) if record.epoch == epoch => records.push((frame.seq, record)),
             _ => break,
         }

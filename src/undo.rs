@@ -337,7 +337,7 @@ fn writers_unknown_in_store(store_dir: &Path) -> Result<Option<String>, Error> {
         .frames
         .iter()
         .filter(|f| matches!(Kind::from_u16(f.kind), Some(Kind::Baseline | Kind::Sample)))
-        .filter_map(|f| Some((f.seq, Record::decode(f.payload).ok()?)))
+        .filter_map(|f| Some((f.seq, Record::decode(&f.payload).ok()?)))
         .collect();
     let refs: Vec<(u64, &Record)> = decoded.iter().map(|(s, r)| (*s, r)).collect();
     Ok(crate::query::writers_unknown(&refs))
@@ -389,7 +389,7 @@ fn records_between(store_dir: &Path, from: u64, to: u64) -> Result<Vec<(u64, Rec
         .iter()
         .filter(wanted)
         .map(|f| {
-            Record::decode(f.payload)
+            Record::decode(&f.payload)
                 .map(|r| (f.seq, r))
                 .map_err(|source| Error::Decode { seq: f.seq, source })
         })

@@ -1,14 +1,18 @@
 //! `verify`: check a store end to end and name every problem.
 //!
 //! 1. The ring: a usable header, and every frame's checksum, length and
-//!    sequence number ([`Snapshot::scan`]). A torn last record (the writer
-//!    died mid-append) is not damage.
+//!    sequence number ([`Snapshot::scan`]), in either ring version; a
+//!    compressed frame that does not inflate to exactly its recorded
+//!    length is damage. A torn last record (the writer died mid-append) is
+//!    not damage.
 //! 2. Every record decodes.
 //! 3. Every epoch's history replays: starting from the epoch's mirror (the
 //!    tree as of its newest record), each sample's reverse patches are
 //!    applied newest first, each checked against the hashes it carries;
 //!    when the epoch's baseline is still in the ring, the tree reached must
-//!    equal it, file by file. A mirror file that does not match the journal
+//!    equal it, file by file. The mirror is read in any of its formats
+//!    (packs 1 to 3, log entries compressed or not), every entry inflated
+//!    within its recorded length and checked against its hash. A mirror file that does not match the journal
 //!    is found by one check or the other. A crash between committing the
 //!    newest record and updating the mirror leaves the mirror behind by
 //!    that record, partly or wholly (the next start repairs it): the
@@ -110,7 +114,7 @@ pub fn verify(store_dir: &Path) -> Result<Report, store::Error> {
     }
     let mut records: Vec<(u64, Record)> = Vec::with_capacity(scan.frames.len());
     for frame in &scan.frames {
-        match Record::decode(frame.payload) {
+        match Record::decode(&frame.payload) {
             Ok(record) => records.push((frame.seq, record)),
             Err(e) => report.problems.push(problem(Some(frame.seq), None, format!("cannot be decoded: {e}"))),
         }

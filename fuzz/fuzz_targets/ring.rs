@@ -10,10 +10,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(snapshot) = Snapshot::from_bytes(data.to_vec()) else { return };
     let _ = snapshot.info();
     for frame in snapshot.frames() {
-        let _ = Record::decode(frame.payload);
+        let _ = Record::decode(&frame.payload);
     }
     let scan = snapshot.scan();
     for frame in &scan.frames {
-        let _ = Record::decode(frame.payload);
+        let _ = Record::decode(&frame.payload);
     }
 });

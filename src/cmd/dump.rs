@@ -48,7 +48,7 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
     let mut buf = Vec::new();
     for frame in &scan.frames {
         buf.clear();
-        write_record(frame.seq, frame.time_us, frame.payload, args, color, &mut buf)?;
+        write_record(frame.seq, frame.time_us, &frame.payload, args, color, &mut buf)?;
         out.write_all(&buf).context("cannot write to stdout")?;
     }
     out.flush().context("cannot write to stdout")?;

@@ -32,13 +32,13 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
         .frames
         .iter()
         .filter(|f| f.kind == Kind::Mark as u16)
-        .filter_map(|f| Some((f.seq, Record::decode(f.payload).ok()?)))
+        .filter_map(|f| Some((f.seq, Record::decode(&f.payload).ok()?)))
         .collect();
     let marks = point::marks(mark_records.iter().map(|(seq, r)| (*seq, r)));
     let range =
         range(&scan.frames, args.since.as_ref(), args.until.as_ref(), |name| marks.get(name).copied())?;
     let frames = &scan.frames[range];
-    let decoded: &[_] = &frames.iter().map(|f| Record::decode(f.payload)).collect::<Vec<_>>();
+    let decoded: &[_] = &frames.iter().map(|f| Record::decode(&f.payload)).collect::<Vec<_>>();
     let paths = Paths::new(args.paths.iter().map(|p| p.as_encoded_bytes().to_vec()));
     let pickaxe = match (&args.pickaxe, &args.regex) {
         (Some(text), _) => Some(Pickaxe::Occurrences(text.as_bytes().to_vec())),
@@ -54,7 +54,7 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
             .frames
             .iter()
             .filter(|f| f.kind == Kind::Baseline as u16)
-            .filter_map(|f| Some((f.seq, Record::decode(f.payload).ok()?)))
+            .filter_map(|f| Some((f.seq, Record::decode(&f.payload).ok()?)))
             .collect();
         let all: Vec<(u64, &Record)> =
             baselines.iter().map(|(s, r)| (*s, r)).chain(records.iter().copied()).collect();

@@ -38,7 +38,7 @@ pub fn run(args: &MapsArgs) -> anyhow::Result<ExitCode> {
         .frames
         .iter()
         .map(|frame| {
-            Record::decode(frame.payload)
+            Record::decode(&frame.payload)
                 .map(|record| (frame.seq, record))
                 .with_context(|| format!("record {} cannot be decoded", frame.seq))
         })

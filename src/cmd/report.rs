@@ -34,7 +34,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         .frames
         .iter()
         .filter(|f| f.kind == Kind::Mark as u16)
-        .filter_map(|f| Some((f.seq, Record::decode(f.payload).ok()?)))
+        .filter_map(|f| Some((f.seq, Record::decode(&f.payload).ok()?)))
         .collect();
     let marks = point::marks(mark_records.iter().map(|(seq, r)| (*seq, r)));
     let range = super::log::range(&scan.frames, args.since.as_ref(), args.until.as_ref(), |name| {
@@ -42,7 +42,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     })?;
     let from_start = range.start == 0;
     let frames = &scan.frames[range];
-    let decoded: Vec<Option<Record>> = frames.iter().map(|f| Record::decode(f.payload).ok()).collect();
+    let decoded: Vec<Option<Record>> = frames.iter().map(|f| Record::decode(&f.payload).ok()).collect();
     let entries: Vec<Entry<'_>> = frames
         .iter()
         .zip(&decoded)

@@ -72,7 +72,7 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
                 );
             };
             let mut record =
-                Record::decode(frame.payload).with_context(|| format!("record {seq} cannot be decoded"))?;
+                Record::decode(&frame.payload).with_context(|| format!("record {seq} cannot be decoded"))?;
             if let (Body::Sample(sample), false) = (&mut record.body, paths.is_empty()) {
                 let touches = |c: &FileChange| {
                     paths.matches(&c.path) || c.from.as_deref().is_some_and(|f| paths.matches(f))

@@ -206,7 +206,14 @@ impl Follower {
                 return Ok(None);
             };
             let header = head.header;
-            let body = if payload { body.to_vec() } else { Vec::new() };
+            let body = if payload {
+                // Intact but not inflating: the chain ends here for every
+                // reader, as it does for the walk.
+                let Ok(record) = super::frame::payload(&header, body, cap) else { return Ok(None) };
+                record.into_owned()
+            } else {
+                Vec::new()
+            };
             self.link.advance(&header);
             if header.kind == KIND_WRAP {
                 self.pos = 0;

@@ -9,14 +9,21 @@
 //!
 //! 1. [`Head::parse`]: the header's marker, and a payload length that stays
 //!    inside the data area;
-//! 2. [`Head::check`]: the CRC over header and payload, no payload on a wrap
-//!    marker, and the padded frame inside the data area.
+//! 2. [`Head::check`]: the CRC over header and payload, no flag this code
+//!    does not know, no payload on a wrap marker, and the padded frame
+//!    inside the data area;
 //!
-//! [`decode`] does both on a data area in memory. [`Link`] holds the chain
+//! then [`payload`] gives the record's bytes: the stored payload itself,
+//! or, for a frame flagged [`FLAG_ZSTD`], the stored bytes inflated
+//! (bounded by the recorded length, itself at most the data area's size).
+//!
+//! [`decode`] does all three on a data area in memory. [`Link`] holds the chain
 //! rules on top: the expected seq, `prev_crc`, no wrap marker at offset 0.
 //! See the module doc of [`crate::journal`] for the format.
 
-use super::layout::{FRAME_HEADER, FRAME_MARKER, FrameHeader, KIND_WRAP, frame_len};
+use std::borrow::Cow;
+
+use super::layout::{FLAG_ZSTD, FRAME_HEADER, FRAME_MARKER, FrameHeader, KIND_WRAP, KNOWN_FLAGS, frame_len};
 
 /// Bytes of a frame header, as a `usize`.
 pub(crate) const HEADER_LEN: usize = FRAME_HEADER as usize;
@@ -37,6 +44,12 @@ pub(crate) enum FrameProblem {
     WrongPrev { seq: u64 },
     /// A wrap marker at offset 0, which would loop.
     WrapAtZero,
+    /// Intact, but with a flag bit this code does not know: written by a
+    /// newer writer, so refused rather than misread.
+    UnknownFlags { seq: u64, flags: u16 },
+    /// Intact and flagged compressed, but its stored bytes do not inflate
+    /// to the length they record (at most the data area's size).
+    BadPayload { seq: u64 },
     /// The walk covered the whole data area.
     Loop,
 }
@@ -90,7 +103,10 @@ impl Head {
         if self.header.compute_crc(payload) != self.header.crc {
             return Err(FrameProblem::BadCrc { seq });
         }
-        if self.header.kind == KIND_WRAP && !payload.is_empty() {
+        if self.header.flags & !KNOWN_FLAGS != 0 {
+            return Err(FrameProblem::UnknownFlags { seq, flags: self.header.flags });
+        }
+        if self.header.kind == KIND_WRAP && (!payload.is_empty() || self.header.flags != 0) {
             return Err(FrameProblem::BadLength { seq });
         }
         frame_len(payload.len() as u64)
@@ -100,11 +116,58 @@ impl Head {
     }
 }
 
-/// A frame that passed its own checks (marker, length, CRC).
-#[derive(Clone, Copy, Debug)]
+/// The record bytes of a frame that passed [`Head::check`], from its
+/// `stored` payload, in a data area of `cap` bytes: `stored` itself, or
+/// inflated when the frame is flagged [`FLAG_ZSTD`] (stored bytes: the
+/// record's length as a u32, then one zstd stream). A record longer than
+/// the data area is refused before anything is inflated.
+pub(crate) fn payload<'a>(
+    header: &FrameHeader,
+    stored: &'a [u8],
+    cap: usize,
+) -> Result<Cow<'a, [u8]>, FrameProblem> {
+    if header.flags & FLAG_ZSTD == 0 {
+        return Ok(Cow::Borrowed(stored));
+    }
+    let bad = FrameProblem::BadPayload { seq: header.seq };
+    let (len, stream) = stored.split_first_chunk::<4>().ok_or(bad)?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if len > cap {
+        return Err(bad);
+    }
+    crate::compress::inflate(stream, len as u64).map(Cow::Owned).map_err(|_| bad)
+}
+
+/// The stored payload of a record of `raw` bytes: compressed (and the
+/// flags that say so) when it is at least [`COMPRESS_FROM`] bytes long and
+/// compressing makes it smaller, else `raw` itself with no flag.
+pub(crate) fn store<'a>(raw: &'a [u8], deflater: &mut crate::compress::Deflater) -> (Cow<'a, [u8]>, u16) {
+    let Ok(len) = u32::try_from(raw.len()) else { return (Cow::Borrowed(raw), 0) };
+    if raw.len() < COMPRESS_FROM {
+        return (Cow::Borrowed(raw), 0);
+    }
+    match deflater.shrink(raw) {
+        Some(packed) if packed.len() + 4 < raw.len() => {
+            let mut stored = Vec::with_capacity(packed.len() + 4);
+            stored.extend_from_slice(&len.to_le_bytes());
+            stored.extend_from_slice(&packed);
+            (Cow::Owned(stored), FLAG_ZSTD)
+        }
+        _ => (Cow::Borrowed(raw), 0),
+    }
+}
+
+/// Records shorter than this are stored as they are: compressing a few
+/// hundred bytes saves little and costs a sample's CPU.
+pub(crate) const COMPRESS_FROM: usize = 512;
+
+/// A frame that passed its own checks (marker, length, CRC, flags), with
+/// its record's bytes.
+#[derive(Clone, Debug)]
 pub(crate) struct Parsed<'a> {
     pub header: FrameHeader,
-    pub payload: &'a [u8],
+    /// The record's bytes (inflated when the frame is compressed).
+    pub payload: Cow<'a, [u8]>,
     /// Bytes the frame takes in the data area.
     pub len: usize,
 }
@@ -114,10 +177,11 @@ pub(crate) fn decode(data: &[u8], pos: usize) -> Result<Parsed<'_>, FrameProblem
     let hdr_end = pos.checked_add(HEADER_LEN).ok_or(FrameProblem::NoMarker)?;
     let raw = data.get(pos..hdr_end).ok_or(FrameProblem::NoMarker)?;
     let head = Head::parse(raw, pos, data.len())?;
-    let payload = data
+    let stored = data
         .get(hdr_end..hdr_end + head.payload_len())
         .ok_or(FrameProblem::BadLength { seq: head.header.seq })?;
-    let len = head.check(payload)?;
+    let len = head.check(stored)?;
+    let payload = payload(&head.header, stored, data.len())?;
     Ok(Parsed { header: head.header, payload, len })
 }
 
@@ -205,18 +269,23 @@ mod tests {
         let raw = data.get(pos..).ok_or(FrameProblem::NoMarker)?;
         let head = Head::parse(raw, pos, data.len())?;
         let start = pos + HEADER_LEN;
-        head.check(&data[start..start + head.payload_len()])
+        let stored = &data[start..start + head.payload_len()];
+        let len = head.check(stored)?;
+        payload(&head.header, stored, data.len())?;
+        Ok(len)
     }
 
     /// Whatever is accepted has a marker, a matching CRC and fits.
     fn assert_sound(data: &[u8], pos: usize) -> Result<(), TestCaseError> {
         let one = decode(data, pos);
         let two = decode_in_two_reads(data, pos);
-        prop_assert_eq!(one.map(|f| f.len), two);
+        prop_assert_eq!(one.as_ref().map(|f| f.len).map_err(|p| *p), two);
         if let Ok(f) = one {
             prop_assert_eq!(f.header.marker, FRAME_MARKER);
-            prop_assert_eq!(f.header.compute_crc(f.payload), f.header.crc);
-            prop_assert_eq!(f.payload.len(), f.header.payload_len as usize);
+            if f.header.flags == 0 {
+                prop_assert_eq!(f.header.compute_crc(&f.payload), f.header.crc);
+                prop_assert_eq!(f.payload.len(), f.header.payload_len as usize);
+            }
             prop_assert!(pos + f.len <= data.len());
             prop_assert!(f.header.kind != KIND_WRAP || f.payload.is_empty());
         }
@@ -263,8 +332,128 @@ mod tests {
         assert_eq!(Link::start(u64::MAX).check(&last, 0), Err(FrameProblem::Loop));
     }
 
+    /// A sealed frame whose stored payload is `stored`, with `flags`.
+    fn sealed_with(flags: u16, seq: u64, stored: &[u8]) -> FrameHeader {
+        let mut h = sealed(3, seq, 1, 0, stored);
+        h.flags = flags;
+        h.crc = h.compute_crc(stored);
+        h
+    }
+
+    fn text(n: usize) -> Vec<u8> {
+        (0..n).flat_map(|i| format!("{i:05} a line of a listing\n").into_bytes()).collect()
+    }
+
+    #[test]
+    fn a_large_payload_is_stored_compressed_and_reads_back() {
+        let mut deflater = crate::compress::Deflater::new().unwrap();
+        let raw = text(200);
+        let (stored, flags) = store(&raw, &mut deflater);
+        assert_eq!(flags, FLAG_ZSTD);
+        assert!(stored.len() < raw.len() / 3, "{} of {}", stored.len(), raw.len());
+        let h = sealed_with(flags, 4, &stored);
+        let data = area(8192, 16, &h, &stored);
+        let f = decode(&data, 16).unwrap();
+        assert_eq!(f.payload, &raw[..]);
+        assert_eq!(f.len, frame_len(stored.len() as u64).unwrap() as usize);
+        // Small or incompressible payloads are stored as they are.
+        assert_eq!(
+            store(&raw[..COMPRESS_FROM - 1], &mut deflater),
+            (Cow::Borrowed(&raw[..COMPRESS_FROM - 1]), 0)
+        );
+        let noise = crate::journal::ring::tests::payload(7, 4000);
+        assert_eq!(store(&noise, &mut deflater).1, 0);
+    }
+
+    #[test]
+    fn an_unknown_flag_is_refused_not_misread() {
+        for flag in 1..16 {
+            let bit = 1u16 << flag;
+            let h = sealed_with(bit, 5, b"payload");
+            let data = area(256, 0, &h, b"payload");
+            assert_eq!(
+                decode(&data, 0).map(|f| f.len),
+                Err(FrameProblem::UnknownFlags { seq: 5, flags: bit }),
+                "flag {bit:#x}"
+            );
+        }
+        // A wrap marker never carries a flag.
+        let mut w = sealed(KIND_WRAP, 6, 1, 0, &[]);
+        w.flags = FLAG_ZSTD;
+        w.crc = w.compute_crc(&[]);
+        assert_eq!(decode(&area(256, 8, &w, &[]), 8).map(|f| f.len), Err(FrameProblem::BadLength { seq: 6 }));
+    }
+
+    #[test]
+    fn a_compressed_frame_that_lies_is_refused() {
+        let mut deflater = crate::compress::Deflater::new().unwrap();
+        let raw = text(200);
+        let stream = deflater.shrink(&raw).unwrap();
+        let bomb = deflater.shrink(&vec![0u8; 1 << 20]).unwrap();
+        let with_len = |len: u32, stream: &[u8]| {
+            let mut stored = len.to_le_bytes().to_vec();
+            stored.extend_from_slice(stream);
+            stored
+        };
+        let cap = 16 << 10;
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("length too short", with_len(raw.len() as u32 - 1, &stream)),
+            ("length too long", with_len(raw.len() as u32 + 1, &stream)),
+            ("a bomb within the ring's size", with_len(cap as u32 / 2, &bomb)),
+            ("a length past the ring", with_len(1 << 20, &bomb)),
+            ("a stream cut short", with_len(raw.len() as u32, &stream[..stream.len() - 5])),
+            ("no length", vec![1, 2]),
+            ("not zstd", with_len(10, b"0123456789")),
+        ];
+        for (what, stored) in cases {
+            let h = sealed_with(FLAG_ZSTD, 8, &stored);
+            let data = area(cap, 0, &h, &stored);
+            assert_eq!(decode(&data, 0).map(|f| f.len), Err(FrameProblem::BadPayload { seq: 8 }), "{what}");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever is stored, compressed or not, reads back as the
+        /// record; a flip in the stored bytes is refused.
+        #[test]
+        fn stored_payloads_round_trip(
+            lines in 0usize..120,
+            tail in proptest::collection::vec(any::<u8>(), 0..700),
+            flip in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let mut deflater = crate::compress::Deflater::new().unwrap();
+            let mut raw = text(lines);
+            raw.extend_from_slice(&tail);
+            let (stored, flags) = store(&raw, &mut deflater);
+            let h = sealed_with(flags, 9, &stored);
+            // A ring takes records of at most half its data area.
+            let cap = (frame_len(stored.len() as u64).unwrap() as usize).max(2 * raw.len());
+            let data = area(cap, 0, &h, &stored);
+            let f = decode(&data, 0).unwrap();
+            prop_assert_eq!(&f.payload[..], &raw[..]);
+            let mut bad = data.clone();
+            let at = flip.index(HEADER_LEN + stored.len());
+            bad[at] ^= 1 << bit;
+            prop_assert!(decode(&bad, 0).is_err());
+        }
+
+        /// Random bytes behind a real marker and the compressed flag.
+        #[test]
+        fn hostile_compressed_frames_are_never_accepted_unsound(
+            stored in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            let h = sealed_with(FLAG_ZSTD, 2, &stored);
+            let cap = frame_len(stored.len() as u64).unwrap() as usize + 64;
+            let data = area(cap, 0, &h, &stored);
+            if let Ok(f) = decode(&data, 0) {
+                let len = u32::from_le_bytes(stored[..4].try_into().unwrap()) as usize;
+                prop_assert_eq!(f.payload.len(), len);
+                prop_assert!(len <= cap);
+            }
+        }
 
         /// Random bytes at any offset: never a panic, never a frame
         /// whose CRC does not match.

@@ -14,8 +14,13 @@ const _: () = assert!(cfg!(target_endian = "little"), "ring.bin is little-endian
 
 /// `magic` of a header slot.
 pub const MAGIC: [u8; 8] = *b"MONRING\0";
-/// The only format version this code reads and writes.
-pub const VERSION: u32 = 1;
+/// The format version of the rings this code creates: 2, whose frames may
+/// be compressed ([`FLAG_ZSTD`]).
+pub const VERSION: u32 = 2;
+/// The oldest format version read and appended to: 1, the first
+/// release's, whose frames are never compressed (a writer appending to
+/// such a ring keeps to that).
+pub const OLDEST_VERSION: u32 = 1;
 /// Size of the header page in front of the data area.
 pub const HEADER_PAGE: u64 = 4096;
 /// Offset of header slot `i` (0 or 1) in the header page.
@@ -24,6 +29,12 @@ pub const SLOT_OFFSETS: [usize; 2] = [0, 2048];
 pub const FRAME_ALIGN: u64 = 8;
 /// `marker` of every frame header: the bytes `MFRM`.
 pub const FRAME_MARKER: u32 = u32::from_le_bytes(*b"MFRM");
+/// Frame flag: the payload is the record's length (u32) then the record
+/// zstd-compressed.
+pub const FLAG_ZSTD: u16 = 1;
+/// Every frame flag this code reads; a frame with another bit set is
+/// refused.
+pub const KNOWN_FLAGS: u16 = FLAG_ZSTD;
 /// The frame kind reserved for wrap markers.
 pub const KIND_WRAP: u16 = u16::MAX;
 /// Smallest data area accepted when creating or reading a ring.
@@ -35,7 +46,8 @@ pub const MIN_CAPACITY: u64 = 256;
 pub struct HeaderSlot {
     /// [`MAGIC`].
     pub magic: [u8; 8],
-    /// [`VERSION`].
+    /// [`VERSION`], or [`OLDEST_VERSION`] for a ring created by the first
+    /// release.
     pub version: u32,
     /// Size of the header page, [`HEADER_PAGE`].
     pub header_size: u32,
@@ -90,7 +102,7 @@ pub struct FrameHeader {
     pub marker: u32,
     /// Record kind from the caller, or [`KIND_WRAP`].
     pub kind: u16,
-    /// Zero (reserved).
+    /// [`FLAG_ZSTD`] or zero; other bits are reserved.
     pub flags: u16,
     /// Length of the payload that follows this header (0 for a wrap marker).
     pub payload_len: u32,

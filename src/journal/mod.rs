@@ -24,7 +24,7 @@
 //! | off | type | field | meaning |
 //! |----:|------|-------|---------|
 //! | 0 | `[u8; 8]` | magic | `b"MONRING\0"` |
-//! | 8 | u32 | version | 1 |
+//! | 8 | u32 | version | 2 (1 for rings created by the first release) |
 //! | 12 | u32 | header_size | 4096 |
 //! | 16 | u64 | capacity | data area size in bytes |
 //! | 24 | u64 | generation | +1 on every header write |
@@ -43,7 +43,7 @@
 //! middle of the ~100 byte store) never leaves the ring without a header.
 //! The writer writes generation `g` to slot `g % 2`, so the two slots hold
 //! the two latest header states. A reader uses the slot whose magic and CRC
-//! are good, whose version is 1, whose fields are consistent (head and tail
+//! are good, whose version is 1 or 2, whose fields are consistent (head and tail
 //! below capacity and 8-aligned, `1 <= oldest_seq <= next_seq`,
 //! `used_bytes <= capacity`) and whose `capacity` matches the file size;
 //! if both qualify, the larger generation wins. No usable slot means the
@@ -61,7 +61,7 @@
 //! |----:|------|-------|---------|
 //! | 0 | u32 | marker | `b"MFRM"` |
 //! | 4 | u16 | kind | the caller's kind; `0xFFFF` = wrap marker |
-//! | 6 | u16 | flags | 0 |
+//! | 6 | u16 | flags | bit 0 (`FLAG_ZSTD`): the payload is compressed; other bits 0 |
 //! | 8 | u32 | payload_len | payload bytes that follow the header |
 //! | 12 | u32 | crc | CRC32C of the 40-byte header with `crc` = 0, then the payload |
 //! | 16 | u64 | seq | record sequence number |
@@ -70,7 +70,24 @@
 //! | 36 | u32 | reserved | 0 |
 //!
 //! The payload follows, padded with zeros to a multiple of 8; the padding is
-//! not covered by the CRC. A frame never straddles the end of the data area.
+//! not covered by the CRC. `payload_len` and the CRC are those of the
+//! bytes stored.
+//!
+//! ### Compressed payloads
+//!
+//! A record of at least 512 bytes (a baseline's listing, a big patch) is
+//! stored compressed when that is smaller: the frame has `FLAG_ZSTD` set
+//! and its payload is the record's length (u32) followed by one zstd
+//! stream of the record. Readers inflate it in the one frame decoder, to
+//! exactly that length and never more; a length beyond the data area's
+//! size, or a stream that does not inflate to it (cut short, damaged, a
+//! bomb), ends the chain like a bad frame. A frame with a flag bit this
+//! version does not know is refused, never misread.
+//!
+//! The first release's reader ignored `flags`, so it would misread a
+//! compressed frame: rings that may hold one are version 2, which that
+//! reader refuses by name. Version 1 rings (every `flags` 0) still read,
+//! and a writer opening one appends to it in version 1: never compressed. A frame never straddles the end of the data area.
 //! `prev_crc` chains each frame to the one before it, so an intact but stale
 //! frame that happens to carry the expected seq is still refused.
 //!

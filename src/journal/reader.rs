@@ -5,6 +5,7 @@
 //! offset read from the file is checked against the slice before use, so no
 //! input can make it panic (see the property tests below).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -12,13 +13,13 @@ use std::path::Path;
 
 use super::frame::{FrameProblem, Link, Parsed, decode};
 use super::layout::{
-    FRAME_HEADER, FRAME_MARKER, HEADER_PAGE, HeaderSlot, KIND_WRAP, MAGIC, MIN_CAPACITY, SLOT_OFFSETS,
-    SLOT_SIZE, VERSION,
+    FRAME_HEADER, FRAME_MARKER, HEADER_PAGE, HeaderSlot, KIND_WRAP, MAGIC, MIN_CAPACITY, OLDEST_VERSION,
+    SLOT_OFFSETS, SLOT_SIZE, VERSION,
 };
 use super::{Error, HeaderError, RingInfo};
 
 /// One committed record as read back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame<'a> {
     /// Sequence number (the first record of a ring is 1).
     pub seq: u64,
@@ -26,8 +27,9 @@ pub struct Frame<'a> {
     pub time_us: u64,
     /// The kind the writer gave.
     pub kind: u16,
-    /// The payload, exactly as appended.
-    pub payload: &'a [u8],
+    /// The payload, exactly as appended (inflated when the frame stores it
+    /// compressed, borrowed from the ring's bytes otherwise).
+    pub payload: Cow<'a, [u8]>,
 }
 
 /// One problem found by [`Snapshot::scan`].
@@ -112,6 +114,12 @@ impl Snapshot {
         Ok(Snapshot { bytes, header, slot, chain })
     }
 
+    /// The ring's format version (1: the first release's, 2: frames may
+    /// be compressed).
+    pub fn version(&self) -> u32 {
+        self.header.version
+    }
+
     /// The ring's counters as far as this copy shows them.
     ///
     /// `capacity_bytes`, `oldest_seq`, `dropped_records` and `opens` come
@@ -190,8 +198,9 @@ impl Snapshot {
                         });
                     }
                     last = seq;
+                    let len = f.len;
                     frames.push(f.frame());
-                    f.len
+                    len
                 }
                 // Most of a ring not yet written is zeros: go straight to
                 // the next place a frame could start.
@@ -271,7 +280,7 @@ fn slot_problem(bytes: &[u8], i: usize) -> Option<String> {
 
 /// Check the fields of a slot whose CRC is good.
 fn slot_sane(s: &HeaderSlot, file_len: u64) -> Result<(), HeaderError> {
-    if s.version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&s.version) {
         return Err(HeaderError::Version { found: s.version });
     }
     let cap = s.capacity;
@@ -408,13 +417,20 @@ impl fmt::Display for StopWhy {
                 write!(f, "frame seq {seq} does not follow the previous frame")
             }
             FrameProblem::WrapAtZero => write!(f, "wrap marker at offset 0"),
+            FrameProblem::UnknownFlags { seq, flags } => write!(
+                f,
+                "frame (seq {seq}) has flags {flags:#06x} this version does not know (written by a newer monitord?)"
+            ),
+            FrameProblem::BadPayload { seq } => {
+                write!(f, "frame (seq {seq}) has a compressed payload that does not inflate to its length")
+            }
             FrameProblem::Loop => write!(f, "chain longer than the ring"),
         }
     }
 }
 
 impl<'a> Parsed<'a> {
-    fn frame(&self) -> Frame<'a> {
+    fn frame(self) -> Frame<'a> {
         Frame {
             seq: self.header.seq,
             time_us: self.header.time_us,

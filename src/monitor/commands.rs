@@ -253,7 +253,7 @@ impl Monitor {
             snapshot.frames().filter(|f| f.kind == journal::record::Kind::Sample as u16).collect();
         let mut out = Vec::new();
         for frame in &samples[samples.len().saturating_sub(k)..] {
-            match Record::decode(frame.payload) {
+            match Record::decode(&frame.payload) {
                 Ok(record) => human::render(frame.seq, frame.time_us, &record, false, false, &mut out),
                 Err(e) => out.extend_from_slice(format!("#{} undecodable: {e}\n", frame.seq).as_bytes()),
             }

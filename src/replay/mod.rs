@@ -144,7 +144,7 @@ impl Source for StoreSource {
             if after.is_some_and(|after| frame.seq <= after) {
                 continue;
             }
-            if let Ok(record) = Record::decode(frame.payload) {
+            if let Ok(record) = Record::decode(&frame.payload) {
                 entries.push(Entry { seq: frame.seq, time_us: frame.time_us, record });
             }
         }

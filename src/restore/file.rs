@@ -42,7 +42,7 @@ fn holds(payload: &[u8], name: &[u8]) -> bool {
 /// The epoch a frame's record belongs to, read from its first fields
 /// alone (version, epoch).
 fn epoch_of(frame: &Frame<'_>) -> Option<u64> {
-    postcard::take_from_bytes::<(u16, u64)>(frame.payload).ok().map(|((_, epoch), _)| epoch)
+    postcard::take_from_bytes::<(u16, u64)>(&frame.payload).ok().map(|((_, epoch), _)| epoch)
 }
 
 /// The file `path` as of `at`.
@@ -59,7 +59,7 @@ fn file_in(store_dir: &Path, snapshot: &Snapshot, at: At, path: &[u8]) -> Result
     let frames = scan.frames;
     let (seq, index) = point_index(at, &frames, &scan.problems, snapshot.info())?;
     let decode = |frame: &Frame<'_>| {
-        Record::decode(frame.payload).map_err(|source| Error::Decode { seq: frame.seq, source })
+        Record::decode(&frame.payload).map_err(|source| Error::Decode { seq: frame.seq, source })
     };
     let epoch = decode(&frames[index])?.epoch;
     let lo = frames[..index].iter().rposition(|f| epoch_of(f) != Some(epoch)).map_or(0, |i| i + 1);
@@ -79,7 +79,7 @@ fn file_in(store_dir: &Path, snapshot: &Snapshot, at: At, path: &[u8]) -> Result
     let mut names = vec![name.clone()];
     let mut later = Vec::new();
     for frame in &frames[index + 1..hi] {
-        if !names.iter().any(|n| holds(frame.payload, n)) {
+        if !names.iter().any(|n| holds(&frame.payload, n)) {
             continue;
         }
         let record = decode(frame)?;
@@ -106,7 +106,7 @@ fn file_in(store_dir: &Path, snapshot: &Snapshot, at: At, path: &[u8]) -> Result
     if newest_epoch
         && let Some(last) = frames[lo..hi].last()
         && let Ok(Record { body: Body::Sample(sample) | Body::Undo { sample, .. }, .. }) =
-            Record::decode(last.payload)
+            Record::decode(&last.payload)
     {
         let files: Vec<_> =
             sample.files.into_iter().filter(|c| names.iter().any(|n| touches(c, n))).collect();
@@ -129,7 +129,7 @@ fn file_in(store_dir: &Path, snapshot: &Snapshot, at: At, path: &[u8]) -> Result
     let mut current = path.to_vec();
     let mut history = Vec::new();
     for frame in frames[lo..=index].iter().rev() {
-        if !holds(frame.payload, &current) {
+        if !holds(&frame.payload, &current) {
             continue;
         }
         let record = decode(frame)?;
@@ -161,10 +161,10 @@ fn touches(change: &crate::journal::record::FileChange, name: &[u8]) -> bool {
 fn check_name(epoch: u64, name: &[u8], tree: &TreeState, frames: &[Frame<'_>]) -> Result<(), Error> {
     let mismatch = |what: String| Error::MirrorMismatch { epoch, path: sanitize(name), what };
     for frame in frames.iter().rev() {
-        if !holds(frame.payload, name) {
+        if !holds(&frame.payload, name) {
             continue;
         }
-        let Ok(record) = Record::decode(frame.payload) else { continue };
+        let Ok(record) = Record::decode(&frame.payload) else { continue };
         let said = match &record.body {
             Body::Sample(sample) | Body::Undo { sample, .. } => sample.files.iter().rev().find_map(|c| {
                 if c.path == name {

@@ -35,7 +35,7 @@ pub(super) fn apply_updates(mirror: &mut Mirror, updates: &[Update]) -> Result<(
 pub fn repair(store: &Path, ring: &Ring) -> Result<usize, Error> {
     let Ok(snapshot) = journal::Snapshot::read(ring.path()) else { return Ok(0) };
     let Some(last) = snapshot.frames().last() else { return Ok(0) };
-    let Ok(record) = Record::decode(last.payload) else { return Ok(0) };
+    let Ok(record) = Record::decode(&last.payload) else { return Ok(0) };
     let Body::Sample(sample) = &record.body else { return Ok(0) };
     let Ok(mut mirror) = Mirror::open_existing(store, record.epoch) else { return Ok(0) };
     Ok(crate::history::roll_forward(&mut mirror, &sample.files)?)

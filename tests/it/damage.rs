@@ -110,8 +110,9 @@ fn a_flipped_bit_in_a_packed_file_is_found_after_its_baseline_wrapped_away(backe
     let target = Target::start(tree.path());
     let mut m = Monitord::start_on(backend, &target, store.path(), &["--ring-size", "16K"]);
     let mut last = 0;
+    // Lines that do not compress, so that 60 samples fill the ring.
     for i in 0..60 {
-        fs::write(tree.path().join("log.txt"), format!("sample {i} {}\n", "x".repeat(300))).unwrap();
+        fs::write(tree.path().join("log.txt"), format!("sample {i} {}\n", noise(i, 320))).unwrap();
         last = m.sample();
     }
     m.stop();

@@ -56,7 +56,11 @@ fn a_slow_reader_gets_a_gap_and_carries_on() {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(follower.id() as i32, libc::SIGSTOP) };
     for i in 0..80 {
-        std::fs::write(tree.path().join("big.txt"), format!("{i} {}\n", "x".repeat(300)).repeat(2)).unwrap();
+        std::fs::write(
+            tree.path().join("big.txt"),
+            format!("{i} {}\n{}\n", noise(2 * i, 300), noise(2 * i + 1, 300)),
+        )
+        .unwrap();
         assert_eq!(daemon.ctl(&["sample"]).0, 0);
     }
     // SAFETY: as above.

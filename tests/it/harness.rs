@@ -743,3 +743,19 @@ pub fn fill(dir: &std::path::Path) -> std::path::PathBuf {
     while file.write_all(&chunk).is_ok() {}
     path
 }
+
+/// `chars` characters of hexadecimal noise drawn from `seed`: text that
+/// does not compress, for tests that must fill a ring (records of 512
+/// bytes or more are stored compressed).
+pub fn noise(seed: u64, chars: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = String::with_capacity(chars + 16);
+    while out.len() < chars {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push_str(&format!("{x:016x}"));
+    }
+    out.truncate(chars);
+    out
+}

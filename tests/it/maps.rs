@@ -276,7 +276,8 @@ fn once_the_baseline_has_wrapped_away_maps_at_replays_from_the_newest_map() {
     let mut edits = 0;
     let mut churn = |m: &mut Monitord| {
         edits += 1;
-        let text = format!("edit {edits} {}\n", "x".repeat(100)).repeat(20);
+        let text: String =
+            (0..20).map(|l| format!("edit {edits} {}\n", noise(edits * 20 + l, 100))).collect();
         std::fs::write(tree.path().join("log.txt"), text).unwrap();
         m.sample()
     };

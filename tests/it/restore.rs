@@ -78,7 +78,7 @@ fn reverse_replay_to_the_baseline_and_forward_again_round_trips(backend: &str) {
     let snapshot = Snapshot::read(&store.path().join("ring.bin")).unwrap();
     let samples: Vec<Record> = snapshot
         .frames()
-        .map(|f| Record::decode(f.payload).unwrap())
+        .map(|f| Record::decode(&f.payload).unwrap())
         .filter(|r| matches!(r.body, Body::Sample(_)))
         .collect();
     let mirror = monitord::mirror::Mirror::open_existing(store.path(), 1).unwrap();
@@ -158,8 +158,8 @@ fn a_wrapped_ring_restores_what_it_holds_and_refuses_the_rest(backend: &str) {
     let mut m = Monitord::start_on(backend, &target, store.path(), &["--ring-size", "16K"]);
     let mut states = Vec::new();
     for i in 0..60 {
-        let line = format!("sample {i} {}\n", "x".repeat(200));
-        fs::write(tree.path().join("log.txt"), line.repeat(2)).unwrap();
+        let text = format!("sample {i} {}\nsample {i} {}\n", noise(2 * i, 200), noise(2 * i + 1, 200));
+        fs::write(tree.path().join("log.txt"), text).unwrap();
         let seq = m.sample();
         states.push((seq, snapshot(tree.path())));
     }
