@@ -348,15 +348,56 @@ fn with_ring<T>(store_dir: &Path, read: impl FnOnce(Snapshot) -> Result<T, Error
 
 /// [`state_at`] on a copy of the ring.
 fn state_in(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<State, Error> {
-    Ok(state_and_records(store_dir, snapshot, at)?.0)
+    let held = epoch_of(snapshot, at)?;
+    let mut tree = mirror_tree(store_dir, &held, None)?;
+    let records = &held.records;
+    for (seq, record) in records[held.at_index + 1..].iter().rev() {
+        if let Some(sample) = record.changes() {
+            history::apply_reverse(&mut tree, &sample.files)
+                .map_err(|source| Error::Replay { seq: *seq, source })?;
+        }
+    }
+    let left_out = unknown_at(&records[..=held.at_index]);
+    for entry in &left_out {
+        tree.remove(&entry.path);
+    }
+    let mut modes = crate::modes::at(records, held.at_index, crate::modes::read(store_dir).as_ref());
+    modes.retain(|path, _| tree.get(path).is_some_and(|(node, _)| *node == Node::File));
+    let cwd = held.cwd();
+    let Held { seq, time_us, newest, epoch, damage, .. } = held;
+    Ok(State { seq, time_us, newest, epoch, cwd, tree, modes, left_out, damage })
 }
 
-/// A state, the epoch's held records (oldest first) and the point's index
-/// among them.
-type WithRecords = (State, Vec<(u64, Record)>, usize);
+/// A point and its epoch's records, as the ring holds them.
+struct Held {
+    seq: u64,
+    time_us: u64,
+    newest: u64,
+    epoch: u64,
+    /// The epoch's held records, oldest first.
+    records: Vec<(u64, Record)>,
+    /// The point's index among them.
+    at_index: usize,
+    /// No record of a later epoch follows: the mirror may be one record
+    /// behind after a crash.
+    newest_epoch: bool,
+    damage: Vec<journal::Damage>,
+}
 
-/// [`state_in`], and the epoch's held records with the point's index.
-fn state_and_records(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<WithRecords, Error> {
+impl Held {
+    /// The watched directory, when the epoch's baseline is held.
+    fn cwd(&self) -> Option<Vec<u8>> {
+        match self.records.first() {
+            Some((_, Record { body: Body::Baseline(baseline), .. })) => Some(baseline.cwd.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// The point `at` names and its epoch's records; every record after it in
+/// the epoch, and the one right after the epoch, must be held (restoring
+/// walks back from the mirror through them).
+fn epoch_of(snapshot: &Snapshot, at: At) -> Result<Held, Error> {
     // Every intact record, including those after a damaged stretch.
     let scan = snapshot.scan();
     let frames = scan.frames;
@@ -366,8 +407,6 @@ fn state_and_records(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<Wi
         Record::decode(&frame.payload).map_err(|source| Error::Decode { seq: frame.seq, source })
     };
     let epoch = decode(&frames[index])?.epoch;
-    // The epoch's records still in the ring, oldest first; `at` indexes
-    // the point among them.
     let mut records = Vec::new();
     for frame in frames[..index].iter().rev() {
         match Record::decode(&frame.payload) {
@@ -386,10 +425,6 @@ fn state_and_records(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<Wi
         records.push((frame.seq, record));
         end += 1;
     }
-    // Restoring walks back from the mirror (the epoch as of its newest
-    // record) through every later record: none may be missing, nor any
-    // record right after the epoch's last one (it may have been the
-    // epoch's).
     let after = frames.get(end).map(|f| f.seq);
     let later_seqs = records[at_index..].iter().map(|(s, _)| *s).chain(after);
     let mut previous = None;
@@ -401,105 +436,164 @@ fn state_and_records(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<Wi
         }
         previous = Some(next);
     }
+    let time_us = frames[index].time_us;
     let newest_epoch = after.is_none();
-    let mut tree = Mirror::open_existing(store_dir, epoch)?.load_all()?;
-    if newest_epoch
-        && let Some((_, Record { body: Body::Sample(sample) | Body::Undo { sample, .. }, .. })) =
-            records.last()
+    Ok(Held { seq, time_us, newest, epoch, records, at_index, newest_epoch, damage: scan.problems })
+}
+
+/// The mirror of the point's epoch as of its newest record (rolled
+/// forward when a crash left it one record behind), checked against the
+/// records: the whole tree, or only `names` (read one by one).
+fn mirror_tree(
+    store_dir: &Path,
+    held: &Held,
+    names: Option<&std::collections::BTreeSet<Vec<u8>>>,
+) -> Result<TreeState, Error> {
+    let mirror = Mirror::open_existing(store_dir, held.epoch)?;
+    let mut tree = match names {
+        None => mirror.load_all()?,
+        Some(names) => {
+            let mut tree = TreeState::new();
+            for name in names {
+                if let Some(entry) = mirror.read(name)? {
+                    tree.insert(name.clone(), entry);
+                }
+            }
+            tree
+        }
+    };
+    if held.newest_epoch
+        && let Some(sample) = held.records.last().and_then(|(_, r)| r.changes())
     {
         // A crash between committing the last record and updating the
         // mirror leaves the mirror behind it (the next start repairs it).
-        if let Err(never) = history::roll_forward(&mut tree, &sample.files) {
+        let within = |p: &Vec<u8>| names.is_none_or(|n| n.contains(p));
+        let files: Vec<_> = sample
+            .files
+            .iter()
+            .filter(|c| within(&c.path) || c.from.as_ref().is_some_and(within))
+            .cloned()
+            .collect();
+        if let Err(never) = history::roll_forward(&mut tree, &files) {
             match never {}
         }
     }
-    check_mirror(epoch, &tree, &records)?;
-    for (seq, record) in records[at_index + 1..].iter().rev() {
-        if let Some(sample) = record.changes() {
-            history::apply_reverse(&mut tree, &sample.files)
-                .map_err(|source| Error::Replay { seq: *seq, source })?;
-        }
-    }
-    let left_out = unknown_at(&records[..=at_index]);
-    for entry in &left_out {
-        tree.remove(&entry.path);
-    }
-    let mut modes = crate::modes::at(&records, at_index, crate::modes::read(store_dir).as_ref());
-    modes.retain(|path, _| tree.get(path).is_some_and(|(node, _)| *node == Node::File));
-    let cwd = match records.first() {
-        Some((_, Record { body: Body::Baseline(baseline), .. })) => Some(baseline.cwd.clone()),
-        _ => None,
-    };
-    let time_us = frames[index].time_us;
-    let state = State { seq, time_us, newest, epoch, cwd, tree, modes, left_out, damage: scan.problems };
-    Ok((state, records, at_index))
+    check_mirror(held.epoch, &tree, &held.records, names)?;
+    Ok(tree)
 }
 
-/// Two points of one epoch, read together: the whole tree at the later
-/// one (B), and at the earlier one (A) only the entries the records in
-/// between changed, what `undo` needs. One read of the mirror, no copy of
-/// the tree.
+/// Two points of one epoch, read together for `undo`: at the later one
+/// (B) and the earlier one (A), only the entries the records after A
+/// name; every other path is the same at both. The mirror is read for
+/// those paths only, each checked against the journal.
 #[derive(Debug)]
 pub struct Span {
-    /// The tree at B.
-    pub to: State,
+    /// B.
+    pub to_seq: u64,
+    /// The watched directory (when the epoch's baseline is held).
+    pub cwd: Option<Vec<u8>>,
+    /// The paths the records after A up to B name, each with its entry at
+    /// B (absent: not there at B).
+    pub to_changed: TreeState,
+    /// The files' modes at B.
+    pub to_modes: history::Modes,
+    /// Entries whose content at B is not known.
+    pub to_left_out: Vec<LeftOut>,
     /// A.
     pub from_seq: u64,
-    /// Every path the records after A up to B name, and its entry at A
-    /// (`None`: absent). Paths not here are at A as at B.
+    /// The same paths, each with its entry at A (absent: not there at A).
     pub from_changed: TreeState,
-    /// Those paths that were absent at A.
-    pub from_absent: Vec<Vec<u8>>,
     /// The files' modes at A.
     pub from_modes: history::Modes,
     /// Entries whose content at A is not known.
     pub from_left_out: Vec<LeftOut>,
+    /// The paths the records after A up to B name.
+    pub touched: std::collections::BTreeSet<Vec<u8>>,
 }
 
 /// A and B read together (see [`Span`]); `None` when A is not an earlier
-/// record of B's epoch (the caller then reads each on its own).
+/// record of B's epoch (the caller then reads each on its own, and says
+/// why it cannot).
 ///
 /// # Errors
 /// As [`state_at`].
 pub fn span_at(store_dir: &Path, a: At, b: At) -> Result<Option<Span>, Error> {
     with_ring(store_dir, |snapshot| {
-        let (to, records, at_b) = state_and_records(store_dir, &snapshot, b)?;
+        let held = epoch_of(&snapshot, b)?;
         let scan = snapshot.scan();
         let (from_seq, _) = point_index(a, &scan.frames, &scan.problems, snapshot.info())?;
-        let Some(at_a) = records.iter().position(|(s, _)| *s == from_seq).filter(|&i| i <= at_b) else {
+        let records = &held.records;
+        let Some(at_a) = records.iter().position(|(s, _)| *s == from_seq).filter(|&i| i <= held.at_index)
+        else {
             return Ok(None);
         };
-        let later = &records[at_a + 1..=at_b];
+        let named = |range: std::ops::RangeFrom<usize>| {
+            let mut names = std::collections::BTreeSet::new();
+            for (_, record) in &records[range] {
+                for change in record.changes().map_or(&[][..], |s| &s.files[..]) {
+                    names.insert(change.path.clone());
+                    names.extend(change.from.clone());
+                }
+            }
+            names
+        };
+        let names = named(at_a + 1..);
+        let mut tree = mirror_tree(store_dir, &held, Some(&names))?;
+        let walk_back = |tree: &mut TreeState, range: std::ops::Range<usize>| -> Result<(), Error> {
+            for (seq, record) in records[range].iter().rev() {
+                if let Some(sample) = record.changes() {
+                    history::apply_reverse(tree, &sample.files)
+                        .map_err(|source| Error::Replay { seq: *seq, source })?;
+                }
+            }
+            Ok(())
+        };
+        walk_back(&mut tree, held.at_index + 1..records.len())?;
+        let mut from_changed = tree.clone();
+        walk_back(&mut from_changed, at_a + 1..held.at_index + 1)?;
+        let to_left_out = unknown_at(&records[..=held.at_index]);
+        let from_left_out = unknown_at(&records[..=at_a]);
+        for entry in &to_left_out {
+            tree.remove(&entry.path);
+        }
+        for entry in &from_left_out {
+            from_changed.remove(&entry.path);
+        }
+        let anchor = crate::modes::read(store_dir);
+        let to_modes = crate::modes::at(records, held.at_index, anchor.as_ref());
+        let from_modes = crate::modes::at(records, at_a, anchor.as_ref());
+        // Only what the records between A and B name differs.
         let mut touched = std::collections::BTreeSet::new();
-        for (_, record) in later {
+        for (_, record) in &records[at_a + 1..=held.at_index] {
             for change in record.changes().map_or(&[][..], |s| &s.files[..]) {
                 touched.insert(change.path.clone());
                 touched.extend(change.from.clone());
             }
         }
-        let mut partial: TreeState =
-            touched.iter().filter_map(|p| Some((p.clone(), to.tree.get(p)?.clone()))).collect();
-        for (seq, record) in later.iter().rev() {
-            if let Some(sample) = record.changes() {
-                history::apply_reverse(&mut partial, &sample.files)
-                    .map_err(|source| Error::Replay { seq: *seq, source })?;
-            }
-        }
-        let from_left_out = unknown_at(&records[..=at_a]);
-        for entry in &from_left_out {
-            partial.remove(&entry.path);
-        }
-        let unknown = |p: &Vec<u8>| from_left_out.iter().any(|l| &l.path == p);
-        let from_absent = touched.into_iter().filter(|p| !partial.contains_key(p) && !unknown(p)).collect();
-        let from_modes = crate::modes::at(&records, at_a, crate::modes::read(store_dir).as_ref());
-        Ok(Some(Span { to, from_seq, from_changed: partial, from_absent, from_modes, from_left_out }))
+        Ok(Some(Span {
+            to_seq: held.seq,
+            cwd: held.cwd(),
+            to_changed: tree,
+            to_modes,
+            to_left_out,
+            from_seq,
+            from_changed,
+            from_modes,
+            from_left_out,
+            touched,
+        }))
     })
 }
 
 /// Check `tree`, the mirror of `epoch` as of its newest record, against
 /// what the epoch's `records` say: the hash of every path a record names,
 /// and (when the baseline is among them) that no other path is there.
-fn check_mirror(epoch: u64, tree: &TreeState, records: &[(u64, Record)]) -> Result<(), Error> {
+fn check_mirror(
+    epoch: u64,
+    tree: &TreeState,
+    records: &[(u64, Record)],
+    names: Option<&std::collections::BTreeSet<Vec<u8>>>,
+) -> Result<(), Error> {
     /// An entry's kind and hash, or `None` for gone; and the record that
     /// said so.
     type Said = (Option<(Node, u64)>, u64);
@@ -542,6 +636,9 @@ fn check_mirror(epoch: u64, tree: &TreeState, records: &[(u64, Record)]) -> Resu
     }
     let mismatch = |path: &[u8], what: String| Error::MirrorMismatch { epoch, path: sanitize(path), what };
     for (path, (want, seq)) in &expect {
+        if names.is_some_and(|n| !n.contains(*path)) {
+            continue;
+        }
         match (want, tree.get(*path)) {
             (Some((node, hash)), Some((found, content))) => {
                 let found_hash = crate::diff::hash(content);

@@ -275,26 +275,24 @@ fn version_in(
 /// The steps from a [`restore::Span`]: only the paths the records between
 /// A and B name can differ.
 fn span_steps(span: &restore::Span, paths: &Paths) -> Result<Planned, Error> {
-    let to = &span.to;
-    for (seq, left) in [(span.from_seq, &span.from_left_out), (to.seq, &to.left_out)] {
+    for (seq, left) in [(span.from_seq, &span.from_left_out), (span.to_seq, &span.to_left_out)] {
         if let Some(unknown) = left.iter().find(|l| paths.matches(&l.path)) {
             return Err(Error::LeftOut(unknown.describe(seq)));
         }
     }
-    let root = to.cwd.clone().ok_or(Error::NoRoot { seq: to.seq })?;
-    let touched: BTreeSet<&Vec<u8>> = span.from_changed.keys().chain(&span.from_absent).collect();
+    let root = span.cwd.clone().ok_or(Error::NoRoot { seq: span.to_seq })?;
     let mut steps = Vec::new();
-    for path in touched {
+    for path in &span.touched {
         if !paths.matches(path) {
             continue;
         }
-        let now = version_in(&to.tree, &to.modes, path);
+        let now = version_in(&span.to_changed, &span.to_modes, path);
         let then = version_in(&span.from_changed, &span.from_modes, path);
         if now != then {
             steps.push(Step { path: path.clone(), now, then });
         }
     }
-    Ok((span.from_seq, to.seq, root, steps))
+    Ok((span.from_seq, span.to_seq, root, steps))
 }
 
 /// The steps from two whole trees read on their own: when A is not an

@@ -126,7 +126,8 @@ fn modes_are_known_after_the_baseline_left_the_ring() {
     let mut m = Monitord::start(&target, store.path(), &["--ring-size", "16K"]);
     let mut seqs = Vec::new();
     for i in 0..60 {
-        fs::write(t.join("log.txt"), format!("sample {i} {}\n", "x".repeat(200)).repeat(2)).unwrap();
+        // Lines that do not compress, so the small ring wraps.
+        fs::write(t.join("log.txt"), format!("sample {i} {}\n", noise(i, 400))).unwrap();
         if i == 40 {
             chmod(&t.join("log.txt"), 0o600);
         }
