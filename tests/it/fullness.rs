@@ -24,7 +24,8 @@ fn a_full_store_pauses_recording_and_loses_nothing() {
     // Fill the disk, then change files: the sample is recorded in the ring
     // (allocated up front) but the mirror cannot follow.
     let filler = fill(tmpfs.dir.path());
-    std::fs::write(tree.path().join("b.txt"), "b".repeat(64 * 1024)).unwrap();
+    // Content that does not compress, so the mirror needs the space.
+    std::fs::write(tree.path().join("b.txt"), noise(7, 64 * 1024)).unwrap();
     std::fs::write(tree.path().join("a.txt"), "one\ntwo\nthree\n").unwrap();
     let (code, _, err) = daemon.ctl(&["sample"]);
     assert_eq!(code, 1, "a sample on a full disk is an error reply");
