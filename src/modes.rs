@@ -34,17 +34,22 @@ pub struct Anchor {
 }
 
 /// The anchor file's bytes: a header line `monitord modes anchor v1 EPOCH
-/// SEQ`, then one `OCTAL PATH` entry per file, each ended by a NUL (a path
-/// may hold a newline, never a NUL).
+/// SEQ HASH`, then one `OCTAL PATH` entry per file, each ended by a NUL (a
+/// path may hold a newline, never a NUL). HASH is the body's
+/// [`crate::diff::hash`] in 16 hex digits: a damaged anchor is refused,
+/// never read as wrong modes.
 pub fn encode(anchor: &Anchor) -> Vec<u8> {
-    let mut out = Vec::with_capacity(anchor.modes.len() * 32 + 64);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(format!(" {} {}\n", anchor.epoch, anchor.seq).as_bytes());
+    let mut body = Vec::with_capacity(anchor.modes.len() * 32);
     for (path, mode) in &anchor.modes {
-        out.extend_from_slice(format!("{mode:o} ").as_bytes());
-        out.extend_from_slice(path);
-        out.push(0);
+        body.extend_from_slice(format!("{mode:o} ").as_bytes());
+        body.extend_from_slice(path);
+        body.push(0);
     }
+    let mut out = Vec::with_capacity(body.len() + 80);
+    out.extend_from_slice(MAGIC);
+    let hash = crate::diff::hash(&body);
+    out.extend_from_slice(format!(" {} {} {hash:016x}\n", anchor.epoch, anchor.seq).as_bytes());
+    out.extend_from_slice(&body);
     out
 }
 
@@ -52,11 +57,17 @@ pub fn encode(anchor: &Anchor) -> Vec<u8> {
 pub fn decode(bytes: &[u8]) -> Option<Anchor> {
     let newline = bytes.iter().position(|&b| b == b'\n')?;
     let header = std::str::from_utf8(bytes[..newline].strip_prefix(MAGIC)?).ok()?;
-    let mut numbers = header.split_ascii_whitespace().map(str::parse::<u64>);
-    let (Some(Ok(epoch)), Some(Ok(seq)), None) = (numbers.next(), numbers.next(), numbers.next()) else {
+    let mut fields = header.split_ascii_whitespace();
+    let (Some(epoch), Some(seq), Some(hash), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
         return None;
     };
+    let (epoch, seq) = (epoch.parse().ok()?, seq.parse().ok()?);
     let body = &bytes[newline + 1..];
+    if u64::from_str_radix(hash, 16).ok()? != crate::diff::hash(body) {
+        return None;
+    }
     let mut modes = Modes::new();
     if !body.is_empty() {
         for entry in body.strip_suffix(b"\0")?.split(|&b| b == 0) {

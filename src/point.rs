@@ -140,6 +140,13 @@ pub fn marks<'a>(
     found
 }
 
+/// Every mark among `frames` (only the mark frames are decoded): name →
+/// the seq of its newest record.
+pub fn marks_in(frames: &[crate::journal::Frame<'_>]) -> std::collections::HashMap<String, u64> {
+    let decoded = crate::journal::record::decode_kind(frames, crate::journal::record::Kind::Mark);
+    marks(decoded.iter().map(|(seq, r)| (*seq, r)))
+}
+
 /// A record as the resolver sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Held {

@@ -278,13 +278,7 @@ fn point_index(
         At::Seq(seq) if seq > newest => return Err(Error::NotYet { seq, newest }),
         At::Seq(seq) => seq,
         At::Mark(name) => {
-            // Marks are known by the frame's kind: only they are decoded.
-            let decoded: Vec<(u64, Record)> = frames
-                .iter()
-                .filter(|f| f.kind == crate::journal::record::Kind::Mark as u16)
-                .filter_map(|f| Some((f.seq, Record::decode(&f.payload).ok()?)))
-                .collect();
-            let marks = crate::point::marks(decoded.iter().map(|(s, r)| (*s, r)));
+            let marks = crate::point::marks_in(frames);
             *marks.get(&name).ok_or_else(|| Error::NoMark { name: name.clone(), oldest, newest })?
         }
         At::Time(ts) => {
@@ -511,13 +505,28 @@ pub struct Span {
     pub touched: std::collections::BTreeSet<Vec<u8>>,
 }
 
-/// A and B read together (see [`Span`]); `None` when A is not an earlier
-/// record of B's epoch (the caller then reads each on its own, and says
-/// why it cannot).
+/// What [`span_at`] found: the span, or why A and B make none.
+#[derive(Debug)]
+pub enum Spanned {
+    /// A is an earlier record of B's epoch.
+    Span(Box<Span>),
+    /// A is after B, or in an earlier epoch than B's (which starts at
+    /// `epoch`).
+    Apart {
+        /// A.
+        from: u64,
+        /// B.
+        to: u64,
+        /// The first seq of B's epoch.
+        epoch: u64,
+    },
+}
+
+/// A and B read together (see [`Span`]).
 ///
 /// # Errors
 /// As [`state_at`].
-pub fn span_at(store_dir: &Path, a: At, b: At) -> Result<Option<Span>, Error> {
+pub fn span_at(store_dir: &Path, a: At, b: At) -> Result<Spanned, Error> {
     with_ring(store_dir, |snapshot| {
         let held = epoch_of(&snapshot, b)?;
         let scan = snapshot.scan();
@@ -525,7 +534,7 @@ pub fn span_at(store_dir: &Path, a: At, b: At) -> Result<Option<Span>, Error> {
         let records = &held.records;
         let Some(at_a) = records.iter().position(|(s, _)| *s == from_seq).filter(|&i| i <= held.at_index)
         else {
-            return Ok(None);
+            return Ok(Spanned::Apart { from: from_seq, to: held.seq, epoch: held.epoch });
         };
         let named = |range: std::ops::RangeFrom<usize>| {
             let mut names = std::collections::BTreeSet::new();
@@ -570,7 +579,7 @@ pub fn span_at(store_dir: &Path, a: At, b: At) -> Result<Option<Span>, Error> {
                 touched.extend(change.from.clone());
             }
         }
-        Ok(Some(Span {
+        Ok(Spanned::Span(Box::new(Span {
             to_seq: held.seq,
             cwd: held.cwd(),
             to_changed: tree,
@@ -581,7 +590,7 @@ pub fn span_at(store_dir: &Path, a: At, b: At) -> Result<Option<Span>, Error> {
             from_modes,
             from_left_out,
             touched,
-        }))
+        })))
     })
 }
 

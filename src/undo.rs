@@ -34,8 +34,8 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::credentials::Opener;
 use crate::diff::{self, Patch};
+use crate::journal::Snapshot;
 use crate::journal::record::{Change, FileChange, Node, Record};
-use crate::journal::{Frame, Snapshot};
 use crate::query::{Paths, Who};
 use crate::relpath::as_path;
 use crate::render::human::sanitize;
@@ -224,17 +224,14 @@ pub fn plan(store_dir: &Path, request: &Request) -> Result<Plan, Error> {
     let newest = At::Time(jiff::Timestamp::MAX);
     let b = request.to.clone().unwrap_or(newest);
     let paths = Paths::new(request.paths.iter().cloned());
-    let (from_seq, to_seq, root, mut steps) =
-        match restore::span_at(store_dir, request.from.clone(), b.clone())? {
-            Some(span) => span_steps(&span, &paths)?,
-            None => whole_steps(store_dir, request.from.clone(), b, &paths)?,
-        };
+    let (from_seq, to_seq, root, mut steps) = match restore::span_at(store_dir, request.from.clone(), b)? {
+        restore::Spanned::Span(span) => span_steps(&span, &paths)?,
+        restore::Spanned::Apart { from, to, .. } if from > to => return Err(Error::Backwards { from, to }),
+        restore::Spanned::Apart { from, to, epoch } => return Err(Error::Epochs { from, to, epoch }),
+    };
     let mut refused = Vec::new();
     if let Some(who) = &request.by {
-        if let Some(why) = writers_unknown_in_store(store_dir)? {
-            return Err(Error::WritersUnknown(why));
-        }
-        let records = records_between(store_dir, from_seq, to_seq)?;
+        let records = writers_between(store_dir, from_seq, to_seq)?;
         let by = writers_by_path(&records, who);
         steps.retain(|step| match by.get(&step.path) {
             Some(Touched { by_who: true, others }) if others.is_empty() => true,
@@ -295,52 +292,6 @@ fn span_steps(span: &restore::Span, paths: &Paths) -> Result<Planned, Error> {
     Ok((span.from_seq, span.to_seq, root, steps))
 }
 
-/// The steps from two whole trees read on their own: when A is not an
-/// earlier record of B's epoch (which is then an error, said here).
-fn whole_steps(store_dir: &Path, a: At, b: At, paths: &Paths) -> Result<Planned, Error> {
-    let to = restore::state_at(store_dir, b)?;
-    let from = restore::state_at(store_dir, a)?;
-    if from.seq > to.seq {
-        return Err(Error::Backwards { from: from.seq, to: to.seq });
-    }
-    if from.epoch != to.epoch {
-        return Err(Error::Epochs { from: from.seq, to: to.seq, epoch: to.epoch });
-    }
-    for state in [&from, &to] {
-        if let Some(unknown) = state.left_out.iter().find(|l| paths.matches(&l.path)) {
-            return Err(Error::LeftOut(unknown.describe(state.seq)));
-        }
-    }
-    let root = to.cwd.clone().ok_or(Error::NoRoot { seq: to.seq })?;
-    let all: BTreeSet<&Vec<u8>> = from.tree.keys().chain(to.tree.keys()).collect();
-    let mut steps = Vec::new();
-    for path in all {
-        let same = from.tree.get(path) == to.tree.get(path) && from.modes.get(path) == to.modes.get(path);
-        if same || !paths.matches(path) {
-            continue;
-        }
-        let (now, then) = (version_in(&to.tree, &to.modes, path), version_in(&from.tree, &from.modes, path));
-        steps.push(Step { path: path.clone(), now, then });
-    }
-    Ok((from.seq, to.seq, root, steps))
-}
-
-/// Why `--by` cannot be answered from this store, if it cannot: no record
-/// of the whole ring names a writer (its backend cannot know them).
-fn writers_unknown_in_store(store_dir: &Path) -> Result<Option<String>, Error> {
-    use crate::journal::record::Kind;
-    let snapshot = Snapshot::read(&store_dir.join(store::RING_FILE))?;
-    let scan = snapshot.scan();
-    let decoded: Vec<(u64, Record)> = scan
-        .frames
-        .iter()
-        .filter(|f| matches!(Kind::from_u16(f.kind), Some(Kind::Baseline | Kind::Sample)))
-        .filter_map(|f| Some((f.seq, Record::decode(&f.payload).ok()?)))
-        .collect();
-    let refs: Vec<(u64, &Record)> = decoded.iter().map(|(s, r)| (*s, r)).collect();
-    Ok(crate::query::writers_unknown(&refs))
-}
-
 /// Who changed a path between A and B.
 #[derive(Debug, Default)]
 struct Touched {
@@ -378,20 +329,28 @@ fn writers_by_path(records: &[(u64, Record)], who: &Who) -> BTreeMap<Vec<u8>, To
     by
 }
 
-/// The records after `from` up to `to`, decoded.
-fn records_between(store_dir: &Path, from: u64, to: u64) -> Result<Vec<(u64, Record)>, Error> {
+/// The records after `from` up to `to`, decoded, for `--by`; refused
+/// when the store cannot know writers (no baseline of the ring records a
+/// backend that names them, and no record names one).
+fn writers_between(store_dir: &Path, from: u64, to: u64) -> Result<Vec<(u64, Record)>, Error> {
     let snapshot = Snapshot::read(&store_dir.join(store::RING_FILE))?;
     let scan = snapshot.scan();
-    let wanted = |f: &&Frame<'_>| f.seq > from && f.seq <= to;
-    scan.frames
+    let between = scan
+        .frames
         .iter()
-        .filter(wanted)
+        .filter(|f| f.seq > from && f.seq <= to)
         .map(|f| {
             Record::decode(&f.payload)
                 .map(|r| (f.seq, r))
                 .map_err(|source| Error::Decode { seq: f.seq, source })
         })
-        .collect()
+        .collect::<Result<Vec<_>, Error>>()?;
+    let baselines = crate::journal::record::decode_kind(&scan.frames, crate::journal::record::Kind::Baseline);
+    let all: Vec<(u64, &Record)> = baselines.iter().chain(&between).map(|(s, r)| (*s, r)).collect();
+    if let Some(why) = crate::query::writers_unknown(&all) {
+        return Err(Error::WritersUnknown(why));
+    }
+    Ok(between)
 }
 
 /// Open the watched directory of a plan.
@@ -702,17 +661,24 @@ fn make_dirs(root: BorrowedFd<'_>, rel: &[u8]) -> Result<OwnedFd, Errno> {
     tree::open_dir(root, rel)
 }
 
-/// The steps to apply and the conflicts, from [`check`]'s verdicts: the
-/// paths as recorded at B, and every path that is neither as at B nor as
-/// at A (with `--by`'s refusals first).
-pub fn sort_out(plan: &Plan, verdicts: Vec<(usize, Live)>) -> (Vec<usize>, Vec<Conflict>) {
+/// The steps to apply (indexes into the plan, in order) and the
+/// conflicts, from [`check`]'s verdicts: the paths as recorded at B (and,
+/// with `force`, those in conflict too), and every path that is neither
+/// as at B nor as at A (with `--by`'s refusals first, which no `force`
+/// writes).
+pub fn sort_out(plan: &Plan, verdicts: Vec<(usize, Live)>, force: bool) -> (Vec<usize>, Vec<Conflict>) {
     let mut todo = Vec::new();
     let mut conflicts = plan.refused.clone();
     for (i, live) in verdicts {
         match live {
             Live::AsRecorded => todo.push(i),
             Live::Done => {}
-            Live::Conflict(why) => conflicts.push(Conflict { path: plan.steps[i].path.clone(), why }),
+            Live::Conflict(why) => {
+                conflicts.push(Conflict { path: plan.steps[i].path.clone(), why });
+                if force {
+                    todo.push(i);
+                }
+            }
         }
     }
     (todo, conflicts)
@@ -752,7 +718,7 @@ mod tests {
         let root =
             openat(nix::fcntl::AT_FDCWD, root_path, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
                 .unwrap();
-        let (todo, conflicts) = sort_out(&p, check(&p, root.as_fd()));
+        let (todo, conflicts) = sort_out(&p, check(&p, root.as_fd()), false);
         assert!(conflicts.is_empty(), "{conflicts:?}");
         assert_eq!(todo, [0, 1, 2, 3, 4]);
         apply(&p, root.as_fd(), &todo).unwrap();
@@ -768,11 +734,11 @@ mod tests {
         let names: Vec<_> = std::fs::read_dir(root_path).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(names.iter().all(|n| !n.to_string_lossy().starts_with(".monitord-undo")), "{names:?}");
         // Applied again: everything is done already.
-        let (todo, conflicts) = sort_out(&p, check(&p, root.as_fd()));
+        let (todo, conflicts) = sort_out(&p, check(&p, root.as_fd()), false);
         assert!(todo.is_empty() && conflicts.is_empty(), "{todo:?} {conflicts:?}");
         // A live edit is a conflict.
         std::fs::write(root_path.join("edited"), "three\n").unwrap();
-        let (_, conflicts) = sort_out(&p, check(&p, root.as_fd()));
+        let (_, conflicts) = sort_out(&p, check(&p, root.as_fd()), false);
         assert_eq!(conflicts.len(), 1);
         assert_eq!(conflicts[0].to_string(), "edited: changed since #5");
     }

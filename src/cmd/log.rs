@@ -27,14 +27,7 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
     let ring = store_dir.join(store::RING_FILE);
     let snapshot = Snapshot::read(&ring)?;
     let scan = snapshot.scan();
-    // Marks are found by the frame's kind: only they are decoded for it.
-    let mark_records: Vec<(u64, Record)> = scan
-        .frames
-        .iter()
-        .filter(|f| f.kind == Kind::Mark as u16)
-        .filter_map(|f| Some((f.seq, Record::decode(&f.payload).ok()?)))
-        .collect();
-    let marks = point::marks(mark_records.iter().map(|(seq, r)| (*seq, r)));
+    let marks = point::marks_in(&scan.frames);
     let range =
         range(&scan.frames, args.since.as_ref(), args.until.as_ref(), |name| marks.get(name).copied())?;
     let frames = &scan.frames[range];
@@ -50,12 +43,7 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
         frames.iter().zip(decoded).filter_map(|(f, r)| r.as_ref().ok().map(|r| (f.seq, r))).collect();
     if args.by.is_some() {
         // Epochs whose baseline lies before the range still say their backend.
-        let baselines: Vec<(u64, Record)> = scan
-            .frames
-            .iter()
-            .filter(|f| f.kind == Kind::Baseline as u16)
-            .filter_map(|f| Some((f.seq, Record::decode(&f.payload).ok()?)))
-            .collect();
+        let baselines = crate::journal::record::decode_kind(&scan.frames, Kind::Baseline);
         let all: Vec<(u64, &Record)> =
             baselines.iter().map(|(s, r)| (*s, r)).chain(records.iter().copied()).collect();
         if let Some(why) = query::writers_unknown(&all) {

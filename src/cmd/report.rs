@@ -14,7 +14,7 @@ use anyhow::Context;
 
 use crate::cli::ReportArgs;
 use crate::journal::Snapshot;
-use crate::journal::record::{Kind, Record};
+use crate::journal::record::Record;
 use crate::point;
 use crate::report::html::{self, Options};
 use crate::report::model::{Entry, MapsAnchor, Model};
@@ -30,13 +30,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let ring = store_dir.join(store::RING_FILE);
     let snapshot = Snapshot::read(&ring)?;
     let scan = snapshot.scan();
-    let mark_records: Vec<(u64, Record)> = scan
-        .frames
-        .iter()
-        .filter(|f| f.kind == Kind::Mark as u16)
-        .filter_map(|f| Some((f.seq, Record::decode(&f.payload).ok()?)))
-        .collect();
-    let marks = point::marks(mark_records.iter().map(|(seq, r)| (*seq, r)));
+    let marks = point::marks_in(&scan.frames);
     let range = super::log::range(&scan.frames, args.since.as_ref(), args.until.as_ref(), |name| {
         marks.get(name).copied()
     })?;

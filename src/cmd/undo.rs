@@ -4,6 +4,7 @@
 //! one `undo` record; without one, this process applies it itself.
 
 use std::io::{IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -50,19 +51,15 @@ pub fn run(args: &UndoArgs) -> anyhow::Result<ExitCode> {
     }
     let plan = undo::plan(&store_dir, &request)?;
     let root = undo::open_root(&plan)?;
-    let (mut todo, conflicts) = undo::sort_out(&plan, undo::check(&plan, std::os::fd::AsFd::as_fd(&root)));
+    let (todo, conflicts) = undo::sort_out(&plan, undo::check(&plan, root.as_fd()), args.force);
     if !conflicts.is_empty() && !args.force {
         report_conflicts(&conflicts);
         return Ok(ExitCode::from(exit::FAILED));
     }
     for conflict in &conflicts {
         to_stderr(Level::Warning, &format!("monitord: forced: {conflict}"));
-        if let Some(i) = plan.steps.iter().position(|s| s.path == conflict.path) {
-            todo.push(i);
-        }
     }
-    todo.sort_unstable();
-    undo::apply(&plan, std::os::fd::AsFd::as_fd(&root), &todo)?;
+    undo::apply(&plan, root.as_fd(), &todo)?;
     let mut stdout = std::io::stdout().lock();
     if todo.is_empty() {
         writeln!(stdout, "undone: #{}..#{}: the tree is already as it was", plan.to, plan.from)?;
@@ -87,14 +84,12 @@ pub fn run(args: &UndoArgs) -> anyhow::Result<ExitCode> {
 /// `--dry-run`: the diff the undo would apply, conflicts on stderr.
 fn dry_run(store_dir: &std::path::Path, request: &Request, as_json: bool) -> anyhow::Result<ExitCode> {
     let plan = undo::plan(store_dir, request)?;
-    let (todo, conflicts) = match undo::open_root(&plan) {
-        Ok(root) => undo::sort_out(&plan, undo::check(&plan, std::os::fd::AsFd::as_fd(&root))),
+    // Every change it would make, those in conflict included.
+    let (all, conflicts) = match undo::open_root(&plan) {
+        Ok(root) => undo::sort_out(&plan, undo::check(&plan, root.as_fd()), true),
         // The tree is gone: everything would be written anew.
         Err(_) => ((0..plan.steps.len()).collect(), plan.refused.clone()),
     };
-    let mut all = todo;
-    all.extend(conflicts.iter().filter_map(|c| plan.steps.iter().position(|s| s.path == c.path)));
-    all.sort_unstable();
     let changes = undo::changes(&plan, &all);
     let mut out = Vec::new();
     if as_json {

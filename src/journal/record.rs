@@ -105,6 +105,17 @@ impl Kind {
     }
 }
 
+/// The records of the frames of `kind` among `frames`, decoded (those
+/// that do not decode are left out): the frame header names the kind, so
+/// nothing else is decoded.
+pub fn decode_kind(frames: &[crate::journal::Frame<'_>], kind: Kind) -> Vec<(u64, Record)> {
+    frames
+        .iter()
+        .filter(|f| f.kind == kind as u16)
+        .filter_map(|f| Some((f.seq, Record::decode(&f.payload).ok()?)))
+        .collect()
+}
+
 /// One journal record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {

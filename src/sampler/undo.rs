@@ -32,18 +32,10 @@ pub struct Undone {
 /// `force`.
 fn apply_unwatched(plan: &undo::Plan, force: bool) -> Result<Undone, String> {
     let root = undo::open_root(plan).map_err(|e| e.to_string())?;
-    let (mut todo, conflicts) = undo::sort_out(plan, undo::check(plan, root.as_fd()));
+    let (todo, conflicts) = undo::sort_out(plan, undo::check(plan, root.as_fd()), force);
     if !conflicts.is_empty() && !force {
         return Err(conflict_lines(&conflicts));
     }
-    todo.extend(
-        plan.steps
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| conflicts.iter().any(|c| c.path == s.path))
-            .map(|(i, _)| i),
-    );
-    todo.sort_unstable();
     undo::apply(plan, root.as_fd(), &todo).map_err(|e| e.to_string())?;
     Ok(Undone { from: plan.from, to: plan.to, committed: None, files: todo.len(), forced: conflicts })
 }
@@ -66,7 +58,8 @@ impl Sampler {
             // undo is applied as without a monitor.
             return Ok(apply_unwatched(&plan, force));
         };
-        let same_tree = undo::open_root(&plan).ok().and_then(|fd| tree_id(fd.as_fd())) == Some(watch.tree.id);
+        let same_tree = undo::open_root(&plan).ok().and_then(|fd| crate::tree::dir_identity(fd.as_fd()))
+            == Some(watch.tree.id);
         if !same_tree {
             return Ok(Err(format!(
                 "#{} recorded {}, which is not the directory this monitor watches ({})",
@@ -76,19 +69,9 @@ impl Sampler {
             )));
         }
         let root = watch.tree.root.as_fd();
-        let (mut todo, conflicts) = undo::sort_out(&plan, undo::check(&plan, root));
+        let (todo, conflicts) = undo::sort_out(&plan, undo::check(&plan, root), force);
         if !conflicts.is_empty() && !force {
             return Ok(Err(conflict_lines(&conflicts)));
-        }
-        if force {
-            todo.extend(
-                plan.steps
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| conflicts.iter().any(|c| c.path == s.path))
-                    .map(|(i, _)| i),
-            );
-            todo.sort_unstable();
         }
         let (from, to) = (plan.from, plan.to);
         if todo.is_empty() {
@@ -147,10 +130,6 @@ impl Sampler {
             };
         }
     }
-}
-
-fn tree_id(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u64, u64)> {
-    crate::tree::dir_identity(fd)
 }
 
 /// Conflicts as the reply's lines: one per path, then what happened.

@@ -19,6 +19,18 @@ fn live(dir: &Path) -> Live {
     (snapshot(dir), modes_below(dir))
 }
 
+/// The files of `dir` (one level) and their contents, read while an undo
+/// writes: a file renamed away mid-read is left out.
+fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            Some((e.file_name().to_string_lossy().into_owned(), fs::read(e.path()).ok()?))
+        })
+        .collect()
+}
+
 fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
@@ -197,16 +209,6 @@ fn an_undo_killed_between_files_leaves_no_torn_file_and_a_second_one_finishes() 
         .env("FAILPOINTS", "undo.write=10*off->sleep(60000)")
         .spawn()
         .unwrap();
-    // Read while the undo writes: a file may be renamed away mid-read.
-    let contents = |dir: &Path| -> BTreeMap<String, Vec<u8>> {
-        fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| {
-                let e = e.ok()?;
-                Some((e.file_name().to_string_lossy().into_owned(), fs::read(e.path()).ok()?))
-            })
-            .collect()
-    };
     let halfway = poll(std::time::Duration::from_secs(20), || {
         let now = (contents(tree.path()), ());
         let done = now.0.iter().filter(|(p, c)| old.0.get(*p) == Some(*c)).count();
@@ -242,15 +244,6 @@ fn a_monitor_killed_in_the_middle_of_an_undo_leaves_no_torn_file() {
     let new = live(tree.path());
     let s = store.path().to_str().unwrap();
     let mut client = Command::new(bin()).args(["undo", "--store", s, "1"]).spawn().unwrap();
-    let contents = |dir: &Path| -> BTreeMap<String, Vec<u8>> {
-        fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| {
-                let e = e.ok()?;
-                Some((e.file_name().to_string_lossy().into_owned(), fs::read(e.path()).ok()?))
-            })
-            .collect()
-    };
     poll(std::time::Duration::from_secs(20), || {
         let done = contents(tree.path()).iter().filter(|(p, c)| old.0.get(*p) == Some(*c)).count();
         (done == 10).then_some(())
