@@ -95,6 +95,9 @@ enum Place {
     Plain { offset: u64 },
     /// At `offset` of the raw bytes of block `block` (format 3).
     Block { block: usize, offset: u64 },
+    /// Nowhere: an empty entry needs no block (format 3 packs written
+    /// before this was so name a block after the last one for it).
+    Empty,
 }
 
 /// A packed entry.
@@ -202,6 +205,7 @@ impl Pack {
                 let raw = self.read_block(file, self.blocks[block], &[], rel)?;
                 raw[offset as usize..(offset + slot.len) as usize].to_vec()
             }
+            Place::Empty => Vec::new(),
         };
         slot.check(&self.path, rel, &content)?;
         Ok(Some((slot.node, content)))
@@ -248,20 +252,24 @@ impl Pack {
         let start = MAGIC.len() as u64;
         let mut contents = vec![0; (self.contents_end - start) as usize];
         file.read_exact_at(&mut contents, start).map_err(io_err("read", &self.path))?;
-        if self.blocks.is_empty() {
-            for (rel, slot) in &self.index {
-                let Place::Plain { offset } = slot.place else { continue };
-                let from = (offset - start) as usize;
-                let content = &contents[from..from + slot.len as usize];
-                slot.check(&self.path, rel, content)?;
-                all.insert(rel.clone(), (slot.node, content.to_vec()));
-            }
-            return Ok(());
-        }
         // Inflate each block once, when its first entry needs it.
         let mut raw: Vec<Option<Vec<u8>>> = vec![None; self.blocks.len()];
         for (rel, slot) in &self.index {
-            let Place::Block { block, offset } = slot.place else { continue };
+            let (block, offset) = match slot.place {
+                Place::Block { block, offset } => (block, offset),
+                Place::Plain { offset } => {
+                    let from = (offset - start) as usize;
+                    let content = &contents[from..from + slot.len as usize];
+                    slot.check(&self.path, rel, content)?;
+                    all.insert(rel.clone(), (slot.node, content.to_vec()));
+                    continue;
+                }
+                Place::Empty => {
+                    slot.check(&self.path, rel, &[])?;
+                    all.insert(rel.clone(), (slot.node, Vec::new()));
+                    continue;
+                }
+            };
             let bytes = match &mut raw[block] {
                 Some(bytes) => bytes,
                 empty => {
@@ -429,17 +437,17 @@ fn read_block_index(raw: &[u8], count: u64, index_at: u64, path: &Path) -> Resul
         let Some(rel) = rest.get(INDEX_HEAD..INDEX_HEAD + path_len) else {
             return Err(damaged("index path cut short"));
         };
-        let fits = blocks.get(block).is_some_and(|b| offset.checked_add(len).is_some_and(|end| end <= b.raw));
-        if !fits {
+        let place = if len == 0 {
+            Place::Empty
+        } else if blocks.get(block).is_some_and(|b| offset.checked_add(len).is_some_and(|end| end <= b.raw)) {
+            Place::Block { block, offset }
+        } else {
             return Err(damaged("entry outside its block"));
-        }
+        };
         if !is_safe_relative(rel) {
             return Err(Error::UnsafePath(String::from_utf8_lossy(rel).into_owned()));
         }
-        index.insert(
-            rel.to_vec(),
-            Slot { node, place: Place::Block { block, offset }, len, hash: Some(hash) },
-        );
+        index.insert(rel.to_vec(), Slot { node, place, len, hash: Some(hash) });
         rest = &rest[INDEX_HEAD + path_len..];
     }
     if index.len() as u64 != count {
@@ -732,6 +740,34 @@ mod tests {
     }
 
     #[test]
+    fn empty_entries_after_a_sealed_block_and_alone_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        // A block sealed by the entry before, then empty ones: they name
+        // a block that is never written, and need none.
+        let epoch = dir.path().join("1");
+        let mut writer = PackWriter::create(&path(&epoch)).unwrap();
+        writer.add(b"full", Node::File, &vec![b'x'; BLOCK_TARGET]).unwrap();
+        writer.add(b"empty", Node::File, b"").unwrap();
+        writer.add(b"also-empty", Node::File, b"").unwrap();
+        writer.finish().unwrap();
+        let pack = Pack::open(&epoch).unwrap();
+        assert_eq!(pack.blocks.len(), 1);
+        assert_eq!(pack.get(b"empty").unwrap(), Some((Node::File, Vec::new())));
+        let mut all = TreeState::new();
+        pack.load_into(&mut all).unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(all[&b"also-empty"[..]].1.is_empty());
+        // A tree of empty files only: no block at all.
+        let epoch = dir.path().join("2");
+        let mut writer = PackWriter::create(&path(&epoch)).unwrap();
+        writer.add(b"a", Node::File, b"").unwrap();
+        writer.finish().unwrap();
+        let pack = Pack::open(&epoch).unwrap();
+        assert!(pack.blocks.is_empty());
+        assert_eq!(pack.get(b"a").unwrap(), Some((Node::File, Vec::new())));
+    }
+
+    #[test]
     fn a_big_entry_has_a_block_of_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let epoch = dir.path().join("1");
@@ -880,6 +916,47 @@ mod tests {
                 other => panic!("bit {bit}: {other:?}"),
             }
             assert!(pack.load_into(&mut TreeState::new()).is_err(), "bit {bit}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Any run of entry sizes, empty ones and ones that seal a block
+        /// among them, reads back entry by entry and all at once.
+        #[test]
+        fn any_entry_sizes_round_trip(
+            sizes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(0usize),
+                    proptest::strategy::Just(BLOCK_TARGET),
+                    0usize..3 * BLOCK_TARGET,
+                ],
+                0..24,
+            )
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let epoch = dir.path().join("1");
+            let mut writer = PackWriter::create(&path(&epoch)).unwrap();
+            let entries: Vec<(Vec<u8>, Vec<u8>)> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (format!("f{i}").into_bytes(), text(i).into_iter().cycle().take(n).collect()))
+                .collect();
+            for (rel, content) in &entries {
+                writer.add(rel, Node::File, content).unwrap();
+            }
+            writer.finish().unwrap();
+            let pack = Pack::open(&epoch).unwrap();
+            for (rel, content) in &entries {
+                proptest::prop_assert_eq!(pack.get(rel).unwrap(), Some((Node::File, content.clone())));
+            }
+            let mut all = TreeState::new();
+            pack.load_into(&mut all).unwrap();
+            proptest::prop_assert_eq!(all.len(), entries.len());
+            for (rel, content) in &entries {
+                proptest::prop_assert_eq!(&all[rel].1, content);
+            }
         }
     }
 }
