@@ -15,8 +15,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::Error;
-use super::frame::{HEADER_LEN, Head, Link};
-use super::layout::{HEADER_PAGE, HeaderSlot, KIND_WRAP};
+use super::frame::{Base, HEADER_LEN, Head, Link, compact_body_len, decode_compact};
+use super::layout::{COMPACT_BASE_MAX, HEADER_PAGE, HeaderSlot, KIND_WRAP, compact_len};
 use super::reader::read_header;
 
 /// One record read by the follower.
@@ -66,6 +66,8 @@ pub struct Follower {
     pos: usize,
     /// The seq expected at `pos` and the CRC the frame there must name.
     link: Link,
+    /// The record before `pos`, for a compact frame there.
+    base: Option<Base>,
     /// Read-ahead: bytes of the data area from `window_at`.
     window: Vec<u8>,
     window_at: usize,
@@ -88,6 +90,7 @@ impl Follower {
             capacity: 0,
             pos: 0,
             link: Link::start(0),
+            base: None,
             window: Vec::new(),
             window_at: 0,
         };
@@ -136,6 +139,7 @@ impl Follower {
     fn restart(&mut self, header: &HeaderSlot) {
         self.pos = usize::try_from(header.head).unwrap_or(0);
         self.link = Link::start(header.oldest_seq);
+        self.base = None;
     }
 
     fn header(&self) -> Result<HeaderSlot, Error> {
@@ -191,9 +195,22 @@ impl Follower {
                 continue;
             }
             let (pos, cap) = (self.pos, self.capacity);
-            let head = Head::parse(self.bytes(pos, HEADER_LEN, fresh)?, pos, cap);
+            let raw = self.bytes(pos, HEADER_LEN, fresh)?;
             // One fresh read per frame is enough.
             fresh = false;
+            if let Some(body_len) = compact_body_len(raw) {
+                let (prev_crc, base) = (self.link.prev_crc, self.base.take());
+                let decoded = self
+                    .bytes(pos, compact_len(body_len).min(remaining), false)
+                    .map(|raw| decode_compact(raw, pos, cap, prev_crc, base.as_ref()));
+                self.base = base;
+                let Ok(f) = decoded? else { return Ok(None) };
+                if self.link.check(&f.header, pos).is_err() {
+                    return Ok(None);
+                }
+                return Ok(Some(self.step(&f.header, f.len, f.payload.into_owned())));
+            }
+            let head = Head::parse(raw, pos, cap);
             // Checked before the payload is read, so that a poll with nothing
             // new reads one frame header.
             let Ok(head) = head else { return Ok(None) };
@@ -206,7 +223,9 @@ impl Follower {
                 return Ok(None);
             };
             let header = head.header;
-            let body = if payload {
+            // Skipping to a start seq still keeps a short record: the next
+            // frame may be compact.
+            let body = if payload || body.len() <= COMPACT_BASE_MAX {
                 // Intact but not inflating: the chain ends here for every
                 // reader, as it does for the walk.
                 let Ok(record) = super::frame::payload(&header, body, cap) else { return Ok(None) };
@@ -214,22 +233,33 @@ impl Follower {
             } else {
                 Vec::new()
             };
-            self.link.advance(&header);
             if header.kind == KIND_WRAP {
+                self.link.advance(&header);
                 self.pos = 0;
                 continue;
             }
-            self.pos += len;
-            if self.pos == self.capacity {
-                self.pos = 0;
+            let kept = payload || body.len() <= COMPACT_BASE_MAX;
+            let mut record = self.step(&header, len, body);
+            if !kept {
+                self.base = None;
             }
-            return Ok(Some(Owned {
-                seq: header.seq,
-                time_us: header.time_us,
-                kind: header.kind,
-                payload: body,
-            }));
+            if !payload {
+                record.payload.clear();
+            }
+            return Ok(Some(record));
         }
+    }
+
+    /// Move past the record `header` (taking `len` bytes) whose payload is
+    /// `payload`, keeping it as the base of the next frame.
+    fn step(&mut self, header: &super::layout::FrameHeader, len: usize, payload: Vec<u8>) -> Owned {
+        self.link.advance(header);
+        self.pos += len;
+        if self.pos == self.capacity {
+            self.pos = 0;
+        }
+        Base::keep(&mut self.base, header.seq, header.kind, header.time_us, &payload);
+        Owned { seq: header.seq, time_us: header.time_us, kind: header.kind, payload }
     }
 }
 

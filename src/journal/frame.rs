@@ -19,11 +19,19 @@
 //!
 //! [`decode`] does all three on a data area in memory. [`Link`] holds the chain
 //! rules on top: the expected seq, `prev_crc`, no wrap marker at offset 0.
-//! See the module doc of [`crate::journal`] for the format.
+//!
+//! A compact frame (an idle sample, say) holds only what changed from the
+//! record before it: [`decode_after`] rebuilds it from that record, its
+//! [`Base`], which every reader walking the chain keeps; [`compact_body`]
+//! and [`compact_head`] are the writer's side. See the module doc of
+//! [`crate::journal`] for the format.
 
 use std::borrow::Cow;
 
-use super::layout::{FLAG_ZSTD, FRAME_HEADER, FRAME_MARKER, FrameHeader, KIND_WRAP, KNOWN_FLAGS, frame_len};
+use super::layout::{
+    COMPACT_BASE_MAX, COMPACT_HEAD, COMPACT_MARKER, COMPACT_MAX_BODY, FLAG_ZSTD, FRAME_HEADER, FRAME_MARKER,
+    FrameHeader, KIND_WRAP, KNOWN_FLAGS, compact_len, frame_len,
+};
 
 /// Bytes of a frame header, as a `usize`.
 pub(crate) const HEADER_LEN: usize = FRAME_HEADER as usize;
@@ -52,6 +60,13 @@ pub(crate) enum FrameProblem {
     BadPayload { seq: u64 },
     /// The walk covered the whole data area.
     Loop,
+    /// A compact frame where the record it was written against is not
+    /// known (at the start of a walk, or after a long record).
+    NoBase,
+    /// A compact frame's CRC does not match. Its seq is only implied, so
+    /// a compact frame left from an earlier lap cannot be told from one
+    /// cut short: neither counts as a torn frame.
+    BadCompact,
 }
 
 /// A frame header whose marker is right and whose payload fits in the data
@@ -183,6 +198,184 @@ pub(crate) fn decode(data: &[u8], pos: usize) -> Result<Parsed<'_>, FrameProblem
     let len = head.check(stored)?;
     let payload = payload(&head.header, stored, data.len())?;
     Ok(Parsed { header: head.header, payload, len })
+}
+
+/// The record before the frame being read: what a compact frame is
+/// rebuilt from. Readers keep it only for records of at most
+/// [`COMPACT_BASE_MAX`] bytes, as the writer writes compact frames only
+/// after those.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Base {
+    /// Its seq.
+    pub seq: u64,
+    /// Its kind.
+    pub kind: u16,
+    /// Its time.
+    pub time_us: u64,
+    /// Its record bytes.
+    pub payload: Vec<u8>,
+}
+
+impl Base {
+    /// Make the record `seq` the base of the next frame in `slot`: kept
+    /// when it is short enough, forgotten otherwise (its buffer is reused).
+    pub(crate) fn keep(slot: &mut Option<Base>, seq: u64, kind: u16, time_us: u64, payload: &[u8]) {
+        if payload.len() > COMPACT_BASE_MAX {
+            *slot = None;
+            return;
+        }
+        let base = slot.get_or_insert_with(Base::default);
+        base.seq = seq;
+        base.kind = kind;
+        base.time_us = time_us;
+        base.payload.clear();
+        base.payload.extend_from_slice(payload);
+    }
+}
+
+/// The body length of the compact frame whose first bytes are `raw`, or
+/// `None` when `raw` does not start with a compact frame's marker.
+pub(crate) fn compact_body_len(raw: &[u8]) -> Option<usize> {
+    match raw {
+        [a, b, len, ..] if u16::from_le_bytes([*a, *b]) == COMPACT_MARKER => Some(usize::from(*len)),
+        _ => None,
+    }
+}
+
+/// The CRC of a compact frame: the CRC of the frame before it, then its
+/// head's first four bytes, then its body.
+fn compact_crc(prev_crc: u32, head: &[u8], body: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(&prev_crc.to_le_bytes());
+    crc32c::crc32c_append(crc32c::crc32c_append(crc, &head[..4]), body)
+}
+
+/// The head of a compact frame with `body`, written after the frame whose
+/// CRC is `prev_crc`; its CRC is the last four bytes.
+pub(crate) fn compact_head(prev_crc: u32, body: &[u8]) -> [u8; COMPACT_HEAD] {
+    let mut head = [0u8; COMPACT_HEAD];
+    head[..2].copy_from_slice(&COMPACT_MARKER.to_le_bytes());
+    // The writer keeps bodies to COMPACT_MAX_BODY bytes.
+    head[2] = u8::try_from(body.len()).unwrap_or(u8::MAX);
+    let crc = compact_crc(prev_crc, &head, body);
+    head[4..].copy_from_slice(&crc.to_le_bytes());
+    head
+}
+
+/// Write into `body` what a compact frame holding the record `payload`
+/// at `time_us` after `base` carries: the time since the base (zigzag
+/// LEB128), how many bytes of the base's record begin and end the new one
+/// (LEB128 each), then the bytes in between. False (and `body` is then
+/// garbage) when that is longer than [`COMPACT_MAX_BODY`].
+pub(crate) fn compact_body(base: &Base, time_us: u64, payload: &[u8], body: &mut Vec<u8>) -> bool {
+    let old = &base.payload[..];
+    let prefix = old.iter().zip(payload).take_while(|(a, b)| a == b).count();
+    let most = old.len().min(payload.len()) - prefix;
+    let suffix = old.iter().rev().zip(payload.iter().rev()).take(most).take_while(|(a, b)| a == b).count();
+    let middle = &payload[prefix..payload.len() - suffix];
+    if middle.len() > COMPACT_MAX_BODY {
+        return false;
+    }
+    body.clear();
+    let delta = time_us.wrapping_sub(base.time_us) as i64;
+    put_varint(body, ((delta << 1) ^ (delta >> 63)) as u64);
+    put_varint(body, prefix as u64);
+    put_varint(body, suffix as u64);
+    body.extend_from_slice(middle);
+    body.len() <= COMPACT_MAX_BODY
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// The LEB128 value at the start of `bytes`, and what follows it.
+fn take_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        let part = u64::from(b & 0x7f);
+        if i == 9 && part > 1 {
+            return None;
+        }
+        value |= part << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((value, &bytes[i + 1..]));
+        }
+    }
+    None
+}
+
+/// Decode and check the compact frame at `pos` of a data area of `cap`
+/// bytes, given `raw` (its bytes from `pos`, at least the whole frame),
+/// the CRC of the frame before it and the record it was written against.
+pub(crate) fn decode_compact(
+    raw: &[u8],
+    pos: usize,
+    cap: usize,
+    prev_crc: Option<u32>,
+    base: Option<&Base>,
+) -> Result<Parsed<'static>, FrameProblem> {
+    let body_len = compact_body_len(raw).ok_or(FrameProblem::NoMarker)?;
+    let (Some(prev_crc), Some(base)) = (prev_crc, base) else { return Err(FrameProblem::NoBase) };
+    let seq = base.seq.saturating_add(1);
+    let len = compact_len(body_len);
+    if body_len > COMPACT_MAX_BODY || pos.checked_add(len).is_none_or(|end| end > cap) {
+        return Err(FrameProblem::BadLength { seq });
+    }
+    let (head, rest) = raw.split_at_checked(COMPACT_HEAD).ok_or(FrameProblem::BadLength { seq })?;
+    let body = rest.get(..body_len).ok_or(FrameProblem::BadLength { seq })?;
+    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if compact_crc(prev_crc, head, body) != crc {
+        return Err(FrameProblem::BadCompact);
+    }
+    if head[3] != 0 {
+        return Err(FrameProblem::UnknownFlags { seq, flags: u16::from(head[3]) });
+    }
+    let bad = FrameProblem::BadPayload { seq };
+    let (zigzag, body) = take_varint(body).ok_or(bad)?;
+    let (prefix, body) = take_varint(body).ok_or(bad)?;
+    let (suffix, middle) = take_varint(body).ok_or(bad)?;
+    let old = &base.payload[..];
+    let (prefix, suffix) =
+        (usize::try_from(prefix).map_err(|_| bad)?, usize::try_from(suffix).map_err(|_| bad)?);
+    if prefix.checked_add(suffix).is_none_or(|kept| kept > old.len()) {
+        return Err(bad);
+    }
+    let mut payload = Vec::with_capacity(prefix + middle.len() + suffix);
+    payload.extend_from_slice(&old[..prefix]);
+    payload.extend_from_slice(middle);
+    payload.extend_from_slice(&old[old.len() - suffix..]);
+    let delta = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
+    let header = FrameHeader {
+        marker: FRAME_MARKER,
+        kind: base.kind,
+        flags: 0,
+        payload_len: u32::try_from(payload.len()).map_err(|_| bad)?,
+        crc,
+        seq,
+        time_us: base.time_us.wrapping_add(delta as u64),
+        prev_crc,
+        reserved: 0,
+    };
+    Ok(Parsed { header, payload: Cow::Owned(payload), len })
+}
+
+/// Decode and check the frame at `pos` in `data`, full or compact: a
+/// compact one is rebuilt from `base`, the record before it, and checked
+/// against `prev_crc`, the CRC of the frame before it.
+pub(crate) fn decode_after<'a>(
+    data: &'a [u8],
+    pos: usize,
+    prev_crc: Option<u32>,
+    base: Option<&Base>,
+) -> Result<Parsed<'a>, FrameProblem> {
+    match data.get(pos..) {
+        Some(raw) if compact_body_len(raw).is_some() => decode_compact(raw, pos, data.len(), prev_crc, base),
+        _ => decode(data, pos),
+    }
 }
 
 /// The chain rules: what an intact frame must say to come next.
@@ -512,6 +705,72 @@ mod tests {
             prop_assert!(decode(&bad, pos).is_err(), "flip at {}.{} accepted", at, bit);
             prop_assert!(decode_in_two_reads(&bad, pos).is_err());
             assert_sound(&bad, pos)?;
+        }
+
+        /// What a compact frame carries rebuilds the record exactly, for
+        /// any base and any record near it; any flip is refused.
+        #[test]
+        fn compact_frames_round_trip_and_flips_are_refused(
+            base_payload in proptest::collection::vec(any::<u8>(), 0..200),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+            grow in proptest::collection::vec(any::<u8>(), 0..4),
+            time in any::<u64>(),
+            delta in any::<i32>(),
+            prev_crc in any::<u32>(),
+            flip in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let base = Base { seq: 41, kind: 2, time_us: time, payload: base_payload.clone() };
+            let mut payload = base_payload;
+            if !payload.is_empty() {
+                for (at, byte) in &edits {
+                    let i = at.index(payload.len());
+                    payload[i] = *byte;
+                }
+            }
+            payload.extend_from_slice(&grow);
+            let time_us = time.wrapping_add(delta as i64 as u64);
+            let mut body = Vec::new();
+            if !compact_body(&base, time_us, &payload, &mut body) {
+                // Too different: written as a full frame.
+                return Ok(());
+            }
+            let head = compact_head(prev_crc, &body);
+            let len = compact_len(body.len());
+            let mut data = vec![0u8; len + 16];
+            data[..COMPACT_HEAD].copy_from_slice(&head);
+            data[COMPACT_HEAD..COMPACT_HEAD + body.len()].copy_from_slice(&body);
+            let f = decode_after(&data, 0, Some(prev_crc), Some(&base)).unwrap();
+            prop_assert_eq!(&f.payload[..], &payload[..]);
+            prop_assert_eq!((f.header.seq, f.header.kind, f.header.time_us, f.len), (42, 2, time_us, len));
+            prop_assert!(len <= 40);
+            // Another frame before it, or no base: refused.
+            prop_assert!(decode_after(&data, 0, Some(prev_crc ^ 1), Some(&base)).is_err());
+            prop_assert_eq!(decode_after(&data, 0, Some(prev_crc), None).map(|f| f.len), Err(FrameProblem::NoBase));
+            let mut bad = data.clone();
+            let at = flip.index(COMPACT_HEAD + body.len());
+            bad[at] ^= 1 << bit;
+            if let Ok(f) = decode_after(&bad, 0, Some(prev_crc), Some(&base)) {
+                prop_assert!(false, "flip at {}.{} accepted: {:?}", at, bit, f.payload);
+            }
+        }
+
+        /// Random bytes behind a compact marker, with a base: never a
+        /// panic, never a record longer than the base and the body.
+        #[test]
+        fn hostile_compact_frames_are_never_accepted_unsound(
+            mut data in proptest::collection::vec(any::<u8>(), 8..80),
+            base_payload in proptest::collection::vec(any::<u8>(), 0..64),
+            prev_crc in any::<u32>(),
+            body_len in 0u8..=255,
+        ) {
+            data[..2].copy_from_slice(&COMPACT_MARKER.to_le_bytes());
+            data[2] = body_len;
+            let base = Base { seq: 9, kind: 2, time_us: 5, payload: base_payload };
+            if let Ok(f) = decode_after(&data, 0, Some(prev_crc), Some(&base)) {
+                prop_assert!(f.payload.len() <= base.payload.len() + COMPACT_MAX_BODY);
+                prop_assert!(f.len <= data.len());
+            }
         }
     }
 }

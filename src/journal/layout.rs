@@ -14,9 +14,13 @@ const _: () = assert!(cfg!(target_endian = "little"), "ring.bin is little-endian
 
 /// `magic` of a header slot.
 pub const MAGIC: [u8; 8] = *b"MONRING\0";
-/// The format version of the rings this code creates: 2, whose frames may
-/// be compressed ([`FLAG_ZSTD`]).
-pub const VERSION: u32 = 2;
+/// The format version of the rings this code creates: 3, whose frames may
+/// be compressed ([`FLAG_ZSTD`]) and may be compact ([`COMPACT_MARKER`]).
+pub const VERSION: u32 = 3;
+/// The first version whose frames may be compressed.
+pub const VERSION_ZSTD: u32 = 2;
+/// The first version whose records may be compact frames.
+pub const VERSION_COMPACT: u32 = 3;
 /// The oldest format version read and appended to: 1, the first
 /// release's, whose frames are never compressed (a writer appending to
 /// such a ring keeps to that).
@@ -37,6 +41,22 @@ pub const FLAG_ZSTD: u16 = 1;
 pub const KNOWN_FLAGS: u16 = FLAG_ZSTD;
 /// The frame kind reserved for wrap markers.
 pub const KIND_WRAP: u16 = u16::MAX;
+/// `marker` of a compact frame: the bytes `Mc` (see the module doc of
+/// [`crate::journal`]).
+pub const COMPACT_MARKER: u16 = u16::from_le_bytes(*b"Mc");
+/// Bytes of a compact frame's head: marker, body length, reserved, CRC.
+pub const COMPACT_HEAD: usize = 8;
+/// The longest body of a compact frame, so that one takes at most 40
+/// bytes: a record that needs more is written as a full frame.
+pub const COMPACT_MAX_BODY: usize = 32;
+/// The longest record a compact frame may be written against: readers
+/// keep a copy of the record before the one they read when it is this
+/// short, and only then.
+pub const COMPACT_BASE_MAX: usize = 1024;
+/// At most this many compact frames follow a full frame, so that the
+/// writer, which never leaves a compact frame at the head, drops at most
+/// this many extra records when it drops the full frame they grew from.
+pub const COMPACT_MAX_RUN: u32 = 255;
 /// Smallest data area accepted when creating or reading a ring.
 pub const MIN_CAPACITY: u64 = 256;
 
@@ -131,6 +151,12 @@ impl FrameHeader {
         h.crc = 0;
         crc32c::crc32c_append(crc32c::crc32c(bytemuck::bytes_of(&h)), payload)
     }
+}
+
+/// Bytes a compact frame with a body of `body_len` bytes takes in the data
+/// area (its head plus the body padded to [`FRAME_ALIGN`]).
+pub const fn compact_len(body_len: usize) -> usize {
+    COMPACT_HEAD + body_len.div_ceil(FRAME_ALIGN as usize) * FRAME_ALIGN as usize
 }
 
 /// Bytes a frame with `payload_len` bytes of payload takes in the data area

@@ -24,7 +24,7 @@
 //! | off | type | field | meaning |
 //! |----:|------|-------|---------|
 //! | 0 | `[u8; 8]` | magic | `b"MONRING\0"` |
-//! | 8 | u32 | version | 2 (1 for rings created by the first release) |
+//! | 8 | u32 | version | 3 (1 for rings created by the first release, 2 before compact frames) |
 //! | 12 | u32 | header_size | 4096 |
 //! | 16 | u64 | capacity | data area size in bytes |
 //! | 24 | u64 | generation | +1 on every header write |
@@ -43,7 +43,7 @@
 //! middle of the ~100 byte store) never leaves the ring without a header.
 //! The writer writes generation `g` to slot `g % 2`, so the two slots hold
 //! the two latest header states. A reader uses the slot whose magic and CRC
-//! are good, whose version is 1 or 2, whose fields are consistent (head and tail
+//! are good, whose version is 1 to 3, whose fields are consistent (head and tail
 //! below capacity and 8-aligned, `1 <= oldest_seq <= next_seq`,
 //! `used_bytes <= capacity`) and whose `capacity` matches the file size;
 //! if both qualify, the larger generation wins. No usable slot means the
@@ -95,10 +95,43 @@
 //! bytes ([`Ring::max_payload`]); bigger ones are refused with
 //! [`Error::TooLarge`], so one record can never wipe the whole history.
 //!
+//! ### Compact frames
+//!
+//! Most records of an idle process are the record before them with a
+//! later time and a counter or two moved (CPU time, RSS). In a version 3
+//! ring such a record is a *compact frame*, at most 40 bytes and usually
+//! 16, holding only what changed:
+//!
+//! | off | type | field | meaning |
+//! |----:|------|-------|---------|
+//! | 0 | u16 | marker | `b"Mc"` |
+//! | 2 | u8 | body_len | bytes of body that follow the head, at most 32 |
+//! | 3 | u8 | reserved | 0 (anything else is refused) |
+//! | 4 | u32 | crc | CRC32C of the `crc` of the frame written just before (u32), then bytes 0..4, then the body |
+//! | 8 | | body | zigzag LEB128 of `time_us` minus the previous record's; LEB128 `prefix`; LEB128 `suffix`; the middle bytes |
+//!
+//! padded with zeros to a multiple of 8. The record it stands for has the
+//! previous record's kind, the next seq, that time, and the payload
+//! `previous[..prefix] + middle + previous[len - suffix..]`. A compact
+//! frame is only written after a record of at most 1024 bytes of the same
+//! kind, never as the first record after a writer opens the ring, never
+//! more than 255 in a row, and never left at `head`: when the writer drops
+//! the oldest record, it also drops the compact frames that follow it
+//! (`head` always names a full frame). Its CRC starts from the CRC of the
+//! frame before it, so it chains as `prev_crc` does; since its seq is only
+//! implied, a compact frame that fails its CRC ends the chain but is never
+//! reported as a torn frame (a stale one from an earlier lap and a cut one
+//! look the same). A reader keeps the previous record (when it is at most
+//! 1024 bytes) to rebuild the next; the scan after a break rebuilds
+//! compact frames after each intact full frame it finds, so damage costs
+//! at most the run of compact frames that grew from the damaged record.
+//! Version 1 and 2 rings are appended to without compact frames.
+//!
 //! ## Wrap-around
 //!
-//! If a frame does not fit between `tail` and the end of the data area, the
-//! writer writes a *wrap marker* at `tail` when at least 40 bytes are left
+//! If a frame does not fit between `tail` and the end of the data area, or
+//! fewer than 40 bytes are left there (where readers wrap), the writer
+//! writes a *wrap marker* at `tail` when at least 40 bytes are left
 //! (kind `0xFFFF`, no payload, `seq` = the seq of the record it precedes, its
 //! own CRC and `prev_crc`), and puts the frame at offset 0. The bytes from
 //! `tail` to the end are wrap waste, counted in `used_bytes`. A reader at an

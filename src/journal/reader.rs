@@ -11,7 +11,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::frame::{FrameProblem, Link, Parsed, decode};
+use super::frame::{Base, FrameProblem, Link, Parsed, decode_after};
 use super::layout::{
     FRAME_HEADER, FRAME_MARKER, HEADER_PAGE, HeaderSlot, KIND_WRAP, MAGIC, MIN_CAPACITY, OLDEST_VERSION,
     SLOT_OFFSETS, SLOT_SIZE, VERSION,
@@ -115,7 +115,7 @@ impl Snapshot {
     }
 
     /// The ring's format version (1: the first release's, 2: frames may
-    /// be compressed).
+    /// be compressed, 3: records may be compact frames).
     pub fn version(&self) -> u32 {
         self.header.version
     }
@@ -177,13 +177,20 @@ impl Snapshot {
         let mut resumed = Vec::new();
         let mut pos = end.stop_pos;
         let mut budget = cap.saturating_sub(end.used);
+        // The frame before and the record before, for compact frames that
+        // follow a record found after the break.
+        let (mut prev_crc, mut base): (Option<u32>, Option<Base>) = (None, None);
         while budget > 0 {
             if cap.saturating_sub(pos) < FRAME_HEADER as usize {
                 budget = budget.saturating_sub(cap.saturating_sub(pos));
                 pos = 0;
                 continue;
             }
-            let step = match decode(data, pos) {
+            let step = match decode_after(data, pos, prev_crc, base.as_ref()) {
+                Ok(f) if f.header.kind == KIND_WRAP && f.header.seq == last + 1 && prev_crc.is_some() => {
+                    prev_crc = Some(f.header.crc);
+                    cap - pos
+                }
                 Ok(f) if f.header.kind != KIND_WRAP && f.header.seq > last => {
                     let seq = f.header.seq;
                     if seq != last + 1 {
@@ -199,6 +206,8 @@ impl Snapshot {
                     }
                     last = seq;
                     let len = f.len;
+                    prev_crc = Some(f.header.crc);
+                    Base::keep(&mut base, seq, f.header.kind, f.header.time_us, &f.payload);
                     frames.push(f.frame());
                     len
                 }
@@ -425,6 +434,8 @@ impl fmt::Display for StopWhy {
                 write!(f, "frame (seq {seq}) has a compressed payload that does not inflate to its length")
             }
             FrameProblem::Loop => write!(f, "chain longer than the ring"),
+            FrameProblem::NoBase => write!(f, "compact frame without the record it was written against"),
+            FrameProblem::BadCompact => write!(f, "compact frame fails its checksum"),
         }
     }
 }
@@ -465,6 +476,8 @@ pub(crate) struct Walker<'a> {
     data: &'a [u8],
     pos: usize,
     link: Link,
+    /// The last record, for a compact frame after it.
+    base: Option<Base>,
     walked: usize,
     end: ChainEnd,
     done: bool,
@@ -479,6 +492,7 @@ impl<'a> Walker<'a> {
             data,
             pos,
             link: Link::start(header.oldest_seq),
+            base: None,
             walked: 0,
             end: ChainEnd {
                 end_pos: pos,
@@ -526,7 +540,7 @@ impl<'a> Iterator for Walker<'a> {
                 self.pos = 0;
                 continue;
             }
-            let f = match decode(self.data, self.pos) {
+            let f = match decode_after(self.data, self.pos, self.link.prev_crc, self.base.as_ref()) {
                 Ok(f) => f,
                 Err(p) => return self.stop(p),
             };
@@ -556,6 +570,7 @@ impl<'a> Iterator for Walker<'a> {
             self.end.used = self.walked;
             self.end.last_crc = f.header.crc;
             self.end.chain_len += 1;
+            Base::keep(&mut self.base, f.header.seq, f.header.kind, f.header.time_us, &f.payload);
             return Some(f.frame());
         }
     }
@@ -633,13 +648,13 @@ mod tests {
 
         // Bytes covered by a CRC that the chain depends on.
         let mut covered = vec![false; image.len()];
-        for (rec, start, _) in &model.live {
+        for (rec, start, _, _) in &model.live {
             let s = page + start;
             covered[s..s + FRAME_HEADER as usize + rec.payload.len()].fill(true);
         }
         let data = &image[page..];
         for pos in (0..cap).step_by(8) {
-            if let Ok(f) = decode(data, pos)
+            if let Ok(f) = crate::journal::frame::decode(data, pos)
                 && f.header.kind == KIND_WRAP
                 && f.header.seq > orig.info().oldest_seq
             {
@@ -764,7 +779,7 @@ mod tests {
         let live: Vec<_> = model.live.iter().cloned().collect();
         assert!(live.len() > 10);
         // Damage the payload of a record in the middle.
-        let (victim, start, _) = &live[5];
+        let (victim, start, _, _) = &live[5];
         image[HEADER_PAGE as usize + start + FRAME_HEADER as usize] ^= 0xFF;
         let snap = Snapshot::from_bytes(image).unwrap();
         let chain = assert_only_written(&snap, &all);
@@ -782,7 +797,7 @@ mod tests {
             "{what}"
         );
         let seqs: Vec<u64> = scan.frames.iter().map(|f| f.seq).collect();
-        let want: Vec<u64> = live.iter().map(|(r, _, _)| r.seq).filter(|&s| s != victim.seq).collect();
+        let want: Vec<u64> = live.iter().map(|(r, _, _, _)| r.seq).filter(|&s| s != victim.seq).collect();
         assert_eq!(seqs, want);
     }
 
