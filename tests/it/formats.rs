@@ -149,7 +149,7 @@ fn a_new_store_is_compressed_reads_back_and_verifies() {
     assert_eq!(&pack[..8], b"MDPACK\0\x03");
     assert!(pack.len() < text_bytes / 3, "a pack of {} bytes for {text_bytes} bytes of text", pack.len());
     let ring = monitord::journal::Snapshot::read(&store.path().join("ring.bin")).unwrap();
-    assert_eq!(ring.version(), 2);
+    assert_eq!(ring.version(), 3);
     let records: usize = ring.frames().map(|f| f.payload.len() + 40).sum();
     assert!((ring.info().used_bytes as usize) < records, "the baseline's listing is stored compressed");
 
@@ -162,4 +162,47 @@ fn a_new_store_is_compressed_reads_back_and_verifies() {
     let now = dest.path().join("now");
     monitord(&["restore", "--store", s, "--at", &last.to_string(), now.to_str().unwrap()]).expect_success();
     assert_eq!(snapshot(&now), snapshot(tree.path()));
+}
+
+/// An idle process's samples are compact frames: after the baseline,
+/// each costs at most 24 bytes of ring (so the default 64 MiB ring holds
+/// more than 30 days of them at one sample a second), and `dump --json`,
+/// `log --all` and `verify` still see each sample with its stats.
+#[test]
+fn idle_samples_cost_at_most_24_bytes_and_each_reads_back_with_its_stats() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    fs::write(tree.path().join("a.txt"), "one\n").unwrap();
+    let target = Target::start(tree.path());
+    let m = Monitord::start_with_period(&target, store.path(), 5, &[]);
+    let ring = store.path().join("ring.bin");
+    let look = || {
+        let snap = monitord::journal::Snapshot::read(&ring).unwrap();
+        (snap.info().next_seq, snap.info().used_bytes)
+    };
+    let (first_seq, first_used) = look();
+    let mut now = look();
+    wait_until("300 idle samples", std::time::Duration::from_secs(60), || {
+        now = look();
+        now.0 >= first_seq + 300
+    });
+    m.stop();
+    let per_sample = (now.1 - first_used) as f64 / (now.0 - first_seq) as f64;
+    assert!(per_sample <= 24.0, "{per_sample:.1} bytes per idle sample");
+    let days = 64.0 * 1024.0 * 1024.0 / per_sample / 86_400.0;
+    assert!(days >= 30.0, "{days:.1} days at T = 1 s");
+
+    let s = store.path().to_str().unwrap();
+    let records = dump_json(store.path());
+    let samples: Vec<&Value> = records.iter().filter(|r| r["kind"] == "sample").collect();
+    assert!(samples.len() >= 300, "{} samples", samples.len());
+    for (r, next) in records.iter().zip(records.iter().skip(1)) {
+        assert_eq!(next["seq"].as_u64(), r["seq"].as_u64().map(|s| s + 1), "every record, in order");
+    }
+    for r in &samples {
+        assert!(r["stats"]["rss_kib"].as_u64().is_some_and(|kib| kib > 0), "each sample has its stats: {r}");
+    }
+    let out = monitord(&["log", "--all", "--store", s]).expect_success().text();
+    assert!(out.lines().count() >= samples.len(), "log --all lists each sample:\n{out}");
+    monitord(&["verify", "--store", s]).expect_success();
 }
