@@ -6,7 +6,8 @@
 //!
 //! Run with `cargo bench --bench sample` (as root or any user who can read
 //! `/proc/<child>/cwd`). `MONITORD_BENCH_QUICK=1` uses a 10,000-file tree
-//! and fewer repetitions, for a smoke run.
+//! and fewer repetitions, for a smoke run; `MONITORD_BENCH_ONLY=dump` runs
+//! the `dump --json` part alone.
 //!
 //! The target is a real child process (`sh`) whose working directory is
 //! the tree; the bench sends it the writes to make (`printf .. >> file`),
@@ -585,12 +586,69 @@ fn fill_dump_ring(path: &Path) -> u64 {
     info.next_seq - info.oldest_seq
 }
 
+/// What `monitord dump --json` of a full ring costs.
+struct DumpCost {
+    records: u64,
+    json_bytes: usize,
+    cost: Cost,
+}
+
+impl DumpCost {
+    /// Fill a ring in `scratch` and time the release binary dumping it.
+    fn measure(cfg: &Config, scratch: &Path) -> DumpCost {
+        eprintln!("dump --json of a full {} MiB ring, {} runs ...", DUMP_RING_SIZE >> 20, cfg.dump_reps);
+        // MONITORD_BENCH_DUMP_RING=PATH keeps the ring there, to profile.
+        let dump_ring = std::env::var_os("MONITORD_BENCH_DUMP_RING")
+            .map_or_else(|| scratch.join("ring.bin"), std::path::PathBuf::from);
+        let records = fill_dump_ring(&dump_ring);
+        sync_disks();
+        let monitord = env!("CARGO_BIN_EXE_monitord");
+        let dump_cmd = || {
+            let mut cmd = Command::new(monitord);
+            cmd.arg("dump").arg("--json").arg(&dump_ring);
+            cmd
+        };
+        let json_bytes = dump_cmd().stdout(Stdio::piped()).output().expect("run monitord dump").stdout.len();
+        let cost = median_cost(&(0..cfg.dump_reps).map(|_| timed_child(&mut dump_cmd())).collect::<Vec<_>>());
+        DumpCost { records, json_bytes, cost }
+    }
+
+    fn report(&self, cfg: &Config) {
+        println!(
+            "5. monitord dump --json of a full {} MiB ring ({} sample records, {:.0} MB of JSON; {} runs)",
+            DUMP_RING_SIZE >> 20,
+            self.records,
+            self.json_bytes as f64 / 1e6,
+            cfg.dump_reps
+        );
+        println!("   {:<34} {:>12} {:>12}", "", "CPU", "wall");
+        println!(
+            "   {:<34} {:>12} {:>12}",
+            "monitord dump --json RING > /dev/null",
+            secs(self.cost.cpu),
+            secs(self.cost.wall)
+        );
+        println!(
+            "   per record: {:.1} us CPU; goal: < 2 s: {} ({})",
+            self.cost.cpu.as_secs_f64() * 1e6 / self.records as f64,
+            verdict(self.cost.wall < Duration::from_secs(2)),
+            secs(self.cost.wall)
+        );
+    }
+}
+
 // ---------------------------------------------------------------- main
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing here takes arguments.
     let cfg = Config::from_env();
     let started = Instant::now();
+    if std::env::var("MONITORD_BENCH_ONLY").as_deref() == Ok("dump") {
+        let scratch =
+            tempfile::Builder::new().prefix("monitord-bench-scratch-").tempdir_in("/tmp").expect("scratch");
+        DumpCost::measure(&cfg, scratch.path()).report(&cfg);
+        return;
+    }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     eprintln!(
         "monitord sample bench{}: building trees of {} and {} files under /tmp ...",
@@ -683,18 +741,7 @@ fn main() {
     drop(small.sampler.take());
 
     // 5. `monitord dump --json` of a full default-size ring.
-    eprintln!("dump --json of a full {} MiB ring, {} runs ...", DUMP_RING_SIZE >> 20, cfg.dump_reps);
-    let dump_ring = scratch.path().join("ring.bin");
-    let dump_records = fill_dump_ring(&dump_ring);
-    sync_disks();
-    let monitord = env!("CARGO_BIN_EXE_monitord");
-    let dump_cmd = || {
-        let mut cmd = Command::new(monitord);
-        cmd.arg("dump").arg("--json").arg(&dump_ring);
-        cmd
-    };
-    let json_bytes = dump_cmd().stdout(Stdio::piped()).output().expect("run monitord dump").stdout.len();
-    let dump = median_cost(&(0..cfg.dump_reps).map(|_| timed_child(&mut dump_cmd())).collect::<Vec<_>>());
+    let dump = DumpCost::measure(&cfg, scratch.path());
 
     // ------------------------------------------------------------ report
     let (bt, bc, bw) = sample_medians(&big_runs);
@@ -769,20 +816,7 @@ fn main() {
     );
     println!("   goal: < 0.5 %: {}", verdict(idle_pct < 0.5));
     println!();
-    println!(
-        "5. monitord dump --json of a full {} MiB ring ({dump_records} sample records, {:.0} MB of JSON; {} runs)",
-        DUMP_RING_SIZE >> 20,
-        json_bytes as f64 / 1e6,
-        cfg.dump_reps
-    );
-    println!("   {:<34} {:>12} {:>12}", "", "CPU", "wall");
-    println!(
-        "   {:<34} {:>12} {:>12}",
-        "monitord dump --json RING > /dev/null",
-        secs(dump.cpu),
-        secs(dump.wall)
-    );
-    println!("   goal: < 2 s: {} ({})", verdict(dump.wall < Duration::from_secs(2)), secs(dump.wall));
+    dump.report(&cfg);
     if let Some((base, b_runs, s_runs)) = &control {
         let (ct, ..) = sample_medians(b_runs);
         let (cs, ..) = sample_medians(s_runs);

@@ -98,6 +98,14 @@ impl Deflater {
     }
 }
 
+/// The length the zstd stream `stored` declares in its frame header, when
+/// it declares one (ours always do). Reading it inflates nothing: a reader
+/// that only walks records checks this, and a reader that uses a record
+/// inflates it with [`inflate`], which checks the whole stream.
+pub fn declared_len(stored: &[u8]) -> Option<u64> {
+    zstd::zstd_safe::get_frame_content_size(stored).ok().flatten()
+}
+
 /// Inflate the single zstd stream `stored` into exactly `raw_len` bytes.
 ///
 /// # Errors

@@ -185,10 +185,23 @@ pub(crate) struct Parsed<'a> {
     pub payload: Cow<'a, [u8]>,
     /// Bytes the frame takes in the data area.
     pub len: usize,
+    /// The record was not inflated: `payload` is empty (see
+    /// [`decode_after`]'s `inflate`).
+    pub skipped: bool,
 }
 
 /// Decode and check the frame at `pos` in `data` (the data area).
+#[cfg(test)]
 pub(crate) fn decode(data: &[u8], pos: usize) -> Result<Parsed<'_>, FrameProblem> {
+    decode_full(data, pos, true)
+}
+
+/// [`decode`], inflating a compressed record only when `inflate` (or when
+/// it is short enough to be the base of a compact frame); otherwise its
+/// payload is left empty ([`Parsed::skipped`]) once the length its zstd
+/// frame declares matches the recorded one. A walk that only finds where
+/// the chain ends needs no record's bytes.
+fn decode_full(data: &[u8], pos: usize, inflate: bool) -> Result<Parsed<'_>, FrameProblem> {
     let hdr_end = pos.checked_add(HEADER_LEN).ok_or(FrameProblem::NoMarker)?;
     let raw = data.get(pos..hdr_end).ok_or(FrameProblem::NoMarker)?;
     let head = Head::parse(raw, pos, data.len())?;
@@ -196,8 +209,20 @@ pub(crate) fn decode(data: &[u8], pos: usize) -> Result<Parsed<'_>, FrameProblem
         .get(hdr_end..hdr_end + head.payload_len())
         .ok_or(FrameProblem::BadLength { seq: head.header.seq })?;
     let len = head.check(stored)?;
+    if !inflate && head.header.flags & FLAG_ZSTD != 0 {
+        let declared = stored.split_first_chunk::<4>().and_then(|(len, stream)| {
+            let len = u64::from(u32::from_le_bytes(*len));
+            (len > COMPACT_BASE_MAX as u64 && len <= data.len() as u64).then_some((len, stream))
+        });
+        if let Some((want, stream)) = declared {
+            if crate::compress::declared_len(stream) != Some(want) {
+                return Err(FrameProblem::BadPayload { seq: head.header.seq });
+            }
+            return Ok(Parsed { header: head.header, payload: Cow::Borrowed(&[]), len, skipped: true });
+        }
+    }
     let payload = payload(&head.header, stored, data.len())?;
-    Ok(Parsed { header: head.header, payload, len })
+    Ok(Parsed { header: head.header, payload, len, skipped: false })
 }
 
 /// The record before the frame being read: what a compact frame is
@@ -360,21 +385,24 @@ pub(crate) fn decode_compact(
         prev_crc,
         reserved: 0,
     };
-    Ok(Parsed { header, payload: Cow::Owned(payload), len })
+    Ok(Parsed { header, payload: Cow::Owned(payload), len, skipped: false })
 }
 
 /// Decode and check the frame at `pos` in `data`, full or compact: a
 /// compact one is rebuilt from `base`, the record before it, and checked
-/// against `prev_crc`, the CRC of the frame before it.
+/// against `prev_crc`, the CRC of the frame before it. Without `inflate`,
+/// a long compressed record is checked but not inflated (see
+/// [`Parsed::skipped`]).
 pub(crate) fn decode_after<'a>(
     data: &'a [u8],
     pos: usize,
     prev_crc: Option<u32>,
     base: Option<&Base>,
+    inflate: bool,
 ) -> Result<Parsed<'a>, FrameProblem> {
     match data.get(pos..) {
         Some(raw) if compact_body_len(raw).is_some() => decode_compact(raw, pos, data.len(), prev_crc, base),
-        _ => decode(data, pos),
+        _ => decode_full(data, pos, inflate),
     }
 }
 
@@ -740,17 +768,17 @@ mod tests {
             let mut data = vec![0u8; len + 16];
             data[..COMPACT_HEAD].copy_from_slice(&head);
             data[COMPACT_HEAD..COMPACT_HEAD + body.len()].copy_from_slice(&body);
-            let f = decode_after(&data, 0, Some(prev_crc), Some(&base)).unwrap();
+            let f = decode_after(&data, 0, Some(prev_crc), Some(&base), true).unwrap();
             prop_assert_eq!(&f.payload[..], &payload[..]);
             prop_assert_eq!((f.header.seq, f.header.kind, f.header.time_us, f.len), (42, 2, time_us, len));
             prop_assert!(len <= 40);
             // Another frame before it, or no base: refused.
-            prop_assert!(decode_after(&data, 0, Some(prev_crc ^ 1), Some(&base)).is_err());
-            prop_assert_eq!(decode_after(&data, 0, Some(prev_crc), None).map(|f| f.len), Err(FrameProblem::NoBase));
+            prop_assert!(decode_after(&data, 0, Some(prev_crc ^ 1), Some(&base), true).is_err());
+            prop_assert_eq!(decode_after(&data, 0, Some(prev_crc), None, true).map(|f| f.len), Err(FrameProblem::NoBase));
             let mut bad = data.clone();
             let at = flip.index(COMPACT_HEAD + body.len());
             bad[at] ^= 1 << bit;
-            if let Ok(f) = decode_after(&bad, 0, Some(prev_crc), Some(&base)) {
+            if let Ok(f) = decode_after(&bad, 0, Some(prev_crc), Some(&base), true) {
                 prop_assert!(false, "flip at {}.{} accepted: {:?}", at, bit, f.payload);
             }
         }
@@ -767,7 +795,7 @@ mod tests {
             data[..2].copy_from_slice(&COMPACT_MARKER.to_le_bytes());
             data[2] = body_len;
             let base = Base { seq: 9, kind: 2, time_us: 5, payload: base_payload };
-            if let Ok(f) = decode_after(&data, 0, Some(prev_crc), Some(&base)) {
+            if let Ok(f) = decode_after(&data, 0, Some(prev_crc), Some(&base), true) {
                 prop_assert!(f.payload.len() <= base.payload.len() + COMPACT_MAX_BODY);
                 prop_assert!(f.len <= data.len());
             }

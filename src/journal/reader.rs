@@ -108,7 +108,7 @@ impl Snapshot {
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Snapshot, Error> {
         let (header, slot) = select_header(&bytes).map_err(|source| Error::Image { source })?;
         let data = data_area(&bytes);
-        let mut walk = Walker::new(data, &header);
+        let mut walk = Walker::checking(data, &header);
         for _ in walk.by_ref() {}
         let chain = walk.end();
         Ok(Snapshot { bytes, header, slot, chain })
@@ -186,7 +186,7 @@ impl Snapshot {
                 pos = 0;
                 continue;
             }
-            let step = match decode_after(data, pos, prev_crc, base.as_ref()) {
+            let step = match decode_after(data, pos, prev_crc, base.as_ref(), true) {
                 Ok(f) if f.header.kind == KIND_WRAP && f.header.seq == last + 1 && prev_crc.is_some() => {
                     prev_crc = Some(f.header.crc);
                     cap - pos
@@ -478,6 +478,9 @@ pub(crate) struct Walker<'a> {
     link: Link,
     /// The last record, for a compact frame after it.
     base: Option<Base>,
+    /// Give each record's bytes (a walk that only finds the chain's end
+    /// leaves long compressed records as they are).
+    inflate: bool,
     walked: usize,
     end: ChainEnd,
     done: bool,
@@ -493,6 +496,7 @@ impl<'a> Walker<'a> {
             pos,
             link: Link::start(header.oldest_seq),
             base: None,
+            inflate: true,
             walked: 0,
             end: ChainEnd {
                 end_pos: pos,
@@ -505,6 +509,14 @@ impl<'a> Walker<'a> {
             },
             done: false,
         }
+    }
+
+    /// A walk that only finds where the chain ends: every frame is
+    /// checked, but long compressed records are not inflated (their
+    /// [`Frame::payload`] is empty); readers of the records inflate each
+    /// one, and a stream that does not inflate ends their chain there.
+    pub(crate) fn checking(data: &'a [u8], header: &HeaderSlot) -> Walker<'a> {
+        Walker { inflate: false, ..Walker::new(data, header) }
     }
 
     /// Where the walk ended (call after the iterator returned `None`).
@@ -540,10 +552,12 @@ impl<'a> Iterator for Walker<'a> {
                 self.pos = 0;
                 continue;
             }
-            let f = match decode_after(self.data, self.pos, self.link.prev_crc, self.base.as_ref()) {
-                Ok(f) => f,
-                Err(p) => return self.stop(p),
-            };
+            let f =
+                match decode_after(self.data, self.pos, self.link.prev_crc, self.base.as_ref(), self.inflate)
+                {
+                    Ok(f) => f,
+                    Err(p) => return self.stop(p),
+                };
             if let Err(p) = self.link.check(&f.header, self.pos) {
                 return self.stop(p);
             }
@@ -570,7 +584,11 @@ impl<'a> Iterator for Walker<'a> {
             self.end.used = self.walked;
             self.end.last_crc = f.header.crc;
             self.end.chain_len += 1;
-            Base::keep(&mut self.base, f.header.seq, f.header.kind, f.header.time_us, &f.payload);
+            if f.skipped {
+                self.base = None;
+            } else {
+                Base::keep(&mut self.base, f.header.seq, f.header.kind, f.header.time_us, &f.payload);
+            }
             return Some(f.frame());
         }
     }

@@ -225,7 +225,7 @@ impl Ring {
         let (header, _) =
             select_header(&map).map_err(|source| Error::Header { path: path.to_owned(), source })?;
         let data = map.get(PAGE..).unwrap_or(&[]);
-        let mut walk = Walker::new(data, &header);
+        let mut walk = Walker::checking(data, &header);
         for _ in walk.by_ref() {}
         let end = walk.end();
         let torn_tail = end.why.expected_seq == end.next_seq && end.why.is_torn_frame();
@@ -881,6 +881,29 @@ pub(crate) mod tests {
             }
         }
         assert_eq!(followed, want);
+        // A walk that only finds the chain's end inflates no long record
+        // and ends where the reading walk ends.
+        let bytes = std::fs::read(&path).unwrap();
+        let (header, _) = select_header(&bytes).unwrap();
+        let mut checking = Walker::checking(&bytes[PAGE..], &header);
+        let lens: Vec<usize> = checking.by_ref().map(|f| f.payload.len()).collect();
+        assert_eq!(lens, [small.len(), 0, noise.len(), 0]);
+        let mut reading = Walker::new(&bytes[PAGE..], &header);
+        for _ in reading.by_ref() {}
+        assert_eq!(checking.end(), reading.end());
+        // A compressed record whose stream declares another length ends
+        // the checking walk too (its CRC resealed, as a writer bug would).
+        let mut lying = bytes.clone();
+        let at = PAGE + frame_len(small.len() as u64).unwrap() as usize;
+        let mut h: FrameHeader = bytemuck::pod_read_unaligned(&lying[at..at + HDR]);
+        assert_eq!(h.flags, crate::journal::layout::FLAG_ZSTD);
+        let len_at = at + HDR;
+        let recorded = u32::from_le_bytes(lying[len_at..len_at + 4].try_into().unwrap());
+        lying[len_at..len_at + 4].copy_from_slice(&(recorded + 1).to_le_bytes());
+        h.crc = h.compute_crc(&lying[len_at..len_at + h.payload_len as usize]);
+        lying[at..at + HDR].copy_from_slice(bytemuck::bytes_of(&h));
+        let mut checking = Walker::checking(&lying[PAGE..], &header);
+        assert_eq!(checking.by_ref().count(), 1);
         // The writer reopens it and goes on after the compressed records.
         drop(ring);
         let mut ring = Ring::open_or_create(&path, 4096 + 65536).unwrap();
