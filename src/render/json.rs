@@ -21,6 +21,15 @@ pub fn bytes(value: &[u8]) -> Value {
     }
 }
 
+/// [`bytes`] of a buffer the caller gives up: a UTF-8 one becomes the
+/// string without a copy (a diff's text can be megabytes).
+fn owned_bytes(value: Vec<u8>) -> Value {
+    match String::from_utf8(value) {
+        Ok(text) => Value::String(text),
+        Err(e) => bytes(e.as_bytes()),
+    }
+}
+
 /// Decode what [`bytes`] wrote.
 pub fn parse_bytes(value: &Value) -> Option<Vec<u8>> {
     match value {
@@ -166,8 +175,8 @@ pub fn files(s: &Sample) -> Value {
             }
             file.insert("old_hash".into(), hash(f.patch.old_hash));
             file.insert("new_hash".into(), hash(f.patch.new_hash));
-            file.insert("forward".into(), bytes(&forward));
-            file.insert("reverse".into(), bytes(&reverse));
+            file.insert("forward".into(), owned_bytes(forward));
+            file.insert("reverse".into(), owned_bytes(reverse));
             if let Some(w) = s.writers.iter().find(|w| w.path == f.path) {
                 file.insert("by".into(), json!(w.pids));
                 if !w.who.is_empty() {
