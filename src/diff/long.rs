@@ -24,8 +24,9 @@
 //! In a unified diff a splice prints as a `-` and a `+` line and an elided
 //! context line as a ` ` line, each with the bytes left out replaced by
 //! `…[N bytes]…` (N in decimal, the line's final `\n` never counted: it is
-//! printed, or `\ No newline at end of file` is). For example, a one-byte
-//! edit in the middle of a 5,000,000-byte line ending in `\n`:
+//! printed, or `\ No newline at end of file` is). For example, an `X`
+//! turned into a `Y` at offset 2,500,000 of a 5,000,000-byte line ending
+//! in `\n`:
 //!
 //! ```text
 //! -…[2499936 bytes]…(64 bytes before)X(64 bytes after)…[2499934 bytes]…
@@ -89,13 +90,13 @@ pub struct Elided {
 }
 
 impl Splice {
-    /// The splice from `old` to `new`, when they share at least
-    /// [`LONG_LINE`] bytes at their ends (else a removed and an added line
-    /// cost about as much).
-    pub(super) fn between(old: &[u8], new: &[u8]) -> Option<Splice> {
+    /// The splice from `old` to `new`, when they share at least `least`
+    /// bytes at their ends (else a removed and an added line cost about as
+    /// much, and say more).
+    pub(super) fn between(old: &[u8], new: &[u8], least: usize) -> Option<Splice> {
         let prefix = common_prefix(old, new);
         let suffix = common_suffix(&old[prefix..], &new[prefix..]);
-        if prefix + suffix < LONG_LINE {
+        if prefix + suffix < least {
             return None;
         }
         let after = &old[old.len() - suffix..][..suffix.min(SPLICE_CONTEXT)];
@@ -264,8 +265,9 @@ fn common_suffix(a: &[u8], b: &[u8]) -> usize {
 
 /// The lines of one changed run: `old` removed, `new` added. When both
 /// sides have the same number of lines of at least `long_line` bytes,
-/// those pair up in order, and each pair sharing enough becomes a
-/// [`Splice`] in place of its removed and added line. The lines between
+/// those pair up in order, and each pair sharing at least `long_line`
+/// bytes at its ends becomes a [`Splice`] in place of its removed and
+/// added line. The lines between
 /// splices are listed removed first, then added, as `diff -u` lists a run.
 pub(super) fn run_lines(old: &[&[u8]], new: &[&[u8]], long_line: usize, lines: &mut Vec<Line>) {
     let long = |side: &[&[u8]]| -> Vec<usize> {
@@ -275,7 +277,7 @@ pub(super) fn run_lines(old: &[&[u8]], new: &[&[u8]], long_line: usize, lines: &
     let mut splices = Vec::new();
     if old_long.len() == new_long.len() {
         for (&o, &n) in old_long.iter().zip(&new_long) {
-            if let Some(splice) = Splice::between(old[o], new[n]) {
+            if let Some(splice) = Splice::between(old[o], new[n], long_line) {
                 splices.push((o, n, splice));
             }
         }

@@ -143,7 +143,8 @@ pub enum Tag {
 }
 
 impl Tag {
-    /// The tag seen from the other direction.
+    /// The tag seen from the other direction. A splice stays a splice,
+    /// its sides swapped in its text ([`Splice::reversed`]).
     pub fn reversed(self) -> Tag {
         match self {
             Tag::Context => Tag::Context,

@@ -34,8 +34,8 @@ pub(super) fn apply(patch: &Patch, base: &[u8], reverse: bool) -> Result<Vec<u8>
         .flat_map(|h| &h.lines)
         .map(|l| match effective(l.tag, reverse) {
             Tag::Insert => l.text.len(),
-            // At most the line it replaces plus its middle, which is
-            // shorter than the encoding.
+            // Its new middle, which the encoding holds (the rest of the
+            // line is the base's).
             Tag::Splice => l.text.len(),
             _ => 0,
         })
