@@ -747,6 +747,46 @@ mod tests {
         assert!(matches!(good.apply_forward(&new), Err(Error::BaseMismatch { .. })));
     }
 
+    proptest! {
+        #[test]
+        fn a_damaged_splice_or_elided_line_never_gives_a_wrong_result(
+            which in 0..2usize,
+            flips in prop::collection::vec((any::<prop::sample::Index>(), 1..=255u8), 1..4),
+            garbage in prop::option::of(prop::collection::vec(any::<u8>(), 0..40)),
+        ) {
+            let long = words(5, 5000, 0);
+            let mut edited = long.clone();
+            edited[2500] ^= 1;
+            let old = [long.clone(), b"a\n".to_vec(), long.clone()].concat();
+            let new = [long.clone(), b"b\n".to_vec(), edited].concat();
+            let good = Patch::compute(&old, &new, NO_DEADLINE);
+            let mut damaged = good.clone();
+            let at = [0, 3][which];
+            let text = &mut damaged.hunks[0].lines[at].text;
+            match garbage {
+                Some(bytes) => *text = bytes,
+                None => for (i, x) in &flips {
+                    let i = i.index(text.len());
+                    text[i] ^= x;
+                },
+            }
+            for (patch, base, want) in [
+                (&damaged, &old, &new),
+                (&damaged.reversed(), &new, &old),
+            ] {
+                if let Ok(got) = patch.apply_forward(base) {
+                    prop_assert_eq!(&got, want);
+                }
+            }
+            if let Ok(got) = damaged.apply_reverse(&new) {
+                prop_assert_eq!(got, old);
+            }
+            let mut out = Vec::new();
+            damaged.render_unified(b"a", b"b", &mut out);
+            prop_assert!(!out.is_empty());
+        }
+    }
+
     /// One edit of the long-line property test.
     #[derive(Clone, Debug)]
     enum Edit {
