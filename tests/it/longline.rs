@@ -87,6 +87,19 @@ fn one_byte_edits_of_a_five_megabyte_line_are_small_samples_that_restore_exactly
     let after = String::from_utf8(content[SIZE / 2 + 1..SIZE / 2 + 65].to_vec()).unwrap();
     assert!(out.contains(&format!("A{after}…[{tail} bytes]…\n\\ No newline at end of file\n")), "{out}");
     assert!(out.len() < 2000, "show prints {} bytes", out.len());
+    // Going back, the edited byte is on the removed side.
+    let before = String::from_utf8(content[SIZE / 2 - 64..SIZE / 2].to_vec()).unwrap();
+    let back = monitord(&["show", "--store", s, "--reverse", &seqs[0].to_string()]);
+    assert!(
+        back.expect_success().text().contains(&format!("\n-…[2499936 bytes]…{before}A{after}…")),
+        "{}",
+        back.text()
+    );
+    // JSON carries the same diff text.
+    let json = monitord(&["show", "--store", s, "--json", &seqs[0].to_string()]);
+    let value: serde_json::Value = serde_json::from_slice(&json.expect_success().stdout).unwrap();
+    let forward = value["files"][0]["forward"].as_str().unwrap();
+    assert!(forward.contains(&format!("+…[2499936 bytes]…{before}A{after}…[{tail} bytes]…")), "{value}");
 
     // (d) The store checks out.
     monitord(&["verify", "--store", s]).expect_success();
