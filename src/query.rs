@@ -76,12 +76,16 @@ impl Pickaxe {
     pub fn matches(&self, change: &FileChange) -> bool {
         // Each changed line's text, and whether it was added.
         let changed = change.patch.hunks.iter().flat_map(|h| &h.lines).flat_map(|l| {
+            // A splice's side is searched a piece at a time.
             let texts = match l.tag {
                 Tag::Context | Tag::Elided => Vec::new(),
-                Tag::Delete => vec![(Cow::Borrowed(&l.text[..]), false)],
-                Tag::Insert => vec![(Cow::Borrowed(&l.text[..]), true)],
+                Tag::Delete => vec![(vec![Cow::Borrowed(&l.text[..])], false)],
+                Tag::Insert => vec![(vec![Cow::Borrowed(&l.text[..])], true)],
                 Tag::Splice => match l.splice() {
-                    Some(s) => vec![(Cow::Owned(s.window(false)), false), (Cow::Owned(s.window(true)), true)],
+                    Some(s) => [false, true]
+                        .into_iter()
+                        .map(|new| (s.windows(new).into_iter().map(Cow::Owned).collect(), new))
+                        .collect(),
                     None => Vec::new(),
                 },
             };
@@ -90,17 +94,17 @@ impl Pickaxe {
         match self {
             Pickaxe::Occurrences(needle) => {
                 let mut balance: i64 = 0;
-                for (text, added) in changed {
-                    if contains(&text, needle) {
+                for (texts, added) in changed {
+                    if texts.iter().any(|text| contains(text, needle)) {
                         balance += if added { 1 } else { -1 };
                     }
                 }
                 balance != 0
             }
             // Matched against the line without its newline, as git does.
-            Pickaxe::Lines(regex) => {
-                changed.into_iter().any(|(text, _)| regex.is_match(text.strip_suffix(b"\n").unwrap_or(&text)))
-            }
+            Pickaxe::Lines(regex) => changed.into_iter().any(|(texts, _)| {
+                texts.iter().any(|text| regex.is_match(text.strip_suffix(b"\n").unwrap_or(text)))
+            }),
         }
     }
 }

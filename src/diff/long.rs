@@ -9,11 +9,14 @@
 //! small postcard encoding (so the hunk layout is unchanged and older
 //! patches decode as they are):
 //!
-//! - [`Tag::Splice`] holds a [`Splice`]: a long line changed in place. The
-//!   two sides share a prefix and a suffix; the splice keeps their lengths,
-//!   both changed middles, and up to [`SPLICE_CONTEXT`] bytes of the shared
-//!   text each side of them, so that renders and `log -S`/`-G` show the
-//!   edit in its surroundings.
+//! - [`Tag::Splice`] holds a [`Splice`]: a long line changed in place. It
+//!   keeps both lines' lengths and, for each changed stretch ([`Piece`]),
+//!   the old and new bytes and up to [`SPLICE_CONTEXT`] unchanged bytes
+//!   each side, so that renders and `log -S`/`-G` show each edit in its
+//!   surroundings. The stretches are found by comparing slices, not by a
+//!   byte diff: the shared prefix and suffix, then unchanged stretches of
+//!   [`MIN_KEPT`] bytes or more inside what is left (see
+//!   [`Splice::between`]).
 //! - [`Tag::Elided`] holds an [`Elided`]: a long context line, kept as its
 //!   length, hash, and first and last [`SPLICE_CONTEXT`] bytes.
 //!
@@ -24,7 +27,8 @@
 //! In a unified diff a splice prints as a `-` and a `+` line and an elided
 //! context line as a ` ` line, each with the bytes left out replaced by
 //! `…[N bytes]…` (N in decimal, the line's final `\n` never counted: it is
-//! printed, or `\ No newline at end of file` is). For example, an `X`
+//! printed, or `\ No newline at end of file` is); the pieces of a splice
+//! print one after the other on its line. For example, an `X`
 //! turned into a `Y` at offset 2,500,000 of a 5,000,000-byte line ending
 //! in `\n`:
 //!
@@ -32,6 +36,8 @@
 //! -…[2499936 bytes]…(64 bytes before)X(64 bytes after)…[2499934 bytes]…
 //! +…[2499936 bytes]…(64 bytes before)Y(64 bytes after)…[2499934 bytes]…
 //! ```
+
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
@@ -53,27 +59,41 @@ pub const LONG_LINE: usize = 4096;
 /// an [`Elided`] line at each end: enough to see what the edit was in.
 pub const SPLICE_CONTEXT: usize = 64;
 
-/// A long line changed in place: the old line is
-/// `P + old + S` and the new one `P + new + S` for a shared prefix `P`
-/// of [`Splice::prefix`] bytes and a shared suffix `S` of
-/// [`Splice::suffix`] bytes.
+/// A long line changed in place: the old line with some stretches of it
+/// ([`Piece`]s) replaced, everything between them kept. Most splices have
+/// one piece (one edit, or edits close together); edits far apart in the
+/// line are pieces of their own, so that only changed bytes are recorded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Splice {
-    /// Length of the shared prefix.
-    pub prefix: u64,
-    /// Length of the shared suffix.
-    pub suffix: u64,
-    /// The last bytes of the prefix (at most [`SPLICE_CONTEXT`]).
-    pub before: Vec<u8>,
-    /// The old line's bytes between prefix and suffix.
-    pub old: Vec<u8>,
-    /// The new line's bytes between prefix and suffix.
-    pub new: Vec<u8>,
-    /// The first bytes of the suffix (at most [`SPLICE_CONTEXT`]).
-    pub after: Vec<u8>,
-    /// The suffix is longer than [`Splice::after`] and ends with `\n`
-    /// (the line's end is then not among the kept bytes).
+    /// Length of the old line.
+    pub old_len: u64,
+    /// Length of the new line.
+    pub new_len: u64,
+    /// The changed stretches, in order; at least one.
+    pub pieces: Vec<Piece>,
+    /// The bytes after the last piece are more than its
+    /// [`Piece::after`] and end with `\n` (the line's end is then not
+    /// among the kept bytes).
     pub newline: bool,
+}
+
+/// One changed stretch of a [`Splice`], with the unchanged bytes around it
+/// that are kept to show it in context.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Piece {
+    /// Unchanged bytes between the end of the previous piece (or the
+    /// line's start) and this one.
+    pub skip: u64,
+    /// The last of those bytes (at most [`SPLICE_CONTEXT`], and none that
+    /// the previous piece's [`Piece::after`] holds).
+    pub before: Vec<u8>,
+    /// The old line's bytes of this stretch.
+    pub old: Vec<u8>,
+    /// The new line's bytes of this stretch.
+    pub new: Vec<u8>,
+    /// The unchanged bytes right after the stretch (at most
+    /// [`SPLICE_CONTEXT`], and none of the next piece's).
+    pub after: Vec<u8>,
 }
 
 /// A long context line: its length, hash and both ends.
@@ -89,25 +109,71 @@ pub struct Elided {
     pub tail: Vec<u8>,
 }
 
+/// Changed stretches of at least this many bytes (on either side) are
+/// searched for an unchanged stretch inside them, to be split in two.
+const SPLIT_FROM: usize = 1024;
+
+/// Bytes of the old stretch looked up in the new one to find an unchanged
+/// stretch in both: long enough to be rare in text by chance.
+const ANCHOR: usize = 64;
+
+/// An unchanged stretch shorter than this is not worth a piece of its own
+/// (each piece costs its context and a few lengths).
+const MIN_KEPT: usize = 1024;
+
+/// Most pieces a splice is split into: past it, the rest of the changes
+/// form one piece.
+const MAX_PIECES: usize = 64;
+
 impl Splice {
-    /// The splice from `old` to `new`, when they share at least `least`
-    /// bytes at their ends (else a removed and an added line cost about as
+    /// The splice from `old` to `new`, when they keep at least `least`
+    /// bytes unchanged (else a removed and an added line cost about as
     /// much, and say more).
+    ///
+    /// The shared prefix and suffix are found by comparing slices. The
+    /// changed middle is split where an [`ANCHOR`] of it taken from the old
+    /// side (at its middle, then its quarters) is found in the new side
+    /// (first where it would be had the edits kept their lengths, then
+    /// anywhere) and grows to [`MIN_KEPT`] equal bytes or more, recursively;
+    /// searches stop after scanning four times the middle's size, so the
+    /// cost stays linear in the line.
     pub(super) fn between(old: &[u8], new: &[u8], least: usize) -> Option<Splice> {
         let prefix = common_prefix(old, new);
         let suffix = common_suffix(&old[prefix..], &new[prefix..]);
-        if prefix + suffix < least {
+        let middle = (prefix..old.len() - suffix, prefix..new.len() - suffix);
+        let mut changed = Vec::new();
+        let mut budget = 4 * (middle.0.len() + middle.1.len());
+        split(old, new, middle.clone(), &mut changed, &mut budget);
+        if changed.is_empty() {
+            // Equal lines (a coarse diff can pair them): one empty piece.
+            changed.push(middle);
+        }
+        let kept = old.len() - changed.iter().map(|(o, _)| o.len()).sum::<usize>();
+        if kept < least {
             return None;
         }
-        let after = &old[old.len() - suffix..][..suffix.min(SPLICE_CONTEXT)];
+        let mut pieces: Vec<Piece> = Vec::with_capacity(changed.len());
+        let mut at = 0;
+        for (k, (o, n)) in changed.iter().enumerate() {
+            let shown = pieces.last().map_or(0, |p| p.after.len());
+            let before = (o.start - at - shown).min(SPLICE_CONTEXT);
+            let next = changed.get(k + 1).map_or(old.len(), |(o, _)| o.start);
+            let after = (next - o.end).min(SPLICE_CONTEXT);
+            pieces.push(Piece {
+                skip: (o.start - at) as u64,
+                before: old[o.start - before..o.start].to_vec(),
+                old: old[o.clone()].to_vec(),
+                new: new[n.clone()].to_vec(),
+                after: old[o.end..o.end + after].to_vec(),
+            });
+            at = o.end;
+        }
+        let after = pieces.last().map_or(0, |p| p.after.len());
         Some(Splice {
-            prefix: prefix as u64,
-            suffix: suffix as u64,
-            before: old[prefix - prefix.min(SPLICE_CONTEXT)..prefix].to_vec(),
-            old: old[prefix..old.len() - suffix].to_vec(),
-            new: new[prefix..new.len() - suffix].to_vec(),
-            after: after.to_vec(),
-            newline: suffix > after.len() && old.last() == Some(&b'\n'),
+            old_len: old.len() as u64,
+            new_len: new.len() as u64,
+            pieces,
+            newline: old.len() - at > after && old.last() == Some(&b'\n'),
         })
     }
 
@@ -118,55 +184,153 @@ impl Splice {
 
     /// The same splice seen from the other direction.
     pub fn reversed(&self) -> Splice {
-        Splice { old: self.new.clone(), new: self.old.clone(), ..self.clone() }
+        Splice {
+            old_len: self.new_len,
+            new_len: self.old_len,
+            pieces: self
+                .pieces
+                .iter()
+                .map(|p| Piece { old: p.new.clone(), new: p.old.clone(), ..p.clone() })
+                .collect(),
+            newline: self.newline,
+        }
     }
 
     /// Appends to `out` the line that replaces `line` (the old side, or the
     /// new side when `reverse`); false, with `out` unchanged, when `line`
     /// is not the side this splice was made from.
     pub(super) fn apply(&self, line: &[u8], reverse: bool, out: &mut Vec<u8>) -> bool {
-        let (from, to) = if reverse { (&self.new, &self.old) } else { (&self.old, &self.new) };
-        let (Ok(prefix), Ok(suffix)) = (usize::try_from(self.prefix), usize::try_from(self.suffix)) else {
-            return false;
-        };
-        let fits = prefix.checked_add(from.len()).and_then(|n| n.checked_add(suffix)) == Some(line.len())
-            && self.before.len() <= prefix.min(SPLICE_CONTEXT)
-            && self.after.len() <= suffix.min(SPLICE_CONTEXT);
-        if !fits {
-            return false;
+        let start = out.len();
+        let done = self.apply_inner(line, reverse, out);
+        if !done {
+            out.truncate(start);
         }
-        let end = prefix + from.len();
-        let kept = line[prefix - self.before.len()..prefix] == self.before[..]
-            && line[prefix..end] == from[..]
-            && line[end..end + self.after.len()] == self.after[..]
-            && self.newline == (suffix > self.after.len() && line.last() == Some(&b'\n'));
-        if kept {
-            out.extend_from_slice(&line[..prefix]);
-            out.extend_from_slice(to);
-            out.extend_from_slice(&line[end..]);
-        }
-        kept
+        done
     }
 
-    /// The kept bytes of one side (the new side when `new`): the context
-    /// before, the middle, the context after. What `log -S`/`-G` search.
-    pub fn window(&self, new: bool) -> Vec<u8> {
-        let middle = if new { &self.new } else { &self.old };
-        [&self.before[..], middle, &self.after[..]].concat()
+    fn apply_inner(&self, line: &[u8], reverse: bool, out: &mut Vec<u8>) -> bool {
+        let (from_len, to_len) =
+            if reverse { (self.new_len, self.old_len) } else { (self.old_len, self.new_len) };
+        if line.len() as u64 != from_len || self.pieces.is_empty() {
+            return false;
+        }
+        let start = out.len();
+        let mut pos = 0usize;
+        for piece in &self.pieces {
+            let (from, to) = if reverse { (&piece.new, &piece.old) } else { (&piece.old, &piece.new) };
+            let Some(at) = usize::try_from(piece.skip).ok().and_then(|skip| pos.checked_add(skip)) else {
+                return false;
+            };
+            let end = at.saturating_add(from.len());
+            let kept = end <= line.len()
+                && at - pos >= piece.before.len()
+                && line[at - piece.before.len()..at] == piece.before[..]
+                && line[at..end] == from[..]
+                && line[end..].starts_with(&piece.after);
+            if !kept {
+                return false;
+            }
+            out.extend_from_slice(&line[pos..at]);
+            out.extend_from_slice(to);
+            pos = end;
+        }
+        let after = self.pieces.last().map_or(0, |p| p.after.len());
+        if self.newline != (line.len() - pos > after && line.last() == Some(&b'\n')) {
+            return false;
+        }
+        out.extend_from_slice(&line[pos..]);
+        (out.len() - start) as u64 == to_len
+    }
+
+    /// The kept bytes of one side (the new side when `new`), a piece at a
+    /// time: the context before, the changed bytes, the context after.
+    /// What `log -S`/`-G` search.
+    pub fn windows(&self, new: bool) -> Vec<Vec<u8>> {
+        self.pieces
+            .iter()
+            .map(|p| [&p.before[..], if new { &p.new } else { &p.old }, &p.after[..]].concat())
+            .collect()
     }
 
     /// One side as a unified diff prints it (without its `-`/`+`): the
     /// bytes left out as `…[N bytes]…`, ending in `\n` when the line does.
     pub fn render(&self, new: bool, out: &mut Vec<u8>) {
-        let hidden_before = self.prefix.saturating_sub(self.before.len() as u64);
-        push_hidden(out, hidden_before);
-        out.extend_from_slice(&self.window(new));
-        let hidden_after = self.suffix.saturating_sub(self.after.len() as u64);
+        let mut shown = 0;
+        let mut consumed = 0u64;
+        for piece in &self.pieces {
+            push_hidden(out, piece.skip.saturating_sub(shown + piece.before.len() as u64));
+            out.extend_from_slice(&piece.before);
+            out.extend_from_slice(if new { &piece.new } else { &piece.old });
+            out.extend_from_slice(&piece.after);
+            shown = piece.after.len() as u64;
+            consumed = consumed.saturating_add(piece.skip).saturating_add(piece.old.len() as u64);
+        }
+        let hidden_after = self.old_len.saturating_sub(consumed).saturating_sub(shown);
         push_hidden(out, hidden_after.saturating_sub(u64::from(self.newline)));
         if self.newline {
             out.push(b'\n');
         }
     }
+}
+
+/// The changed stretches of `old[o]` against `new[n]`, appended to `out`
+/// in order: the whole of them, or, when an unchanged stretch of both is
+/// found inside, the changed stretches on each side of it.
+fn split(
+    old: &[u8],
+    new: &[u8],
+    (o, n): (Range<usize>, Range<usize>),
+    out: &mut Vec<(Range<usize>, Range<usize>)>,
+    budget: &mut usize,
+) {
+    if o.is_empty() && n.is_empty() {
+        return;
+    }
+    if o.len().max(n.len()) >= SPLIT_FROM
+        && out.len() + 2 <= MAX_PIECES
+        && let Some((a, b, len)) = anchor(&old[o.clone()], &new[n.clone()], budget)
+    {
+        split(old, new, (o.start..o.start + a, n.start..n.start + b), out, budget);
+        split(old, new, (o.start + a + len..o.end, n.start + b + len..n.end), out, budget);
+        return;
+    }
+    out.push((o, n));
+}
+
+/// An unchanged stretch of `a` and `b`, as (start in `a`, start in `b`,
+/// length), of at least [`MIN_KEPT`] bytes, when one is found within the
+/// `budget` of bytes searched.
+fn anchor(a: &[u8], b: &[u8], budget: &mut usize) -> Option<(usize, usize, usize)> {
+    if a.len() < ANCHOR || b.len() < ANCHOR {
+        return None;
+    }
+    for at in [a.len() / 2, a.len() / 4, a.len() * 3 / 4] {
+        let at = at.min(a.len() - ANCHOR);
+        let block = &a[at..at + ANCHOR];
+        // Where an edit of the same length would leave it, counted from
+        // either end (the length change before or after it), then
+        // anywhere: text that repeats itself is found where it was.
+        let shifted = (at + b.len()).checked_sub(a.len());
+        let aligned =
+            [Some(at), shifted].into_iter().flatten().find(|&i| b.get(i..i + ANCHOR) == Some(block));
+        let found = match aligned {
+            Some(i) => i,
+            None if *budget >= b.len() => {
+                *budget -= b.len();
+                match memchr::memmem::find(b, block) {
+                    Some(i) => i,
+                    None => continue,
+                }
+            }
+            None => return None,
+        };
+        let back = common_suffix(&a[..at], &b[..found]);
+        let forth = common_prefix(&a[at..], &b[found..]);
+        if back + forth >= MIN_KEPT {
+            return Some((at - back, found - back, back + forth));
+        }
+    }
+    None
 }
 
 impl Elided {

@@ -26,7 +26,7 @@
 mod long;
 mod patch;
 
-pub use long::{Elided, LONG_LINE, SPLICE_CONTEXT, Splice};
+pub use long::{Elided, LONG_LINE, Piece, SPLICE_CONTEXT, Splice};
 
 use std::time::{Duration, Instant};
 
@@ -643,8 +643,10 @@ mod tests {
         assert_eq!(tags(&patch), [Tag::Splice]);
         assert_eq!((patch.lines_added(), patch.lines_removed()), (1, 1));
         let splice = patch.hunks[0].lines[0].splice().unwrap();
-        assert_eq!((splice.prefix, splice.suffix), (2_500_000, 2_499_999));
-        assert_eq!((splice.old.len(), splice.new.len()), (1, 1));
+        assert_eq!(splice.pieces.len(), 1);
+        let piece = &splice.pieces[0];
+        assert_eq!((piece.skip, piece.old.len(), piece.new.len()), (2_500_000, 1, 1));
+        assert_eq!((piece.before.len(), piece.after.len()), (64, 64));
         let encoded = postcard::to_stdvec(&patch).unwrap();
         assert!(encoded.len() <= 512, "{} bytes", encoded.len());
         // Whole lines: the old representation, for comparison.
@@ -697,6 +699,60 @@ mod tests {
     }
 
     #[test]
+    fn edits_far_apart_in_a_long_line_are_pieces_of_one_splice() {
+        // A header rewritten, three bytes inserted in the middle, a count
+        // at the end grown by two digits.
+        let mut old = words(9, 5_000_000, 0);
+        old.splice(5_000_000 - 10..5_000_000 - 8, *b"42");
+        let mut new = old.clone();
+        new[3..13].copy_from_slice(b"2026-11-27");
+        new.splice(5_000_000 - 10..5_000_000 - 8, *b"1042");
+        new.splice(2_000_000..2_000_000, *b"new");
+        let patch = round_trip(&old, &new);
+        assert_eq!(tags(&patch), [Tag::Splice]);
+        let splice = patch.hunks[0].lines[0].splice().unwrap();
+        let sizes: Vec<(usize, usize)> = splice.pieces.iter().map(|p| (p.old.len(), p.new.len())).collect();
+        // (Where an insertion sits among equal bytes is the diff's choice.)
+        assert_eq!(sizes, [(10, 10), (0, 3), (0, 2)]);
+        assert_eq!((splice.pieces[0].skip, &splice.pieces[0].new[..]), (3, &b"2026-11-27"[..]));
+        assert!(postcard::to_stdvec(&patch).unwrap().len() < 1000);
+
+        // Twenty edits of every kind, spread over the line.
+        let mut scattered = old.clone();
+        for k in (0..20).rev() {
+            let at = 100_000 + k * 240_000;
+            scattered.splice(at..at + k % 3, b"#edit".iter().copied().take(1 + k % 5));
+        }
+        let patch = round_trip(&old, &scattered);
+        assert_eq!(patch.hunks[0].lines[0].splice().unwrap().pieces.len(), 20);
+        assert!(postcard::to_stdvec(&patch).unwrap().len() < 8000);
+
+        // Renders a piece after the other, every byte accounted for.
+        let old = [vec![b'a'; 10_000], b"\n".to_vec()].concat();
+        let mut new = old.clone();
+        new[100] = b'X';
+        new[9000] = b'Y';
+        let patch = round_trip(&old, &new);
+        let mut out = Vec::new();
+        patch.render_unified(b"a/x", b"b/x", &mut out);
+        let a = |n: usize| "a".repeat(n);
+        let expected = format!(
+            "--- a/x\n+++ b/x\n@@ -1 +1 @@\n\
+             -…[36 bytes]…{}a{}…[8771 bytes]…{}a{}…[935 bytes]…\n\
+             +…[36 bytes]…{}X{}…[8771 bytes]…{}Y{}…[935 bytes]…\n",
+            a(64),
+            a(64),
+            a(64),
+            a(64),
+            a(64),
+            a(64),
+            a(64),
+            a(64),
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
     fn long_lines_that_share_little_stay_whole() {
         let old = words(1, 6000, 0);
         let new = words(2, 6000, 0);
@@ -720,7 +776,7 @@ mod tests {
 
         let mut middle = good.clone();
         let mut splice = middle.hunks[0].lines[3].splice().unwrap();
-        splice.old[0] ^= 1;
+        splice.pieces[0].old[0] ^= 1;
         middle.hunks[0].lines[3] = splice.into_line();
         assert_eq!(middle.apply_forward(&base), Err(Error::HunkMismatch { hunk: 0, line: 3 }));
 
@@ -734,7 +790,7 @@ mod tests {
 
         let mut new_middle = good.clone();
         let mut splice = new_middle.hunks[0].lines[3].splice().unwrap();
-        splice.new[0] ^= 1;
+        splice.pieces[0].new[0] ^= 1;
         new_middle.hunks[0].lines[3] = splice.into_line();
         assert!(matches!(new_middle.apply_forward(&base), Err(Error::ResultMismatch { .. })));
 
@@ -784,6 +840,49 @@ mod tests {
             let mut out = Vec::new();
             damaged.render_unified(b"a", b"b", &mut out);
             prop_assert!(!out.is_empty());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn scattered_edits_of_one_long_line_round_trip(
+            seed in any::<u64>(),
+            len in LONG_LINE..40_000usize,
+            repetitive in any::<bool>(),
+            end in 0..3u8,
+            edits in prop::collection::vec(
+                (any::<prop::sample::Index>(), 0..8usize, prop::collection::vec(prop_oneof![Just(b'a'), any::<u8>()], 0..8)),
+                1..12,
+            ),
+        ) {
+            // Text that repeats itself finds anchors in the wrong places:
+            // the splice is bigger, never wrong.
+            let old = if repetitive {
+                [b"abcabcab".repeat(len / 8), [&b"\n"[..], b"\r\n", b""][usize::from(end)].to_vec()].concat()
+            } else {
+                words(seed, len, end)
+            };
+            let mut new = old.clone();
+            for (at, remove, insert) in edits {
+                let at = at.index(new.len());
+                let end = (at + remove).min(new.len());
+                new.splice(at..end, insert);
+            }
+            let patch = Patch::compute(&old, &new, NO_DEADLINE);
+            prop_assert_eq!(patch.apply_forward(&old).unwrap(), new.clone());
+            prop_assert_eq!(patch.apply_reverse(&new).unwrap(), old.clone());
+            let back = patch.reversed();
+            prop_assert_eq!(back.apply_forward(&new).unwrap(), old.clone());
+            prop_assert_eq!(back.apply_reverse(&old).unwrap(), new.clone());
+            prop_assert_eq!(&back.reversed(), &patch);
+            // A splice holds no more changed bytes than the two lines.
+            for splice in patch.hunks.iter().flat_map(|h| &h.lines).filter_map(Line::splice) {
+                let changed: usize = splice.pieces.iter().map(|p| p.old.len() + p.new.len()).sum();
+                prop_assert!(changed as u64 <= splice.old_len + splice.new_len);
+                prop_assert!(splice.pieces.len() <= 64);
+            }
         }
     }
 
