@@ -1,6 +1,7 @@
-//! What a one-byte edit of a long line costs: a 5,000,000-byte file of
-//! words on one line (no newline), one byte changed in its middle, recorded
-//! as a sample with its line kept whole (as format version 4 did:
+//! What an edit of a long line costs: a 5,000,000-byte file of words on
+//! one line (no newline), with one byte changed in its middle, and with
+//! edits at both ends (a date at its start rewritten, a count at its end
+//! grown by two digits), recorded as a sample with its line kept whole (as format version 4 did:
 //! `Patch::compute_with_long_line(.., usize::MAX)`) and as a splice (what
 //! `Patch::compute` records). For each: the ring bytes of the sample (its
 //! frame in a real 64 MiB ring: header, payload compressed when that is
@@ -85,19 +86,27 @@ fn main() {
     let old = one_line(SIZE);
     let mut new = old.clone();
     new[SIZE / 2] = b'#';
+    case("one-byte edit in the middle", &old, &new);
+    let mut ends = old.clone();
+    ends[3..13].copy_from_slice(b"2026-11-27");
+    ends.splice(SIZE - 10..SIZE - 8, *b"1042");
+    case("edits at both ends", &old, &ends);
+}
+
+fn case(what: &str, old: &[u8], new: &[u8]) {
     let deadline = Duration::from_secs(5);
-    println!("one-byte edit in the middle of a {SIZE}-byte one-line file of words:");
+    println!("{what} of a {SIZE}-byte one-line file of words:");
     let mut costs = Vec::new();
     for (name, long_line) in [("whole line (version 4)", usize::MAX), ("splice", monitord::diff::LONG_LINE)] {
-        let patch = Patch::compute_with_long_line(&old, &new, deadline, long_line);
-        assert_eq!(patch.apply_forward(&old).expect("applies"), new, "{name}: forward");
-        assert_eq!(patch.apply_reverse(&new).expect("applies"), old, "{name}: reverse");
+        let patch = Patch::compute_with_long_line(old, new, deadline, long_line);
+        assert_eq!(patch.apply_forward(old).expect("applies"), new, "{name}: forward");
+        assert_eq!(patch.apply_reverse(new).expect("applies"), old, "{name}: reverse");
         let (ring, raw) = ring_cost(&patch);
         let compute = timed(|| {
-            std::hint::black_box(Patch::compute_with_long_line(&old, &new, deadline, long_line));
+            std::hint::black_box(Patch::compute_with_long_line(old, new, deadline, long_line));
         });
         let apply = timed(|| {
-            std::hint::black_box(patch.apply_reverse(&new).expect("applies"));
+            std::hint::black_box(patch.apply_reverse(new).expect("applies"));
         });
         println!(
             "  {name:<22} ring {ring:>9} bytes (record {raw:>9} bytes), compute {compute:>8.2?}, apply_reverse {apply:>8.2?}"
