@@ -102,12 +102,21 @@ fn back_one(view: &[Option<usize>], patch: &Patch, mut inserted: impl FnMut(usiz
         }
         for line in &hunk.lines {
             match line.tag {
-                Tag::Context => {
+                Tag::Context | Tag::Elided => {
                     older.push(at(new_pos));
                     new_pos += 1;
                 }
                 Tag::Delete => older.push(None),
                 Tag::Insert => {
+                    if let Some(tracked) = at(new_pos) {
+                        inserted(tracked);
+                    }
+                    new_pos += 1;
+                }
+                // A long line changed in place: the new line is this
+                // record's, as if removed and added.
+                Tag::Splice => {
+                    older.push(None);
                     if let Some(tracked) = at(new_pos) {
                         inserted(tracked);
                     }
@@ -168,6 +177,18 @@ mod tests {
         // As of 4: c is still there, from before the oldest record.
         assert_eq!(origins("f", v3, &records[..4]), ["4", "^1", "2", "^1", "2"]);
         assert_eq!(origins("f", v1, &records[..1]), ["^1", "^1", "^1"]);
+    }
+
+    #[test]
+    fn a_long_line_changed_in_place_is_the_changing_record_s() {
+        let long = |c: &str| format!("{}\n", c.repeat(6000));
+        let v1 = format!("a\n{}{}", long("x"), long("y"));
+        let v2 = format!("a\n{}{}", long("x").replacen('x', "X", 1), long("y"));
+        let records = vec![(1, sample(vec![])), (2, sample(vec![("f", Change::Modified, None, &v1, &v2)]))];
+        let patch = &records[1].1.changes().unwrap().files[0].patch;
+        let tags: Vec<Tag> = patch.hunks[0].lines.iter().map(|l| l.tag).collect();
+        assert_eq!(tags, [Tag::Context, Tag::Splice, Tag::Elided]);
+        assert_eq!(origins("f", &v2, &records), ["^1", "2", "^1"]);
     }
 
     #[test]

@@ -30,7 +30,9 @@ an error naming it, and restore writes nothing.";
 /// working directory and of its memory map.
 ///
 /// The first sample is a full backup of every regular text file; every later
-/// sample stores only what changed, as reversible line diffs, in a fixed-size
+/// sample stores only what changed, as reversible line diffs (a line of 4 KiB
+/// or more changed in place is stored as its changed bytes, and diffs show
+/// the bytes they leave out of it as …[N bytes]…), in a fixed-size
 /// ring-buffer journal (ring.bin), with the mappings added to and removed from
 /// /proc/PID/maps and the process's CPU, memory, thread and fd counts. Any
 /// recorded state can be restored.
@@ -271,9 +273,12 @@ pub struct LogArgs {
     #[arg(long, value_name = "POINT", value_parser = parse_point, allow_hyphen_values = true)]
     pub until: Option<crate::point::Point>,
     /// Only changes that alter how many lines contain STRING (git's -S).
+    /// In a line of 4 KiB or more changed in place, only the changed bytes
+    /// and the 64 bytes each side of them are searched.
     #[arg(short = 'S', value_name = "STRING", conflicts_with = "regex")]
     pub pickaxe: Option<String>,
-    /// Only changes that add or remove a line matching REGEX (git's -G).
+    /// Only changes that add or remove a line matching REGEX (git's -G),
+    /// searched as -S searches a long line.
     #[arg(short = 'G', value_name = "REGEX", value_parser = parse_regex)]
     pub regex: Option<regex::bytes::Regex>,
     /// Only changes written by WHO: a PID, a command name, `target` (the

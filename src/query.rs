@@ -4,6 +4,8 @@
 //! removes, and the writers of a change (`--by`). Pure functions over
 //! decoded records, used by `log`.
 
+use std::borrow::Cow;
+
 use crate::diff::Tag;
 use crate::journal::record::{Body, FileChange, Record, Writers};
 
@@ -65,22 +67,44 @@ pub enum Pickaxe {
 
 impl Pickaxe {
     /// Whether `change` counts.
+    ///
+    /// A long line changed in place (a splice, see [`crate::diff::Splice`])
+    /// is searched in the bytes the record holds of it: the changed bytes
+    /// and up to [`crate::diff::SPLICE_CONTEXT`] bytes each side. So `-S`
+    /// and `-G` on such a line see only the text around the edit: a string
+    /// elsewhere in the line neither counts nor matches.
     pub fn matches(&self, change: &FileChange) -> bool {
-        let changed = change.patch.hunks.iter().flat_map(|h| &h.lines).filter(|l| l.tag != Tag::Context);
+        // Each changed line's text, and whether it was added.
+        let changed = change.patch.hunks.iter().flat_map(|h| &h.lines).flat_map(|l| {
+            // A splice's side is searched a piece at a time.
+            let texts = match l.tag {
+                Tag::Context | Tag::Elided => Vec::new(),
+                Tag::Delete => vec![(vec![Cow::Borrowed(&l.text[..])], false)],
+                Tag::Insert => vec![(vec![Cow::Borrowed(&l.text[..])], true)],
+                Tag::Splice => match l.splice() {
+                    Some(s) => [false, true]
+                        .into_iter()
+                        .map(|new| (s.windows(new).into_iter().map(Cow::Owned).collect(), new))
+                        .collect(),
+                    None => Vec::new(),
+                },
+            };
+            texts.into_iter()
+        });
         match self {
             Pickaxe::Occurrences(needle) => {
                 let mut balance: i64 = 0;
-                for line in changed {
-                    if contains(&line.text, needle) {
-                        balance += if line.tag == Tag::Insert { 1 } else { -1 };
+                for (texts, added) in changed {
+                    if texts.iter().any(|text| contains(text, needle)) {
+                        balance += if added { 1 } else { -1 };
                     }
                 }
                 balance != 0
             }
             // Matched against the line without its newline, as git does.
-            Pickaxe::Lines(regex) => changed
-                .into_iter()
-                .any(|line| regex.is_match(line.text.strip_suffix(b"\n").unwrap_or(&line.text))),
+            Pickaxe::Lines(regex) => changed.into_iter().any(|(texts, _)| {
+                texts.iter().any(|text| regex.is_match(text.strip_suffix(b"\n").unwrap_or(text)))
+            }),
         }
     }
 }
@@ -386,6 +410,26 @@ mod tests {
         for (paths, pickaxe, want) in table {
             assert_eq!(seqs(&run(paths, pickaxe.clone())), *want, "{paths:?} {pickaxe:?}");
         }
+    }
+
+    #[test]
+    fn pickaxes_search_a_spliced_long_line_around_its_edit() {
+        // A long line with a marker far from the edit, the edit turning
+        // "old-word" into "new-word".
+        let old = format!("MARKER {} old-word {}\n", "x".repeat(5000), "y".repeat(5000));
+        let new = old.replace("old-word", "new-word");
+        let modified = change("long.json", Change::Modified, None, &old, &new);
+        assert_eq!(modified.patch.hunks[0].lines[0].tag, Tag::Splice);
+        let regex = |r: &str| Pickaxe::Lines(regex::bytes::Regex::new(r).unwrap());
+        assert!(Pickaxe::Occurrences(b"new-word".to_vec()).matches(&modified));
+        assert!(Pickaxe::Occurrences(b"old-word".to_vec()).matches(&modified));
+        assert!(regex("new-w").matches(&modified));
+        assert!(regex("xxx old-word yyy").matches(&modified));
+        // In both sides' kept bytes: the count does not change.
+        assert!(!Pickaxe::Occurrences(b"-word".to_vec()).matches(&modified));
+        // Far from the edit: not among the bytes the record holds.
+        assert!(!Pickaxe::Occurrences(b"MARKER".to_vec()).matches(&modified));
+        assert!(!regex("MARKER").matches(&modified));
     }
 
     #[test]

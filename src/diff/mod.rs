@@ -14,11 +14,19 @@
 //! start and the result's hash when they finish: a patch applied to the
 //! wrong base is an [`Error`], never a silently wrong file.
 //!
+//! Lines of [`LONG_LINE`] bytes or more are recorded by what changed in
+//! them ([`Tag::Splice`], [`Tag::Elided`]; see [`Splice`]): a one-byte
+//! edit of a one-line file of megabytes costs a few hundred bytes, not the
+//! line twice. A patch with no such line is exactly GNU diff's.
+//!
 //! Line numbers are `u32`. Callers keep files far below 2^32 lines (the
 //! `--max-file-size` limit); a patch that could not say where its hunks
 //! start would fail its own hash check on apply.
 
+mod long;
 mod patch;
+
+pub use long::{Elided, LONG_LINE, Piece, SPLICE_CONTEXT, Splice};
 
 use std::time::{Duration, Instant};
 
@@ -110,11 +118,14 @@ pub struct Hunk {
 pub struct Line {
     /// Whether the line is kept, removed or added.
     pub tag: Tag,
-    /// The line's exact bytes, including its `\n` if it has one.
+    /// The line's exact bytes, including its `\n` if it has one; for
+    /// [`Tag::Splice`] and [`Tag::Elided`], the postcard encoding of a
+    /// [`Splice`] or an [`Elided`] ([`Line::splice`], [`Line::elided`]).
     pub text: Vec<u8>,
 }
 
-/// What a hunk line does.
+/// What a hunk line does. New kinds go at the end: the variant's index is
+/// what the journal stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Tag {
     /// In both sides.
@@ -123,15 +134,24 @@ pub enum Tag {
     Delete,
     /// Only in the new side.
     Insert,
+    /// A long line changed in place ([`Splice`]): one line removed and
+    /// one added, recorded by the bytes that changed.
+    Splice,
+    /// A long line in both sides, recorded by its length and hash
+    /// ([`Elided`]).
+    Elided,
 }
 
 impl Tag {
-    /// The tag seen from the other direction.
+    /// The tag seen from the other direction. A splice stays a splice,
+    /// its sides swapped in its text ([`Splice::reversed`]).
     pub fn reversed(self) -> Tag {
         match self {
             Tag::Context => Tag::Context,
             Tag::Delete => Tag::Insert,
             Tag::Insert => Tag::Delete,
+            Tag::Splice => Tag::Splice,
+            Tag::Elided => Tag::Elided,
         }
     }
 }
@@ -143,7 +163,15 @@ impl Patch {
     /// diff is coarser (bigger hunks) but still exact: the patch always
     /// applies. A created file (empty `old`) gives one hunk of inserts, a
     /// deleted one (empty `new`) one hunk of deletes, equal contents no hunks.
+    /// Lines of [`LONG_LINE`] bytes or more are spliced or elided.
     pub fn compute(old: &[u8], new: &[u8], deadline: Duration) -> Patch {
+        Patch::compute_with_long_line(old, new, deadline, LONG_LINE)
+    }
+
+    /// [`Patch::compute`] with lines of `long_line` bytes or more spliced or
+    /// elided: `usize::MAX` keeps every line whole, as format versions
+    /// before 5 did (the benches measure what splicing saves with it).
+    pub fn compute_with_long_line(old: &[u8], new: &[u8], deadline: Duration, long_line: usize) -> Patch {
         let old_hash = hash(old);
         let same = old == new;
         let mut patch = Patch {
@@ -195,15 +223,12 @@ impl Patch {
             let old_start = first.0.start - lead;
             let mut lines = Vec::new();
             let context = |lines: &mut Vec<Line>, range: std::ops::Range<usize>| {
-                lines.extend(old_lines[range].iter().map(|l| Line { tag: Tag::Context, text: l.to_vec() }));
+                lines.extend(old_lines[range].iter().map(|l| long::context_line(l, long_line)));
             };
             context(&mut lines, old_start..first.0.start);
             for k in i..=j {
                 let (o, n) = &changes[k];
-                lines
-                    .extend(old_lines[o.clone()].iter().map(|l| Line { tag: Tag::Delete, text: l.to_vec() }));
-                lines
-                    .extend(new_lines[n.clone()].iter().map(|l| Line { tag: Tag::Insert, text: l.to_vec() }));
+                long::run_lines(&old_lines[o.clone()], &new_lines[n.clone()], long_line, &mut lines);
                 let next = if k < j { changes[k + 1].0.start } else { o.end + trail };
                 context(&mut lines, o.end..next);
             }
@@ -229,8 +254,9 @@ impl Patch {
     }
 
     /// The patch that goes the other way: `p.reversed().apply_forward(new)`
-    /// is `p.apply_reverse(new)`. Within each changed run, removed lines come
-    /// before added ones, as `diff -u` prints them.
+    /// is `p.apply_reverse(new)`. Within each changed run (between context
+    /// lines and splices), removed lines come before added ones, as `diff
+    /// -u` prints them.
     pub fn reversed(&self) -> Patch {
         Patch {
             old_hash: self.new_hash,
@@ -248,18 +274,23 @@ impl Patch {
     /// `\n`. Callers name the sides (for example `a/x.txt` and `b/x.txt`, or
     /// `/dev/null` for a created or deleted side). A patch with no hunks
     /// renders as nothing, as `diff -u` prints nothing for equal files.
+    ///
+    /// A [`Tag::Splice`] line prints as a `-` and a `+` line and a
+    /// [`Tag::Elided`] one as a context line, with the bytes the patch does
+    /// not hold shown as `…[N bytes]…` ([`Splice::render`],
+    /// [`Elided::render`]); only such lines differ from `diff -u`.
     pub fn render_unified(&self, old_name: &[u8], new_name: &[u8], out: &mut Vec<u8>) {
         patch::render_unified(self, old_name, new_name, out);
     }
 
-    /// Number of added lines.
+    /// Number of added lines (a splice adds one).
     pub fn lines_added(&self) -> usize {
-        self.count(Tag::Insert)
+        self.count(Tag::Insert) + self.count(Tag::Splice)
     }
 
-    /// Number of removed lines.
+    /// Number of removed lines (a splice removes one).
     pub fn lines_removed(&self) -> usize {
-        self.count(Tag::Delete)
+        self.count(Tag::Delete) + self.count(Tag::Splice)
     }
 
     /// No hunks and equal hashes: the contents did not change.
@@ -574,6 +605,381 @@ mod tests {
             prop_assert_eq!(back.apply_forward(&new).unwrap(), old.clone());
             prop_assert_eq!(back.apply_reverse(&old).unwrap(), new.clone());
             prop_assert_eq!(patch.is_identity(), old == new);
+            // Short lines only: the patch is the one format version 4 wrote.
+            let whole = Patch::compute_with_long_line(&old, &new, NO_DEADLINE, usize::MAX);
+            prop_assert_eq!(postcard::to_stdvec(&patch).unwrap(), postcard::to_stdvec(&whole).unwrap());
+            prop_assert!(patch.hunks.iter().flat_map(|h| &h.lines).all(|l| !matches!(l.tag, Tag::Splice | Tag::Elided)));
+        }
+    }
+
+    /// A line of about `len` bytes of words drawn from `seed`, ending as
+    /// `end` says: 0 `\n`, 1 `\r\n`, 2 nothing.
+    fn words(seed: u64, len: usize, end: u8) -> Vec<u8> {
+        const WORDS: &[&[u8]] =
+            &[b"sample ", b"record\t", b"mirror ", b"caf\xe9 ", b"{\"k\": 1}, ", b"\xff", b"ring "];
+        let mut state = seed | 1;
+        let mut out = Vec::with_capacity(len + 16);
+        while out.len() < len {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            out.extend_from_slice(WORDS[(state % WORDS.len() as u64) as usize]);
+        }
+        out.truncate(len);
+        out.extend_from_slice([&b"\n"[..], b"\r\n", b""][usize::from(end % 3)]);
+        out
+    }
+
+    fn tags(patch: &Patch) -> Vec<Tag> {
+        patch.hunks.iter().flat_map(|h| &h.lines).map(|l| l.tag).collect()
+    }
+
+    #[test]
+    fn one_byte_edit_of_a_five_megabyte_line_is_a_small_splice() {
+        let old = words(7, 5_000_000, 2);
+        let mut new = old.clone();
+        new[2_500_000] ^= 0x20;
+        let patch = round_trip(&old, &new);
+        assert_eq!(tags(&patch), [Tag::Splice]);
+        assert_eq!((patch.lines_added(), patch.lines_removed()), (1, 1));
+        let splice = patch.hunks[0].lines[0].splice().unwrap();
+        assert_eq!(splice.pieces.len(), 1);
+        let piece = &splice.pieces[0];
+        assert_eq!((piece.skip, piece.old.len(), piece.new.len()), (2_500_000, 1, 1));
+        assert_eq!((piece.before.len(), piece.after.len()), (64, 64));
+        let encoded = postcard::to_stdvec(&patch).unwrap();
+        assert!(encoded.len() <= 512, "{} bytes", encoded.len());
+        // Whole lines: the old representation, for comparison.
+        let whole =
+            postcard::to_stdvec(&Patch::compute_with_long_line(&old, &new, NO_DEADLINE, usize::MAX)).unwrap();
+        assert!(whole.len() > 10_000_000, "{} bytes", whole.len());
+        let mut deflater = crate::compress::Deflater::new().unwrap();
+        let packed = deflater.shrink(&encoded).map_or(encoded.len(), |p| p.len());
+        assert!(packed <= 64 << 10, "{packed} bytes compressed");
+    }
+
+    #[test]
+    fn splice_and_elided_lines_render_with_their_left_out_bytes_counted() {
+        let long = |c: u8, n: usize| vec![c; n];
+        let old = [long(b'a', 5000), b"\n".to_vec(), b"short\n".to_vec(), long(b'b', 4500), b"\n".to_vec()]
+            .concat();
+        let mut new = old.clone();
+        new[2000] = b'X';
+        new[5000 + 1 + 6 + 4500] = b'!';
+        let patch = round_trip(&old, &new);
+        assert_eq!(tags(&patch), [Tag::Splice, Tag::Context, Tag::Splice]);
+        let mut out = Vec::new();
+        patch.render_unified(b"a/x", b"b/x", &mut out);
+        let a64 = "a".repeat(64);
+        let b64 = "b".repeat(64);
+        let expected = format!(
+            "--- a/x\n+++ b/x\n@@ -1,3 +1,3 @@\n\
+             -…[1936 bytes]…{a64}a{a64}…[2935 bytes]…\n\
+             +…[1936 bytes]…{a64}X{a64}…[2935 bytes]…\n \
+             short\n\
+             -…[4436 bytes]…{b64}\n\
+             +…[4436 bytes]…{b64}!\n\\ No newline at end of file\n"
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+
+        // A short change between long lines: the long ones are context.
+        let old = [long(b'a', 5000), b"\nmid\n".to_vec(), long(b'b', 5000)].concat();
+        let new = [long(b'a', 5000), b"\nMID\n".to_vec(), long(b'b', 5000)].concat();
+        let patch = round_trip(&old, &new);
+        assert_eq!(tags(&patch), [Tag::Elided, Tag::Delete, Tag::Insert, Tag::Elided]);
+        assert_eq!((patch.lines_added(), patch.lines_removed()), (1, 1));
+        let mut out = Vec::new();
+        patch.render_unified(b"a/x", b"b/x", &mut out);
+        let expected = format!(
+            "--- a/x\n+++ b/x\n@@ -1,3 +1,3 @@\n {a64}…[4873 bytes]…{}\n-mid\n+MID\n {b64}…[4872 bytes]…{b64}\n\\ No newline at end of file\n",
+            "a".repeat(63)
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+        assert!(postcard::to_stdvec(&patch).unwrap().len() < 1000);
+    }
+
+    #[test]
+    fn edits_far_apart_in_a_long_line_are_pieces_of_one_splice() {
+        // A header rewritten, three bytes inserted in the middle, a count
+        // at the end grown by two digits.
+        let mut old = words(9, 5_000_000, 0);
+        old.splice(5_000_000 - 10..5_000_000 - 8, *b"42");
+        let mut new = old.clone();
+        new[3..13].copy_from_slice(b"2026-11-27");
+        new.splice(5_000_000 - 10..5_000_000 - 8, *b"1042");
+        new.splice(2_000_000..2_000_000, *b"new");
+        let patch = round_trip(&old, &new);
+        assert_eq!(tags(&patch), [Tag::Splice]);
+        let splice = patch.hunks[0].lines[0].splice().unwrap();
+        let sizes: Vec<(usize, usize)> = splice.pieces.iter().map(|p| (p.old.len(), p.new.len())).collect();
+        // (Where an insertion sits among equal bytes is the diff's choice.)
+        assert_eq!(sizes, [(10, 10), (0, 3), (0, 2)]);
+        assert_eq!((splice.pieces[0].skip, &splice.pieces[0].new[..]), (3, &b"2026-11-27"[..]));
+        assert!(postcard::to_stdvec(&patch).unwrap().len() < 1000);
+
+        // Twenty edits of every kind, spread over the line.
+        let mut scattered = old.clone();
+        for k in (0..20).rev() {
+            let at = 100_000 + k * 240_000;
+            scattered.splice(at..at + k % 3, b"#edit".iter().copied().take(1 + k % 5));
+        }
+        let patch = round_trip(&old, &scattered);
+        assert_eq!(patch.hunks[0].lines[0].splice().unwrap().pieces.len(), 20);
+        assert!(postcard::to_stdvec(&patch).unwrap().len() < 8000);
+
+        // Renders a piece after the other, every byte accounted for.
+        let old = [vec![b'a'; 10_000], b"\n".to_vec()].concat();
+        let mut new = old.clone();
+        new[100] = b'X';
+        new[9000] = b'Y';
+        let patch = round_trip(&old, &new);
+        let mut out = Vec::new();
+        patch.render_unified(b"a/x", b"b/x", &mut out);
+        let a = |n: usize| "a".repeat(n);
+        let expected = format!(
+            "--- a/x\n+++ b/x\n@@ -1 +1 @@\n\
+             -…[36 bytes]…{}a{}…[8771 bytes]…{}a{}…[935 bytes]…\n\
+             +…[36 bytes]…{}X{}…[8771 bytes]…{}Y{}…[935 bytes]…\n",
+            a(64),
+            a(64),
+            a(64),
+            a(64),
+            a(64),
+            a(64),
+            a(64),
+            a(64),
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn long_lines_that_share_little_stay_whole() {
+        let old = words(1, 6000, 0);
+        let new = words(2, 6000, 0);
+        let patch = round_trip(&old, &new);
+        assert_eq!(tags(&patch), [Tag::Delete, Tag::Insert]);
+        // A long line turned short and back.
+        let short = b"short\n".to_vec();
+        assert_eq!(tags(&round_trip(&old, &short)), [Tag::Delete, Tag::Insert]);
+        assert_eq!(tags(&round_trip(&short, &old)), [Tag::Delete, Tag::Insert]);
+    }
+
+    #[test]
+    fn damaged_splice_or_elided_line_is_an_error_not_a_wrong_result() {
+        let long = words(3, 6000, 0);
+        let mut edited = long.clone();
+        edited[3000] ^= 1;
+        let new = [long.clone(), b"y\n".to_vec(), edited.clone()].concat();
+        let base = [long.clone(), b"x\n".to_vec(), long.clone()].concat();
+        let good = round_trip(&base, &new);
+        assert_eq!(tags(&good), [Tag::Elided, Tag::Delete, Tag::Insert, Tag::Splice]);
+
+        let mut middle = good.clone();
+        let mut splice = middle.hunks[0].lines[3].splice().unwrap();
+        splice.pieces[0].old[0] ^= 1;
+        middle.hunks[0].lines[3] = splice.into_line();
+        assert_eq!(middle.apply_forward(&base), Err(Error::HunkMismatch { hunk: 0, line: 3 }));
+
+        let mut garbled = good.clone();
+        garbled.hunks[0].lines[3].text.truncate(3);
+        assert_eq!(garbled.apply_forward(&base), Err(Error::HunkMismatch { hunk: 0, line: 3 }));
+        assert_eq!(garbled.reversed().apply_forward(&new), Err(Error::HunkMismatch { hunk: 0, line: 3 }));
+        let mut out = Vec::new();
+        garbled.render_unified(b"a", b"b", &mut out);
+        assert!(String::from_utf8_lossy(&out).contains("-…[damaged line]…\n+…[damaged line]…\n"));
+
+        let mut new_middle = good.clone();
+        let mut splice = new_middle.hunks[0].lines[3].splice().unwrap();
+        splice.pieces[0].new[0] ^= 1;
+        new_middle.hunks[0].lines[3] = splice.into_line();
+        assert!(matches!(new_middle.apply_forward(&base), Err(Error::ResultMismatch { .. })));
+
+        let mut context = good.clone();
+        let mut elided = context.hunks[0].lines[0].elided().unwrap();
+        elided.hash ^= 1;
+        context.hunks[0].lines[0] = elided.into_line();
+        assert_eq!(context.apply_forward(&base), Err(Error::HunkMismatch { hunk: 0, line: 1 }));
+
+        assert!(matches!(good.apply_forward(&new), Err(Error::BaseMismatch { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn a_damaged_splice_or_elided_line_never_gives_a_wrong_result(
+            which in 0..2usize,
+            flips in prop::collection::vec((any::<prop::sample::Index>(), 1..=255u8), 1..4),
+            garbage in prop::option::of(prop::collection::vec(any::<u8>(), 0..40)),
+        ) {
+            let long = words(5, 5000, 0);
+            let mut edited = long.clone();
+            edited[2500] ^= 1;
+            let old = [long.clone(), b"a\n".to_vec(), long.clone()].concat();
+            let new = [long.clone(), b"b\n".to_vec(), edited].concat();
+            let good = Patch::compute(&old, &new, NO_DEADLINE);
+            let mut damaged = good.clone();
+            let at = [0, 3][which];
+            let text = &mut damaged.hunks[0].lines[at].text;
+            match garbage {
+                Some(bytes) => *text = bytes,
+                None => for (i, x) in &flips {
+                    let i = i.index(text.len());
+                    text[i] ^= x;
+                },
+            }
+            for (patch, base, want) in [
+                (&damaged, &old, &new),
+                (&damaged.reversed(), &new, &old),
+            ] {
+                if let Ok(got) = patch.apply_forward(base) {
+                    prop_assert_eq!(&got, want);
+                }
+            }
+            if let Ok(got) = damaged.apply_reverse(&new) {
+                prop_assert_eq!(got, old);
+            }
+            let mut out = Vec::new();
+            damaged.render_unified(b"a", b"b", &mut out);
+            prop_assert!(!out.is_empty());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn scattered_edits_of_one_long_line_round_trip(
+            seed in any::<u64>(),
+            len in LONG_LINE..40_000usize,
+            repetitive in any::<bool>(),
+            end in 0..3u8,
+            edits in prop::collection::vec(
+                (any::<prop::sample::Index>(), 0..8usize, prop::collection::vec(prop_oneof![Just(b'a'), any::<u8>()], 0..8)),
+                1..12,
+            ),
+        ) {
+            // Text that repeats itself finds anchors in the wrong places:
+            // the splice is bigger, never wrong.
+            let old = if repetitive {
+                [b"abcabcab".repeat(len / 8), [&b"\n"[..], b"\r\n", b""][usize::from(end)].to_vec()].concat()
+            } else {
+                words(seed, len, end)
+            };
+            let mut new = old.clone();
+            for (at, remove, insert) in edits {
+                let at = at.index(new.len());
+                let end = (at + remove).min(new.len());
+                new.splice(at..end, insert);
+            }
+            let patch = Patch::compute(&old, &new, NO_DEADLINE);
+            prop_assert_eq!(patch.apply_forward(&old).unwrap(), new.clone());
+            prop_assert_eq!(patch.apply_reverse(&new).unwrap(), old.clone());
+            let back = patch.reversed();
+            prop_assert_eq!(back.apply_forward(&new).unwrap(), old.clone());
+            prop_assert_eq!(back.apply_reverse(&old).unwrap(), new.clone());
+            prop_assert_eq!(&back.reversed(), &patch);
+            // A splice holds no more changed bytes than the two lines.
+            for splice in patch.hunks.iter().flat_map(|h| &h.lines).filter_map(Line::splice) {
+                let changed: usize = splice.pieces.iter().map(|p| p.old.len() + p.new.len()).sum();
+                prop_assert!(changed as u64 <= splice.old_len + splice.new_len);
+                prop_assert!(splice.pieces.len() <= 64);
+            }
+        }
+    }
+
+    /// One edit of the long-line property test.
+    #[derive(Clone, Debug)]
+    enum Edit {
+        /// In line `line`, at `at` (0: start, 1: end, else a fraction),
+        /// remove `remove` bytes and insert `insert`.
+        Bytes { line: prop::sample::Index, at: u8, remove: usize, insert: Vec<u8> },
+        /// Insert a line (long when `long`) before `line`.
+        AddLine { line: prop::sample::Index, seed: u64, long: bool, end: u8 },
+        /// Remove a line.
+        RemoveLine { line: prop::sample::Index },
+        /// Replace a line (long turned short or short turned long).
+        ReplaceLine { line: prop::sample::Index, seed: u64, long: bool, end: u8 },
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        let index = any::<prop::sample::Index>;
+        prop_oneof![
+            4 => (index(), any::<u8>(), 0..20usize, prop::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..12))
+                .prop_map(|(line, at, remove, insert)| Edit::Bytes { line, at, remove, insert }),
+            1 => (index(), any::<u64>(), any::<bool>(), 0..3u8)
+                .prop_map(|(line, seed, long, end)| Edit::AddLine { line, seed, long, end }),
+            1 => index().prop_map(|line| Edit::RemoveLine { line }),
+            1 => (index(), any::<u64>(), any::<bool>(), 0..3u8)
+                .prop_map(|(line, seed, long, end)| Edit::ReplaceLine { line, seed, long, end }),
+        ]
+    }
+
+    fn made_line(seed: u64, long: bool, end: u8) -> Vec<u8> {
+        let len = if long { LONG_LINE - 8 + (seed % 3000) as usize } else { (seed % 40) as usize };
+        words(seed, len, end)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn long_lines_with_random_edits_round_trip(
+            lines in prop::collection::vec((any::<u64>(), any::<bool>(), 0..3u8), 1..8),
+            last_end in 0..3u8,
+            edits in prop::collection::vec(edit(), 1..6),
+        ) {
+            let mut old: Vec<Vec<u8>> = lines.iter().map(|&(seed, long, end)| made_line(seed, long, end)).collect();
+            if let Some(last) = old.last_mut() {
+                // The last line decides the file's end (and a middle line
+                // without `\n` joins the next one: a longer line).
+                *last = made_line(lines[lines.len() - 1].0, lines[lines.len() - 1].1, last_end);
+            }
+            let mut new = old.clone();
+            for edit in edits {
+                match edit {
+                    Edit::Bytes { line, at, remove, insert } if !new.is_empty() => {
+                        let i = line.index(new.len());
+                        let text = &mut new[i];
+                        let at = match at { 0 => 0, 1 => text.len(), f => text.len() * usize::from(f) / 256 };
+                        let end = (at + remove).min(text.len());
+                        text.splice(at..end, insert);
+                    }
+                    Edit::AddLine { line, seed, long, end } => {
+                        let at = line.index(new.len() + 1);
+                        new.insert(at, made_line(seed, long, end));
+                    }
+                    Edit::RemoveLine { line } if !new.is_empty() => { new.remove(line.index(new.len())); }
+                    Edit::ReplaceLine { line, seed, long, end } if !new.is_empty() => {
+                        let at = line.index(new.len());
+                        new[at] = made_line(seed, long, end);
+                    }
+                    _ => {}
+                }
+            }
+            let (old, new) = (old.concat(), new.concat());
+            let patch = Patch::compute(&old, &new, NO_DEADLINE);
+            prop_assert_eq!(patch.apply_forward(&old).unwrap(), new.clone());
+            prop_assert_eq!(patch.apply_reverse(&new).unwrap(), old.clone());
+            let back = patch.reversed();
+            prop_assert_eq!(back.apply_forward(&new).unwrap(), old.clone());
+            prop_assert_eq!(back.apply_reverse(&old).unwrap(), new.clone());
+            prop_assert_eq!(&back.reversed(), &patch);
+            prop_assert_eq!(patch.is_identity(), old == new);
+            if old != new && !old.is_empty() {
+                prop_assert!(patch.apply_forward(&new).is_err());
+                let mut wrong = old.clone();
+                wrong[0] ^= 1;
+                prop_assert!(patch.apply_forward(&wrong).is_err());
+            }
+            // Whole-line counts are kept: a splice is one line each way.
+            let whole = Patch::compute_with_long_line(&old, &new, NO_DEADLINE, usize::MAX);
+            prop_assert_eq!((patch.lines_added(), patch.lines_removed()), (whole.lines_added(), whole.lines_removed()));
+            let long_line = |text: &[u8]| text.split_inclusive(|&b| b == b'\n').any(|l| l.len() >= LONG_LINE);
+            if !long_line(&old) && !long_line(&new) {
+                prop_assert_eq!(&patch, &whole);
+            }
+            for (hunk, whole_hunk) in patch.hunks.iter().zip(&whole.hunks) {
+                prop_assert_eq!((hunk.old_start, hunk.new_start), (whole_hunk.old_start, whole_hunk.new_start));
+            }
         }
     }
 }

@@ -32,8 +32,13 @@ pub(super) fn apply(patch: &Patch, base: &[u8], reverse: bool) -> Result<Vec<u8>
         .hunks
         .iter()
         .flat_map(|h| &h.lines)
-        .filter(|l| effective(l.tag, reverse) == Tag::Insert)
-        .map(|l| l.text.len())
+        .map(|l| match effective(l.tag, reverse) {
+            Tag::Insert => l.text.len(),
+            // Its new middle, which the encoding holds (the rest of the
+            // line is the base's).
+            Tag::Splice => l.text.len(),
+            _ => 0,
+        })
         .sum();
     let capacity = usize::try_from(out_len).unwrap_or(usize::MAX).min(base.len().saturating_add(inserted));
     let mut out = Vec::with_capacity(capacity);
@@ -52,6 +57,22 @@ pub(super) fn apply(patch: &Patch, base: &[u8], reverse: bool) -> Result<Vec<u8>
         for line in &hunk.lines {
             match effective(line.tag, reverse) {
                 Tag::Insert => out.extend_from_slice(&line.text),
+                Tag::Splice => {
+                    let at = cursor.line;
+                    let base_line = cursor.next_line().ok_or(mismatch(at))?;
+                    let splice = line.splice().ok_or(mismatch(at))?;
+                    if !splice.apply(base_line, reverse, &mut out) {
+                        return Err(mismatch(at));
+                    }
+                }
+                Tag::Elided => {
+                    let at = cursor.line;
+                    let base_line = cursor.next_line().ok_or(mismatch(at))?;
+                    match line.elided() {
+                        Some(elided) if elided.matches(base_line) => out.extend_from_slice(base_line),
+                        _ => return Err(mismatch(at)),
+                    }
+                }
                 tag => {
                     let at = cursor.line;
                     match cursor.next_line() {
@@ -193,11 +214,19 @@ pub(super) fn reverse_hunk(hunk: &Hunk) -> Hunk {
         }
     };
     for (i, line) in hunk.lines.iter().enumerate() {
-        if line.tag == Tag::Context {
-            flush(&mut lines, &hunk.lines[run_start..i]);
-            lines.push(line.clone());
-            run_start = i + 1;
-        }
+        // Context and splices split runs and keep their places.
+        let kept = match line.tag {
+            Tag::Context | Tag::Elided => line.clone(),
+            Tag::Splice => match line.splice() {
+                Some(splice) => splice.reversed().into_line(),
+                // Damaged: left as it is, to fail when applied.
+                None => line.clone(),
+            },
+            Tag::Delete | Tag::Insert => continue,
+        };
+        flush(&mut lines, &hunk.lines[run_start..i]);
+        lines.push(kept);
+        run_start = i + 1;
     }
     flush(&mut lines, &hunk.lines[run_start..]);
     Hunk { old_start: hunk.new_start, new_start: hunk.old_start, lines }
@@ -221,16 +250,48 @@ pub(super) fn render_unified(patch: &Patch, old_name: &[u8], new_name: &[u8], ou
         push_range(out, hunk.new_start, new_count);
         out.extend_from_slice(b" @@\n");
         for line in &hunk.lines {
-            out.push(match line.tag {
-                Tag::Context => b' ',
-                Tag::Delete => b'-',
-                Tag::Insert => b'+',
-            });
-            out.extend_from_slice(&line.text);
-            if line.text.last() != Some(&b'\n') {
-                out.extend_from_slice(b"\n\\ No newline at end of file\n");
+            match line.tag {
+                Tag::Context => push_line(out, b' ', &line.text),
+                Tag::Delete => push_line(out, b'-', &line.text),
+                Tag::Insert => push_line(out, b'+', &line.text),
+                Tag::Splice => {
+                    let (mut old, mut new) = (Vec::new(), Vec::new());
+                    match line.splice() {
+                        Some(splice) => {
+                            splice.render(false, &mut old);
+                            splice.render(true, &mut new);
+                        }
+                        None => {
+                            old.extend_from_slice(DAMAGED.as_bytes());
+                            new.extend_from_slice(DAMAGED.as_bytes());
+                        }
+                    }
+                    push_line(out, b'-', &old);
+                    push_line(out, b'+', &new);
+                }
+                Tag::Elided => {
+                    let mut text = Vec::new();
+                    match line.elided() {
+                        Some(elided) => elided.render(&mut text),
+                        None => text.extend_from_slice(DAMAGED.as_bytes()),
+                    }
+                    push_line(out, b' ', &text);
+                }
             }
         }
+    }
+}
+
+/// What a splice or elided line that does not decode renders as.
+const DAMAGED: &str = "…[damaged line]…\n";
+
+/// One hunk line: its mark, its text, and GNU diff's note when the text
+/// lacks its `\n`.
+fn push_line(out: &mut Vec<u8>, mark: u8, text: &[u8]) {
+    out.push(mark);
+    out.extend_from_slice(text);
+    if text.last() != Some(&b'\n') {
+        out.extend_from_slice(b"\n\\ No newline at end of file\n");
     }
 }
 

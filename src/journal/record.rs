@@ -12,7 +12,9 @@
 //! Changing any type here changes the on-disk format: bump
 //! [`FORMAT_VERSION`] with it. A change that only adds variants at the end
 //! of enums keeps older payloads decodable by the new types (version 3
-//! added the `mark` record so, and version 2 payloads decode as version 3).
+//! added the `mark` record so, and version 2 payloads decode as version 3;
+//! version 5 added hunk line kinds so, and version 4 payloads decode with
+//! the current types).
 //! A change that adds a field to a struct must keep the older layout's
 //! types (postcard is not self-describing): [`legacy`] holds them, frozen,
 //! and [`Record::decode`] picks the types by the payload's version, which
@@ -23,6 +25,7 @@
 //! | 2 | the first release | |
 //! | 3 | | the `mark` record |
 //! | 4 | | named writers, file modes, the `mode` change, the `undo` record |
+//! | 5 | | long lines as byte splices (`Tag::Splice`, `Tag::Elided`) |
 
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +34,11 @@ use crate::diff::Patch;
 pub mod legacy;
 
 /// Version of the payload encoding; stored in every record.
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
+
+/// The oldest payload version whose layout is the current one (later
+/// versions only added enum variants at the end).
+const OLDEST_CURRENT_LAYOUT: u16 = 4;
 
 /// The oldest payload version this monitord reads.
 pub const OLDEST_READABLE_VERSION: u16 = 2;
@@ -485,8 +492,10 @@ impl Record {
     pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
         let (version, _) = postcard::take_from_bytes::<u16>(payload).map_err(DecodeError::Payload)?;
         match version {
-            FORMAT_VERSION => postcard::from_bytes(payload).map_err(DecodeError::Payload),
-            OLDEST_READABLE_VERSION..FORMAT_VERSION => legacy::decode_v3(payload),
+            OLDEST_CURRENT_LAYOUT..=FORMAT_VERSION => {
+                postcard::from_bytes(payload).map_err(DecodeError::Payload)
+            }
+            OLDEST_READABLE_VERSION..OLDEST_CURRENT_LAYOUT => legacy::decode_v3(payload),
             found => Err(DecodeError::Version { found }),
         }
     }
@@ -546,6 +555,41 @@ mod tests {
         let mut record = sample_record();
         record.version = 99;
         assert!(matches!(Record::decode(&record.encode()), Err(DecodeError::Version { found: 99 })));
+    }
+
+    #[test]
+    fn a_version_4_payload_with_a_patch_decodes_with_the_current_types() {
+        // Written by format version 4: a sample changing `f` from
+        // "a\nb\n" to "a\nc\n" (version 5 only added hunk line kinds).
+        let v4: &[u8] = &[
+            4, 1, 84, 1, 1, 1, 102, 1, 0, 0, 222, 243, 135, 147, 149, 254, 144, 154, 41, 208, 172, 177, 175,
+            194, 134, 222, 202, 127, 4, 4, 1, 0, 0, 3, 0, 2, 97, 10, 1, 2, 98, 10, 2, 2, 99, 10, 0, 0, 0, 0,
+            0, 0, 0,
+        ];
+        let record = Record::decode(v4).unwrap();
+        assert_eq!((record.version, record.epoch, record.pid), (4, 1, 42));
+        let sample = record.changes().unwrap();
+        let patch = &sample.files[0].patch;
+        assert_eq!(sample.files[0].path, b"f");
+        assert_eq!(patch.apply_forward(b"a\nb\n").unwrap(), b"a\nc\n");
+        assert_eq!(*patch, Patch::compute(b"a\nb\n", b"a\nc\n", Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_record_with_a_spliced_long_line_round_trips() {
+        let old = [vec![b'x'; 10_000], b"\n".to_vec()].concat();
+        let mut new = old.clone();
+        new[5000] = b'y';
+        let patch = Patch::compute(&old, &new, Duration::from_secs(1));
+        assert!(patch.hunks[0].lines[0].splice().is_some());
+        let mut record = sample_record();
+        let Body::Sample(sample) = &mut record.body else { unreachable!() };
+        sample.files[0].patch = patch;
+        let bytes = record.encode();
+        assert!(bytes.len() < 1000, "{} bytes", bytes.len());
+        let back = Record::decode(&bytes).unwrap();
+        assert_eq!(back, record);
+        assert_eq!(back.changes().unwrap().files[0].patch.apply_forward(&old).unwrap(), new);
     }
 
     proptest! {

@@ -20,6 +20,7 @@ mod history;
 mod ignore;
 mod journal;
 mod links;
+mod longline;
 mod maps;
 mod marks;
 mod modes;
