@@ -280,7 +280,14 @@ impl Patch {
     /// not hold shown as `…[N bytes]…` ([`Splice::render`],
     /// [`Elided::render`]); only such lines differ from `diff -u`.
     pub fn render_unified(&self, old_name: &[u8], new_name: &[u8], out: &mut Vec<u8>) {
-        patch::render_unified(self, old_name, new_name, out);
+        patch::render_unified(self, old_name, new_name, false, out);
+    }
+
+    /// What `self.reversed().render_unified(new_name, old_name, out)`
+    /// writes, without building the reversed patch (which copies every
+    /// line): the diff that takes the new side back to the old.
+    pub fn render_unified_reverse(&self, new_name: &[u8], old_name: &[u8], out: &mut Vec<u8>) {
+        patch::render_unified(self, new_name, old_name, true, out);
     }
 
     /// Number of added lines (a splice adds one).
@@ -354,6 +361,10 @@ mod tests {
         assert_eq!(patch.apply_forward(old).unwrap(), new, "forward");
         assert_eq!(patch.apply_reverse(new).unwrap(), old, "reverse");
         let back = patch.reversed();
+        let (mut direct, mut built) = (Vec::new(), Vec::new());
+        patch.render_unified_reverse(b"b/x", b"a/x", &mut direct);
+        back.render_unified(b"b/x", b"a/x", &mut built);
+        assert_eq!(direct, built, "the reverse diff rendered straight from the patch");
         assert_eq!(back.apply_forward(new).unwrap(), old, "reversed forward");
         assert_eq!(back.apply_reverse(old).unwrap(), new, "reversed reverse");
         assert_eq!(back.reversed(), *patch, "reversing twice");
@@ -605,6 +616,10 @@ mod tests {
             prop_assert_eq!(back.apply_forward(&new).unwrap(), old.clone());
             prop_assert_eq!(back.apply_reverse(&old).unwrap(), new.clone());
             prop_assert_eq!(patch.is_identity(), old == new);
+            let (mut direct, mut built) = (Vec::new(), Vec::new());
+            patch.render_unified_reverse(b"b/x", b"a/x", &mut direct);
+            back.render_unified(b"b/x", b"a/x", &mut built);
+            prop_assert_eq!(direct, built);
             // Short lines only: the patch is the one format version 4 wrote.
             let whole = Patch::compute_with_long_line(&old, &new, NO_DEADLINE, usize::MAX);
             prop_assert_eq!(postcard::to_stdvec(&patch).unwrap(), postcard::to_stdvec(&whole).unwrap());
@@ -964,6 +979,12 @@ mod tests {
             prop_assert_eq!(back.apply_reverse(&old).unwrap(), new.clone());
             prop_assert_eq!(&back.reversed(), &patch);
             prop_assert_eq!(patch.is_identity(), old == new);
+            // The reverse diff rendered straight from the patch is the
+            // reversed patch's diff.
+            let (mut direct, mut built) = (Vec::new(), Vec::new());
+            patch.render_unified_reverse(b"b/x", b"a/x", &mut direct);
+            back.render_unified(b"b/x", b"a/x", &mut built);
+            prop_assert_eq!(direct, built);
             if old != new && !old.is_empty() {
                 prop_assert!(patch.apply_forward(&new).is_err());
                 let mut wrong = old.clone();

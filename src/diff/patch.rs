@@ -232,7 +232,16 @@ pub(super) fn reverse_hunk(hunk: &Hunk) -> Hunk {
     Hunk { old_start: hunk.new_start, new_start: hunk.old_start, lines }
 }
 
-pub(super) fn render_unified(patch: &Patch, old_name: &[u8], new_name: &[u8], out: &mut Vec<u8>) {
+/// The unified diff of `patch`, or with `reverse` of the patch going the
+/// other way, exactly as `reverse_hunk` orders it, without building it:
+/// within each changed run the added lines come first, as removed ones.
+pub(super) fn render_unified(
+    patch: &Patch,
+    old_name: &[u8],
+    new_name: &[u8],
+    reverse: bool,
+    out: &mut Vec<u8>,
+) {
     if patch.hunks.is_empty() {
         return;
     }
@@ -241,43 +250,72 @@ pub(super) fn render_unified(patch: &Patch, old_name: &[u8], new_name: &[u8], ou
     out.extend_from_slice(b"\n+++ ");
     out.extend_from_slice(new_name);
     out.push(b'\n');
+    // The stored tags that read as added and as removed lines.
+    let (added, removed) = if reverse { (Tag::Delete, Tag::Insert) } else { (Tag::Insert, Tag::Delete) };
     for hunk in &patch.hunks {
-        let old_count = hunk.lines.iter().filter(|l| l.tag != Tag::Insert).count();
-        let new_count = hunk.lines.iter().filter(|l| l.tag != Tag::Delete).count();
+        let old_count = hunk.lines.iter().filter(|l| l.tag != added).count();
+        let new_count = hunk.lines.iter().filter(|l| l.tag != removed).count();
+        let (old_start, new_start) =
+            if reverse { (hunk.new_start, hunk.old_start) } else { (hunk.old_start, hunk.new_start) };
         out.extend_from_slice(b"@@ -");
-        push_range(out, hunk.old_start, old_count);
+        push_range(out, old_start, old_count);
         out.extend_from_slice(b" +");
-        push_range(out, hunk.new_start, new_count);
+        push_range(out, new_start, new_count);
         out.extend_from_slice(b" @@\n");
-        for line in &hunk.lines {
-            match line.tag {
-                Tag::Context => push_line(out, b' ', &line.text),
-                Tag::Delete => push_line(out, b'-', &line.text),
-                Tag::Insert => push_line(out, b'+', &line.text),
-                Tag::Splice => {
-                    let (mut old, mut new) = (Vec::new(), Vec::new());
-                    match line.splice() {
-                        Some(splice) => {
-                            splice.render(false, &mut old);
-                            splice.render(true, &mut new);
-                        }
-                        None => {
-                            old.extend_from_slice(DAMAGED.as_bytes());
-                            new.extend_from_slice(DAMAGED.as_bytes());
-                        }
-                    }
-                    push_line(out, b'-', &old);
-                    push_line(out, b'+', &new);
-                }
-                Tag::Elided => {
-                    let mut text = Vec::new();
-                    match line.elided() {
-                        Some(elided) => elided.render(&mut text),
-                        None => text.extend_from_slice(DAMAGED.as_bytes()),
-                    }
-                    push_line(out, b' ', &text);
+        if !reverse {
+            for line in &hunk.lines {
+                render_line(out, line, false);
+            }
+            continue;
+        }
+        let run = |out: &mut Vec<u8>, run: &[Line]| {
+            for (tag, mark) in [(Tag::Insert, b'-'), (Tag::Delete, b'+')] {
+                for line in run.iter().filter(|l| l.tag == tag) {
+                    push_line(out, mark, &line.text);
                 }
             }
+        };
+        let mut run_start = 0;
+        for (i, line) in hunk.lines.iter().enumerate() {
+            if matches!(line.tag, Tag::Delete | Tag::Insert) {
+                continue;
+            }
+            run(out, &hunk.lines[run_start..i]);
+            render_line(out, line, true);
+            run_start = i + 1;
+        }
+        run(out, &hunk.lines[run_start..]);
+    }
+}
+
+/// One stored line of a hunk, seen forwards or (`reverse`) backwards.
+fn render_line(out: &mut Vec<u8>, line: &Line, reverse: bool) {
+    match line.tag {
+        Tag::Context => push_line(out, b' ', &line.text),
+        Tag::Delete => push_line(out, if reverse { b'+' } else { b'-' }, &line.text),
+        Tag::Insert => push_line(out, if reverse { b'-' } else { b'+' }, &line.text),
+        Tag::Splice => {
+            let (mut old, mut new) = (Vec::new(), Vec::new());
+            match line.splice() {
+                Some(splice) => {
+                    splice.render(reverse, &mut old);
+                    splice.render(!reverse, &mut new);
+                }
+                None => {
+                    old.extend_from_slice(DAMAGED.as_bytes());
+                    new.extend_from_slice(DAMAGED.as_bytes());
+                }
+            }
+            push_line(out, b'-', &old);
+            push_line(out, b'+', &new);
+        }
+        Tag::Elided => {
+            let mut text = Vec::new();
+            match line.elided() {
+                Some(elided) => elided.render(&mut text),
+                None => text.extend_from_slice(DAMAGED.as_bytes()),
+            }
+            push_line(out, b' ', &text);
         }
     }
 }

@@ -231,7 +231,7 @@ fn render_change(
     let (old, new) = diff_names(change);
     let mut text = Vec::new();
     if reverse {
-        change.patch.reversed().render_unified(&new, &old, &mut text);
+        change.patch.render_unified_reverse(&new, &old, &mut text);
     } else {
         change.patch.render_unified(&old, &new, &mut text);
     }

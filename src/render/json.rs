@@ -159,7 +159,7 @@ pub fn files(s: &Sample) -> Value {
             let mut forward = Vec::new();
             f.patch.render_unified(&old, &new, &mut forward);
             let mut reverse = Vec::new();
-            f.patch.reversed().render_unified(&new, &old, &mut reverse);
+            f.patch.render_unified_reverse(&new, &old, &mut reverse);
             let mut file = Map::new();
             file.insert("path".into(), bytes(&f.path));
             file.insert("change".into(), json!(f.change.name()));
