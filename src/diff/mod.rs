@@ -121,6 +121,9 @@ pub struct Line {
     /// The line's exact bytes, including its `\n` if it has one; for
     /// [`Tag::Splice`] and [`Tag::Elided`], the postcard encoding of a
     /// [`Splice`] or an [`Elided`] ([`Line::splice`], [`Line::elided`]).
+    /// Stored as postcard stores a sequence of bytes (a length, then the
+    /// bytes); read in one copy rather than byte by byte.
+    #[serde(with = "serde_bytes")]
     pub text: Vec<u8>,
 }
 
