@@ -44,15 +44,24 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
             info.opens
         )?;
     }
-    let scan = snapshot.scan();
+    // Each record is written as it is found, so a full ring's records are
+    // never all held at once.
     let mut buf = Vec::new();
-    for frame in &scan.frames {
+    let mut failed = None;
+    let (problems, _) = snapshot.scan_each(|frame| {
+        if failed.is_some() {
+            return;
+        }
         buf.clear();
-        write_record(frame.seq, frame.time_us, &frame.payload, args, color, &mut buf)?;
-        out.write_all(&buf).context("cannot write to stdout")?;
+        let written = write_record(frame.seq, frame.time_us, &frame.payload, args, color, &mut buf)
+            .and_then(|()| out.write_all(&buf).context("cannot write to stdout"));
+        failed = written.err();
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
     out.flush().context("cannot write to stdout")?;
-    Ok(super::reader_exit(super::warn_damage(&args.ring, &scan.problems)))
+    Ok(super::reader_exit(super::warn_damage(&args.ring, &problems)))
 }
 
 /// One record, as JSON (in lines of at most `--max-line`) or human text.

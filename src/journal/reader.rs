@@ -155,6 +155,16 @@ impl Snapshot {
     /// searched for intact frames with a larger seq, which are returned too
     /// (and any gap in seqs is reported).
     pub fn scan(&self) -> Scan<'_> {
+        let mut frames = Vec::new();
+        let (problems, torn_tail) = self.scan_each(|frame| frames.push(frame));
+        Scan { frames, problems, torn_tail }
+    }
+
+    /// [`Snapshot::scan`] handing each intact record to `each` as it is
+    /// found, in the same order, rather than holding them all (a full
+    /// ring's inflated records can be several times its size). Returns
+    /// the problems and whether the chain ends in a torn frame.
+    pub fn scan_each<'s>(&'s self, mut each: impl FnMut(Frame<'s>)) -> (Vec<Damage>, bool) {
         let data = data_area(&self.bytes);
         let cap = data.len();
         let mut problems = Vec::new();
@@ -167,8 +177,9 @@ impl Snapshot {
             });
         }
         let mut walk = Walker::new(data, &self.header);
-        let mut frames: Vec<Frame<'_>> = walk.by_ref().collect();
+        walk.by_ref().for_each(&mut each);
         let end = walk.end();
+        let mut found = end.chain_len;
         let file_off = |pos: usize| HEADER_PAGE + pos as u64;
 
         // Search the bytes after the chain, up to the chain's start, for
@@ -208,7 +219,8 @@ impl Snapshot {
                     let len = f.len;
                     prev_crc = Some(f.header.crc);
                     Base::keep(&mut base, seq, f.header.kind, f.header.time_us, &f.payload);
-                    frames.push(f.frame());
+                    found += 1;
+                    each(f.frame());
                     len
                 }
                 // Most of a ring not yet written is zeros: go straight to
@@ -222,7 +234,7 @@ impl Snapshot {
         }
 
         let mut torn_tail = false;
-        if !resumed.is_empty() || frames.len() > end.chain_len {
+        if !resumed.is_empty() || found > end.chain_len {
             let mut rest = resumed.into_iter().peekable();
             // A break whose records resume later is one stretch: one line.
             let what = match rest.next_if(|r| r.expected_seq == end.next_seq) {
@@ -247,7 +259,7 @@ impl Snapshot {
         } else {
             torn_tail = end.why.is_torn_frame();
         }
-        Scan { frames, problems, torn_tail }
+        (problems, torn_tail)
     }
 }
 
