@@ -11,7 +11,7 @@ use anyhow::Context;
 use crate::cli::DumpArgs;
 use crate::journal::Snapshot;
 use crate::journal::follow::{Follower, Start, Step};
-use crate::journal::record::Record;
+use crate::journal::record::{Body, Record};
 use crate::render::{human, json, split};
 use crate::store;
 
@@ -75,7 +75,22 @@ fn write_record(
 ) -> anyhow::Result<()> {
     match Record::decode(payload) {
         Ok(record) if args.json => {
-            split::write_lines(&json::record(seq, time_us, &record), args.max_line, buf)?
+            // Samples, nearly every record, are written straight, as the
+            // value would be; through the value when it must be split.
+            let start = buf.len();
+            let straight = match &record.body {
+                Body::Sample(sample) => {
+                    json::write_sample(seq, time_us, record.epoch, record.pid, sample, buf)?;
+                    args.max_line.is_none_or(|limit| buf.len() - start < limit)
+                }
+                _ => false,
+            };
+            if straight {
+                buf.push(b'\n');
+            } else {
+                buf.truncate(start);
+                split::write_lines(&json::record(seq, time_us, &record), args.max_line, buf)?;
+            }
         }
         Ok(record) => human::render(seq, time_us, &record, color, false, buf),
         Err(e) if args.json => {

@@ -7,8 +7,12 @@
 //! JSON string. Hashes are 16 lower-case hex digits of the xxh3-64 of the
 //! content.
 
+mod direct;
+
 use base64::Engine;
 use serde_json::{Map, Value, json};
+
+pub use direct::write_sample;
 
 use crate::journal::record::{Body, Change, Node, Record, Sample, Skipped, Writer};
 use crate::render::human::diff_names;
