@@ -2,7 +2,8 @@
 //! sample is a compact frame of about 16 bytes: the default 64 MiB ring
 //! then holds about four million samples instead of one million, and every
 //! reader (`dump --json`, `log`, `log --all`, `report`, `verify`) goes
-//! through each of them.
+//! through each of them, as does the writer's open, which walks the chain
+//! to find its end.
 //!
 //! The store holds a baseline of 100 files and then samples of a process
 //! that does nothing but tick: its CPU time moves every 7th sample, its
@@ -119,6 +120,18 @@ fn main() {
         RING_SIZE >> 20,
         used as f64 / records as f64,
         records as f64 / 86_400.0
+    );
+    // What a monitor's start pays to find the chain's end (in process).
+    let opens: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let started = Instant::now();
+            drop(Ring::open_or_create(Path::new(ring), RING_SIZE).expect("open ring"));
+            started.elapsed()
+        })
+        .collect();
+    println!(
+        "   the writer's open (walks the chain to its end): {:.0} ms",
+        median(opens).as_secs_f64() * 1e3
     );
     println!("   {:<40} {:>10} {:>10} {:>14}", "", "wall", "CPU", "CPU per record");
     let commands: [(&str, Vec<&str>); 5] = [

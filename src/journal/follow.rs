@@ -202,7 +202,7 @@ impl Follower {
                 let (prev_crc, base) = (self.link.prev_crc, self.base.take());
                 let decoded = self
                     .bytes(pos, compact_len(body_len).min(remaining), false)
-                    .map(|raw| decode_compact(raw, pos, cap, prev_crc, base.as_ref()));
+                    .map(|raw| decode_compact(raw, pos, cap, prev_crc, base.as_ref(), true));
                 self.base = base;
                 let Ok(f) = decoded? else { return Ok(None) };
                 if self.link.check(&f.header, pos).is_err() {

@@ -185,9 +185,10 @@ pub(crate) struct Parsed<'a> {
     pub payload: Cow<'a, [u8]>,
     /// Bytes the frame takes in the data area.
     pub len: usize,
-    /// The record was not inflated: `payload` is empty (see
-    /// [`decode_after`]'s `inflate`).
-    pub skipped: bool,
+    /// The record's length in bytes, rebuilt or not (without
+    /// [`decode_after`]'s `inflate`, a long compressed record and every
+    /// compact one are checked but not rebuilt: `payload` is then empty).
+    pub record_len: usize,
 }
 
 /// Decode and check the frame at `pos` in `data` (the data area).
@@ -198,7 +199,7 @@ pub(crate) fn decode(data: &[u8], pos: usize) -> Result<Parsed<'_>, FrameProblem
 
 /// [`decode`], inflating a compressed record only when `inflate` (or when
 /// it is short enough to be the base of a compact frame); otherwise its
-/// payload is left empty ([`Parsed::skipped`]) once the length its zstd
+/// payload is left empty ([`Parsed::record_len`] says how long it is) once the length its zstd
 /// frame declares matches the recorded one. A walk that only finds where
 /// the chain ends needs no record's bytes.
 fn decode_full(data: &[u8], pos: usize, inflate: bool) -> Result<Parsed<'_>, FrameProblem> {
@@ -218,11 +219,14 @@ fn decode_full(data: &[u8], pos: usize, inflate: bool) -> Result<Parsed<'_>, Fra
             if crate::compress::declared_len(stream) != Some(want) {
                 return Err(FrameProblem::BadPayload { seq: head.header.seq });
             }
-            return Ok(Parsed { header: head.header, payload: Cow::Borrowed(&[]), len, skipped: true });
+            let record_len =
+                usize::try_from(want).map_err(|_| FrameProblem::BadPayload { seq: head.header.seq })?;
+            return Ok(Parsed { header: head.header, payload: Cow::Borrowed(&[]), len, record_len });
         }
     }
     let payload = payload(&head.header, stored, data.len())?;
-    Ok(Parsed { header: head.header, payload, len, skipped: false })
+    let record_len = payload.len();
+    Ok(Parsed { header: head.header, payload, len, record_len })
 }
 
 /// The record before the frame being read: what a compact frame is
@@ -237,8 +241,11 @@ pub(crate) struct Base {
     pub kind: u16,
     /// Its time.
     pub time_us: u64,
-    /// Its record bytes.
+    /// Its record bytes (none when only its length is kept, see
+    /// [`Base::keep_len`]).
     pub payload: Vec<u8>,
+    /// Its record's length.
+    pub len: usize,
 }
 
 impl Base {
@@ -255,6 +262,24 @@ impl Base {
         base.time_us = time_us;
         base.payload.clear();
         base.payload.extend_from_slice(payload);
+        base.len = payload.len();
+    }
+
+    /// [`Base::keep`] for a walk that checks frames without rebuilding
+    /// records: only the record's length is kept, which is all a compact
+    /// frame's checks need (its CRC does not cover the record it
+    /// rebuilds).
+    pub(crate) fn keep_len(slot: &mut Option<Base>, seq: u64, kind: u16, time_us: u64, len: usize) {
+        if len > COMPACT_BASE_MAX {
+            *slot = None;
+            return;
+        }
+        let base = slot.get_or_insert_with(Base::default);
+        base.seq = seq;
+        base.kind = kind;
+        base.time_us = time_us;
+        base.payload.clear();
+        base.len = len;
     }
 }
 
@@ -342,6 +367,7 @@ pub(crate) fn decode_compact(
     cap: usize,
     prev_crc: Option<u32>,
     base: Option<&Base>,
+    rebuild: bool,
 ) -> Result<Parsed<'static>, FrameProblem> {
     let body_len = compact_body_len(raw).ok_or(FrameProblem::NoMarker)?;
     let (Some(prev_crc), Some(base)) = (prev_crc, base) else { return Err(FrameProblem::NoBase) };
@@ -363,36 +389,42 @@ pub(crate) fn decode_compact(
     let (zigzag, body) = take_varint(body).ok_or(bad)?;
     let (prefix, body) = take_varint(body).ok_or(bad)?;
     let (suffix, middle) = take_varint(body).ok_or(bad)?;
-    let old = &base.payload[..];
     let (prefix, suffix) =
         (usize::try_from(prefix).map_err(|_| bad)?, usize::try_from(suffix).map_err(|_| bad)?);
-    if prefix.checked_add(suffix).is_none_or(|kept| kept > old.len()) {
+    if prefix.checked_add(suffix).is_none_or(|kept| kept > base.len) {
         return Err(bad);
     }
-    let mut payload = Vec::with_capacity(prefix + middle.len() + suffix);
-    payload.extend_from_slice(&old[..prefix]);
-    payload.extend_from_slice(middle);
-    payload.extend_from_slice(&old[old.len() - suffix..]);
+    let record_len = prefix + middle.len() + suffix;
+    let payload = if rebuild {
+        let old = base.payload.get(..base.len).ok_or(FrameProblem::NoBase)?;
+        let mut payload = Vec::with_capacity(record_len);
+        payload.extend_from_slice(&old[..prefix]);
+        payload.extend_from_slice(middle);
+        payload.extend_from_slice(&old[old.len() - suffix..]);
+        payload
+    } else {
+        Vec::new()
+    };
     let delta = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
     let header = FrameHeader {
         marker: FRAME_MARKER,
         kind: base.kind,
         flags: 0,
-        payload_len: u32::try_from(payload.len()).map_err(|_| bad)?,
+        payload_len: u32::try_from(record_len).map_err(|_| bad)?,
         crc,
         seq,
         time_us: base.time_us.wrapping_add(delta as u64),
         prev_crc,
         reserved: 0,
     };
-    Ok(Parsed { header, payload: Cow::Owned(payload), len, skipped: false })
+    Ok(Parsed { header, payload: Cow::Owned(payload), len, record_len })
 }
 
 /// Decode and check the frame at `pos` in `data`, full or compact: a
 /// compact one is rebuilt from `base`, the record before it, and checked
 /// against `prev_crc`, the CRC of the frame before it. Without `inflate`,
-/// a long compressed record is checked but not inflated (see
-/// [`Parsed::skipped`]).
+/// a long compressed record is checked but not inflated, and a compact one
+/// checked but not rebuilt (see [`Parsed::record_len`]).
 pub(crate) fn decode_after<'a>(
     data: &'a [u8],
     pos: usize,
@@ -401,7 +433,9 @@ pub(crate) fn decode_after<'a>(
     inflate: bool,
 ) -> Result<Parsed<'a>, FrameProblem> {
     match data.get(pos..) {
-        Some(raw) if compact_body_len(raw).is_some() => decode_compact(raw, pos, data.len(), prev_crc, base),
+        Some(raw) if compact_body_len(raw).is_some() => {
+            decode_compact(raw, pos, data.len(), prev_crc, base, inflate)
+        }
         _ => decode_full(data, pos, inflate),
     }
 }
@@ -748,7 +782,7 @@ mod tests {
             flip in any::<prop::sample::Index>(),
             bit in 0u8..8,
         ) {
-            let base = Base { seq: 41, kind: 2, time_us: time, payload: base_payload.clone() };
+            let base = Base { seq: 41, kind: 2, time_us: time, len: base_payload.len(), payload: base_payload.clone() };
             let mut payload = base_payload;
             if !payload.is_empty() {
                 for (at, byte) in &edits {
@@ -772,6 +806,13 @@ mod tests {
             prop_assert_eq!(&f.payload[..], &payload[..]);
             prop_assert_eq!((f.header.seq, f.header.kind, f.header.time_us, f.len), (42, 2, time_us, len));
             prop_assert!(len <= 40);
+            // Checked without rebuilding, from the base's length alone: the
+            // same frame, header and length.
+            let mut short = base.clone();
+            short.payload.clear();
+            let checked = decode_after(&data, 0, Some(prev_crc), Some(&short), false).unwrap();
+            prop_assert_eq!((checked.header, checked.len, checked.record_len), (f.header, f.len, payload.len()));
+            prop_assert!(checked.payload.is_empty());
             // Another frame before it, or no base: refused.
             prop_assert!(decode_after(&data, 0, Some(prev_crc ^ 1), Some(&base), true).is_err());
             prop_assert_eq!(decode_after(&data, 0, Some(prev_crc), None, true).map(|f| f.len), Err(FrameProblem::NoBase));
@@ -794,7 +835,7 @@ mod tests {
         ) {
             data[..2].copy_from_slice(&COMPACT_MARKER.to_le_bytes());
             data[2] = body_len;
-            let base = Base { seq: 9, kind: 2, time_us: 5, payload: base_payload };
+            let base = Base { seq: 9, kind: 2, time_us: 5, len: base_payload.len(), payload: base_payload };
             if let Ok(f) = decode_after(&data, 0, Some(prev_crc), Some(&base), true) {
                 prop_assert!(f.payload.len() <= base.payload.len() + COMPACT_MAX_BODY);
                 prop_assert!(f.len <= data.len());

@@ -596,10 +596,10 @@ impl<'a> Iterator for Walker<'a> {
             self.end.used = self.walked;
             self.end.last_crc = f.header.crc;
             self.end.chain_len += 1;
-            if f.skipped {
-                self.base = None;
-            } else {
+            if self.inflate {
                 Base::keep(&mut self.base, f.header.seq, f.header.kind, f.header.time_us, &f.payload);
+            } else {
+                Base::keep_len(&mut self.base, f.header.seq, f.header.kind, f.header.time_us, f.record_len);
             }
             return Some(f.frame());
         }
