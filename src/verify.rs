@@ -112,14 +112,30 @@ pub fn verify(store_dir: &Path) -> Result<Report, store::Error> {
             format!("damaged record at offset {}: {}", damage.offset, damage.what),
         ));
     }
-    let mut records: Vec<(u64, Record)> = Vec::with_capacity(scan.frames.len());
+    // Of a run of idle samples (nothing to replay in them) only the first
+    // and the last are kept: a full ring of an idle process holds millions.
+    let mut records: Vec<(u64, Record)> = Vec::new();
+    let mut run_end: Option<(u64, Record)> = None;
     for frame in &scan.frames {
         match Record::decode(&frame.payload) {
-            Ok(record) => records.push((frame.seq, record)),
+            Ok(record) => {
+                report.records += 1;
+                let idle = crate::query::is_idle(&record);
+                let in_run = idle
+                    && records
+                        .last()
+                        .is_some_and(|(_, r)| crate::query::is_idle(r) && r.epoch == record.epoch);
+                if in_run {
+                    run_end = Some((frame.seq, record));
+                } else {
+                    records.extend(run_end.take());
+                    records.push((frame.seq, record));
+                }
+            }
             Err(e) => report.problems.push(problem(Some(frame.seq), None, format!("cannot be decoded: {e}"))),
         }
     }
-    report.records = records.len();
+    records.extend(run_end);
     let groups: Vec<&[(u64, Record)]> = records.chunk_by(|a, b| a.1.epoch == b.1.epoch).collect();
     for (i, group) in groups.iter().enumerate() {
         report.epochs += 1;

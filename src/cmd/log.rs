@@ -31,7 +31,17 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
     let range =
         range(&scan.frames, args.since.as_ref(), args.until.as_ref(), |name| marks.get(name).copied())?;
     let frames = &scan.frames[range];
-    let decoded: &[_] = &frames.iter().map(|f| Record::decode(&f.payload)).collect::<Vec<_>>();
+    // An idle sample is only counted into its run unless every sample is
+    // listed: it is not kept (a full ring of an idle process holds
+    // millions of them).
+    let decoded: &[Read] = &frames
+        .iter()
+        .map(|f| match Record::decode(&f.payload) {
+            Ok(record) if !args.all && query::is_idle(&record) => Read::Idle,
+            Ok(record) => Read::Record(Box::new(record)),
+            Err(e) => Read::Undecodable(e),
+        })
+        .collect::<Vec<_>>();
     let paths = Paths::new(args.paths.iter().map(|p| p.as_encoded_bytes().to_vec()));
     let pickaxe = match (&args.pickaxe, &args.regex) {
         (Some(text), _) => Some(Pickaxe::Occurrences(text.as_bytes().to_vec())),
@@ -39,8 +49,14 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
         (None, None) => None,
     };
     let filtered = !paths.is_empty() || pickaxe.is_some() || args.by.is_some();
-    let records: Vec<(u64, &Record)> =
-        frames.iter().zip(decoded).filter_map(|(f, r)| r.as_ref().ok().map(|r| (f.seq, r))).collect();
+    let records: Vec<(u64, &Record)> = frames
+        .iter()
+        .zip(decoded)
+        .filter_map(|(f, r)| match r {
+            Read::Record(record) => Some((f.seq, &**record)),
+            _ => None,
+        })
+        .collect();
     if args.by.is_some() {
         // Epochs whose baseline lies before the range still say their backend.
         let baselines = crate::journal::record::decode_kind(&scan.frames, Kind::Baseline);
@@ -58,10 +74,20 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
     let tz = jiff::tz::TimeZone::system();
     // A run of idle samples waiting to be printed: (first, last, count).
     let mut idle: Option<(u64, u64, u64)> = None;
-    for (frame, record) in frames.iter().zip(decoded) {
-        let record = match record {
-            Ok(record) => record,
-            Err(e) => {
+    for (frame, read) in frames.iter().zip(decoded) {
+        let record = match read {
+            Read::Record(record) => record,
+            // Never chosen by a filter (it changed nothing); else one more
+            // in its run.
+            Read::Idle if filtered => continue,
+            Read::Idle => {
+                idle = Some(match idle {
+                    Some((first, _, n)) => (first, frame.seq, n + 1),
+                    None => (frame.seq, frame.seq, 1),
+                });
+                continue;
+            }
+            Read::Undecodable(e) => {
                 flush_idle(&mut idle, args, &mut out)?;
                 if args.json {
                     let value = json!({"seq": frame.seq, "kind": "undecodable", "error": e.to_string()});
@@ -97,6 +123,16 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
     flush_idle(&mut idle, args, &mut out)?;
     out.flush().context("cannot write to stdout")?;
     Ok(super::reader_exit(super::warn_damage(&ring, &scan.problems)))
+}
+
+/// A record of the range as `log` keeps it.
+enum Read {
+    /// A sample that changed nothing, when runs of them are collapsed.
+    Idle,
+    /// Any other record (boxed: most records of a long run are idle).
+    Record(Box<Record>),
+    /// A record that does not decode.
+    Undecodable(crate::journal::record::DecodeError),
 }
 
 /// The frames between `since` and `until`, as a range of indexes (`log`
