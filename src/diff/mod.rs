@@ -613,16 +613,10 @@ mod tests {
             }
             let (old, new) = (file(&old), file(&new));
             let patch = Patch::compute(&old, &new, NO_DEADLINE);
-            prop_assert_eq!(patch.apply_forward(&old).unwrap(), new.clone());
-            prop_assert_eq!(patch.apply_reverse(&new).unwrap(), old.clone());
-            let back = patch.reversed();
-            prop_assert_eq!(back.apply_forward(&new).unwrap(), old.clone());
-            prop_assert_eq!(back.apply_reverse(&old).unwrap(), new.clone());
+            // Every way of applying it, and the reverse diff rendered
+            // straight from it.
+            assert_round_trips(&patch, &old, &new);
             prop_assert_eq!(patch.is_identity(), old == new);
-            let (mut direct, mut built) = (Vec::new(), Vec::new());
-            patch.render_unified_reverse(b"b/x", b"a/x", &mut direct);
-            back.render_unified(b"b/x", b"a/x", &mut built);
-            prop_assert_eq!(direct, built);
             // Short lines only: the patch is the one format version 4 wrote.
             let whole = Patch::compute_with_long_line(&old, &new, NO_DEADLINE, usize::MAX);
             prop_assert_eq!(postcard::to_stdvec(&patch).unwrap(), postcard::to_stdvec(&whole).unwrap());
@@ -889,12 +883,9 @@ mod tests {
                 new.splice(at..end, insert);
             }
             let patch = Patch::compute(&old, &new, NO_DEADLINE);
-            prop_assert_eq!(patch.apply_forward(&old).unwrap(), new.clone());
-            prop_assert_eq!(patch.apply_reverse(&new).unwrap(), old.clone());
-            let back = patch.reversed();
-            prop_assert_eq!(back.apply_forward(&new).unwrap(), old.clone());
-            prop_assert_eq!(back.apply_reverse(&old).unwrap(), new.clone());
-            prop_assert_eq!(&back.reversed(), &patch);
+            // Every way of applying it, and the reverse diff rendered
+            // straight from it.
+            assert_round_trips(&patch, &old, &new);
             // A splice holds no more changed bytes than the two lines.
             for splice in patch.hunks.iter().flat_map(|h| &h.lines).filter_map(Line::splice) {
                 let changed: usize = splice.pieces.iter().map(|p| p.old.len() + p.new.len()).sum();
@@ -975,19 +966,10 @@ mod tests {
             }
             let (old, new) = (old.concat(), new.concat());
             let patch = Patch::compute(&old, &new, NO_DEADLINE);
-            prop_assert_eq!(patch.apply_forward(&old).unwrap(), new.clone());
-            prop_assert_eq!(patch.apply_reverse(&new).unwrap(), old.clone());
-            let back = patch.reversed();
-            prop_assert_eq!(back.apply_forward(&new).unwrap(), old.clone());
-            prop_assert_eq!(back.apply_reverse(&old).unwrap(), new.clone());
-            prop_assert_eq!(&back.reversed(), &patch);
+            // Every way of applying it, and the reverse diff rendered
+            // straight from it.
+            assert_round_trips(&patch, &old, &new);
             prop_assert_eq!(patch.is_identity(), old == new);
-            // The reverse diff rendered straight from the patch is the
-            // reversed patch's diff.
-            let (mut direct, mut built) = (Vec::new(), Vec::new());
-            patch.render_unified_reverse(b"b/x", b"a/x", &mut direct);
-            back.render_unified(b"b/x", b"a/x", &mut built);
-            prop_assert_eq!(direct, built);
             if old != new && !old.is_empty() {
                 prop_assert!(patch.apply_forward(&new).is_err());
                 let mut wrong = old.clone();

@@ -223,9 +223,10 @@ impl Follower {
                 return Ok(None);
             };
             let header = head.header;
-            // Skipping to a start seq still keeps a short record: the next
-            // frame may be compact.
-            let body = if payload || body.len() <= COMPACT_BASE_MAX {
+            // Skipping to a start seq still reads a short record: the next
+            // frame may be compact, written against it.
+            let read = payload || body.len() <= COMPACT_BASE_MAX;
+            let record = if read {
                 // Intact but not inflating: the chain ends here for every
                 // reader, as it does for the walk.
                 let Ok(record) = super::frame::payload(&header, body, cap) else { return Ok(None) };
@@ -238,9 +239,9 @@ impl Follower {
                 self.pos = 0;
                 continue;
             }
-            let kept = payload || body.len() <= COMPACT_BASE_MAX;
-            let mut record = self.step(&header, len, body);
-            if !kept {
+            let mut record = self.step(&header, len, record);
+            if !read {
+                // Not read, so not a base: no compact frame follows it.
                 self.base = None;
             }
             if !payload {

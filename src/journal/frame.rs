@@ -252,17 +252,10 @@ impl Base {
     /// Make the record `seq` the base of the next frame in `slot`: kept
     /// when it is short enough, forgotten otherwise (its buffer is reused).
     pub(crate) fn keep(slot: &mut Option<Base>, seq: u64, kind: u16, time_us: u64, payload: &[u8]) {
-        if payload.len() > COMPACT_BASE_MAX {
-            *slot = None;
-            return;
+        Base::keep_len(slot, seq, kind, time_us, payload.len());
+        if let Some(base) = slot {
+            base.payload.extend_from_slice(payload);
         }
-        let base = slot.get_or_insert_with(Base::default);
-        base.seq = seq;
-        base.kind = kind;
-        base.time_us = time_us;
-        base.payload.clear();
-        base.payload.extend_from_slice(payload);
-        base.len = payload.len();
     }
 
     /// [`Base::keep`] for a walk that checks frames without rebuilding

@@ -30,6 +30,9 @@
 //!  end - 24  footer: I u64, entries u64, b"MDPACKIX"
 //! ```
 //!
+//! An empty entry needs no block: its block and offset mean nothing
+//! (writers before this was said named the block after the last one).
+//!
 //! A block whose `stored` length equals its `raw` length is kept as it is;
 //! a shorter one is a single zstd stream, inflated to exactly `raw` bytes
 //! and never more ([`crate::compress::inflate`]). Reading one entry reads

@@ -14,23 +14,13 @@ use serde_json::{Map, Value, json};
 
 pub use direct::write_sample;
 
-use crate::journal::record::{Body, Change, Node, Record, Sample, Skipped, Writer};
-use crate::render::human::diff_names;
+use crate::journal::record::{Body, Node, Record, Sample, Skipped, Writer};
 
 /// A byte string as JSON: a string when it is UTF-8, else `{"bytes": base64}`.
 pub fn bytes(value: &[u8]) -> Value {
     match std::str::from_utf8(value) {
         Ok(text) => Value::String(text.to_string()),
         Err(_) => json!({ "bytes": base64::engine::general_purpose::STANDARD.encode(value) }),
-    }
-}
-
-/// [`bytes`] of a buffer the caller gives up: a UTF-8 one becomes the
-/// string without a copy (a diff's text can be megabytes).
-fn owned_bytes(value: Vec<u8>) -> Value {
-    match String::from_utf8(value) {
-        Ok(text) => Value::String(text),
-        Err(e) => bytes(e.as_bytes()),
     }
 }
 
@@ -57,9 +47,14 @@ fn node(value: Node) -> &'static str {
 }
 
 fn skipped(list: &[Skipped]) -> Value {
-    Value::Array(
-        list.iter().map(|s| json!({ "path": bytes(&s.path), "reason": s.reason.to_string() })).collect(),
-    )
+    value(direct::SkippedList(list))
+}
+
+/// The value of what the direct writer writes: one definition of each
+/// object, whichever way it is written.
+fn value(of: impl serde::Serialize) -> Value {
+    // A `Value` takes every such object (string keys, no failing field).
+    serde_json::to_value(of).unwrap_or(Value::Null)
 }
 
 /// The JSON object of one record.
@@ -97,18 +92,7 @@ pub fn record(seq: u64, time_us: u64, record: &Record) -> Value {
             }
         }
         Body::Sample(s) => {
-            obj.insert("files".into(), files(s));
-            obj.insert("skipped".into(), skipped(&s.skipped));
-            obj.insert(
-                "maps".into(),
-                json!({
-                    "added": s.maps.added.iter().map(|l| bytes(l)).collect::<Vec<_>>(),
-                    "removed": s.maps.removed.iter().map(|l| bytes(l)).collect::<Vec<_>>(),
-                }),
-            );
-            if let Some(stats) = &s.stats {
-                obj.insert("stats".into(), stats_value(stats));
-            }
+            return value(direct::SampleJson::new(seq, time_us, record.epoch, record.pid, s));
         }
         Body::Pid { old, new } => {
             obj.insert("old_pid".into(), json!(old));
@@ -155,45 +139,7 @@ fn mode(bits: u32) -> Value {
 /// The `files` array of a sample: each change with its diffs both ways,
 /// its modes when it set them, and who wrote it when known.
 pub fn files(s: &Sample) -> Value {
-    let files = s
-        .files
-        .iter()
-        .map(|f| {
-            let (old, new) = diff_names(f);
-            let mut forward = Vec::new();
-            f.patch.render_unified(&old, &new, &mut forward);
-            let mut reverse = Vec::new();
-            f.patch.render_unified_reverse(&new, &old, &mut reverse);
-            let mut file = Map::new();
-            file.insert("path".into(), bytes(&f.path));
-            file.insert("change".into(), json!(f.change.name()));
-            if let (Change::Renamed, Some(from)) = (f.change, &f.from) {
-                file.insert("from".into(), bytes(from));
-            }
-            file.insert("node".into(), json!(node(f.node)));
-            if let Some(bits) = f.old_mode {
-                file.insert("old_mode".into(), mode(bits));
-            }
-            if let Some(bits) = f.mode {
-                file.insert("mode".into(), mode(bits));
-            }
-            file.insert("old_hash".into(), hash(f.patch.old_hash));
-            file.insert("new_hash".into(), hash(f.patch.new_hash));
-            file.insert("forward".into(), owned_bytes(forward));
-            file.insert("reverse".into(), owned_bytes(reverse));
-            if let Some(w) = s.writers.iter().find(|w| w.path == f.path) {
-                file.insert("by".into(), json!(w.pids));
-                if !w.who.is_empty() {
-                    file.insert("writers".into(), writers(&w.who));
-                }
-                if w.foreign {
-                    file.insert("foreign".into(), json!(true));
-                }
-            }
-            Value::Object(file)
-        })
-        .collect();
-    Value::Array(files)
+    value(direct::Files(s))
 }
 
 /// The writers of a change: named when the store names them, else
@@ -208,26 +154,11 @@ pub fn writers_or_pids(w: &crate::journal::record::Writers) -> Value {
 
 /// Named writers: `[{pid, comm, exe, uid, target}]`, unknown fields null.
 pub fn writers(who: &[Writer]) -> Value {
-    Value::Array(
-        who.iter()
-            .map(|w| {
-                json!({
-                    "pid": w.pid,
-                    "comm": w.comm,
-                    "exe": w.exe.as_deref().map(bytes),
-                    "uid": w.uid,
-                    "target": w.target,
-                })
-            })
-            .collect(),
-    )
+    value(direct::WriterList(who))
 }
 
 fn stats_value(s: &crate::journal::record::Stats) -> Value {
-    json!({
-        "utime_ms": s.utime_ms, "stime_ms": s.stime_ms, "rss_kib": s.rss_kib,
-        "vsz_kib": s.vsz_kib, "threads": s.threads, "fds": s.fds,
-    })
+    value(direct::StatsJson(s))
 }
 
 #[cfg(test)]

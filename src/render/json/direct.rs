@@ -1,10 +1,11 @@
-//! The JSON of a sample record written straight to bytes, without
-//! building a [`serde_json::Value`] first: samples are nearly every record
-//! of a ring, and building a value costs a sorted map and an allocation
-//! per key. The output is byte for byte what serialising
-//! [`super::record`] gives (its objects' keys are sorted, so every object
-//! here writes its keys in sorted order); a property test holds the two
-//! together.
+//! The JSON of a sample record and of its parts (files, writers,
+//! statistics, skipped entries) as [`Serialize`] types, written straight
+//! to bytes without building a [`serde_json::Value`] first: samples are
+//! nearly every record of a ring, and building a value costs a sorted map
+//! and an allocation per key. [`super::record`] makes its values from the
+//! same types, so there is one definition of each object. A `Value`'s
+//! keys are sorted, so every object here writes its keys in sorted order;
+//! a property test holds the two ways together.
 
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
@@ -24,16 +25,23 @@ pub fn write_sample(
     sample: &Sample,
     out: &mut Vec<u8>,
 ) -> serde_json::Result<()> {
-    let record = SampleJson { seq, time: crate::render::rfc3339_us(time_us), epoch, pid, sample };
-    record.serialize(&mut serde_json::Serializer::new(out))
+    SampleJson::new(seq, time_us, epoch, pid, sample).serialize(&mut serde_json::Serializer::new(out))
 }
 
-struct SampleJson<'a> {
+/// A sample record's object.
+pub(super) struct SampleJson<'a> {
     seq: u64,
     time: String,
     epoch: u64,
     pid: i32,
     sample: &'a Sample,
+}
+
+impl<'a> SampleJson<'a> {
+    /// The record `seq` at `time_us`.
+    pub(super) fn new(seq: u64, time_us: u64, epoch: u64, pid: i32, sample: &'a Sample) -> SampleJson<'a> {
+        SampleJson { seq, time: crate::render::rfc3339_us(time_us), epoch, pid, sample }
+    }
 }
 
 impl Serialize for SampleJson<'_> {
@@ -96,7 +104,8 @@ impl Serialize for Maps<'_> {
     }
 }
 
-struct SkippedList<'a>(&'a [Skipped]);
+/// Entries left out.
+pub(super) struct SkippedList<'a>(pub(super) &'a [Skipped]);
 
 impl Serialize for SkippedList<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -119,7 +128,8 @@ impl Serialize for SkippedJson<'_> {
     }
 }
 
-struct StatsJson<'a>(&'a Stats);
+/// Process statistics.
+pub(super) struct StatsJson<'a>(pub(super) &'a Stats);
 
 impl Serialize for StatsJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -135,7 +145,9 @@ impl Serialize for StatsJson<'_> {
     }
 }
 
-struct Files<'a>(&'a Sample);
+/// The `files` array of a sample: each change with its diffs both ways,
+/// its modes when it set them, and who wrote it when known.
+pub(super) struct Files<'a>(pub(super) &'a Sample);
 
 impl Serialize for Files<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -201,7 +213,8 @@ impl Serialize for FileJson<'_> {
     }
 }
 
-struct WriterList<'a>(&'a [Writer]);
+/// Named writers: `[{pid, comm, exe, uid, target}]`, unknown fields null.
+pub(super) struct WriterList<'a>(pub(super) &'a [Writer]);
 
 impl Serialize for WriterList<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
