@@ -7,8 +7,38 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-fn fds(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+/// What each of `pid`'s fds points at, sorted.
+fn fd_targets(pid: i32) -> Vec<String> {
+    let mut links: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|link| link.display().to_string())
+        .collect();
+    links.sort();
+    links
+}
+
+/// `pid`'s fds once they hold still, as [`fd_targets`] gives them: `ctl`
+/// returns as soon as the reply is read, a moment before the monitor
+/// closes its end of the reply FIFO, and a loaded machine can stretch that
+/// moment. With `expected`, waits (up to 5 s) for that many fds: an fd that
+/// is only passing through is gone by then, a leaked one is still counted.
+fn settled_fds(pid: i32, expected: Option<usize>) -> Vec<String> {
+    let started = std::time::Instant::now();
+    let mut last = fd_targets(pid);
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = fd_targets(pid);
+        let replying = now.iter().any(|link| link.contains("/monitord-ctl-"));
+        let settled = match expected {
+            Some(n) => now.len() == n,
+            None => now == last && !replying,
+        };
+        if settled || started.elapsed() > Duration::from_secs(5) {
+            return now;
+        }
+        last = now;
+    }
 }
 
 fn threads(pid: i32) -> usize {
@@ -46,7 +76,7 @@ fn pid_switches_and_commands_leak_no_fd_thread_or_watch() {
     }
     // Measured while paused: a sample in flight holds files open.
     assert_eq!(daemon.ctl(&["pause"]).0, 0);
-    let (fds_before, threads_before, rss_before) = (fds(d), threads(d), rss_anon_kib(d));
+    let (fds_before, threads_before, rss_before) = (settled_fds(d, None), threads(d), rss_anon_kib(d));
     assert_eq!(daemon.ctl(&["resume"]).0, 0);
     for i in 0..switches {
         let t = (i + 1) % 2;
@@ -65,13 +95,19 @@ fn pid_switches_and_commands_leak_no_fd_thread_or_watch() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(daemon.ctl(&["pause"]).0, 0);
     let status = daemon.status();
-    assert_eq!(fds(d), fds_before, "open fds after {switches} switches and {commands} commands");
+    let fds_after = settled_fds(d, Some(fds_before.len()));
+    assert_eq!(
+        fds_after.len(),
+        fds_before.len(),
+        "open fds after {switches} switches and {commands} commands: before {fds_before:?}, after {fds_after:?}"
+    );
     assert_eq!(threads(d), threads_before, "threads");
     assert_eq!(status["watches"], "3", "one watch per directory of the current tree (., d0, d0/e)");
     let grown = rss_anon_kib(d).saturating_sub(rss_before);
     eprintln!(
-        "soak: {switches} switches, {commands} commands, {} samples: fds {fds_before}, threads {threads_before}, anon RSS +{grown} KiB",
-        status["samples"]
+        "soak: {switches} switches, {commands} commands, {} samples: fds {}, threads {threads_before}, anon RSS +{grown} KiB",
+        status["samples"],
+        fds_before.len()
     );
     assert!(grown <= 2048, "anonymous RSS grew by {grown} KiB");
     let samples: u64 = status["samples"].parse().unwrap();
