@@ -34,6 +34,7 @@ mod run;
 mod security;
 mod soak;
 mod stderr;
+mod sweep;
 mod undo;
 mod valgrind;
 mod watched;
