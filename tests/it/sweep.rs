@@ -202,6 +202,23 @@ fn a_random_history_restores_and_undoes_exactly(backend: &str) {
     };
     for (seq, want) in &states {
         restores_to(*seq, want, "a sample");
+        // blame gives the file's lines as of that point, each from a record
+        // no newer than it.
+        let texts: Vec<(&String, &Vec<u8>)> =
+            want.0.iter().filter(|(path, _)| want.1.contains_key(*path)).collect();
+        let Some((path, content)) = rng.pick(&texts) else { continue };
+        let out = monitord(&["blame", "--store", s, "--at", &seq.to_string(), "--json", path.as_str()])
+            .expect_success()
+            .text();
+        let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let lines = out["lines"].as_array().unwrap();
+        let joined: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
+        let joined = joined.join("\n");
+        assert!(
+            content.as_slice() == joined.as_bytes() || content.as_slice() == format!("{joined}\n").as_bytes(),
+            "blame {path} --at {seq} on {backend}, seed {seed}: {out:#}"
+        );
+        assert!(lines.iter().all(|l| l["seq"].as_u64().unwrap() <= *seq), "blame {path} --at {seq}: {out:#}");
     }
 
     // Back to the baseline through random points: each undo starts where
