@@ -170,7 +170,7 @@ fn change(t: &Path, rng: &mut Lcg, n: usize) {
 fn a_random_history_restores_and_undoes_exactly(backend: &str) {
     // `MONITORD_SWEEP_SEED=N` tries another history; `MONITORD_LONG=1` a
     // longer one.
-    let samples = if std::env::var_os("MONITORD_LONG").is_some() { 200 } else { 30 };
+    let (samples, ring) = if std::env::var_os("MONITORD_LONG").is_some() { (200, "16M") } else { (30, "4M") };
     let seed: u64 = std::env::var("MONITORD_SWEEP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(17);
     let tree = TempDir::new("monitord-tree-");
     let t = tree.path();
@@ -180,7 +180,9 @@ fn a_random_history_restores_and_undoes_exactly(backend: &str) {
     let store = TempDir::new("monitord-store-");
     let s = store.path().to_str().unwrap();
     let target = Target::start(t);
-    let mut m = Monitord::start_on(backend, &target, store.path(), &[]);
+    // A small ring: every reader copies and scans the whole of it, which
+    // a debug build does slowly; this one still never wraps.
+    let mut m = Monitord::start_on(backend, &target, store.path(), &["--ring-size", ring]);
     let mut states = vec![(1, state(t))];
     let mut rng = Lcg(backend.len() as u64 * 1_000_003 + seed);
     let mut n = 0;
