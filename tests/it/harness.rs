@@ -197,8 +197,8 @@ fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<Stri
 }
 
 impl Monitord {
-    /// Start `monitord -i --period 600000 --store STORE [extra] PID` and
-    /// wait for its baseline.
+    /// Start `monitord -i --period 600000 --store STORE [extra] PID` (with
+    /// `--ring-size 8M` unless `extra` sets it) and wait for its baseline.
     pub fn start(target: &Target, store: &Path, extra: &[&str]) -> Monitord {
         Self::start_with_period(target, store, 600_000, extra)
     }
@@ -222,6 +222,10 @@ impl Monitord {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Monitord {
+        // Every reader copies and scans the whole ring, slowly in a debug
+        // build (half a second for the default 64 MiB): a test that does
+        // not choose gets a ring no test here fills.
+        let ring: &[&str] = if extra.contains(&"--ring-size") { &[] } else { &["--ring-size", "8M"] };
         let mut child = Command::new(bin())
             .envs(env.iter().copied())
             .arg("-i")
@@ -229,6 +233,7 @@ impl Monitord {
             .arg(period_ms.to_string())
             .arg("--store")
             .arg(store)
+            .args(ring)
             .args(extra)
             .arg(target.pid().to_string())
             .stdin(Stdio::piped())
