@@ -764,3 +764,20 @@ pub fn noise(seed: u64, chars: usize) -> String {
     out.truncate(chars);
     out
 }
+
+/// A small deterministic generator for random scenarios: a failure
+/// replays exactly from its seed.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % n.max(1) as u64) as usize
+    }
+
+    /// One of `items`, if there is any.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        (!items.is_empty()).then(|| &items[self.below(items.len())])
+    }
+}

@@ -382,16 +382,6 @@ fn repeated_exchanges_never_lose_track(backend: &str) {
     }
 }
 
-/// A small deterministic generator (no seed to chase when it fails).
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 33) % n as u64) as usize
-    }
-}
-
 fn links_made_moved_and_removed_at_random_keep_every_name_right(backend: &str) {
     let outside = TempDir::new("monitord-outside-");
     let o = outside.path().to_path_buf();

@@ -22,33 +22,19 @@ fn state(dir: &Path) -> State {
     (snapshot(dir), modes_below(dir))
 }
 
-/// A small deterministic generator: a failure replays exactly.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 33) % n.max(1) as u64) as usize
+/// A few lines of words; sometimes without the last newline, sometimes
+/// with CRLF endings.
+fn text(rng: &mut Lcg, tag: usize) -> Vec<u8> {
+    let ending = if rng.below(5) == 0 { "\r\n" } else { "\n" };
+    let mut out = String::new();
+    for line in 0..rng.below(12) {
+        let words = ["alpha", "beta", "gamma", "delta", "", "  indented", "tab\there"];
+        out.push_str(&format!("{tag} {line} {}{ending}", words[rng.below(words.len())]));
     }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
-        (!items.is_empty()).then(|| &items[self.below(items.len())])
+    if rng.below(6) == 0 {
+        out.push_str("no newline at the end");
     }
-
-    /// A few lines of words; sometimes without the last newline, sometimes
-    /// with CRLF endings.
-    fn text(&mut self, tag: usize) -> Vec<u8> {
-        let ending = if self.below(5) == 0 { "\r\n" } else { "\n" };
-        let mut out = String::new();
-        for line in 0..self.below(12) {
-            let words = ["alpha", "beta", "gamma", "delta", "", "  indented", "tab\there"];
-            out.push_str(&format!("{tag} {line} {}{ending}", words[self.below(words.len())]));
-        }
-        if self.below(6) == 0 {
-            out.push_str("no newline at the end");
-        }
-        out.into_bytes()
-    }
+    out.into_bytes()
 }
 
 /// The regular files, symlinks and directories below `dir`, each list
@@ -84,7 +70,7 @@ fn change(t: &Path, rng: &mut Lcg, n: usize) {
     let dir = rng.pick(&dirs).unwrap().clone();
     let fresh = dir.join(format!("f{n}.txt"));
     match rng.below(13) {
-        0 | 1 => fs::write(&fresh, rng.text(n)).unwrap(),
+        0 | 1 => fs::write(&fresh, text(rng, n)).unwrap(),
         2 if !files.is_empty() => {
             // An edit in the middle: one line replaced.
             let path = rng.pick(&files).unwrap();
@@ -102,7 +88,7 @@ fn change(t: &Path, rng: &mut Lcg, n: usize) {
         3 if !files.is_empty() => {
             let path = rng.pick(&files).unwrap();
             let mut content = fs::read(path).unwrap();
-            content.extend_from_slice(&rng.text(n));
+            content.extend_from_slice(&text(rng, n));
             fs::write(path, content).unwrap();
         }
         4 if !files.is_empty() => fs::write(rng.pick(&files).unwrap(), b"").unwrap(),
@@ -152,7 +138,7 @@ fn change(t: &Path, rng: &mut Lcg, n: usize) {
         10 => {
             let sub = dir.join(format!("d{n}"));
             fs::create_dir(&sub).unwrap();
-            fs::write(sub.join("inside.txt"), rng.text(n)).unwrap();
+            fs::write(sub.join("inside.txt"), text(rng, n)).unwrap();
         }
         11 if dirs.len() > 1 => {
             // A directory renamed, with what it holds.
@@ -163,7 +149,7 @@ fn change(t: &Path, rng: &mut Lcg, n: usize) {
             let gone = rng.pick(&dirs[..dirs.len() - 1]).unwrap();
             fs::remove_dir_all(gone).unwrap();
         }
-        _ => fs::write(&fresh, rng.text(n)).unwrap(),
+        _ => fs::write(&fresh, text(rng, n)).unwrap(),
     }
 }
 
