@@ -221,6 +221,9 @@ fn a_random_history_restores_and_undoes_exactly(backend: &str) {
     while at > states.len() / 2 {
         let to = rng.below(at);
         let point = states[to].0.to_string();
+        let before = state(t);
+        monitord(&["undo", "--store", s, "--dry-run", &point]).expect_success();
+        assert_eq!(state(t), before, "undo --dry-run {point} writes nothing (seed {seed})");
         monitord(&["undo", "--store", s, &point]).expect_success();
         assert_eq!(&state(t), &states[to].1, "undo to {point} through the monitor on {backend}, seed {seed}");
         newest = m.sample();
