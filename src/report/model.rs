@@ -303,166 +303,267 @@ impl<'a> Model<'a> {
         dropped_before: Option<(u64, u64)>,
         anchor: Option<MapsAnchor>,
     ) -> Self {
-        let mut model = Model::default();
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return model };
-        model.span = Some(((first.seq, first.time_us), (last.seq, last.time_us)));
-        model.counts.records = entries.len();
-        if let Some((from, to)) = dropped_before {
-            model.events.push(Event {
-                seq: first.seq,
-                time_us: first.time_us,
-                kind: EventKind::Gap { from, to, wrap: true },
+        let mut builder = Builder::new(dropped_before, anchor);
+        for entry in entries {
+            builder.push(*entry);
+        }
+        builder.finish(entries.iter().filter_map(|e| Some((e.seq, e.time_us, e.record?))))
+    }
+}
+
+/// Whether the model refers to `record` (keeps references into it rather
+/// than copies): a sample or undo that changed files or the memory map.
+/// [`Builder::finish`] needs exactly these records; any other can be
+/// dropped once [`Builder::push`] has seen it.
+pub fn refers_to(record: &Record) -> bool {
+    match &record.body {
+        Body::Sample(s) | Body::Undo { sample: s, .. } => {
+            !s.files.is_empty() || !s.maps.added.is_empty() || !s.maps.removed.is_empty()
+        }
+        _ => false,
+    }
+}
+
+/// Builds a [`Model`] from records handed one at a time, so that a reader
+/// need not hold a whole ring's records: [`Builder::push`] takes, from
+/// every record in seq order, what the model copies (events, statistics,
+/// counts); [`Builder::finish`] then takes, again in seq order, the records
+/// the model refers to (those [`refers_to`] picks: file and map changes),
+/// which must outlive the model. A full ring of an idle process is millions
+/// of samples, none of which needs to be kept.
+#[derive(Debug)]
+pub struct Builder {
+    /// The wrap-around gap before the first record, until it is pushed.
+    dropped_before: Option<(u64, u64)>,
+    anchor: Option<MapsAnchor>,
+    span: Option<((u64, u64), (u64, u64))>,
+    pids: Vec<i32>,
+    cwds: Vec<Vec<u8>>,
+    backends: Vec<String>,
+    identities: Vec<(i32, u64)>,
+    counts: Counts,
+    events: Vec<Event>,
+    stats: Vec<StatPoint>,
+    /// The previous CPU reading: (pid, time, cpu ms).
+    cpu_before: Option<(i32, u64, u64)>,
+    /// Map count as known going forward: (epoch, count).
+    maps_known: Option<(u64, i64)>,
+    /// Per stats point: its epoch and the map delta of its record, for
+    /// the anchor pass.
+    map_steps: Vec<(u64, i64)>,
+    /// The seq of the record pushed last.
+    previous: Option<u64>,
+}
+
+impl Builder {
+    /// A builder of the model of a range of records. `dropped_before` is
+    /// the range of seqs the ring dropped by wrap-around before the first
+    /// record, if any; `anchor` the store's newest map, if read.
+    pub fn new(dropped_before: Option<(u64, u64)>, anchor: Option<MapsAnchor>) -> Builder {
+        Builder {
+            dropped_before,
+            anchor,
+            span: None,
+            pids: Vec::new(),
+            cwds: Vec::new(),
+            backends: Vec::new(),
+            identities: Vec::new(),
+            counts: Counts::default(),
+            events: Vec::new(),
+            stats: Vec::new(),
+            cpu_before: None,
+            maps_known: None,
+            map_steps: Vec::new(),
+            previous: None,
+        }
+    }
+
+    /// Take the next record (seq order): what the model copies from it.
+    /// The record may be dropped afterwards unless [`refers_to`] picks it.
+    pub fn push(&mut self, entry: Entry<'_>) {
+        match &mut self.span {
+            None => {
+                self.span = Some(((entry.seq, entry.time_us), (entry.seq, entry.time_us)));
+                if let Some((from, to)) = self.dropped_before {
+                    self.events.push(Event {
+                        seq: entry.seq,
+                        time_us: entry.time_us,
+                        kind: EventKind::Gap { from, to, wrap: true },
+                    });
+                }
+            }
+            Some((_, last)) => *last = (entry.seq, entry.time_us),
+        }
+        self.counts.records += 1;
+        if let Some(prev) = self.previous
+            && entry.seq > prev + 1
+        {
+            self.events.push(Event {
+                seq: entry.seq,
+                time_us: entry.time_us,
+                kind: EventKind::Gap { from: prev + 1, to: entry.seq - 1, wrap: false },
             });
         }
+        self.previous = Some(entry.seq);
+        let event = |kind| Event { seq: entry.seq, time_us: entry.time_us, kind };
+        let Some(record) = entry.record else {
+            self.counts.undecodable += 1;
+            self.events.push(event(EventKind::Undecodable));
+            return;
+        };
+        if record.pid != 0 && !self.pids.contains(&record.pid) {
+            self.pids.push(record.pid);
+        }
+        if self.maps_known.is_some_and(|(epoch, _)| epoch != record.epoch) {
+            self.maps_known = None;
+        }
+        let stats = match &record.body {
+            Body::Baseline(b) => {
+                if !self.cwds.contains(&b.cwd) {
+                    self.cwds.push(b.cwd.clone());
+                }
+                if !b.backend.is_empty() && !self.backends.contains(&b.backend) {
+                    self.backends.push(b.backend.clone());
+                }
+                if record.pid != 0 && !self.identities.contains(&(record.pid, b.starttime)) {
+                    self.identities.push((record.pid, b.starttime));
+                }
+                self.maps_known = Some((record.epoch, b.maps.len() as i64));
+                self.events.push(event(EventKind::Baseline { files: b.files.len() }));
+                b.stats.map(|s| (s, 0))
+            }
+            // An undo's changes are file changes as a sample's are; they
+            // are taken by `finish`.
+            Body::Sample(s) | Body::Undo { sample: s, .. } => {
+                if matches!(record.body, Body::Sample(_)) {
+                    self.counts.samples += 1;
+                }
+                let delta = s.maps.added.len() as i64 - s.maps.removed.len() as i64;
+                if let Some((_, count)) = &mut self.maps_known {
+                    *count += delta;
+                }
+                s.stats.map(|st| (st, delta))
+            }
+            Body::Pid { old, new } => {
+                self.events.push(event(EventKind::Pid { old: *old, new: *new }));
+                None
+            }
+            Body::Cwd { old, new } => {
+                if !self.cwds.contains(new) {
+                    self.cwds.push(new.clone());
+                }
+                self.events.push(event(EventKind::Cwd { old: old.clone(), new: new.clone() }));
+                None
+            }
+            Body::Exit(exit) => {
+                self.events.push(event(EventKind::Exit { code: exit.code, signal: exit.signal }));
+                None
+            }
+            Body::Rescan { reason, paths } => {
+                self.counts.rescans += 1;
+                self.events.push(event(EventKind::Rescan { reason: reason.clone(), dirs: paths.len() }));
+                None
+            }
+            Body::Mark { name } => {
+                self.counts.marks += 1;
+                self.events.push(event(EventKind::Mark { name: name.clone() }));
+                None
+            }
+        };
+        if let Some((stats, delta)) = stats {
+            let cpu_ms = stats.utime_ms + stats.stime_ms;
+            let cpu = match self.cpu_before {
+                Some((pid, t, ms)) if pid == record.pid => cpu_percent((t, ms), (entry.time_us, cpu_ms)),
+                _ => None,
+            };
+            self.cpu_before = Some((record.pid, entry.time_us, cpu_ms));
+            self.stats.push(StatPoint {
+                seq: entry.seq,
+                time_us: entry.time_us,
+                cpu,
+                rss_kib: stats.rss_kib,
+                threads: stats.threads,
+                fds: stats.fds,
+                maps: self.maps_known.map(|(_, n)| n.max(0) as u64),
+            });
+            self.map_steps.push((record.epoch, delta));
+        }
+    }
+
+    /// The model, given the records it refers to: `(seq, time, record)` of
+    /// every pushed record that [`refers_to`] picks, in seq order (others
+    /// among them are passed over).
+    pub fn finish<'a>(self, changed: impl IntoIterator<Item = (u64, u64, &'a Record)>) -> Model<'a> {
+        let Builder {
+            anchor,
+            span,
+            pids,
+            cwds,
+            backends,
+            identities,
+            mut counts,
+            events,
+            mut stats,
+            map_steps,
+            ..
+        } = self;
+        if span.is_none() {
+            return Model::default();
+        }
+        let mut model_maps = Vec::new();
+        let mut activity = Vec::new();
         let mut files: BTreeMap<&'a [u8], FileRow<'a>> = BTreeMap::new();
         let mut writers: BTreeSet<i32> = BTreeSet::new();
-        // The previous CPU reading: (pid, time, cpu ms).
-        let mut cpu_before: Option<(i32, u64, u64)> = None;
-        // Map count as known going forward: (epoch, count).
-        let mut maps_known: Option<(u64, i64)> = None;
-        // Per stats point: its epoch and the map delta of its record, for
-        // the anchor pass.
-        let mut map_steps: Vec<(u64, i64)> = Vec::new();
-        let mut previous: Option<u64> = None;
-        for entry in entries {
-            if let Some(prev) = previous
-                && entry.seq > prev + 1
-            {
-                model.events.push(Event {
-                    seq: entry.seq,
-                    time_us: entry.time_us,
-                    kind: EventKind::Gap { from: prev + 1, to: entry.seq - 1, wrap: false },
+        let mut writers_known = false;
+        for (seq, time_us, record) in changed {
+            let (Body::Sample(s) | Body::Undo { sample: s, .. }) = &record.body else { continue };
+            if !s.maps.added.is_empty() || !s.maps.removed.is_empty() {
+                model_maps.push(MapChange { seq, time_us, delta: &s.maps });
+            }
+            if !s.files.is_empty() {
+                let lines = s.files.iter().map(|f| f.patch.lines_added() + f.patch.lines_removed()).sum();
+                activity.push(Activity { seq, time_us, files: s.files.len(), lines });
+            }
+            for change in &s.files {
+                counts.changes += 1;
+                let by = s.writers.iter().find(|w| w.path == change.path);
+                let row = files.entry(&change.path).or_insert_with(|| FileRow {
+                    path: &change.path,
+                    changes: Vec::new(),
+                    added: 0,
+                    removed: 0,
+                    writers: FileWriters::default(),
                 });
-            }
-            previous = Some(entry.seq);
-            let event = |kind| Event { seq: entry.seq, time_us: entry.time_us, kind };
-            let Some(record) = entry.record else {
-                model.counts.undecodable += 1;
-                model.events.push(event(EventKind::Undecodable));
-                continue;
-            };
-            if record.pid != 0 && !model.pids.contains(&record.pid) {
-                model.pids.push(record.pid);
-            }
-            if maps_known.is_some_and(|(epoch, _)| epoch != record.epoch) {
-                maps_known = None;
-            }
-            let stats = match &record.body {
-                Body::Baseline(b) => {
-                    if !model.cwds.contains(&b.cwd) {
-                        model.cwds.push(b.cwd.clone());
-                    }
-                    if !b.backend.is_empty() && !model.backends.contains(&b.backend) {
-                        model.backends.push(b.backend.clone());
-                    }
-                    if record.pid != 0 && !model.identities.contains(&(record.pid, b.starttime)) {
-                        model.identities.push((record.pid, b.starttime));
-                    }
-                    maps_known = Some((record.epoch, b.maps.len() as i64));
-                    model.events.push(event(EventKind::Baseline { files: b.files.len() }));
-                    b.stats.map(|s| (s, 0))
+                row.added += change.patch.lines_added();
+                row.removed += change.patch.lines_removed();
+                if let Some(by) = by {
+                    row.writers.add(by);
+                    writers.extend(by.pids.iter().copied());
+                    writers_known = true;
                 }
-                // An undo's changes are file changes as a sample's are.
-                Body::Sample(s) | Body::Undo { sample: s, .. } => {
-                    if matches!(record.body, Body::Sample(_)) {
-                        model.counts.samples += 1;
-                    }
-                    let delta = s.maps.added.len() as i64 - s.maps.removed.len() as i64;
-                    if let Some((_, count)) = &mut maps_known {
-                        *count += delta;
-                    }
-                    if !s.maps.added.is_empty() || !s.maps.removed.is_empty() {
-                        model.maps.push(MapChange { seq: entry.seq, time_us: entry.time_us, delta: &s.maps });
-                    }
-                    if !s.files.is_empty() {
-                        let lines =
-                            s.files.iter().map(|f| f.patch.lines_added() + f.patch.lines_removed()).sum();
-                        model.activity.push(Activity {
-                            seq: entry.seq,
-                            time_us: entry.time_us,
-                            files: s.files.len(),
-                            lines,
-                        });
-                    }
-                    for change in &s.files {
-                        model.counts.changes += 1;
-                        let by = s.writers.iter().find(|w| w.path == change.path);
-                        let row = files.entry(&change.path).or_insert_with(|| FileRow {
-                            path: &change.path,
-                            changes: Vec::new(),
-                            added: 0,
-                            removed: 0,
-                            writers: FileWriters::default(),
-                        });
-                        row.added += change.patch.lines_added();
-                        row.removed += change.patch.lines_removed();
-                        if let Some(by) = by {
-                            row.writers.add(by);
-                            writers.extend(by.pids.iter().copied());
-                            model.writers_known = true;
-                        }
-                        row.changes.push(ChangeAt {
-                            seq: entry.seq,
-                            time_us: entry.time_us,
-                            change,
-                            writers: by,
-                        });
-                    }
-                    s.stats.map(|st| (st, delta))
-                }
-                Body::Pid { old, new } => {
-                    model.events.push(event(EventKind::Pid { old: *old, new: *new }));
-                    None
-                }
-                Body::Cwd { old, new } => {
-                    if !model.cwds.contains(new) {
-                        model.cwds.push(new.clone());
-                    }
-                    model.events.push(event(EventKind::Cwd { old: old.clone(), new: new.clone() }));
-                    None
-                }
-                Body::Exit(exit) => {
-                    model.events.push(event(EventKind::Exit { code: exit.code, signal: exit.signal }));
-                    None
-                }
-                Body::Rescan { reason, paths } => {
-                    model.counts.rescans += 1;
-                    model.events.push(event(EventKind::Rescan { reason: reason.clone(), dirs: paths.len() }));
-                    None
-                }
-                Body::Mark { name } => {
-                    model.counts.marks += 1;
-                    model.events.push(event(EventKind::Mark { name: name.clone() }));
-                    None
-                }
-            };
-            if let Some((stats, delta)) = stats {
-                let cpu_ms = stats.utime_ms + stats.stime_ms;
-                let cpu = match cpu_before {
-                    Some((pid, t, ms)) if pid == record.pid => cpu_percent((t, ms), (entry.time_us, cpu_ms)),
-                    _ => None,
-                };
-                cpu_before = Some((record.pid, entry.time_us, cpu_ms));
-                model.stats.push(StatPoint {
-                    seq: entry.seq,
-                    time_us: entry.time_us,
-                    cpu,
-                    rss_kib: stats.rss_kib,
-                    threads: stats.threads,
-                    fds: stats.fds,
-                    maps: maps_known.map(|(_, n)| n.max(0) as u64),
-                });
-                map_steps.push((record.epoch, delta));
+                row.changes.push(ChangeAt { seq, time_us, change, writers: by });
             }
         }
         if let Some(anchor) = anchor {
-            fill_maps_from_anchor(&mut model.stats, &map_steps, anchor);
+            fill_maps_from_anchor(&mut stats, &map_steps, anchor);
         }
-        model.counts.gaps = model.events.iter().filter(|e| matches!(e.kind, EventKind::Gap { .. })).count();
-        model.counts.files = files.len();
-        model.counts.writers = writers.len();
-        model.files = files.into_values().collect();
-        model
+        counts.gaps = events.iter().filter(|e| matches!(e.kind, EventKind::Gap { .. })).count();
+        counts.files = files.len();
+        counts.writers = writers.len();
+        Model {
+            span,
+            pids,
+            cwds,
+            backends,
+            identities,
+            counts,
+            events,
+            activity,
+            stats,
+            files: files.into_values().collect(),
+            maps: model_maps,
+            writers_known,
+        }
     }
 }
 
