@@ -26,22 +26,7 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
     let store_dir = store::resolve(args.store.as_deref())?;
     let ring = store_dir.join(store::RING_FILE);
     let snapshot = Snapshot::read(&ring)?;
-    let scan = snapshot.scan();
-    let marks = point::marks_in(&scan.frames);
-    let range =
-        range(&scan.frames, args.since.as_ref(), args.until.as_ref(), |name| marks.get(name).copied())?;
-    let frames = &scan.frames[range];
-    // An idle sample is only counted into its run unless every sample is
-    // listed: it is not kept (a full ring of an idle process holds
-    // millions of them).
-    let decoded: &[Read] = &frames
-        .iter()
-        .map(|f| match Record::decode(&f.payload) {
-            Ok(record) if !args.all && query::is_idle(&record) => Read::Idle,
-            Ok(record) => Read::Record(Box::new(record)),
-            Err(e) => Read::Undecodable(e),
-        })
-        .collect::<Vec<_>>();
+    let range = resolve_range(&snapshot, args.since.as_ref(), args.until.as_ref())?;
     let paths = Paths::new(args.paths.iter().map(|p| p.as_encoded_bytes().to_vec()));
     let pickaxe = match (&args.pickaxe, &args.regex) {
         (Some(text), _) => Some(Pickaxe::Occurrences(text.as_bytes().to_vec())),
@@ -49,17 +34,73 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
         (None, None) => None,
     };
     let filtered = !paths.is_empty() || pickaxe.is_some() || args.by.is_some();
-    let records: Vec<(u64, &Record)> = frames
+    let stdout = std::io::stdout();
+    let color = !args.json && args.patch && stdout.is_terminal();
+    let mut printer = Printer {
+        args,
+        color,
+        out: BufWriter::new(stdout.lock()),
+        tz: jiff::tz::TimeZone::system(),
+        idle: None,
+    };
+
+    if !filtered {
+        // Every record is shown: each is printed as it is read, and none
+        // is kept (a full ring of an idle process holds millions).
+        let mut failed = None;
+        let problems = scan_range(&snapshot, &range, |frame, in_range| {
+            if !in_range || failed.is_some() {
+                return;
+            }
+            let printed = match Record::decode(&frame.payload) {
+                // Counted into its run unless every sample is listed.
+                Ok(record) if !args.all && query::is_idle(&record) => {
+                    printer.idle(frame.seq);
+                    Ok(())
+                }
+                Ok(record) => printer.record(frame.seq, frame.time_us, &record, &Kept::All),
+                Err(e) => printer.undecodable(frame.seq, &e),
+            };
+            failed = printed.err();
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        printer.finish()?;
+        return Ok(super::reader_exit(super::warn_damage(&ring, &problems)));
+    }
+
+    // A filter walks back from the newest record: the range's records are
+    // kept, but for idle samples, which a filter never chooses.
+    let mut read: Vec<(u64, u64, Read)> = Vec::new();
+    // Epochs whose baseline lies before the range still say their backend.
+    let mut baselines: Vec<(u64, Record)> = Vec::new();
+    let problems = scan_range(&snapshot, &range, |frame, in_range| {
+        let decoded = Record::decode(&frame.payload);
+        if args.by.is_some()
+            && frame.kind == Kind::Baseline as u16
+            && let Ok(record) = &decoded
+        {
+            baselines.push((frame.seq, record.clone()));
+        }
+        if !in_range {
+            return;
+        }
+        let item = match decoded {
+            Ok(record) if !args.all && query::is_idle(&record) => return,
+            Ok(record) => Read::Record(Box::new(record)),
+            Err(e) => Read::Undecodable(e),
+        };
+        read.push((frame.seq, frame.time_us, item));
+    });
+    let records: Vec<(u64, &Record)> = read
         .iter()
-        .zip(decoded)
-        .filter_map(|(f, r)| match r {
-            Read::Record(record) => Some((f.seq, &**record)),
-            _ => None,
+        .filter_map(|(seq, _, r)| match r {
+            Read::Record(record) => Some((*seq, &**record)),
+            Read::Undecodable(_) => None,
         })
         .collect();
     if args.by.is_some() {
-        // Epochs whose baseline lies before the range still say their backend.
-        let baselines = crate::journal::record::decode_kind(&scan.frames, Kind::Baseline);
         let all: Vec<(u64, &Record)> =
             baselines.iter().map(|(s, r)| (*s, r)).chain(records.iter().copied()).collect();
         if let Some(why) = query::writers_unknown(&all) {
@@ -67,83 +108,134 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mut chosen = query::select(&records, &paths, pickaxe.as_ref(), args.by.as_ref()).into_iter();
-
-    let stdout = std::io::stdout();
-    let color = !args.json && args.patch && stdout.is_terminal();
-    let mut out = BufWriter::new(stdout.lock());
-    let tz = jiff::tz::TimeZone::system();
-    // A run of idle samples waiting to be printed: (first, last, count).
-    let mut idle: Option<(u64, u64, u64)> = None;
-    for (frame, read) in frames.iter().zip(decoded) {
-        let record = match read {
-            Read::Record(record) => record,
-            // Never chosen by a filter (it changed nothing); else one more
-            // in its run.
-            Read::Idle if filtered => continue,
-            Read::Idle => {
-                idle = Some(match idle {
-                    Some((first, _, n)) => (first, frame.seq, n + 1),
-                    None => (frame.seq, frame.seq, 1),
-                });
-                continue;
+    for (seq, time_us, item) in &read {
+        match item {
+            Read::Record(record) => {
+                let Some(kept) = chosen.next().flatten() else { continue };
+                printer.record(*seq, *time_us, record, &kept)?;
             }
-            Read::Undecodable(e) => {
-                flush_idle(&mut idle, args, &mut out)?;
-                if args.json {
-                    let value = json!({"seq": frame.seq, "kind": "undecodable", "error": e.to_string()});
-                    write_json(&value, args, &mut out)?;
-                } else {
-                    writeln!(out, "{:>6}  undecodable record: {e}", frame.seq)
-                        .context("cannot write to stdout")?;
-                }
-                continue;
-            }
-        };
-        let Some(kept) = chosen.next().flatten() else { continue };
-        if !filtered && !args.all && query::is_idle(record) {
-            idle = Some(match idle {
-                Some((first, _, n)) => (first, frame.seq, n + 1),
-                None => (frame.seq, frame.seq, 1),
-            });
-            continue;
-        }
-        flush_idle(&mut idle, args, &mut out)?;
-        if args.json {
-            write_json(&json_line(frame.seq, frame.time_us, record), args, &mut out)?;
-        } else {
-            writeln!(out, "{}", text_line(frame.seq, frame.time_us, record, &tz))
-                .context("cannot write to stdout")?;
-        }
-        if args.patch && !args.json {
-            let mut buf = Vec::new();
-            patch(record, &kept, color, &mut buf);
-            out.write_all(&buf).context("cannot write to stdout")?;
+            Read::Undecodable(e) => printer.undecodable(*seq, e)?,
         }
     }
-    flush_idle(&mut idle, args, &mut out)?;
-    out.flush().context("cannot write to stdout")?;
-    Ok(super::reader_exit(super::warn_damage(&ring, &scan.problems)))
+    printer.finish()?;
+    Ok(super::reader_exit(super::warn_damage(&ring, &problems)))
 }
 
-/// A record of the range as `log` keeps it.
+/// A record of the range as a filtered `log` keeps it.
 enum Read {
-    /// A sample that changed nothing, when runs of them are collapsed.
-    Idle,
-    /// Any other record (boxed: most records of a long run are idle).
+    /// A record that decodes (boxed: an undecodable one is small).
     Record(Box<Record>),
     /// A record that does not decode.
     Undecodable(crate::journal::record::DecodeError),
 }
 
-/// The frames between `since` and `until`, as a range of indexes (`log`
-/// and `report` take them alike).
+/// Writes the log's lines, collapsing each run of idle samples into one.
+struct Printer<'a> {
+    args: &'a LogArgs,
+    /// Diffs in colour.
+    color: bool,
+    out: BufWriter<std::io::StdoutLock<'static>>,
+    tz: jiff::tz::TimeZone,
+    /// A run of idle samples waiting to be printed: (first, last, count).
+    idle: Option<(u64, u64, u64)>,
+}
+
+impl Printer<'_> {
+    /// One more idle sample in the pending run.
+    fn idle(&mut self, seq: u64) {
+        self.idle = Some(match self.idle {
+            Some((first, _, n)) => (first, seq, n + 1),
+            None => (seq, seq, 1),
+        });
+    }
+
+    /// A record's line, and its diffs with `-p` (`kept` of them).
+    fn record(&mut self, seq: u64, time_us: u64, record: &Record, kept: &Kept) -> anyhow::Result<()> {
+        let args = self.args;
+        flush_idle(&mut self.idle, args, &mut self.out)?;
+        if args.json {
+            write_json(&json_line(seq, time_us, record), args, &mut self.out)?;
+        } else {
+            writeln!(self.out, "{}", text_line(seq, time_us, record, &self.tz))
+                .context("cannot write to stdout")?;
+        }
+        if args.patch && !args.json {
+            let mut buf = Vec::new();
+            patch(record, kept, self.color, &mut buf);
+            self.out.write_all(&buf).context("cannot write to stdout")?;
+        }
+        Ok(())
+    }
+
+    /// The line of a record that does not decode.
+    fn undecodable(&mut self, seq: u64, e: &crate::journal::record::DecodeError) -> anyhow::Result<()> {
+        flush_idle(&mut self.idle, self.args, &mut self.out)?;
+        if self.args.json {
+            let value = json!({"seq": seq, "kind": "undecodable", "error": e.to_string()});
+            write_json(&value, self.args, &mut self.out)
+        } else {
+            writeln!(self.out, "{seq:>6}  undecodable record: {e}").context("cannot write to stdout")
+        }
+    }
+
+    /// The pending run, then everything out.
+    fn finish(mut self) -> anyhow::Result<()> {
+        flush_idle(&mut self.idle, self.args, &mut self.out)?;
+        self.out.flush().context("cannot write to stdout")
+    }
+}
+
+/// The records between `since` and `until`, as a range of indexes into
+/// the scan of `snapshot` (`log` and `report` take them alike); all of
+/// them (`0..usize::MAX`) when neither is given. A point is resolved
+/// from a first walk that keeps only each record's seq and time, and the
+/// marks, not the records.
+pub(crate) fn resolve_range(
+    snapshot: &Snapshot,
+    since: Option<&Point>,
+    until: Option<&Point>,
+) -> anyhow::Result<std::ops::Range<usize>> {
+    if since.is_none() && until.is_none() {
+        return Ok(0..usize::MAX);
+    }
+    let mut held = Vec::new();
+    let mut marked: Vec<(u64, Record)> = Vec::new();
+    snapshot.scan_each(|frame| {
+        if frame.kind == Kind::Mark as u16
+            && let Ok(record) = Record::decode(&frame.payload)
+        {
+            marked.push((frame.seq, record));
+        }
+        held.push(Held { seq: frame.seq, time_us: frame.time_us });
+    });
+    let marks = point::marks(marked.iter().map(|(seq, r)| (*seq, r)));
+    range(&held, since, until, |name| marks.get(name).copied())
+}
+
+/// Scan `snapshot`, handing `each` every intact record in order and
+/// whether it lies in `range` (indexes as [`resolve_range`] gives them);
+/// returns the damage found.
+pub(crate) fn scan_range<'s>(
+    snapshot: &'s Snapshot,
+    range: &std::ops::Range<usize>,
+    mut each: impl FnMut(Frame<'s>, bool),
+) -> Vec<crate::journal::Damage> {
+    let mut index = 0;
+    let (problems, _torn_tail) = snapshot.scan_each(|frame| {
+        each(frame, range.contains(&index));
+        index += 1;
+    });
+    problems
+}
+
+/// The records between `since` and `until`, as a range of indexes into
+/// `held`.
 pub(crate) fn range(
-    frames: &[Frame<'_>],
+    held: &[Held],
     since: Option<&Point>,
     until: Option<&Point>,
     marks: impl Fn(&str) -> Option<u64> + Copy,
 ) -> anyhow::Result<std::ops::Range<usize>> {
-    let held: Vec<Held> = frames.iter().map(|f| Held { seq: f.seq, time_us: f.time_us }).collect();
     let now = jiff::Timestamp::now();
     let at_or_after =
         |ts: &jiff::Timestamp| held.partition_point(|h| (h.time_us as i64) < ts.as_microsecond());
@@ -156,15 +248,15 @@ pub(crate) fn range(
     };
     let start = match since {
         None => 0,
-        Some(p) if future(p) => point::resolve(p, &held, now, marks).map(index)?,
+        Some(p) if future(p) => point::resolve(p, held, now, marks).map(index)?,
         // A time range keeps what lies in it, whatever the ring holds.
         Some(Point::Time(ts)) => at_or_after(ts),
-        Some(p) => point::resolve(p, &held, now, marks).map(index)?,
+        Some(p) => point::resolve(p, held, now, marks).map(index)?,
     };
     let end = match until {
         None => held.len(),
         Some(Point::Time(ts)) if !future(&Point::Time(*ts)) => at_or_before(ts),
-        Some(p) => point::resolve(p, &held, now, marks).map(|seq| index(seq) + 1)?,
+        Some(p) => point::resolve(p, held, now, marks).map(|seq| index(seq) + 1)?,
     };
     Ok(start..end.max(start))
 }

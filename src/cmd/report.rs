@@ -15,9 +15,8 @@ use anyhow::Context;
 use crate::cli::ReportArgs;
 use crate::journal::Snapshot;
 use crate::journal::record::Record;
-use crate::point;
 use crate::report::html::{self, Options};
-use crate::report::model::{Entry, MapsAnchor, Model};
+use crate::report::model::{self, Builder, Entry, MapsAnchor, Model};
 use crate::store;
 
 /// Write the report of the store's ring.
@@ -29,27 +28,38 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let store_dir = store::resolve(args.store.as_deref())?;
     let ring = store_dir.join(store::RING_FILE);
     let snapshot = Snapshot::read(&ring)?;
-    let scan = snapshot.scan();
-    let marks = point::marks_in(&scan.frames);
-    let range = super::log::range(&scan.frames, args.since.as_ref(), args.until.as_ref(), |name| {
-        marks.get(name).copied()
-    })?;
+    let range = super::log::resolve_range(&snapshot, args.since.as_ref(), args.until.as_ref())?;
     let from_start = range.start == 0;
-    let frames = &scan.frames[range];
-    let decoded: Vec<Option<Record>> = frames.iter().map(|f| Record::decode(&f.payload).ok()).collect();
-    let entries: Vec<Entry<'_>> = frames
-        .iter()
-        .zip(&decoded)
-        .map(|(f, r)| Entry { seq: f.seq, time_us: f.time_us, record: r.as_ref() })
-        .collect();
-    // Records before the oldest one kept were dropped by wrap-around.
-    let dropped_before = frames.first().filter(|f| from_start && f.seq > 1).map(|f| (1, f.seq - 1));
     let anchor = crate::maps::read_anchor(&store_dir).map(|a| MapsAnchor {
         epoch: a.epoch,
         seq: a.seq,
         count: a.map.len() as u64,
     });
-    let model = Model::build(&entries, dropped_before, anchor);
+    // Each record is decoded as it is read and given to the model, which
+    // copies what it needs; only the records it refers to (file and map
+    // changes) are kept. Most of a long recording is idle samples.
+    let mut builder: Option<Builder> = None;
+    let mut changed: Vec<(u64, u64, Record)> = Vec::new();
+    let problems = super::log::scan_range(&snapshot, &range, |frame, in_range| {
+        if !in_range {
+            return;
+        }
+        let builder = builder.get_or_insert_with(|| {
+            // Records before the oldest one kept were dropped by wrap-around.
+            let dropped_before = (from_start && frame.seq > 1).then(|| (1, frame.seq - 1));
+            Builder::new(dropped_before, anchor)
+        });
+        let record = Record::decode(&frame.payload).ok();
+        builder.push(Entry { seq: frame.seq, time_us: frame.time_us, record: record.as_ref() });
+        if let Some(record) = record
+            && model::refers_to(&record)
+        {
+            changed.push((frame.seq, frame.time_us, record));
+        }
+    });
+    let model = builder.map_or_else(Model::default, |b| {
+        b.finish(changed.iter().map(|(seq, time_us, record)| (*seq, *time_us, record)))
+    });
 
     let mut options = Options::new(store_dir.display().to_string());
     // The newest process that still runs tells its command line.
@@ -75,7 +85,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         let mode = if args.output.is_none() { 0o600 } else { 0o666 };
         write_atomically(&output, page.as_bytes(), mode)?;
     }
-    Ok(super::reader_exit(super::warn_damage(&ring, &scan.problems)))
+    Ok(super::reader_exit(super::warn_damage(&ring, &problems)))
 }
 
 /// The command line of `pid`, if it is still the process the recording
