@@ -57,6 +57,8 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             changed.push((frame.seq, frame.time_us, record));
         }
     });
+    // The ring's copy is not needed any more: the model holds no frame.
+    drop(snapshot);
     let model = builder.map_or_else(Model::default, |b| {
         b.finish(changed.iter().map(|(seq, time_us, record)| (*seq, *time_us, record)))
     });

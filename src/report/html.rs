@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use jiff::tz::TimeZone;
 
-use super::model::{self, Bucket, ChangeAt, Event, EventKind, Model};
+use super::model::{self, Bucket, ChangeAt, Event, EventKind, Model, StatPoint};
 use crate::render::human;
 
 /// Columns a chart is cut into: about the pixels of a wide monitor's plot.
@@ -837,52 +837,27 @@ const COLOUR_CHANGES: &str = "#3b5bdb";
 
 fn stat_series(model: &Model<'_>, t0: u64, t1: u64, n: usize) -> Vec<Series> {
     let pts = &model.stats;
-    let make = |id, title, colour, unit: fn(f64) -> String, values: Vec<(u64, u64, f64)>| Series {
-        id,
-        title,
-        colour,
-        unit,
-        points: values.len(),
-        columns: model::buckets(values, t0, t1, n),
+    // The points are read where they are, twice (to count, to bucket),
+    // never copied: a long recording has millions.
+    let make = |id, title, colour, unit: fn(f64) -> String, value: fn(&StatPoint) -> Option<f64>| {
+        let values = pts.iter().filter_map(move |p| Some((p.time_us, p.seq, value(p)?)));
+        Series {
+            id,
+            title,
+            colour,
+            unit,
+            points: values.clone().count(),
+            columns: model::buckets(values, t0, t1, n),
+        }
     };
     let percent: fn(f64) -> String = |v| format!("{v:.0}%");
     let count: fn(f64) -> String = |v| format!("{v:.0}");
     vec![
-        make(
-            "cpu",
-            "CPU",
-            "#e8590c",
-            percent,
-            pts.iter().filter_map(|p| Some((p.time_us, p.seq, p.cpu?))).collect(),
-        ),
-        make(
-            "rss",
-            "RSS",
-            "#1c7ed6",
-            kib,
-            pts.iter().map(|p| (p.time_us, p.seq, p.rss_kib as f64)).collect(),
-        ),
-        make(
-            "threads",
-            "threads",
-            "#7048e8",
-            count,
-            pts.iter().map(|p| (p.time_us, p.seq, p.threads as f64)).collect(),
-        ),
-        make(
-            "fds",
-            "open fds",
-            "#2b8a3e",
-            count,
-            pts.iter().map(|p| (p.time_us, p.seq, p.fds as f64)).collect(),
-        ),
-        make(
-            "maps",
-            "mappings",
-            "#0b7285",
-            count,
-            pts.iter().filter_map(|p| Some((p.time_us, p.seq, p.maps? as f64))).collect(),
-        ),
+        make("cpu", "CPU", "#e8590c", percent, |p| p.cpu),
+        make("rss", "RSS", "#1c7ed6", kib, |p| Some(p.rss_kib as f64)),
+        make("threads", "threads", "#7048e8", count, |p| Some(p.threads as f64)),
+        make("fds", "open fds", "#2b8a3e", count, |p| Some(p.fds as f64)),
+        make("maps", "mappings", "#0b7285", count, |p| Some(p.maps? as f64)),
     ]
 }
 

@@ -349,7 +349,7 @@ pub struct Builder {
     /// Map count as known going forward: (epoch, count).
     maps_known: Option<(u64, i64)>,
     /// Per stats point: its epoch and the map delta of its record, for
-    /// the anchor pass.
+    /// the anchor pass (none without an anchor).
     map_steps: Vec<(u64, i64)>,
     /// The seq of the record pushed last.
     previous: Option<u64>,
@@ -486,7 +486,9 @@ impl Builder {
                 fds: stats.fds,
                 maps: self.maps_known.map(|(_, n)| n.max(0) as u64),
             });
-            self.map_steps.push((record.epoch, delta));
+            if self.anchor.is_some() {
+                self.map_steps.push((record.epoch, delta));
+            }
         }
     }
 
