@@ -837,18 +837,17 @@ const COLOUR_CHANGES: &str = "#3b5bdb";
 
 fn stat_series(model: &Model<'_>, t0: u64, t1: u64, n: usize) -> Vec<Series> {
     let pts = &model.stats;
-    // The points are read where they are, twice (to count, to bucket),
-    // never copied: a long recording has millions.
+    // The points are read where they are, once, never copied: a long
+    // recording has millions.
     let make = |id, title, colour, unit: fn(f64) -> String, value: fn(&StatPoint) -> Option<f64>| {
-        let values = pts.iter().filter_map(move |p| Some((p.time_us, p.seq, value(p)?)));
-        Series {
-            id,
-            title,
-            colour,
-            unit,
-            points: values.clone().count(),
-            columns: model::buckets(values, t0, t1, n),
+        let values = pts.iter().filter_map(move |p| Some((p.time_us, p.seq, value(&p)?)));
+        let mut points = 0;
+        let columns = model::buckets(values.clone().inspect(|_| points += 1), t0, t1, n);
+        if n == 0 {
+            // No column: `buckets` read nothing.
+            points = values.count();
         }
+        Series { id, title, colour, unit, points, columns }
     };
     let percent: fn(f64) -> String = |v| format!("{v:.0}%");
     let count: fn(f64) -> String = |v| format!("{v:.0}");

@@ -146,6 +146,133 @@ pub struct StatPoint {
     pub maps: Option<u64>,
 }
 
+/// A value per point, stored as runs: one entry where the value changes,
+/// not one per point (an idle process's RSS, threads, fds and map count
+/// stay the same for thousands of samples).
+#[derive(Clone, Debug, PartialEq)]
+struct Runs<T> {
+    /// Each run's first point and value, in order.
+    runs: Vec<(usize, T)>,
+    /// Points held.
+    len: usize,
+}
+
+impl<T> Default for Runs<T> {
+    fn default() -> Self {
+        Runs { runs: Vec::new(), len: 0 }
+    }
+}
+
+impl<T: Copy + PartialEq> Runs<T> {
+    fn push(&mut self, value: T) {
+        if self.runs.last().is_none_or(|(_, last)| *last != value) {
+            self.runs.push((self.len, value));
+        }
+        self.len += 1;
+    }
+
+    /// The value of point `i` (`i < len`).
+    fn get(&self, i: usize) -> T {
+        let run = self.runs.partition_point(|(start, _)| *start <= i);
+        self.runs[run - 1].1
+    }
+
+    /// Every point's value, in order.
+    fn iter(&self) -> RunsIter<'_, T> {
+        RunsIter { runs: &self.runs, run: 0, at: 0, len: self.len }
+    }
+}
+
+/// The values of [`Runs`], point by point.
+#[derive(Clone, Debug)]
+struct RunsIter<'a, T> {
+    runs: &'a [(usize, T)],
+    /// The run of point `at`.
+    run: usize,
+    /// The next point.
+    at: usize,
+    len: usize,
+}
+
+impl<T: Copy> Iterator for RunsIter<'_, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        if self.at >= self.len {
+            return None;
+        }
+        while self.runs.get(self.run + 1).is_some_and(|next| next.0 <= self.at) {
+            self.run += 1;
+        }
+        self.at += 1;
+        self.runs.get(self.run).map(|r| r.1)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.len - self.at;
+        (left, Some(left))
+    }
+}
+
+/// The statistics points of a report, in seq order, held by column: a
+/// long recording has millions of points and most of their values repeat
+/// (see [`Runs`]). [`StatPoints::iter`] gives them back as [`StatPoint`]s.
+#[derive(Clone, Debug, Default)]
+pub struct StatPoints {
+    seqs: Vec<u64>,
+    times: Vec<u64>,
+    /// CPU %, NaN where unknown ([`cpu_percent`] never gives NaN).
+    cpu: Vec<f64>,
+    rss_kib: Runs<u64>,
+    threads: Runs<u64>,
+    fds: Runs<u64>,
+    maps: Runs<Option<u64>>,
+}
+
+impl StatPoints {
+    /// Add a point after the others.
+    pub fn push(&mut self, point: StatPoint) {
+        self.seqs.push(point.seq);
+        self.times.push(point.time_us);
+        self.cpu.push(point.cpu.unwrap_or(f64::NAN));
+        self.rss_kib.push(point.rss_kib);
+        self.threads.push(point.threads);
+        self.fds.push(point.fds);
+        self.maps.push(point.maps);
+    }
+
+    /// How many points.
+    pub fn len(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// No point at all.
+    pub fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
+    }
+
+    /// The points, in seq order.
+    pub fn iter(&self) -> impl Iterator<Item = StatPoint> + Clone + '_ {
+        let levels = self.rss_kib.iter().zip(self.threads.iter()).zip(self.fds.iter()).zip(self.maps.iter());
+        self.seqs.iter().zip(&self.times).zip(&self.cpu).zip(levels).map(
+            |(((&seq, &time_us), &cpu), (((rss_kib, threads), fds), maps))| StatPoint {
+                seq,
+                time_us,
+                cpu: (!cpu.is_nan()).then_some(cpu),
+                rss_kib,
+                threads,
+                fds,
+                maps,
+            },
+        )
+    }
+
+    /// The newest point.
+    pub fn last(&self) -> Option<StatPoint> {
+        self.iter().last()
+    }
+}
+
 /// One change of one file, as its history lists it.
 #[derive(Clone, Copy, Debug)]
 pub struct ChangeAt<'a> {
@@ -273,7 +400,7 @@ pub struct Model<'a> {
     /// Samples that changed files, in seq order.
     pub activity: Vec<Activity>,
     /// Statistics, in seq order.
-    pub stats: Vec<StatPoint>,
+    pub stats: StatPoints,
     /// Changed files, by path.
     pub files: Vec<FileRow<'a>>,
     /// Samples whose map changed, in seq order.
@@ -343,14 +470,14 @@ pub struct Builder {
     identities: Vec<(i32, u64)>,
     counts: Counts,
     events: Vec<Event>,
-    stats: Vec<StatPoint>,
+    stats: StatPoints,
     /// The previous CPU reading: (pid, time, cpu ms).
     cpu_before: Option<(i32, u64, u64)>,
     /// Map count as known going forward: (epoch, count).
     maps_known: Option<(u64, i64)>,
     /// Per stats point: its epoch and the map delta of its record, for
     /// the anchor pass (none without an anchor).
-    map_steps: Vec<(u64, i64)>,
+    map_steps: Runs<(u64, i64)>,
     /// The seq of the record pushed last.
     previous: Option<u64>,
 }
@@ -370,10 +497,10 @@ impl Builder {
             identities: Vec::new(),
             counts: Counts::default(),
             events: Vec::new(),
-            stats: Vec::new(),
+            stats: StatPoints::default(),
             cpu_before: None,
             maps_known: None,
-            map_steps: Vec::new(),
+            map_steps: Runs::default(),
             previous: None,
         }
     }
@@ -571,30 +698,37 @@ impl Builder {
 
 /// Give the mapping count to the points of the anchor's epoch that did not
 /// have it (their baseline left the ring): from the anchor's count, undo
-/// the deltas backwards and apply them forwards. `steps[i]` is point `i`'s
-/// epoch and the map delta of its record.
-fn fill_maps_from_anchor(points: &mut [StatPoint], steps: &[(u64, i64)], anchor: MapsAnchor) {
-    let Some(at) = points.iter().position(|p| p.seq == anchor.seq) else { return };
-    if steps[at].0 != anchor.epoch || points[at].maps.is_some() {
+/// the deltas backwards and apply them forwards. `steps` holds each
+/// point's epoch and the map delta of its record.
+fn fill_maps_from_anchor(points: &mut StatPoints, steps: &Runs<(u64, i64)>, anchor: MapsAnchor) {
+    let Some(at) = points.seqs.iter().position(|&seq| seq == anchor.seq) else { return };
+    let unknown = |i: usize| steps.get(i).0 == anchor.epoch && points.maps.get(i).is_none();
+    if !unknown(at) {
         return;
     }
-    points[at].maps = Some(anchor.count);
+    // The stretch around the anchor's point that has no count, and the
+    // count at its first point.
+    let (mut first, mut last) = (at, at);
     let mut count = anchor.count as i64;
-    for i in (0..at).rev() {
-        count -= steps[i + 1].1;
-        if steps[i].0 != anchor.epoch || points[i].maps.is_some() {
-            break;
-        }
-        points[i].maps = Some(count.max(0) as u64);
+    while first > 0 && unknown(first - 1) {
+        count -= steps.get(first).1;
+        first -= 1;
     }
-    let mut count = anchor.count as i64;
-    for i in at + 1..points.len() {
-        count += steps[i].1;
-        if steps[i].0 != anchor.epoch || points[i].maps.is_some() {
-            break;
-        }
-        points[i].maps = Some(count.max(0) as u64);
+    while last + 1 < points.len() && unknown(last + 1) {
+        last += 1;
     }
+    let mut filled = Runs::default();
+    for (i, maps) in points.maps.iter().enumerate() {
+        if (first..=last).contains(&i) {
+            if i > first {
+                count += steps.get(i).1;
+            }
+            filled.push(Some(count.max(0) as u64));
+        } else {
+            filled.push(maps);
+        }
+    }
+    points.maps = filled;
 }
 
 /// A series value downsampled to one chart column: the smallest and
@@ -677,6 +811,7 @@ mod tests {
     use super::*;
     use crate::diff::Patch;
     use crate::journal::record::{Baseline, Change, FORMAT_VERSION, Node, Sample, Stats};
+    use proptest::prelude::*;
     use std::time::Duration;
 
     fn record(pid: i32, epoch: u64, body: Body) -> Record {
@@ -853,5 +988,89 @@ mod tests {
         let anchored = Model::build(&entries, None, Some(MapsAnchor { epoch: 1, seq: 51, count: 10 }));
         let counts: Vec<Option<u64>> = anchored.stats.iter().map(|p| p.maps).collect();
         assert_eq!(counts, [Some(11), Some(10), Some(11)]);
+    }
+
+    /// The anchor pass over a plain list of points, one step per point:
+    /// what [`fill_maps_from_anchor`] must do over the column store.
+    fn fill_plain(points: &mut [StatPoint], steps: &[(u64, i64)], anchor: MapsAnchor) {
+        let Some(at) = points.iter().position(|p| p.seq == anchor.seq) else { return };
+        if steps[at].0 != anchor.epoch || points[at].maps.is_some() {
+            return;
+        }
+        points[at].maps = Some(anchor.count);
+        let mut count = anchor.count as i64;
+        for i in (0..at).rev() {
+            count -= steps[i + 1].1;
+            if steps[i].0 != anchor.epoch || points[i].maps.is_some() {
+                break;
+            }
+            points[i].maps = Some(count.max(0) as u64);
+        }
+        let mut count = anchor.count as i64;
+        for i in at + 1..points.len() {
+            count += steps[i].1;
+            if steps[i].0 != anchor.epoch || points[i].maps.is_some() {
+                break;
+            }
+            points[i].maps = Some(count.max(0) as u64);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The column store gives back every point pushed, and the anchor
+        /// fills it as it fills a plain list.
+        #[test]
+        fn the_column_store_gives_back_each_point_and_the_anchor_fills_it_as_a_list(
+            raw in proptest::collection::vec(
+                (
+                    proptest::option::of(0.0f64..300.0),
+                    0u64..3,
+                    0u64..2,
+                    prop_oneof![3 => Just(None), 1 => (0u64..5).prop_map(Some)],
+                    prop_oneof![2 => Just(1u64), 1 => 0u64..3],
+                    prop_oneof![3 => Just(0i64), 1 => -3i64..4],
+                ),
+                0..80,
+            ),
+            at in any::<prop::sample::Index>(),
+            held in any::<bool>(),
+            count in 0u64..6,
+            epoch in 0u64..3,
+        ) {
+            let mut plain: Vec<StatPoint> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, &(cpu, rss_kib, threads, maps, _, _))| StatPoint {
+                    seq: 2 * i as u64 + 1,
+                    time_us: 10 * i as u64,
+                    cpu,
+                    rss_kib,
+                    threads,
+                    fds: rss_kib * threads,
+                    maps,
+                })
+                .collect();
+            let plain_steps: Vec<(u64, i64)> = raw.iter().map(|&(.., epoch, delta)| (epoch, delta)).collect();
+            let mut columns = StatPoints::default();
+            let mut steps = Runs::default();
+            for (point, step) in plain.iter().zip(&plain_steps) {
+                columns.push(*point);
+                steps.push(*step);
+            }
+            prop_assert_eq!(columns.iter().collect::<Vec<_>>(), plain.clone());
+            prop_assert_eq!(columns.len(), plain.len());
+            prop_assert_eq!(columns.last(), plain.last().copied());
+            for (i, step) in plain_steps.iter().enumerate() {
+                prop_assert_eq!(steps.get(i), *step);
+            }
+            // The anchor's seq is a point's, or one no point has.
+            let seq = if held && !plain.is_empty() { plain[at.index(plain.len())].seq } else { 2 * at.index(90) as u64 };
+            let anchor = MapsAnchor { epoch, seq, count };
+            fill_plain(&mut plain, &plain_steps, anchor);
+            fill_maps_from_anchor(&mut columns, &steps, anchor);
+            prop_assert_eq!(columns.iter().collect::<Vec<_>>(), plain);
+        }
     }
 }
