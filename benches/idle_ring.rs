@@ -8,8 +8,8 @@
 //! The store holds a baseline of 100 files and then samples of a process
 //! that does nothing but tick: its CPU time moves every 7th sample, its
 //! RSS every 50th, one sample every second. Each command runs through the
-//! release binary, three times; the median is quoted (wall and CPU from
-//! wait4), with its cost per record.
+//! release binary, three times; the median is quoted (wall, CPU and peak
+//! RSS from wait4), with its cost per record.
 //!
 //! Run with `cargo bench --bench idle_ring`; `MONITORD_BENCH_IDLE_STORE=DIR`
 //! keeps the store in DIR (absent or empty) to profile a reader.
@@ -71,8 +71,9 @@ fn fill(store_dir: &Path) -> (u64, u64) {
     (info.next_seq - info.oldest_seq, info.used_bytes)
 }
 
-/// Wall and CPU time of one run of `monitord ARGS`, output discarded.
-fn timed(args: &[&str]) -> (Duration, Duration) {
+/// Wall and CPU time and peak RSS (KiB) of one run of `monitord ARGS`,
+/// output discarded.
+fn timed(args: &[&str]) -> (Duration, Duration, u64) {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_monitord"))
         .args(args)
@@ -92,7 +93,7 @@ fn timed(args: &[&str]) -> (Duration, Duration) {
     std::mem::forget(child.stdin.take());
     std::mem::forget(child);
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
-    (wall, tv(usage.ru_utime) + tv(usage.ru_stime))
+    (wall, tv(usage.ru_utime) + tv(usage.ru_stime), usage.ru_maxrss as u64)
 }
 
 fn median(mut runs: Vec<Duration>) -> Duration {
@@ -133,7 +134,7 @@ fn main() {
         "   the writer's open (walks the chain to its end): {:.0} ms",
         median(opens).as_secs_f64() * 1e3
     );
-    println!("   {:<40} {:>10} {:>10} {:>14}", "", "wall", "CPU", "CPU per record");
+    println!("   {:<40} {:>10} {:>10} {:>14} {:>10}", "", "wall", "CPU", "CPU per record", "peak RSS");
     let commands: [(&str, Vec<&str>); 5] = [
         ("dump --json RING", vec!["dump", "--json", ring]),
         ("log (idle runs collapsed)", vec!["log", "--store", s]),
@@ -142,14 +143,17 @@ fn main() {
         ("verify", vec!["verify", "--store", s]),
     ];
     for (name, args) in commands {
-        let runs: Vec<(Duration, Duration)> = (0..RUNS).map(|_| timed(&args)).collect();
+        let runs: Vec<(Duration, Duration, u64)> = (0..RUNS).map(|_| timed(&args)).collect();
         let wall = median(runs.iter().map(|r| r.0).collect());
         let cpu = median(runs.iter().map(|r| r.1).collect());
+        let mut rss: Vec<u64> = runs.iter().map(|r| r.2).collect();
+        rss.sort_unstable();
         println!(
-            "   {name:<40} {:>8.2} s {:>8.2} s {:>11.2} us",
+            "   {name:<40} {:>8.2} s {:>8.2} s {:>11.2} us {:>7} MiB",
             wall.as_secs_f64(),
             cpu.as_secs_f64(),
-            cpu.as_secs_f64() * 1e6 / records as f64
+            cpu.as_secs_f64() * 1e6 / records as f64,
+            rss[rss.len() / 2] / 1024
         );
     }
 }
