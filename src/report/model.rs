@@ -216,7 +216,7 @@ impl<T: Copy> Iterator for RunsIter<'_, T> {
 
 /// The statistics points of a report, in seq order, held by column: a
 /// long recording has millions of points and most of their values repeat
-/// (see [`Runs`]). [`StatPoints::iter`] gives them back as [`StatPoint`]s.
+/// (held as runs). [`StatPoints::iter`] gives them back as [`StatPoint`]s.
 #[derive(Clone, Debug, Default)]
 pub struct StatPoints {
     seqs: Vec<u64>,
