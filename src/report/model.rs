@@ -4,6 +4,11 @@
 //! histories, and the min/max buckets that downsample a series to the
 //! pixels a chart has. Pure functions; the page is written by
 //! [`super::html`].
+//!
+//! The model is built a record at a time ([`Builder`]), so that a reader
+//! holds only the records it refers to (file and map changes), not the
+//! millions of idle samples a long recording has; their statistics are
+//! held by column, repeated values as runs ([`StatPoints`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
