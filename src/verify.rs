@@ -103,38 +103,37 @@ pub fn verify(store_dir: &Path) -> Result<Report, store::Error> {
             return Ok(report);
         }
     };
-    let scan = snapshot.scan();
-    report.torn_tail = scan.torn_tail;
-    for damage in &scan.problems {
+    // Each record is decoded as the scan finds it. Of a run of idle
+    // samples (nothing to replay in them) only the first and the last are
+    // kept: a full ring of an idle process holds millions.
+    let mut records: Vec<(u64, Record)> = Vec::new();
+    let mut run_end: Option<(u64, Record)> = None;
+    let mut undecodable = Vec::new();
+    let (damage, torn_tail) = snapshot.scan_each(|frame| match Record::decode(&frame.payload) {
+        Ok(record) => {
+            report.records += 1;
+            let idle = crate::query::is_idle(&record);
+            let in_run = idle
+                && records.last().is_some_and(|(_, r)| crate::query::is_idle(r) && r.epoch == record.epoch);
+            if in_run {
+                run_end = Some((frame.seq, record));
+            } else {
+                records.extend(run_end.take());
+                records.push((frame.seq, record));
+            }
+        }
+        Err(e) => undecodable.push(problem(Some(frame.seq), None, format!("cannot be decoded: {e}"))),
+    });
+    drop(snapshot);
+    report.torn_tail = torn_tail;
+    for damage in &damage {
         report.problems.push(problem(
             Some(damage.expected_seq),
             None,
             format!("damaged record at offset {}: {}", damage.offset, damage.what),
         ));
     }
-    // Of a run of idle samples (nothing to replay in them) only the first
-    // and the last are kept: a full ring of an idle process holds millions.
-    let mut records: Vec<(u64, Record)> = Vec::new();
-    let mut run_end: Option<(u64, Record)> = None;
-    for frame in &scan.frames {
-        match Record::decode(&frame.payload) {
-            Ok(record) => {
-                report.records += 1;
-                let idle = crate::query::is_idle(&record);
-                let in_run = idle
-                    && records
-                        .last()
-                        .is_some_and(|(_, r)| crate::query::is_idle(r) && r.epoch == record.epoch);
-                if in_run {
-                    run_end = Some((frame.seq, record));
-                } else {
-                    records.extend(run_end.take());
-                    records.push((frame.seq, record));
-                }
-            }
-            Err(e) => report.problems.push(problem(Some(frame.seq), None, format!("cannot be decoded: {e}"))),
-        }
-    }
+    report.problems.extend(undecodable);
     records.extend(run_end);
     let groups: Vec<&[(u64, Record)]> = records.chunk_by(|a, b| a.1.epoch == b.1.epoch).collect();
     for (i, group) in groups.iter().enumerate() {
@@ -324,6 +323,35 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].seq, Some(3));
         assert!(problems[0].what.contains("mode 0644") && problems[0].what.contains("0755"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_record_that_does_not_decode_is_named_among_idle_runs_read_as_a_stream() {
+        use crate::journal::Ring;
+        use crate::journal::record::{FORMAT_VERSION, Kind, Sample, Stats};
+        let dir = tempfile::tempdir().unwrap();
+        let mut ring = Ring::open_or_create(&dir.path().join(store::RING_FILE), 1 << 16).unwrap();
+        for i in 0..9u64 {
+            let payload = if i == 4 {
+                b"not a record".to_vec()
+            } else {
+                let stats = Some(Stats { utime_ms: i, rss_kib: 100, ..Stats::default() });
+                let body = Body::Sample(Sample { stats, ..Sample::default() });
+                Record { version: FORMAT_VERSION, epoch: 1, pid: 1, body }.encode()
+            };
+            ring.append(Kind::Sample as u16, 1_000_000 * (i + 1), &payload).unwrap();
+        }
+        ring.flush().unwrap();
+        drop(ring);
+        let report = verify(dir.path()).unwrap();
+        assert_eq!(report.records, 8, "{report:?}");
+        let undecodable: Vec<&Problem> =
+            report.problems.iter().filter(|p| p.what.starts_with("cannot be decoded")).collect();
+        assert_eq!(undecodable.len(), 1, "{report:?}");
+        assert_eq!(undecodable[0].seq, Some(5), "{report:?}");
+        // The samples name no mirror: the epoch is still replayed (and
+        // its missing mirror named), once.
+        assert_eq!(report.epochs, 1, "{report:?}");
     }
 
     #[test]
