@@ -125,16 +125,25 @@ pub fn at(records: &[(u64, Record)], at: usize, anchor: Option<&Anchor>) -> Mode
     }
     let first = records.first().map_or(0, |(s, _)| *s);
     let usable = anchor.filter(|a| Some(a.epoch) == epoch && a.seq + 1 >= first);
-    if let Some(anchor) = usable
-        && let Some(index) = records.iter().position(|(s, _)| *s == anchor.seq)
-    {
+    // How many of the held records the anchor's modes already include: all
+    // up to its own, or none when it is as of the record just before the
+    // oldest held one (the writer renews it only once the ring has dropped
+    // records past that one).
+    let included = usable.and_then(|a| {
+        if a.seq + 1 == first {
+            Some(0)
+        } else {
+            records.iter().position(|(s, _)| *s == a.seq).map(|index| index + 1)
+        }
+    });
+    if let (Some(anchor), Some(included)) = (usable, included) {
         let mut modes = anchor.modes.clone();
-        if at >= index {
-            for files in changes(index + 1..at + 1) {
+        if at + 1 >= included {
+            for files in changes(included..at + 1) {
                 history::modes_forward(&mut modes, files);
             }
         } else {
-            let later: Vec<_> = changes(at + 1..index + 1).collect();
+            let later: Vec<_> = changes(at + 1..included).collect();
             for files in later.into_iter().rev() {
                 history::modes_reverse(&mut modes, files);
             }
@@ -212,6 +221,18 @@ mod tests {
         assert_eq!(at(held, 1, Some(&anchor))[&b"f".to_vec()], 0o600);
         let later = Anchor { epoch: 1, seq: 4, modes: [(b"f".to_vec(), 0o600)].into() };
         assert_eq!(at(held, 0, Some(&later))[&b"f".to_vec()], 0o700, "walked back from the anchor");
+        // The anchor as of seq 2, the record just dropped: the writer
+        // renews it only once the ring has dropped past it. A file no held
+        // record names keeps the anchor's mode at every point.
+        let just_dropped =
+            Anchor { epoch: 1, seq: 2, modes: [(b"f".to_vec(), 0o755), (b"g".to_vec(), 0o750)].into() };
+        for (i, mode) in [0o700, 0o600].iter().enumerate() {
+            let modes = at(held, i, Some(&just_dropped));
+            assert_eq!(modes.get(b"f".as_slice()), Some(mode), "forwards from the record before the oldest");
+            assert_eq!(modes.get(b"g".as_slice()), Some(&0o750), "an untouched file at {}", i + 3);
+        }
+        let stale = Anchor { epoch: 1, seq: 1, ..just_dropped };
+        assert_eq!(at(held, 0, Some(&stale)).get(b"g".as_slice()), None, "a stale anchor is not used");
         let other_epoch = Anchor { epoch: 2, ..later };
         assert_eq!(
             at(held, 0, Some(&other_epoch)).get(b"f".as_slice()),

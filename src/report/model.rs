@@ -706,7 +706,14 @@ impl Builder {
 /// the deltas backwards and apply them forwards. `steps` holds each
 /// point's epoch and the map delta of its record.
 fn fill_maps_from_anchor(points: &mut StatPoints, steps: &Runs<(u64, i64)>, anchor: MapsAnchor) {
-    let Some(at) = points.seqs.iter().position(|&seq| seq == anchor.seq) else { return };
+    let (at, count_at) = match points.seqs.iter().position(|&seq| seq == anchor.seq) {
+        Some(at) => (at, anchor.count as i64),
+        // As of the record just before the oldest point (the anchor is
+        // renewed only once the ring has dropped past it): the first
+        // point's count follows from it.
+        None if points.seqs.first() == Some(&(anchor.seq + 1)) => (0, anchor.count as i64 + steps.get(0).1),
+        None => return,
+    };
     let unknown = |i: usize| steps.get(i).0 == anchor.epoch && points.maps.get(i).is_none();
     if !unknown(at) {
         return;
@@ -714,7 +721,7 @@ fn fill_maps_from_anchor(points: &mut StatPoints, steps: &Runs<(u64, i64)>, anch
     // The stretch around the anchor's point that has no count, and the
     // count at its first point.
     let (mut first, mut last) = (at, at);
-    let mut count = anchor.count as i64;
+    let mut count = count_at;
     while first > 0 && unknown(first - 1) {
         count -= steps.get(first).1;
         first -= 1;
@@ -993,17 +1000,30 @@ mod tests {
         let anchored = Model::build(&entries, None, Some(MapsAnchor { epoch: 1, seq: 51, count: 10 }));
         let counts: Vec<Option<u64>> = anchored.stats.iter().map(|p| p.maps).collect();
         assert_eq!(counts, [Some(11), Some(10), Some(11)]);
+        // As of the record just before the oldest held: the writer renews
+        // it only once the ring has dropped past it.
+        let just_before = Model::build(&entries, None, Some(MapsAnchor { epoch: 1, seq: 49, count: 9 }));
+        let counts: Vec<Option<u64>> = just_before.stats.iter().map(|p| p.maps).collect();
+        assert_eq!(counts, [Some(11), Some(10), Some(11)]);
+        let stale = Model::build(&entries, None, Some(MapsAnchor { epoch: 1, seq: 48, count: 9 }));
+        assert!(stale.stats.iter().all(|p| p.maps.is_none()), "a stale anchor is not used");
     }
 
     /// The anchor pass over a plain list of points, one step per point:
     /// what [`fill_maps_from_anchor`] must do over the column store.
     fn fill_plain(points: &mut [StatPoint], steps: &[(u64, i64)], anchor: MapsAnchor) {
-        let Some(at) = points.iter().position(|p| p.seq == anchor.seq) else { return };
+        let (at, count_at) = match points.iter().position(|p| p.seq == anchor.seq) {
+            Some(at) => (at, anchor.count as i64),
+            None if points.first().is_some_and(|p| p.seq == anchor.seq + 1) => {
+                (0, anchor.count as i64 + steps[0].1)
+            }
+            None => return,
+        };
         if steps[at].0 != anchor.epoch || points[at].maps.is_some() {
             return;
         }
-        points[at].maps = Some(anchor.count);
-        let mut count = anchor.count as i64;
+        points[at].maps = Some(count_at.max(0) as u64);
+        let mut count = count_at;
         for i in (0..at).rev() {
             count -= steps[i + 1].1;
             if steps[i].0 != anchor.epoch || points[i].maps.is_some() {
@@ -1011,7 +1031,7 @@ mod tests {
             }
             points[i].maps = Some(count.max(0) as u64);
         }
-        let mut count = anchor.count as i64;
+        let mut count = count_at;
         for i in at + 1..points.len() {
             count += steps[i].1;
             if steps[i].0 != anchor.epoch || points[i].maps.is_some() {

@@ -125,14 +125,26 @@ fn modes_are_known_after_the_baseline_left_the_ring() {
     let target = Target::start(t);
     let mut m = Monitord::start(&target, store.path(), &["--ring-size", "16K"]);
     let mut seqs = Vec::new();
-    for i in 0..60 {
+    // The anchor is renewed only once the ring has dropped records past
+    // it, so at times it is as of the record just before the oldest held
+    // one: restores then must still start from it.
+    let mut just_before = 0;
+    for i in 0..120 {
         // Lines that do not compress, so the small ring wraps.
         fs::write(t.join("log.txt"), format!("sample {i} {}\n", noise(i, 400))).unwrap();
         if i == 40 {
             chmod(&t.join("log.txt"), 0o600);
         }
         seqs.push((m.sample(), i));
+        let anchor = monitord::modes::read(store.path());
+        let oldest = dump_json(store.path())[0]["seq"].as_u64().unwrap();
+        if let Some(anchor) = anchor.filter(|a| a.seq + 1 == oldest) {
+            just_before += 1;
+            let modes = restored_modes(store.path(), oldest);
+            assert_eq!(modes["run.sh"], 0o750, "at {oldest}, the anchor as of {}", anchor.seq);
+        }
     }
+    assert!(just_before > 0, "the anchor was never as of the record just before the oldest");
     m.stop();
     let records = dump_json(store.path());
     assert_ne!(records[0]["kind"], "baseline", "the ring wrapped past the baseline");
