@@ -431,7 +431,13 @@ is damaged, exit 1, and DEST is left empty.
 
 An entry whose content at the point is not known (the target could not read
 it when it last changed) is left out and named on stderr (with --json, in
-left_out); the restore then exits 1, as the tree is incomplete.";
+left_out); the restore then exits 1, as the tree is incomplete.
+
+Files get the mode the journal recorded for them. When a file's mode at the
+point is not known (the baseline has left the ring and the store's modes
+anchor is missing or stale), it is written with the umask's mode and named on
+stderr (with --json, in modes_unknown), and the restore exits 1. A store
+recorded before modes were has none, and restores as before.";
 
 /// `monitord mark`.
 #[derive(Debug, Args)]
@@ -584,9 +590,9 @@ pub struct RestoreArgs {
     /// Directory to create (must not exist, or be empty).
     #[arg(value_name = "DEST", required_unless_present = "path")]
     pub dest: Option<PathBuf>,
-    /// Print a JSON summary on stdout: seq, dest, entries, and left_out
+    /// Print a JSON summary on stdout: seq, dest, entries, left_out
     /// (entries whose content at the point is not known: path, reason,
-    /// errno, since).
+    /// errno, since) and modes_unknown (files whose mode is not known).
     #[arg(long, conflicts_with = "path")]
     pub json: bool,
 }

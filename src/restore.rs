@@ -231,6 +231,12 @@ pub struct State {
     pub modes: history::Modes,
     /// Entries whose content at `seq` is not known, left out of `tree`.
     pub left_out: Vec<LeftOut>,
+    /// Files of `tree` whose mode at `seq` is not known though the store
+    /// records modes: the baseline has left the ring and the store's modes
+    /// anchor is missing, damaged, or older than the oldest record held (a
+    /// crash or a full disk kept it from being renewed). Empty for a store
+    /// from before modes.
+    pub modes_unknown: Vec<Vec<u8>>,
     /// Damaged stretches of the ring; the tree was rebuilt from intact
     /// records that do not depend on them.
     pub damage: Vec<journal::Damage>,
@@ -357,10 +363,22 @@ fn state_in(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<State, Erro
     }
     let mut modes = crate::modes::at(records, held.at_index, crate::modes::read(store_dir).as_ref());
     modes.retain(|path, _| tree.get(path).is_some_and(|(node, _)| *node == Node::File));
+    let records_modes = records.get(held.at_index).is_some_and(|(_, r)| r.version >= MODES_VERSION);
+    let modes_unknown = if records_modes {
+        tree.iter()
+            .filter(|(path, (node, _))| *node == Node::File && !modes.contains_key(*path))
+            .map(|(path, _)| path.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let cwd = held.cwd();
     let Held { seq, time_us, newest, epoch, damage, .. } = held;
-    Ok(State { seq, time_us, newest, epoch, cwd, tree, modes, left_out, damage })
+    Ok(State { seq, time_us, newest, epoch, cwd, tree, modes, left_out, modes_unknown, damage })
 }
+
+/// The first record format that records files' modes.
+const MODES_VERSION: u16 = 4;
 
 /// A point and its epoch's records, as the ring holds them.
 struct Held {

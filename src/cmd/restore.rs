@@ -63,6 +63,23 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
             &format!("monitord: {}", unknown.describe(state.seq)),
         );
     }
+    if let Some(first) = state.modes_unknown.first() {
+        let others = match state.modes_unknown.len() - 1 {
+            0 => String::new(),
+            1 => " and 1 other file".to_string(),
+            n => format!(" and {n} other files"),
+        };
+        crate::log::to_stderr(
+            crate::log::Level::Warning,
+            &format!(
+                "monitord: {}{others}: mode at seq {} not known (the baseline has left the ring, and {} is \
+                 missing, damaged or older than the oldest record held): written with the umask's mode",
+                crate::render::human::sanitize(first),
+                state.seq,
+                store_dir.join(crate::modes::MODES_FILE).display()
+            ),
+        );
+    }
     if args.json {
         let left_out: Vec<_> = state
             .left_out
@@ -80,12 +97,14 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
             "dest": json::bytes(dest.as_os_str().as_encoded_bytes()),
             "entries": state.tree.len(),
             "left_out": left_out,
+            "modes_unknown": state.modes_unknown.iter().map(|p| json::bytes(p)).collect::<Vec<_>>(),
         });
         let mut out = std::io::stdout().lock();
         writeln!(out, "{summary}").context("cannot write to stdout")?;
     } else {
         eprintln!("restored {} entries as of seq {} into {}", state.tree.len(), state.seq, dest.display());
     }
-    // A tree missing entries it should hold is not a successful restore.
-    Ok(super::reader_exit(!state.left_out.is_empty()))
+    // A tree missing entries it should hold, or holding files whose mode
+    // is not known, is not a successful restore.
+    Ok(super::reader_exit(!state.left_out.is_empty() || !state.modes_unknown.is_empty()))
 }

@@ -154,4 +154,22 @@ fn modes_are_known_after_the_baseline_left_the_ring() {
         assert_eq!(modes["run.sh"], 0o750, "an untouched script keeps its mode at {seq}");
         assert_eq!(modes["log.txt"], if *i >= 40 { 0o600 } else { 0o644 }, "at {seq}");
     }
+
+    // Without the anchor the script's mode is not known: the contents are
+    // restored, the mode is said to be unknown, and the exit status is 1.
+    fs::remove_file(store.path().join("modes")).unwrap();
+    let dest = TempDir::new("monitord-restored-");
+    let out = dest.path().join("out");
+    let s = store.path().to_str().unwrap();
+    let ran =
+        monitord(&["restore", "--store", s, "--at", &held.to_string(), "--json", out.to_str().unwrap()]);
+    ran.expect_code(1);
+    assert!(
+        ran.stderr.contains("log.txt and 1 other file: mode at seq") && ran.stderr.contains("not known"),
+        "{}",
+        ran.explain()
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&ran.stdout).unwrap();
+    assert_eq!(summary["modes_unknown"], serde_json::json!(["log.txt", "run.sh"]), "{summary}");
+    assert_eq!(fs::read(out.join("run.sh")).unwrap(), b"#!/bin/sh\n");
 }
