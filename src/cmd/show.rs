@@ -60,9 +60,15 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
             let ring = store_dir.join(store::RING_FILE);
             let snapshot = Snapshot::read(&ring)?;
             let info = snapshot.info();
-            let scan = snapshot.scan();
-            let Some(frame) = scan.frames.iter().find(|f| f.seq == seq) else {
-                if super::warn_damage(&ring, &scan.problems) {
+            // Only the record asked for is decoded and kept.
+            let mut found = None;
+            let (problems, _) = snapshot.scan_each(|frame| {
+                if frame.seq == seq && found.is_none() {
+                    found = Some((frame.time_us, Record::decode(&frame.payload)));
+                }
+            });
+            let Some((time_us, decoded)) = found else {
+                if super::warn_damage(&ring, &problems) {
                     bail!("seq {seq} is not among the intact records of the ring");
                 }
                 bail!(
@@ -71,8 +77,7 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
                     info.next_seq.saturating_sub(1)
                 );
             };
-            let mut record =
-                Record::decode(&frame.payload).with_context(|| format!("record {seq} cannot be decoded"))?;
+            let mut record = decoded.with_context(|| format!("record {seq} cannot be decoded"))?;
             if let (Body::Sample(sample), false) = (&mut record.body, paths.is_empty()) {
                 let touches = |c: &FileChange| {
                     paths.matches(&c.path) || c.from.as_deref().is_some_and(|f| paths.matches(f))
@@ -81,16 +86,16 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<ExitCode> {
                 sample.writers.retain(|w| sample.files.iter().any(|c| c.path == w.path));
             }
             if args.json {
-                return print(format!("{}\n", json::record(seq, frame.time_us, &record)).as_bytes());
+                return print(format!("{}\n", json::record(seq, time_us, &record)).as_bytes());
             }
             match &record.body {
                 // Only the given paths' diffs: no maps, no statistics.
                 Body::Sample(sample) if !paths.is_empty() => {
-                    out.extend_from_slice(human::summary(seq, frame.time_us, &record, color).as_bytes());
+                    out.extend_from_slice(human::summary(seq, time_us, &record, color).as_bytes());
                     out.push(b'\n');
                     human::render_changes(&sample.files, color, args.reverse, &mut out);
                 }
-                _ => human::render(seq, frame.time_us, &record, color, args.reverse, &mut out),
+                _ => human::render(seq, time_us, &record, color, args.reverse, &mut out),
             }
         }
     }
