@@ -154,10 +154,21 @@ fn change(t: &Path, rng: &mut Lcg, n: usize) {
     }
 }
 
-fn a_random_history_restores_and_undoes_exactly(backend: &str) {
-    // `MONITORD_SWEEP_SEED=N` tries another history; `MONITORD_LONG=1` a
-    // longer one.
-    let (samples, ring) = if std::env::var_os("MONITORD_LONG").is_some() { (200, "16M") } else { (30, "4M") };
+/// A recorded random history: the tree, the store, the running monitor
+/// (and its target), the state after each sample, and the generator.
+struct History {
+    tree: TempDir,
+    store: TempDir,
+    _target: Target,
+    m: Monitord,
+    states: Vec<(u64, State)>,
+    rng: Lcg,
+    seed: u64,
+}
+
+/// Record `samples` samples of random changes on `backend` with a ring of
+/// `ring` bytes. `MONITORD_SWEEP_SEED=N` tries another history.
+fn record_history(backend: &str, samples: usize, ring: &str) -> History {
     let seed: u64 = std::env::var("MONITORD_SWEEP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(17);
     let tree = TempDir::new("monitord-tree-");
     let t = tree.path();
@@ -165,10 +176,7 @@ fn a_random_history_restores_and_undoes_exactly(backend: &str) {
     fs::write(t.join("README.md"), "# sweep\n").unwrap();
     fs::write(t.join("src/main.rs"), "fn main() {}\n").unwrap();
     let store = TempDir::new("monitord-store-");
-    let s = store.path().to_str().unwrap();
     let target = Target::start(t);
-    // A small ring: every reader copies and scans the whole of it, which
-    // a debug build does slowly; this one still never wraps.
     let mut m = Monitord::start_on(backend, &target, store.path(), &["--ring-size", ring]);
     let mut states = vec![(1, state(t))];
     let mut rng = Lcg(backend.len() as u64 * 1_000_003 + seed);
@@ -183,16 +191,31 @@ fn a_random_history_restores_and_undoes_exactly(backend: &str) {
         let seq = m.sample();
         states.push((seq, state(t)));
     }
+    History { tree, store, _target: target, m, states, rng, seed }
+}
 
-    let restores_to = |seq: u64, want: &State, what: &str| {
-        let dest = TempDir::new("monitord-restore-");
-        let out = dest.path().join("tree");
-        monitord(&["restore", "--store", s, "--at", &seq.to_string(), out.to_str().unwrap()])
-            .expect_success();
-        assert_eq!(&state(&out), want, "restore --at {seq} ({what}) on {backend}, seed {seed}");
-    };
+/// Restore `seq` of `store` and compare it with `want`.
+fn restores_to(store: &Path, seq: u64, want: &State, what: &str) {
+    let dest = TempDir::new("monitord-restore-");
+    let out = dest.path().join("tree");
+    let s = store.to_str().unwrap();
+    monitord(&["restore", "--store", s, "--at", &seq.to_string(), out.to_str().unwrap()]).expect_success();
+    assert_eq!(&state(&out), want, "restore --at {seq} ({what})");
+}
+
+fn a_random_history_restores_and_undoes_exactly(backend: &str) {
+    // `MONITORD_LONG=1` runs a longer history. A small ring: every reader
+    // copies and scans the whole of it, which a debug build does slowly;
+    // this one still never wraps.
+    let (samples, ring) = if std::env::var_os("MONITORD_LONG").is_some() { (200, "16M") } else { (30, "4M") };
+    let History { tree, store, _target, mut m, states, mut rng, seed } =
+        record_history(backend, samples, ring);
+    let t = tree.path();
+    let s = store.path().to_str().unwrap();
+    assert_eq!(dump_json(store.path())[0]["seq"], 1, "the ring did not wrap");
+
     for (seq, want) in &states {
-        restores_to(*seq, want, "a sample");
+        restores_to(store.path(), *seq, want, &format!("a sample on {backend}, seed {seed}"));
         // blame gives the file's lines as of that point, each from a record
         // no newer than it.
         let texts: Vec<(&String, &Vec<u8>)> =
@@ -236,7 +259,7 @@ fn a_random_history_restores_and_undoes_exactly(backend: &str) {
     m.stop();
     let records = dump_json(store.path());
     for &(seq, to) in &after_undo {
-        restores_to(seq, &states[to].1, "after an undo");
+        restores_to(store.path(), seq, &states[to].1, &format!("after an undo on {backend}, seed {seed}"));
         let files = record(&records, seq)["files"].as_array().map(Vec::len);
         assert_eq!(files, Some(0), "the sample after an undo records nothing more (seq {seq}, seed {seed})");
     }
@@ -253,4 +276,37 @@ fn a_random_history_restores_and_undoes_exactly(backend: &str) {
     monitord(&["verify", "--store", s]).expect_success();
 }
 
-on_every_backend!(a_random_history_restores_and_undoes_exactly);
+/// The same on a ring so small that it wraps past the baseline: every
+/// sample it still holds restores exactly (modes then come from the
+/// store's anchor), the ones it dropped are refused, and undo (which
+/// needs the baseline to know the watched directory) is refused whole.
+fn a_random_history_on_a_ring_that_wraps_restores_what_it_holds(backend: &str) {
+    let History { tree, store, _target, m, states, rng: _, seed } = record_history(backend, 250, "96K");
+    m.stop();
+    let t = tree.path();
+    let s = store.path().to_str().unwrap();
+    let oldest = dump_json(store.path())[0]["seq"].as_u64().unwrap();
+    assert!(oldest > 1, "the ring wrapped past the baseline (oldest held: {oldest})");
+    for (seq, want) in &states {
+        if *seq >= oldest {
+            restores_to(store.path(), *seq, want, &format!("a held sample on {backend}, seed {seed}"));
+        } else {
+            let dest = TempDir::new("monitord-restore-");
+            let out = dest.path().join("tree");
+            monitord(&["restore", "--store", s, "--at", &seq.to_string(), out.to_str().unwrap()])
+                .expect_code(1);
+        }
+    }
+    monitord(&["verify", "--store", s]).expect_success();
+    // undo needs the watched directory, which only a baseline names.
+    let newest = states.last().unwrap().0;
+    let ran = monitord(&["undo", "--store", s, &format!("{oldest}..{newest}")]);
+    ran.expect_code(1);
+    assert!(ran.stderr.contains("its baseline is no longer in the ring"), "{}", ran.explain());
+    assert_eq!(&state(t), &states.last().unwrap().1, "a refused undo writes nothing");
+}
+
+on_every_backend!(
+    a_random_history_restores_and_undoes_exactly,
+    a_random_history_on_a_ring_that_wraps_restores_what_it_holds
+);
