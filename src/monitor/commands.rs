@@ -191,6 +191,7 @@ impl Monitor {
             ),
             ("errors", self.errors.to_string()),
             ("last_error", self.last_error.clone().unwrap_or_else(|| "-".to_string())),
+            ("oversize", self.oversize.to_string()),
             ("samples", counters.samples.to_string()),
             ("period_samples", self.period_samples.to_string()),
             ("missed_periods", self.missed_periods.to_string()),

@@ -46,13 +46,19 @@ impl Monitor {
     /// lost while the target's changes stay pending; every period tries
     /// again. Returns the reason.
     pub(super) fn stall(&mut self, e: &crate::sampler::Error) -> String {
-        let chain = crate::render::error_chain(e);
+        let mut chain = crate::render::error_chain(e);
+        if e.is_oversize() {
+            chain.push_str(": a larger --ring-size would hold it; the change stays pending until it fits");
+        }
         let reason =
             if chain.starts_with("recording paused") { chain } else { format!("recording paused: {chain}") };
         let reason = human::sanitize(reason.as_bytes());
         self.errors += 1;
         self.last_error = Some(reason.clone());
         if self.stalled.as_deref() != Some(reason.as_str()) {
+            if e.is_oversize() {
+                self.oversize += 1;
+            }
             self.output.warn(&format!("{reason}; retrying every period"));
             self.stalled = Some(reason.clone());
         }

@@ -96,6 +96,8 @@ pub struct Monitor {
     errors: u64,
     /// The newest of them, one line.
     last_error: Option<String>,
+    /// Times recording paused on a record too large for the ring.
+    oversize: u64,
     /// Fault lines already written to the output.
     noted_faults: HashSet<String>,
     /// A command we started (`-- COMMAND`): our child, reaped here.
@@ -138,6 +140,7 @@ impl Monitor {
             dropped_replies: 0,
             errors: 0,
             last_error: None,
+            oversize: 0,
             noted_faults: HashSet::new(),
         };
         monitor.watch_exit();

@@ -89,13 +89,22 @@ pub enum Error {
 impl Error {
     /// Whether the next sample may succeed where this one failed: a write
     /// to the journal or the mirror was refused (a full disk, an I/O
-    /// error), and the sampler kept what it needs to try again (the
-    /// pending paths, the mirror updates, the baseline to take).
+    /// error), or the record was too large for the ring (the change that
+    /// made it may shrink or be undone), and the sampler kept what it
+    /// needs to try again (the pending paths, the mirror updates, the
+    /// baseline to take).
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Error::MirrorBehind(_) | Error::Mirror(_) | Error::Journal(journal::Error::Write { .. })
+            Error::MirrorBehind(_)
+                | Error::Mirror(_)
+                | Error::Journal(journal::Error::Write { .. } | journal::Error::TooLarge { .. })
         )
+    }
+
+    /// The record was too large for the ring.
+    pub fn is_oversize(&self) -> bool {
+        matches!(self, Error::Journal(journal::Error::TooLarge { .. }))
     }
 }
 

@@ -55,3 +55,48 @@ fn a_full_store_pauses_recording_and_loses_nothing() {
     }
     assert_eq!(std::fs::read_dir(store.join("tmp")).unwrap().count(), 0, "no temp file left behind");
 }
+
+/// A record too large for the ring (at most half of it) pauses recording
+/// with a message that names the ring and the remedy, the monitor stays
+/// alive and counts it in `status oversize`, and recording resumes once
+/// the change that made the record fits again.
+#[test]
+fn a_record_too_large_for_the_ring_pauses_recording_and_the_monitor_stays() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    std::fs::write(tree.path().join("big.txt"), noise(1, 4000)).unwrap();
+    let target = Target::start(tree.path());
+    let daemon = Daemon::start(target.pid(), store.path(), 600_000, &["--ring-size", "16K"]);
+    let sampled = |out: &str| -> u64 { out.trim().strip_prefix("sampled: ").unwrap().parse().unwrap() };
+    let mut states = vec![(1, snapshot(tree.path()))];
+
+    // Rewritten whole with text that does not compress: the record holds
+    // both versions, far more than half of a 16 KiB ring.
+    std::fs::write(tree.path().join("big.txt"), noise(2, 40_000)).unwrap();
+    let (code, _, err) = daemon.ctl(&["sample"]);
+    assert_eq!(code, 1, "a sample whose record cannot fit is an error reply");
+    assert!(err.contains("too large for ring") && err.contains("--ring-size"), "{err}");
+    assert!(daemon.is_alive(), "a record too large for the ring does not stop the monitor");
+    let status = daemon.status();
+    assert!(status["recording"].starts_with("paused: "), "{status:?}");
+    assert_eq!(status["oversize"], "1", "{status:?}");
+    // Tried again every period: still one pause, not one per try.
+    let (code, _, _) = daemon.ctl(&["sample"]);
+    assert_eq!(code, 1);
+    assert_eq!(daemon.status()["oversize"], "1");
+
+    // A change that fits: recording resumes and nothing is lost.
+    std::fs::write(tree.path().join("big.txt"), noise(1, 4000)).unwrap();
+    std::fs::write(tree.path().join("small.txt"), "small\n").unwrap();
+    let (code, out, err) = daemon.ctl(&["sample"]);
+    assert_eq!(code, 0, "{err}");
+    states.push((sampled(&out), snapshot(tree.path())));
+    assert_eq!(daemon.status()["recording"], "ok");
+
+    assert_eq!(daemon.ctl(&["stop"]).0, 0);
+    daemon.wait_gone(Duration::from_secs(20));
+    monitord(&["verify", "--store", store.path().to_str().unwrap()]).expect_success();
+    for (seq, expected) in &states {
+        assert_eq!(&restored(store.path(), *seq), expected, "restore --at {seq}");
+    }
+}
