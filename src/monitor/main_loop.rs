@@ -16,6 +16,10 @@ use crate::render::human;
 /// in bytes.
 const SHOWN_LINE: usize = 80;
 
+/// The longest wait between periodic tries of a record too large for the
+/// ring.
+const MAX_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Monitor {
     /// Sample now and show what was committed.
     pub(super) fn sample(&mut self) -> Result<u64, crate::sampler::Error> {
@@ -26,10 +30,15 @@ impl Monitor {
             Ok(committed) => committed,
             Err(e) if e.is_transient() => {
                 self.stall(&e);
+                self.retry_after = e.is_oversize().then(|| {
+                    let wait = self.retry_after.map_or(self.period, |(_, wait)| wait * 2).min(MAX_RETRY_WAIT);
+                    (Instant::now() + wait, wait)
+                });
                 return Ok(0);
             }
             Err(e) => return Err(e),
         };
+        self.retry_after = None;
         if self.stalled.take().is_some() {
             self.note("recording resumed: nothing pending was lost");
         }
@@ -102,7 +111,8 @@ impl Monitor {
                 }
                 Ok(Msg::Fault(fault)) => self.fault(&fault),
                 Err(RecvTimeoutError::Timeout) => {
-                    if !self.paused {
+                    let backing_off = self.retry_after.is_some_and(|(at, _)| Instant::now() < at);
+                    if !self.paused && !backing_off {
                         let before = self.sampler.counters().samples;
                         self.sample()?;
                         self.period_samples += self.sampler.counters().samples.saturating_sub(before);

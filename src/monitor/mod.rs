@@ -98,6 +98,11 @@ pub struct Monitor {
     last_error: Option<String>,
     /// Times recording paused on a record too large for the ring.
     oversize: u64,
+    /// While a record too large for the ring holds recording back: the
+    /// periodic sample is not tried again before this instant, and the
+    /// wait, doubled at each try up to a minute (the pending change is
+    /// read and diffed again at every try). Explicit samples try at once.
+    retry_after: Option<(Instant, Duration)>,
     /// Fault lines already written to the output.
     noted_faults: HashSet<String>,
     /// A command we started (`-- COMMAND`): our child, reaped here.
@@ -141,6 +146,7 @@ impl Monitor {
             errors: 0,
             last_error: None,
             oversize: 0,
+            retry_after: None,
             noted_faults: HashSet::new(),
         };
         monitor.watch_exit();

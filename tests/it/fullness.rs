@@ -100,3 +100,29 @@ fn a_record_too_large_for_the_ring_pauses_recording_and_the_monitor_stays() {
         assert_eq!(&restored(store.path(), *seq), expected, "restore --at {seq}");
     }
 }
+
+/// Every try reads and diffs the pending change again: while a record is
+/// too large for the ring, the periodic tries come less and less often
+/// (the wait doubles from the period up to a minute).
+#[test]
+fn a_record_too_large_for_the_ring_is_tried_less_and_less_often() {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    std::fs::write(tree.path().join("big.txt"), noise(1, 4000)).unwrap();
+    let target = Target::start(tree.path());
+    let daemon = Daemon::start(target.pid(), store.path(), 50, &["--ring-size", "16K"]);
+    std::fs::write(tree.path().join("big.txt"), noise(2, 40_000)).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let status = daemon.status();
+    assert_eq!(status["oversize"], "1", "{status:?}");
+    let tries: u64 = status["errors"].parse().unwrap();
+    // At a 50 ms period, 40 tries in 2 s without the back-off; with it,
+    // about 6 (0.05, 0.1, 0.2, 0.4, 0.8 s apart).
+    assert!((1..=10).contains(&tries), "{tries} tries in 2 s: {status:?}");
+    // Stopped while the change is still pending: an error, and the log
+    // says why.
+    let (code, _, err) = daemon.ctl(&["stop"]);
+    assert_eq!(code, 1, "{err}");
+    daemon.wait_gone(Duration::from_secs(20));
+    assert!(daemon.log().contains("too large for ring"), "{}", daemon.log());
+}
