@@ -187,7 +187,10 @@ impl Monitor {
             ("paused", self.paused.to_string()),
             (
                 "recording",
-                self.stalled.as_ref().map_or_else(|| "ok".to_string(), |why| format!("paused: {why}")),
+                self.stalled.as_ref().map_or_else(
+                    || "ok".to_string(),
+                    |why| format!("paused: {}", why.strip_prefix("recording paused: ").unwrap_or(why)),
+                ),
             ),
             ("errors", self.errors.to_string()),
             ("last_error", self.last_error.clone().unwrap_or_else(|| "-".to_string())),

@@ -78,7 +78,7 @@ fn a_record_too_large_for_the_ring_pauses_recording_and_the_monitor_stays() {
     assert!(err.contains("too large for ring") && err.contains("--ring-size"), "{err}");
     assert!(daemon.is_alive(), "a record too large for the ring does not stop the monitor");
     let status = daemon.status();
-    assert!(status["recording"].starts_with("paused: "), "{status:?}");
+    assert!(status["recording"].starts_with("paused: record of "), "{status:?}");
     assert_eq!(status["oversize"], "1", "{status:?}");
     // Tried again every period: still one pause, not one per try.
     let (code, _, _) = daemon.ctl(&["sample"]);
