@@ -56,17 +56,24 @@ fn a_full_store_pauses_recording_and_loses_nothing() {
     assert_eq!(std::fs::read_dir(store.join("tmp")).unwrap().count(), 0, "no temp file left behind");
 }
 
+/// A daemon sampling every `period_ms` on a tree holding `big.txt`, with
+/// a 16 KiB ring (records of at most 6 KiB).
+fn small_ring(period_ms: u64) -> (TempDir, TempDir, Target, Daemon) {
+    let tree = TempDir::new("monitord-tree-");
+    let store = TempDir::new("monitord-store-");
+    std::fs::write(tree.path().join("big.txt"), noise(1, 4000)).unwrap();
+    let target = Target::start(tree.path());
+    let daemon = Daemon::start(target.pid(), store.path(), period_ms, &["--ring-size", "16K"]);
+    (tree, store, target, daemon)
+}
+
 /// A record too large for the ring (at most half of it) pauses recording
 /// with a message that names the ring and the remedy, the monitor stays
 /// alive and counts it in `status oversize`, and recording resumes once
 /// the change that made the record fits again.
 #[test]
 fn a_record_too_large_for_the_ring_pauses_recording_and_the_monitor_stays() {
-    let tree = TempDir::new("monitord-tree-");
-    let store = TempDir::new("monitord-store-");
-    std::fs::write(tree.path().join("big.txt"), noise(1, 4000)).unwrap();
-    let target = Target::start(tree.path());
-    let daemon = Daemon::start(target.pid(), store.path(), 600_000, &["--ring-size", "16K"]);
+    let (tree, store, _target, daemon) = small_ring(600_000);
     let sampled = |out: &str| -> u64 { out.trim().strip_prefix("sampled: ").unwrap().parse().unwrap() };
     let mut states = vec![(1, snapshot(tree.path()))];
 
@@ -106,11 +113,7 @@ fn a_record_too_large_for_the_ring_pauses_recording_and_the_monitor_stays() {
 /// (the wait doubles from the period up to a minute).
 #[test]
 fn a_record_too_large_for_the_ring_is_tried_less_and_less_often() {
-    let tree = TempDir::new("monitord-tree-");
-    let store = TempDir::new("monitord-store-");
-    std::fs::write(tree.path().join("big.txt"), noise(1, 4000)).unwrap();
-    let target = Target::start(tree.path());
-    let daemon = Daemon::start(target.pid(), store.path(), 50, &["--ring-size", "16K"]);
+    let (tree, _store, _target, daemon) = small_ring(50);
     std::fs::write(tree.path().join("big.txt"), noise(2, 40_000)).unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let status = daemon.status();
