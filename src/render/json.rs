@@ -47,7 +47,7 @@ fn node(value: Node) -> &'static str {
 }
 
 fn skipped(list: &[Skipped]) -> Value {
-    value(direct::SkippedList(list))
+    value(direct::List(list, direct::SkippedJson))
 }
 
 /// The value of what the direct writer writes: one definition of each
@@ -154,7 +154,7 @@ pub fn writers_or_pids(w: &crate::journal::record::Writers) -> Value {
 
 /// Named writers: `[{pid, comm, exe, uid, target}]`, unknown fields null.
 pub fn writers(who: &[Writer]) -> Value {
-    value(direct::WriterList(who))
+    value(direct::List(who, direct::WriterJson))
 }
 
 fn stats_value(s: &crate::journal::record::Stats) -> Value {

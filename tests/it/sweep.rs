@@ -7,21 +7,12 @@
 //! tree back through the same points to the baseline, one random range at
 //! a time, matching each.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::harness::*;
-use crate::modes::modes_below;
-
-/// What a user compares: every file's content (a link as `-> target`) and
-/// every regular file's mode.
-type State = (BTreeMap<String, Vec<u8>>, BTreeMap<String, u32>);
-
-fn state(dir: &Path) -> State {
-    (snapshot(dir), modes_below(dir))
-}
+use crate::undo::{Live, live};
 
 /// A few lines of words; sometimes without the last newline, sometimes
 /// with CRLF endings.
@@ -161,7 +152,7 @@ struct History {
     store: TempDir,
     _target: Target,
     m: Monitord,
-    states: Vec<(u64, State)>,
+    states: Vec<(u64, Live)>,
     rng: Lcg,
     seed: u64,
 }
@@ -178,7 +169,7 @@ fn record_history(backend: &str, samples: usize, ring: &str) -> History {
     let store = TempDir::new("monitord-store-");
     let target = Target::start(t);
     let mut m = Monitord::start_on(backend, &target, store.path(), &["--ring-size", ring]);
-    let mut states = vec![(1, state(t))];
+    let mut states = vec![(1, live(t))];
     let mut rng = Lcg(backend.len() as u64 * 1_000_003 + seed);
     let mut n = 0;
     for _ in 0..samples {
@@ -189,18 +180,18 @@ fn record_history(backend: &str, samples: usize, ring: &str) -> History {
             change(t, &mut rng, n);
         }
         let seq = m.sample();
-        states.push((seq, state(t)));
+        states.push((seq, live(t)));
     }
     History { tree, store, _target: target, m, states, rng, seed }
 }
 
 /// Restore `seq` of `store` and compare it with `want`.
-fn restores_to(store: &Path, seq: u64, want: &State, what: &str) {
+fn restores_to(store: &Path, seq: u64, want: &Live, what: &str) {
     let dest = TempDir::new("monitord-restore-");
     let out = dest.path().join("tree");
     let s = store.to_str().unwrap();
     monitord(&["restore", "--store", s, "--at", &seq.to_string(), out.to_str().unwrap()]).expect_success();
-    assert_eq!(&state(&out), want, "restore --at {seq} ({what})");
+    assert_eq!(&live(&out), want, "restore --at {seq} ({what})");
 }
 
 fn a_random_history_restores_and_undoes_exactly(backend: &str) {
@@ -240,18 +231,18 @@ fn a_random_history_restores_and_undoes_exactly(backend: &str) {
     // it was at the point it names. The first ones go through the running
     // monitor, which records each as an undo (the next sample then finds
     // nothing to record); the rest are applied without a monitor.
-    assert_eq!(&state(t), &states.last().unwrap().1, "the live tree is the newest sample");
+    assert_eq!(&live(t), &states.last().unwrap().1, "the live tree is the newest sample");
     let mut at = states.len() - 1;
     let mut newest = states[at].0;
     let mut after_undo = Vec::new();
     while at > states.len() / 2 {
         let to = rng.below(at);
         let point = states[to].0.to_string();
-        let before = state(t);
+        let before = live(t);
         monitord(&["undo", "--store", s, "--dry-run", &point]).expect_success();
-        assert_eq!(state(t), before, "undo --dry-run {point} writes nothing (seed {seed})");
+        assert_eq!(live(t), before, "undo --dry-run {point} writes nothing (seed {seed})");
         monitord(&["undo", "--store", s, &point]).expect_success();
-        assert_eq!(&state(t), &states[to].1, "undo to {point} through the monitor on {backend}, seed {seed}");
+        assert_eq!(&live(t), &states[to].1, "undo to {point} through the monitor on {backend}, seed {seed}");
         newest = m.sample();
         after_undo.push((newest, to));
         at = to;
@@ -269,7 +260,7 @@ fn a_random_history_restores_and_undoes_exactly(backend: &str) {
         let to = if at == 1 { 0 } else { rng.below(at) };
         let range = format!("{}..{}", states[to].0, newest);
         monitord(&["undo", "--store", s, &range]).expect_success();
-        assert_eq!(&state(t), &states[to].1, "undo {range} on {backend}, seed {seed}");
+        assert_eq!(&live(t), &states[to].1, "undo {range} on {backend}, seed {seed}");
         newest = states[to].0;
         at = to;
     }
@@ -303,7 +294,7 @@ fn a_random_history_on_a_ring_that_wraps_restores_what_it_holds(backend: &str) {
     let ran = monitord(&["undo", "--store", s, &format!("{oldest}..{newest}")]);
     ran.expect_code(1);
     assert!(ran.stderr.contains("its baseline is no longer in the ring"), "{}", ran.explain());
-    assert_eq!(&state(t), &states.last().unwrap().1, "a refused undo writes nothing");
+    assert_eq!(&live(t), &states.last().unwrap().1, "a refused undo writes nothing");
 }
 
 on_every_backend!(

@@ -12,10 +12,12 @@ use std::process::Command;
 use crate::harness::*;
 use crate::modes::modes_below;
 
-/// What a user compares: every file's content and every file's mode.
-type Live = (BTreeMap<String, Vec<u8>>, BTreeMap<String, u32>);
+/// What a user compares: every file's content (a link as `-> target`) and
+/// every regular file's mode.
+pub type Live = (BTreeMap<String, Vec<u8>>, BTreeMap<String, u32>);
 
-fn live(dir: &Path) -> Live {
+/// The [`Live`] state of the tree at `dir`.
+pub fn live(dir: &Path) -> Live {
     (snapshot(dir), modes_below(dir))
 }
 

@@ -54,7 +54,7 @@ impl Serialize for SampleJson<'_> {
         map.serialize_entry("maps", &Maps(sample))?;
         map.serialize_entry("pid", &self.pid)?;
         map.serialize_entry("seq", &self.seq)?;
-        map.serialize_entry("skipped", &SkippedList(&sample.skipped))?;
+        map.serialize_entry("skipped", &List(&sample.skipped, SkippedJson))?;
         if let Some(stats) = &sample.stats {
             map.serialize_entry("stats", &StatsJson(stats))?;
         }
@@ -80,14 +80,14 @@ impl Serialize for Bytes<'_> {
     }
 }
 
-/// A list of byte strings.
-struct BytesList<'a>(&'a [Vec<u8>]);
+/// A list, each item written as `each` wraps it.
+pub(super) struct List<'a, T, E>(pub(super) &'a [T], pub(super) fn(&'a T) -> E);
 
-impl Serialize for BytesList<'_> {
+impl<'a, T, E: Serialize> Serialize for List<'a, T, E> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.0.len()))?;
         for item in self.0 {
-            seq.serialize_element(&Bytes(item))?;
+            seq.serialize_element(&(self.1)(item))?;
         }
         seq.end()
     }
@@ -98,26 +98,14 @@ struct Maps<'a>(&'a Sample);
 impl Serialize for Maps<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(2))?;
-        map.serialize_entry("added", &BytesList(&self.0.maps.added))?;
-        map.serialize_entry("removed", &BytesList(&self.0.maps.removed))?;
+        map.serialize_entry("added", &List(&self.0.maps.added, |m| Bytes(m)))?;
+        map.serialize_entry("removed", &List(&self.0.maps.removed, |m| Bytes(m)))?;
         map.end()
     }
 }
 
-/// Entries left out.
-pub(super) struct SkippedList<'a>(pub(super) &'a [Skipped]);
-
-impl Serialize for SkippedList<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for skipped in self.0 {
-            seq.serialize_element(&SkippedJson(skipped))?;
-        }
-        seq.end()
-    }
-}
-
-struct SkippedJson<'a>(&'a Skipped);
+/// An entry left out: `{path, reason}`.
+pub(super) struct SkippedJson<'a>(pub(super) &'a Skipped);
 
 impl Serialize for SkippedJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -207,26 +195,14 @@ impl Serialize for FileJson<'_> {
         map.serialize_entry("path", &Bytes(&f.path))?;
         map.serialize_entry("reverse", &Bytes(&reverse))?;
         if let Some(w) = self.writers.filter(|w| !w.who.is_empty()) {
-            map.serialize_entry("writers", &WriterList(&w.who))?;
+            map.serialize_entry("writers", &List(&w.who, WriterJson))?;
         }
         map.end()
     }
 }
 
-/// Named writers: `[{pid, comm, exe, uid, target}]`, unknown fields null.
-pub(super) struct WriterList<'a>(pub(super) &'a [Writer]);
-
-impl Serialize for WriterList<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for w in self.0 {
-            seq.serialize_element(&WriterJson(w))?;
-        }
-        seq.end()
-    }
-}
-
-struct WriterJson<'a>(&'a Writer);
+/// A named writer: `{pid, comm, exe, uid, target}`, unknown fields null.
+pub(super) struct WriterJson<'a>(pub(super) &'a Writer);
 
 impl Serialize for WriterJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
