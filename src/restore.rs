@@ -363,7 +363,8 @@ fn state_in(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<State, Erro
     }
     let mut modes = crate::modes::at(records, held.at_index, crate::modes::read(store_dir).as_ref());
     modes.retain(|path, _| tree.get(path).is_some_and(|(node, _)| *node == Node::File));
-    let records_modes = records.get(held.at_index).is_some_and(|(_, r)| r.version >= MODES_VERSION);
+    let records_modes =
+        records.get(held.at_index).is_some_and(|(_, r)| r.version >= crate::journal::record::MODES_SINCE);
     let modes_unknown = if records_modes {
         tree.iter()
             .filter(|(path, (node, _))| *node == Node::File && !modes.contains_key(*path))
@@ -376,9 +377,6 @@ fn state_in(store_dir: &Path, snapshot: &Snapshot, at: At) -> Result<State, Erro
     let Held { seq, time_us, newest, epoch, damage, .. } = held;
     Ok(State { seq, time_us, newest, epoch, cwd, tree, modes, left_out, modes_unknown, damage })
 }
-
-/// The first record format that records files' modes.
-const MODES_VERSION: u16 = 4;
 
 /// A point and its epoch's records, as the ring holds them.
 struct Held {

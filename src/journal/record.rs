@@ -43,6 +43,10 @@ const OLDEST_CURRENT_LAYOUT: u16 = 4;
 /// The oldest payload version this monitord reads.
 pub const OLDEST_READABLE_VERSION: u16 = 2;
 
+/// The first payload version that records files' modes (older records
+/// decode with every mode 0: not known).
+pub const MODES_SINCE: u16 = 4;
+
 /// Errors decoding a payload.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {

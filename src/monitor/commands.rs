@@ -189,7 +189,7 @@ impl Monitor {
                 "recording",
                 self.stalled.as_ref().map_or_else(
                     || "ok".to_string(),
-                    |why| format!("paused: {}", why.strip_prefix("recording paused: ").unwrap_or(why)),
+                    |why| format!("paused: {}", super::faults::paused_because(why)),
                 ),
             ),
             ("errors", self.errors.to_string()),

@@ -50,8 +50,7 @@ impl Monitor {
         if e.is_oversize() {
             chain.push_str(": a larger --ring-size would hold it; the change stays pending until it fits");
         }
-        let reason =
-            if chain.starts_with("recording paused") { chain } else { format!("recording paused: {chain}") };
+        let reason = if chain.starts_with(PAUSED) { chain } else { format!("{PAUSED}{chain}") };
         let reason = human::sanitize(reason.as_bytes());
         self.errors += 1;
         self.last_error = Some(reason.clone());
@@ -59,11 +58,22 @@ impl Monitor {
             if e.is_oversize() {
                 self.oversize += 1;
             }
-            self.output.warn(&format!("{reason}; retrying every period"));
+            let retrying =
+                if e.is_oversize() { "retrying less and less often" } else { "retrying every period" };
+            self.output.warn(&format!("{reason}; {retrying}"));
             self.stalled = Some(reason.clone());
         }
         reason
     }
+}
+
+/// How every reason [`Monitor::stall`] gives starts.
+const PAUSED: &str = "recording paused: ";
+
+/// What a stall's reason says after [`PAUSED`] (`status` shows it as
+/// `recording: paused: WHY`).
+pub(super) fn paused_because(reason: &str) -> &str {
+    reason.strip_prefix(PAUSED).unwrap_or(reason)
 }
 
 /// What the output and `last_error` say about `fault`: what failed, on
